@@ -1,0 +1,68 @@
+# Builds build/ngx_creor_module.so against an nginx source tree (Debian's
+# nginx-dev headers by default) and build/creor, the admin command line.
+
+NGINX_SRC ?= /usr/share/nginx/src
+BUILD     ?= build
+CC        ?= cc
+CFLAGS    ?= -O2 -g
+SAN       ?=
+
+TOP       := $(CURDIR)
+NGXDIR    := $(BUILD)/nginx
+CORE_SRC  := src/creor_store.c src/creor_core.c
+CLI_SRC   := src/creor_cli.c $(CORE_SRC)
+MOD_SRC   := $(wildcard src/*.c src/*.h) config
+
+# Debian's nginx-dev ships configure and headers only; its configure wants
+# the flags the stock binary was built with, so that --with-compat matches.
+CONF_FLAGS = $(shell test -f $(NGINX_SRC)/conf_flags && \
+	. $(NGINX_SRC)/conf_flags && echo "$${NGX_CONF_FLAGS[@]}")
+
+SHELL := /bin/bash
+
+.PHONY: all module cli test test-asan asan run clean bench
+
+all: module cli
+
+module: $(BUILD)/ngx_creor_module.so
+
+cli: $(BUILD)/creor
+
+$(NGXDIR)/src/Makefile: config
+	rm -rf $(NGXDIR) && mkdir -p $(NGXDIR)
+	cp -a $(NGINX_SRC)/. $(NGXDIR)/src/
+	cd $(NGXDIR)/src && ./configure --with-compat $(CONF_FLAGS) \
+	    --with-cc-opt="$(CFLAGS) $(SAN) -fPIC" \
+	    --with-ld-opt="$(SAN)" \
+	    --add-dynamic-module=$(TOP) >$(TOP)/$(NGXDIR)/configure.log
+	cp $(NGXDIR)/src/objs/Makefile $(NGXDIR)/src/Makefile.objs 2>/dev/null || true
+	touch $@
+
+$(BUILD)/ngx_creor_module.so: $(NGXDIR)/src/Makefile $(MOD_SRC)
+	$(MAKE) -C $(NGXDIR)/src -f objs/Makefile modules >$(NGXDIR)/build.log 2>&1 \
+	    || { cat $(NGXDIR)/build.log; exit 1; }
+	grep -E 'warning:|error:' $(NGXDIR)/build.log || true
+	cp $(NGXDIR)/src/objs/ngx_creor_module.so $@
+
+$(BUILD)/creor: $(CLI_SRC) src/creor_store.h src/creor_core.h
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS) $(SAN) -Wall -Wextra -Wno-unused-parameter \
+	    -o $@ $(CLI_SRC) -llmdb -lcrypto
+
+test: all
+	prove -r t/
+
+asan:
+	$(MAKE) BUILD=build/asan SAN="-fsanitize=address -fno-omit-frame-pointer"
+
+test-asan: asan
+	CREOR_BUILD=build/asan CREOR_ASAN=1 prove -r t/
+
+run: all
+	./conf/run.sh
+
+bench: all
+	./bench/run.sh
+
+clean:
+	rm -rf build

@@ -1,0 +1,905 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ *
+ * /v1/agents (SPEC 8.1).  An agent is stored as "a:<org>:<agent id>":
+ * a small fixed header (project, status) that lists and scope checks read
+ * without parsing, then the agent's public JSON, which GET sends as is.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_creor.h"
+
+
+#define CREOR_AGENT_STATUS_MAX  16
+#define CREOR_STRING_MAX        65536
+#define CREOR_ARRAY_MAX         100
+
+
+typedef struct {
+    char            project[CREOR_ID_MAX];
+    char            status[CREOR_AGENT_STATUS_MAX];
+} creor_agent_hdr_t;
+
+
+typedef struct {
+    const char     *name;
+    ngx_uint_t      type;           /* CREOR_JSON_STRING or _OBJECT */
+    size_t          max;
+    ngx_flag_t      nullable;
+} creor_agent_field_t;
+
+
+static ngx_int_t creor_agent_apply(ngx_http_request_t *r,
+    creor_json_t *agent, creor_json_t *body);
+static ngx_int_t creor_agent_settings(ngx_http_request_t *r,
+    creor_json_t *settings, creor_json_t *patch);
+static ngx_int_t creor_agent_store(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx, MDB_txn *txn, creor_json_t *agent,
+    ngx_str_t *json);
+static ngx_int_t creor_agent_key(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    ngx_str_t *id, char *key);
+static ngx_int_t creor_agent_load(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx, MDB_txn *txn, char *key, MDB_val *val);
+static ngx_int_t creor_agents_item(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx, MDB_val *key, MDB_val *val, yajl_gen g);
+static creor_json_t *creor_json_new(ngx_pool_t *pool, ngx_uint_t type,
+    const char *s, size_t len);
+static ngx_int_t creor_json_set(creor_json_t *obj, const char *name,
+    creor_json_t *v);
+static void creor_json_unset(creor_json_t *obj, const char *name);
+
+
+static creor_agent_field_t  creor_agent_fields[] = {
+    { "name", CREOR_JSON_STRING, 256, 0 },
+    { "model", CREOR_JSON_STRING, 256, 0 },
+    { "description", CREOR_JSON_STRING, 4096, 1 },
+    { "systemPrompt", CREOR_JSON_STRING, CREOR_STRING_MAX, 1 },
+    { "repository", CREOR_JSON_STRING, 1024, 1 },
+    { "settings", CREOR_JSON_OBJECT, 0, 0 },
+    { NULL, 0, 0, 0 }
+};
+
+static const char  *creor_agent_body[] = {
+    "name", "model", "description", "systemPrompt", "repository",
+    "settings", NULL
+};
+
+static const char  *creor_agent_settings_fields[] = {
+    "temperature", "maxTokens", "toolsEnabled", "allowedToolCategories",
+    "knowledgeBaseIds", "contextWindowSize", "customToolIds", NULL
+};
+
+/* the order of the public object */
+static const char  *creor_agent_order[] = {
+    "id", "object", "name", "description", "model", "systemPrompt",
+    "settings", "repository", "status", "organizationId", "projectId",
+    "createdAt", "updatedAt", NULL
+};
+
+static const char  *creor_agent_statuses[] = {
+    "idle", "queued", "running", "completed", "failed", NULL
+};
+
+
+ngx_int_t
+creor_agents_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    int            rc;
+    char           id[CREOR_ID_MAX], now[32];
+    size_t         n;
+    MDB_txn       *txn;
+    ngx_str_t      json;
+    creor_json_t  *agent, *v;
+
+    if (creor_check_fields(r, ctx->json, creor_agent_body, "") != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (creor_json_get(ctx->json, "name") == NULL) {
+        return creor_fail(r, NGX_HTTP_BAD_REQUEST, "MISSING_FIELD", "name",
+                          "The 'name' field is required.");
+    }
+
+    if (creor_json_get(ctx->json, "model") == NULL) {
+        return creor_fail(r, NGX_HTTP_BAD_REQUEST, "MISSING_FIELD", "model",
+                          "The 'model' field is required.");
+    }
+
+    agent = creor_json_new(r->pool, CREOR_JSON_OBJECT, NULL, 0);
+    if (agent == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    v = creor_json_new(r->pool, CREOR_JSON_OBJECT, NULL, 0);
+    if (v == NULL || creor_json_set(agent, "settings", v) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (creor_agent_apply(r, agent, ctx->json) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    rc = creor_store_write(&ctx->mcf->store, &txn);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    if (creor_project_context(r, ctx, txn) != NGX_OK) {
+        mdb_txn_abort(txn);
+        return NGX_DECLINED;
+    }
+
+    if (ctx->who.project.len == 0) {
+        mdb_txn_abort(txn);
+        return creor_fail(r, NGX_HTTP_BAD_REQUEST, "MISSING_FIELD",
+                          "projectId", "Creating an agent needs a project: "
+                          "a key bound to one, or an X-Project-Id header.");
+    }
+
+    if (creor_make_id(id, sizeof(id), "agent_") != 0) {
+        mdb_txn_abort(txn);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    n = creor_time_rfc3339(now, creor_now_ms());
+
+    if (creor_json_set(agent, "id",
+                       creor_json_new(r->pool, CREOR_JSON_STRING, id,
+                                      ngx_strlen(id))) != NGX_OK
+        || creor_json_set(agent, "object",
+                          creor_json_new(r->pool, CREOR_JSON_STRING, "agent",
+                                         5)) != NGX_OK
+        || creor_json_set(agent, "status",
+                          creor_json_new(r->pool, CREOR_JSON_STRING, "idle",
+                                         4)) != NGX_OK
+        || creor_json_set(agent, "organizationId",
+                          creor_json_new(r->pool, CREOR_JSON_STRING,
+                                         (char *) ctx->who.org.data,
+                                         ctx->who.org.len)) != NGX_OK
+        || creor_json_set(agent, "projectId",
+                          creor_json_new(r->pool, CREOR_JSON_STRING,
+                                         (char *) ctx->who.project.data,
+                                         ctx->who.project.len)) != NGX_OK
+        || creor_json_set(agent, "createdAt",
+                          creor_json_new(r->pool, CREOR_JSON_STRING, now, n))
+           != NGX_OK
+        || creor_json_set(agent, "updatedAt",
+                          creor_json_new(r->pool, CREOR_JSON_STRING, now, n))
+           != NGX_OK)
+    {
+        mdb_txn_abort(txn);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (creor_agent_store(r, ctx, txn, agent, &json) != NGX_OK) {
+        mdb_txn_abort(txn);
+        return NGX_DECLINED;
+    }
+
+    rc = creor_store_commit(txn);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    return creor_send_raw(r, NGX_HTTP_CREATED, json.data, json.len);
+}
+
+
+/* validates body's members and sets them on agent; settings are merged */
+
+static ngx_int_t
+creor_agent_apply(ngx_http_request_t *r, creor_json_t *agent,
+    creor_json_t *body)
+{
+    u_char               *slash;
+    creor_json_t         *v;
+    creor_agent_field_t  *f;
+
+    for (f = creor_agent_fields; f->name; f++) {
+
+        v = creor_json_get(body, f->name);
+        if (v == NULL) {
+            continue;
+        }
+
+        if (v->type == CREOR_JSON_NULL && f->nullable) {
+            creor_json_unset(agent, f->name);
+            continue;
+        }
+
+        if (v->type != f->type) {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                              f->name, "'%s' must be %s, not %s.", f->name,
+                              f->type == CREOR_JSON_STRING
+                              ? "a string" : "an object",
+                              creor_json_type_name(v));
+        }
+
+        if (f->type == CREOR_JSON_OBJECT) {
+            if (creor_agent_settings(r, creor_json_get(agent, f->name), v)
+                != NGX_OK)
+            {
+                return NGX_DECLINED;
+            }
+
+            continue;
+        }
+
+        if (v->str.len > f->max || (!f->nullable && v->str.len == 0)) {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                              f->name, "'%s' must be %s%uz bytes at most.",
+                              f->name, f->nullable ? "" : "1 to ", f->max);
+        }
+
+        if (ngx_strcmp(f->name, "model") == 0) {
+            slash = ngx_strlchr(v->str.data, v->str.data + v->str.len, '/');
+
+            if (slash == NULL || slash == v->str.data
+                || slash == v->str.data + v->str.len - 1)
+            {
+                return creor_fail(r, NGX_HTTP_BAD_REQUEST,
+                                  "VALIDATION_ERROR", "model",
+                                  "'model' must be \"provider/model\".");
+            }
+        }
+
+        v = creor_json_new(r->pool, CREOR_JSON_STRING, (char *) v->str.data,
+                           v->str.len);
+
+        if (creor_json_set(agent, f->name, v) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+creor_agent_settings(ngx_http_request_t *r, creor_json_t *settings,
+    creor_json_t *patch)
+{
+    u_char        *param;
+    ngx_str_t      name;
+    creor_json_t  *v, *c, *next;
+
+    if (creor_check_fields(r, patch, creor_agent_settings_fields, "settings.")
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    for (v = patch->child; v; v = next) {
+        next = v->next;
+        name = v->key;
+
+        param = ngx_pnalloc(r->pool, sizeof("settings.") + name.len);
+        if (param == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_sprintf(param, "settings.%V%Z", &name);
+
+        if (v->type == CREOR_JSON_NULL) {
+            creor_json_unset(settings, (char *) name.data);
+            continue;
+        }
+
+        switch (name.data[0]) {
+
+        case 't':
+            if (name.data[1] == 'e') {     /* temperature */
+                if (v->type != CREOR_JSON_NUMBER || v->num < 0
+                    || v->num > 2)
+                {
+                    return creor_fail(r, NGX_HTTP_BAD_REQUEST,
+                                      "VALIDATION_ERROR", (char *) param,
+                                      "'%s' must be a number from 0 to 2.",
+                                      param);
+                }
+
+            } else if (v->type != CREOR_JSON_TRUE
+                       && v->type != CREOR_JSON_FALSE)
+            {
+                return creor_fail(r, NGX_HTTP_BAD_REQUEST,
+                                  "VALIDATION_ERROR", (char *) param,
+                                  "'%s' must be a boolean.", param);
+            }
+
+            break;
+
+        case 'm':                          /* maxTokens */
+        case 'c':
+            if (name.data[0] == 'c' && name.data[1] == 'u') {
+                goto strings;              /* customToolIds */
+            }
+
+            if (!creor_json_is_int(v) || v->num < 1 || v->num > 10000000) {
+                return creor_fail(r, NGX_HTTP_BAD_REQUEST,
+                                  "VALIDATION_ERROR", (char *) param,
+                                  "'%s' must be a positive integer.",
+                                  param);
+            }
+
+            break;
+
+        default:                           /* the arrays of strings */
+
+        strings:
+
+            if (v->type != CREOR_JSON_ARRAY || v->count > CREOR_ARRAY_MAX) {
+                return creor_fail(r, NGX_HTTP_BAD_REQUEST,
+                                  "VALIDATION_ERROR", (char *) param,
+                                  "'%s' must be an array of at most %d "
+                                  "strings.", param, CREOR_ARRAY_MAX);
+            }
+
+            for (c = v->child; c; c = c->next) {
+                if (c->type != CREOR_JSON_STRING || c->str.len == 0
+                    || c->str.len > 256)
+                {
+                    return creor_fail(r, NGX_HTTP_BAD_REQUEST,
+                                      "VALIDATION_ERROR", (char *) param,
+                                      "'%s' must hold strings of 1 to 256 "
+                                      "bytes.", param);
+                }
+            }
+
+            break;
+        }
+
+        if (creor_json_set(settings, (char *) name.data, v) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* writes agent with its header; json receives the public object */
+
+static ngx_int_t
+creor_agent_store(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
+    creor_json_t *agent, ngx_str_t *json)
+{
+    int                 rc;
+    char                key[CREOR_STORE_KEY_MAX];
+    u_char             *buf;
+    yajl_gen            g;
+    ngx_str_t           out;
+    const char        **name;
+    creor_json_t       *v, *settings;
+    creor_agent_hdr_t   hdr;
+
+    settings = creor_json_get(agent, "settings");
+
+    if (creor_json_get(settings, "contextWindowSize") == NULL
+        && creor_json_set(settings, "contextWindowSize",
+                          creor_json_new(r->pool, CREOR_JSON_NUMBER, "20", 2))
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    g = creor_gen_create(r);
+    if (g == NULL) {
+        return NGX_ERROR;
+    }
+
+    yajl_gen_map_open(g);
+
+    for (name = creor_agent_order; *name; name++) {
+        v = creor_json_get(agent, *name);
+
+        creor_gen_str(g, *name);
+
+        if (v == NULL) {
+            yajl_gen_null(g);
+
+        } else {
+            creor_gen_value(g, v);
+        }
+    }
+
+    yajl_gen_map_close(g);
+
+    if (creor_gen_result(r, g, &out) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&hdr, sizeof(creor_agent_hdr_t));
+
+    v = creor_json_get(agent, "projectId");
+    ngx_cpystrn((u_char *) hdr.project, v->str.data,
+                ngx_min(v->str.len + 1, sizeof(hdr.project)));
+
+    v = creor_json_get(agent, "status");
+    ngx_cpystrn((u_char *) hdr.status, v->str.data,
+                ngx_min(v->str.len + 1, sizeof(hdr.status)));
+
+    buf = ngx_pnalloc(r->pool, sizeof(hdr) + out.len);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(buf, &hdr, sizeof(hdr));
+    ngx_memcpy(buf + sizeof(hdr), out.data, out.len);
+
+    v = creor_json_get(agent, "id");
+    ngx_snprintf((u_char *) key, sizeof(key), "a:%V:%V%Z", &ctx->who.org,
+                 &v->str);
+
+    rc = creor_store_put(&ctx->mcf->store, txn, key, buf,
+                         sizeof(hdr) + out.len, 0);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    *json = out;
+
+    return NGX_OK;
+}
+
+
+/* the store key of the route's agent, after id and app scope checks */
+
+static ngx_int_t
+creor_agent_key(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, ngx_str_t *id,
+    char *key)
+{
+    if (!creor_is_id((char *) id->data, id->len, "agent_")) {
+        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
+                          "No such agent.");
+    }
+
+    if (creor_app_scope(r, ctx, id) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    ngx_snprintf((u_char *) key, CREOR_STORE_KEY_MAX, "a:%V:%V%Z",
+                 &ctx->who.org, id);
+
+    return NGX_OK;
+}
+
+
+/* reads the agent; one of another project (for a bound key) is not found */
+
+static ngx_int_t
+creor_agent_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
+    char *key, MDB_val *val)
+{
+    int                 rc;
+    creor_agent_hdr_t  *hdr;
+
+    rc = creor_store_get(&ctx->mcf->store, txn, key, val);
+
+    if (rc == CREOR_STORE_OK && val->mv_size <= sizeof(creor_agent_hdr_t)) {
+        rc = CREOR_STORE_ERROR;
+    }
+
+    if (rc == CREOR_STORE_OK && ctx->who.key.project[0]) {
+        hdr = val->mv_data;
+
+        if (ngx_strncmp(hdr->project, ctx->who.key.project, CREOR_ID_MAX)
+            != 0)
+        {
+            rc = CREOR_STORE_NOTFOUND;
+        }
+    }
+
+    if (rc == CREOR_STORE_NOTFOUND) {
+        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
+                          "No such agent.");
+    }
+
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+creor_agents_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    u_char   *p;
+    size_t    len;
+    char      key[CREOR_STORE_KEY_MAX];
+    MDB_val   val;
+    MDB_txn  *txn;
+
+    if (creor_agent_key(r, ctx, &ctx->params[0], key) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    txn = creor_store_read(&ctx->mcf->store);
+    if (txn == NULL) {
+        return creor_fail_store(r, CREOR_STORE_ERROR);
+    }
+
+    if (creor_agent_load(r, ctx, txn, key, &val) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    len = val.mv_size - sizeof(creor_agent_hdr_t);
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(p, (u_char *) val.mv_data + sizeof(creor_agent_hdr_t), len);
+
+    creor_store_read_done(&ctx->mcf->store);
+
+    return creor_send_raw(r, NGX_HTTP_OK, p, len);
+}
+
+
+ngx_int_t
+creor_agents_update(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    int            rc;
+    char           key[CREOR_STORE_KEY_MAX], now[32];
+    size_t         n;
+    u_char         err[128];
+    MDB_val        val;
+    MDB_txn       *txn;
+    ngx_str_t      json;
+    creor_json_t  *agent;
+
+    if (creor_check_fields(r, ctx->json, creor_agent_body, "") != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (creor_agent_key(r, ctx, &ctx->params[0], key) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    /* read, merge and write in one transaction: no lost updates */
+
+    rc = creor_store_write(&ctx->mcf->store, &txn);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    if (creor_agent_load(r, ctx, txn, key, &val) != NGX_OK) {
+        mdb_txn_abort(txn);
+        return NGX_DECLINED;
+    }
+
+    agent = creor_json_parse(r->pool,
+                             (u_char *) val.mv_data
+                             + sizeof(creor_agent_hdr_t),
+                             val.mv_size - sizeof(creor_agent_hdr_t),
+                             err, sizeof(err));
+
+    if (agent == NULL || agent->type != CREOR_JSON_OBJECT) {
+        mdb_txn_abort(txn);
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "creor: agent record %s is damaged: %s", key, err);
+        return creor_fail_store(r, CREOR_STORE_ERROR);
+    }
+
+    if (creor_agent_apply(r, agent, ctx->json) != NGX_OK) {
+        mdb_txn_abort(txn);
+        return NGX_DECLINED;
+    }
+
+    n = creor_time_rfc3339(now, creor_now_ms());
+
+    if (creor_json_set(agent, "updatedAt",
+                       creor_json_new(r->pool, CREOR_JSON_STRING, now, n))
+        != NGX_OK)
+    {
+        mdb_txn_abort(txn);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (creor_agent_store(r, ctx, txn, agent, &json) != NGX_OK) {
+        mdb_txn_abort(txn);
+        return NGX_DECLINED;
+    }
+
+    rc = creor_store_commit(txn);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    return creor_send_raw(r, NGX_HTTP_OK, json.data, json.len);
+}
+
+
+ngx_int_t
+creor_agents_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    int        rc;
+    char       key[CREOR_STORE_KEY_MAX];
+    MDB_val    val;
+    MDB_txn   *txn;
+    yajl_gen   g;
+
+    if (creor_agent_key(r, ctx, &ctx->params[0], key) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    rc = creor_store_write(&ctx->mcf->store, &txn);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    if (creor_agent_load(r, ctx, txn, key, &val) != NGX_OK) {
+        mdb_txn_abort(txn);
+        return NGX_DECLINED;
+    }
+
+    rc = creor_store_del(&ctx->mcf->store, txn, key);
+    if (rc != CREOR_STORE_OK) {
+        mdb_txn_abort(txn);
+        return creor_fail_store(r, rc);
+    }
+
+    rc = creor_store_commit(txn);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    g = creor_gen_create(r);
+    if (g == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    yajl_gen_map_open(g);
+    creor_gen_kv_ngx(g, "id", &ctx->params[0]);
+    creor_gen_kv(g, "object", "agent");
+    creor_gen_kv_bool(g, "deleted", 1);
+    yajl_gen_map_close(g);
+
+    return creor_send_json(r, NGX_HTTP_OK, g);
+}
+
+
+typedef struct {
+    creor_arg_t    *project;
+    creor_arg_t    *status;
+} creor_agents_filter_t;
+
+
+ngx_int_t
+creor_agents_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    u_char                 *p;
+    const char            **s;
+    creor_page_t            pg;
+    creor_agents_filter_t  *f;
+
+    ngx_memzero(&pg, sizeof(creor_page_t));
+
+    f = ngx_pcalloc(r->pool, sizeof(creor_agents_filter_t));
+    if (f == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    f->project = creor_arg(ctx, "projectId");
+    f->status = creor_arg(ctx, "status");
+
+    if (f->project
+        && !creor_is_id((char *) f->project->value.data,
+                        f->project->value.len, "proj_"))
+    {
+        return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                          "projectId", "'projectId' must be a project id.");
+    }
+
+    if (f->status) {
+        for (s = creor_agent_statuses; *s; s++) {
+            if (ngx_strlen(*s) == f->status->value.len
+                && ngx_strncmp(*s, f->status->value.data,
+                               f->status->value.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (*s == NULL) {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                              "status", "'status' must be idle, queued, "
+                              "running, completed or failed.");
+        }
+    }
+
+    /* what a cursor is bound to, besides organization and route */
+
+    p = ngx_pnalloc(r->pool, 64 + (f->project ? f->project->value.len : 0)
+                             + (f->status ? f->status->value.len : 0));
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pg.filters.data = p;
+    pg.filters.len = ngx_sprintf(p, "projectId=%V&status=%V",
+                                 f->project ? &f->project->value
+                                            : &ctx->route_name,
+                                 f->status ? &f->status->value
+                                           : &ctx->route_name)
+                     - p;
+
+    pg.prefix.data = ngx_pnalloc(r->pool, ctx->who.org.len + 3);
+    if (pg.prefix.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pg.prefix.len = ngx_sprintf(pg.prefix.data, "a:%V:", &ctx->who.org)
+                    - pg.prefix.data;
+
+    if (creor_page_parse(r, ctx, &pg, 1) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    ctx->data = f;
+
+    return creor_page_send(r, ctx, &pg, creor_agents_item);
+}
+
+
+static ngx_int_t
+creor_agents_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_val *key,
+    MDB_val *val, yajl_gen g)
+{
+    u_char                 err[128];
+    ngx_str_t              id;
+    creor_json_t          *agent;
+    creor_agent_hdr_t      hdr;
+    creor_agents_filter_t  *f;
+
+    if (val->mv_size <= sizeof(creor_agent_hdr_t)) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(&hdr, val->mv_data, sizeof(creor_agent_hdr_t));
+    hdr.project[CREOR_ID_MAX - 1] = '\0';
+    hdr.status[CREOR_AGENT_STATUS_MAX - 1] = '\0';
+
+    f = ctx->data;
+
+    id.data = (u_char *) key->mv_data + 3 + ctx->who.org.len;
+    id.len = key->mv_size - 3 - ctx->who.org.len;
+
+    if ((ctx->who.key.project[0]
+         && ngx_strcmp(hdr.project, ctx->who.key.project) != 0)
+        || (ctx->who.app.len
+            && (id.len != ctx->who.app.len
+                || ngx_strncmp(id.data, ctx->who.app.data, id.len) != 0))
+        || (f->project
+            && (ngx_strlen(hdr.project) != f->project->value.len
+                || ngx_strncmp(hdr.project, f->project->value.data,
+                               f->project->value.len) != 0))
+        || (f->status
+            && (ngx_strlen(hdr.status) != f->status->value.len
+                || ngx_strncmp(hdr.status, f->status->value.data,
+                               f->status->value.len) != 0)))
+    {
+        return NGX_DECLINED;
+    }
+
+    if (g == NULL) {
+        return NGX_OK;
+    }
+
+    agent = creor_json_parse(r->pool,
+                             (u_char *) val->mv_data
+                             + sizeof(creor_agent_hdr_t),
+                             val->mv_size - sizeof(creor_agent_hdr_t),
+                             err, sizeof(err));
+    if (agent == NULL) {
+        return NGX_ERROR;
+    }
+
+    creor_gen_value(g, agent);
+
+    return NGX_OK;
+}
+
+
+static creor_json_t *
+creor_json_new(ngx_pool_t *pool, ngx_uint_t type, const char *s, size_t len)
+{
+    creor_json_t  *v;
+
+    v = ngx_pcalloc(pool, sizeof(creor_json_t));
+    if (v == NULL) {
+        return NULL;
+    }
+
+    v->type = type;
+
+    if (s) {
+        v->str.data = ngx_pnalloc(pool, len + 1);
+        if (v->str.data == NULL) {
+            return NULL;
+        }
+
+        ngx_memcpy(v->str.data, s, len);
+        v->str.data[len] = '\0';
+        v->str.len = len;
+    }
+
+    return v;
+}
+
+
+/* replaces or appends member name of obj */
+
+static ngx_int_t
+creor_json_set(creor_json_t *obj, const char *name, creor_json_t *v)
+{
+    creor_json_t  *c, **pp;
+
+    if (v == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->key.data = (u_char *) name;
+    v->key.len = ngx_strlen(name);
+    v->parent = obj;
+    v->next = NULL;
+
+    for (pp = &obj->child; *pp; pp = &(*pp)->next) {
+        c = *pp;
+
+        if (c->key.len == v->key.len
+            && ngx_memcmp(c->key.data, name, v->key.len) == 0)
+        {
+            v->next = c->next;
+            *pp = v;
+
+            if (obj->last == c) {
+                obj->last = v;
+            }
+
+            return NGX_OK;
+        }
+    }
+
+    *pp = v;
+    obj->last = v;
+    obj->count++;
+
+    return NGX_OK;
+}
+
+
+static void
+creor_json_unset(creor_json_t *obj, const char *name)
+{
+    size_t         len;
+    creor_json_t  *c, **pp, *prev;
+
+    len = ngx_strlen(name);
+    prev = NULL;
+
+    for (pp = &obj->child; *pp; pp = &(*pp)->next) {
+        c = *pp;
+
+        if (c->key.len == len && ngx_memcmp(c->key.data, name, len) == 0) {
+            *pp = c->next;
+
+            if (obj->last == c) {
+                obj->last = prev;
+            }
+
+            obj->count--;
+            return;
+        }
+
+        prev = c;
+    }
+}

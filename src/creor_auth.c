@@ -1,0 +1,307 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ *
+ * Credentials: the three accepted forms of a key, its record read from
+ * the store on every request (so a revocation holds at once on every
+ * worker), roles, project context and per-app scope.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_creor.h"
+
+
+#define CREOR_LAST_USED_GRANULARITY  60000     /* ms */
+
+
+static ngx_int_t creor_auth_token(ngx_http_request_t *r, ngx_str_t *token);
+static void creor_auth_touch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+
+
+ngx_int_t
+creor_authenticate(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    int                  rc;
+    char                 id[CREOR_ID_MAX];
+    int64_t              now;
+    uint8_t              hash[CREOR_HASH_LEN];
+    MDB_txn             *txn;
+    ngx_str_t            token;
+    creor_token_t        tok;
+    creor_key_rec_t     *key;
+    creor_store_t       *store;
+
+    if (r->headers_in.authorization == NULL) {
+        return creor_fail(r, NGX_HTTP_UNAUTHORIZED, "AUTH_MISSING_HEADER",
+                          NULL, "The Authorization header is missing.");
+    }
+
+    if (creor_auth_token(r, &token) != NGX_OK
+        || creor_parse_token((char *) token.data, token.len, &tok) != 0)
+    {
+        return creor_fail(r, NGX_HTTP_UNAUTHORIZED, "AUTH_KEY_INVALID", NULL,
+                          "The API key is invalid.");
+    }
+
+    ngx_memcpy(id, "key_", 4);
+    ngx_memcpy(id + 4, tok.ulid, CREOR_ULID_LEN);
+    id[4 + CREOR_ULID_LEN] = '\0';
+
+    store = &ctx->mcf->store;
+    key = &ctx->who.key;
+
+    txn = creor_store_read(store);
+    if (txn == NULL) {
+        return creor_fail_store(r, CREOR_STORE_ERROR);
+    }
+
+    rc = creor_key_get(store, txn, id, key);
+
+    creor_store_read_done(store);
+
+    if (rc == CREOR_STORE_NOTFOUND) {
+        return creor_fail(r, NGX_HTTP_UNAUTHORIZED, "AUTH_KEY_INVALID", NULL,
+                          "The API key is invalid.");
+    }
+
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    if (creor_hash_secret(hash, store->secret, store->secret_len, tok.secret,
+                          tok.secret_len)
+        != 0)
+    {
+        return creor_fail_store(r, CREOR_STORE_ERROR);
+    }
+
+    now = creor_now_ms();
+
+    if (!creor_hash_equal(hash, key->hash)
+        && !(now < key->old_expires_ms
+             && creor_hash_equal(hash, key->old_hash)))
+    {
+        return creor_fail(r, NGX_HTTP_UNAUTHORIZED, "AUTH_KEY_INVALID", NULL,
+                          "The API key is invalid.");
+    }
+
+    if (key->revoked_ms) {
+        return creor_fail(r, NGX_HTTP_UNAUTHORIZED, "AUTH_KEY_REVOKED", NULL,
+                          "The API key has been revoked.");
+    }
+
+    ctx->authenticated = 1;
+
+    ctx->who.key_id.data = (u_char *) key->id;
+    ctx->who.key_id.len = ngx_strlen(key->id);
+    ctx->who.org.data = (u_char *) key->org;
+    ctx->who.org.len = ngx_strlen(key->org);
+    ctx->who.project.data = (u_char *) key->project;
+    ctx->who.project.len = ngx_strlen(key->project);
+    ctx->who.app.data = (u_char *) key->app;
+    ctx->who.app.len = ngx_strlen(key->app);
+
+    switch (key->role) {
+    case CREOR_ROLE_ADMIN:
+        ctx->who.perms = CREOR_PERM_READ|CREOR_PERM_WRITE|CREOR_PERM_ADMIN;
+        break;
+    case CREOR_ROLE_USER:
+        ctx->who.perms = CREOR_PERM_READ|CREOR_PERM_WRITE;
+        break;
+    default:
+        ctx->who.perms = CREOR_PERM_READ;
+        break;
+    }
+
+    if (now - key->last_used_ms >= CREOR_LAST_USED_GRANULARITY) {
+        creor_auth_touch(r, ctx);
+    }
+
+    if ((ctx->route->perm & ctx->who.perms) != ctx->route->perm) {
+        return creor_fail(r, NGX_HTTP_FORBIDDEN, "PERMISSION_DENIED", NULL,
+                          "This key's role (%s) lacks the permission %s.",
+                          creor_role_name(key->role), ctx->route->perm_name);
+    }
+
+    return NGX_OK;
+}
+
+
+/* "Bearer <token>", or "Basic base64(<token>:)" with an empty password */
+
+static ngx_int_t
+creor_auth_token(ngx_http_request_t *r, ngx_str_t *token)
+{
+    u_char     *p, *colon;
+    ngx_str_t   v, enc;
+
+    v = r->headers_in.authorization->value;
+
+    if (v.len > 7 && ngx_strncasecmp(v.data, (u_char *) "Bearer ", 7) == 0) {
+        token->data = v.data + 7;
+        token->len = v.len - 7;
+
+        while (token->len && token->data[0] == ' ') {
+            token->data++;
+            token->len--;
+        }
+
+        return NGX_OK;
+    }
+
+    if (v.len > 6 && ngx_strncasecmp(v.data, (u_char *) "Basic ", 6) == 0) {
+        enc.data = v.data + 6;
+        enc.len = v.len - 6;
+
+        if (enc.len > 256) {
+            return NGX_DECLINED;
+        }
+
+        p = ngx_pnalloc(r->pool, ngx_base64_decoded_length(enc.len));
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        token->data = p;
+
+        if (ngx_decode_base64(token, &enc) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        colon = ngx_strlchr(token->data, token->data + token->len, ':');
+
+        if (colon == NULL || colon != token->data + token->len - 1) {
+            return NGX_DECLINED;
+        }
+
+        token->len--;
+
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * lastUsedAt is kept to a minute: one short write per key and minute,
+ * not one per request.  A failure here must not fail the request.
+ */
+
+static void
+creor_auth_touch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    int               rc;
+    int64_t           now;
+    MDB_txn          *txn;
+    creor_store_t    *store;
+    creor_key_rec_t   rec;
+
+    store = &ctx->mcf->store;
+
+    if (creor_store_write(store, &txn) != CREOR_STORE_OK) {
+        return;
+    }
+
+    now = creor_now_ms();
+
+    rc = creor_key_get(store, txn, ctx->who.key.id, &rec);
+
+    if (rc != CREOR_STORE_OK
+        || now - rec.last_used_ms < CREOR_LAST_USED_GRANULARITY)
+    {
+        mdb_txn_abort(txn);
+        return;
+    }
+
+    rec.last_used_ms = now;
+
+    if (creor_key_put(store, txn, &rec) != CREOR_STORE_OK
+        || creor_store_commit(txn) != CREOR_STORE_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "creor: cannot record lastUsedAt of %s", rec.id);
+        return;
+    }
+
+    ctx->who.key.last_used_ms = now;
+}
+
+
+/*
+ * The project a request works in: the key's own, or X-Project-Id, which
+ * must name a project of the organization.  Leaves it empty if neither.
+ */
+
+ngx_int_t
+creor_project_context(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    MDB_txn *txn)
+{
+    int         rc;
+    char        key[CREOR_STORE_KEY_MAX];
+    MDB_val     val;
+    ngx_str_t  *h;
+
+    h = creor_header(r, "X-Project-Id");
+
+    if (h == NULL) {
+        return NGX_OK;
+    }
+
+    if (ctx->who.project.len) {
+        if (h->len != ctx->who.project.len
+            || ngx_strncmp(h->data, ctx->who.project.data, h->len) != 0)
+        {
+            return creor_fail(r, NGX_HTTP_FORBIDDEN, "PERMISSION_DENIED",
+                              "projectId", "This key is bound to project "
+                              "%V.", &ctx->who.project);
+        }
+
+        return NGX_OK;
+    }
+
+    if (!creor_is_id((char *) h->data, h->len, "proj_")) {
+        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", "projectId",
+                          "No such project.");
+    }
+
+    ngx_snprintf((u_char *) key, sizeof(key), "p:%V:%V%Z", &ctx->who.org, h);
+
+    rc = creor_store_get(&ctx->mcf->store, txn, key, &val);
+
+    if (rc == CREOR_STORE_NOTFOUND) {
+        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", "projectId",
+                          "No such project.");
+    }
+
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    ctx->who.project = *h;
+
+    return NGX_OK;
+}
+
+
+/* a per-app key (seed 002) is for its own app only */
+
+ngx_int_t
+creor_app_scope(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    ngx_str_t *agent_id)
+{
+    if (ctx->who.app.len == 0
+        || (agent_id->len == ctx->who.app.len
+            && ngx_strncmp(agent_id->data, ctx->who.app.data, agent_id->len)
+               == 0))
+    {
+        return NGX_OK;
+    }
+
+    return creor_fail(r, NGX_HTTP_FORBIDDEN, "APP_SCOPE_RESTRICTED", NULL,
+                      "This key is restricted to app %V.", &ctx->who.app);
+}

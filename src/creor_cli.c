@@ -1,0 +1,515 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ *
+ * build/creor: administers the store, also while nginx runs on it.
+ * Prints the new id or token alone on stdout; messages go to stderr.
+ */
+
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "creor_store.h"
+
+
+typedef struct {
+    const char  *store;
+    const char  *secret_file;
+    int          argc;
+    char       **argv;
+} creor_cli_t;
+
+
+static int creor_cli_open(creor_cli_t *cli, creor_store_t *s);
+static const char *creor_cli_opt(creor_cli_t *cli, const char *name);
+static int creor_cli_org(creor_cli_t *cli);
+static int creor_cli_project(creor_cli_t *cli);
+static int creor_cli_key(creor_cli_t *cli);
+static int creor_cli_stats(creor_cli_t *cli);
+static int creor_cli_usage(void);
+
+
+int
+main(int argc, char **argv)
+{
+    int          i;
+    creor_cli_t  cli;
+
+    memset(&cli, 0, sizeof(cli));
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--store") == 0 && i + 1 < argc) {
+            cli.store = argv[++i];
+
+        } else if (strcmp(argv[i], "--secret-file") == 0 && i + 1 < argc) {
+            cli.secret_file = argv[++i];
+
+        } else {
+            break;
+        }
+    }
+
+    if (cli.store == NULL) {
+        cli.store = getenv("CREOR_STORE");
+    }
+
+    if (cli.store == NULL || i >= argc) {
+        return creor_cli_usage();
+    }
+
+    cli.argc = argc - i;
+    cli.argv = argv + i;
+
+    if (strcmp(cli.argv[0], "org") == 0) {
+        return creor_cli_org(&cli);
+    }
+
+    if (strcmp(cli.argv[0], "project") == 0) {
+        return creor_cli_project(&cli);
+    }
+
+    if (strcmp(cli.argv[0], "key") == 0) {
+        return creor_cli_key(&cli);
+    }
+
+    if (strcmp(cli.argv[0], "stats") == 0) {
+        return creor_cli_stats(&cli);
+    }
+
+    return creor_cli_usage();
+}
+
+
+static int
+creor_cli_usage(void)
+{
+    fprintf(stderr,
+        "usage: creor --store DIR [--secret-file FILE] COMMAND\n"
+        "  org create NAME\n"
+        "  project create --org ORG NAME\n"
+        "  key create --org ORG [--project P] [--role admin|user|read_only]"
+        " [--app AGENT] [--name N]\n"
+        "  key list --org ORG\n"
+        "  key revoke KEY_ID\n"
+        "  stats\n");
+
+    return 2;
+}
+
+
+static int
+creor_cli_open(creor_cli_t *cli, creor_store_t *s)
+{
+    int      fd;
+    char     err[512];
+    ssize_t  n;
+    uint8_t  buf[CREOR_SERVER_SECRET_MAX + 1];
+
+    if (creor_store_open(s, cli->store, 0, 1, err, sizeof(err))
+        != CREOR_STORE_OK)
+    {
+        fprintf(stderr, "creor: %s\n", err);
+        return -1;
+    }
+
+    n = 0;
+
+    if (cli->secret_file) {
+        fd = open(cli->secret_file, O_RDONLY);
+        if (fd == -1) {
+            fprintf(stderr, "creor: open(\"%s\") failed: %s\n",
+                    cli->secret_file, strerror(errno));
+            goto failed;
+        }
+
+        n = read(fd, buf, sizeof(buf));
+        close(fd);
+
+        if (n < 32 || n > CREOR_SERVER_SECRET_MAX) {
+            fprintf(stderr, "creor: \"%s\" must hold 32 to %d bytes\n",
+                    cli->secret_file, CREOR_SERVER_SECRET_MAX);
+            goto failed;
+        }
+    }
+
+    if (creor_store_init_secret(s, n ? buf : NULL, (size_t) n, err,
+                                sizeof(err))
+        != CREOR_STORE_OK)
+    {
+        fprintf(stderr, "creor: %s\n", err);
+        goto failed;
+    }
+
+    return 0;
+
+failed:
+
+    creor_store_close(s);
+    return -1;
+}
+
+
+static const char *
+creor_cli_opt(creor_cli_t *cli, const char *name)
+{
+    int  i;
+
+    for (i = 0; i + 1 < cli->argc; i++) {
+        if (strcmp(cli->argv[i], name) == 0) {
+            return cli->argv[i + 1];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* the last argument that is neither an option nor an option's value */
+
+static const char *
+creor_cli_arg(creor_cli_t *cli, int from)
+{
+    int          i;
+    const char  *arg;
+
+    arg = NULL;
+
+    for (i = from; i < cli->argc; i++) {
+        if (strncmp(cli->argv[i], "--", 2) == 0) {
+            i++;
+            continue;
+        }
+
+        arg = cli->argv[i];
+    }
+
+    return arg;
+}
+
+
+static int
+creor_cli_org(creor_cli_t *cli)
+{
+    char           id[CREOR_ID_MAX];
+    const char    *name;
+    creor_store_t  s;
+
+    name = creor_cli_arg(cli, 2);
+
+    if (cli->argc < 3 || strcmp(cli->argv[1], "create") != 0 || !name) {
+        return creor_cli_usage();
+    }
+
+    if (creor_cli_open(cli, &s) != 0) {
+        return 1;
+    }
+
+    if (creor_org_create(&s, name, id) != CREOR_STORE_OK) {
+        fprintf(stderr, "creor: cannot create the organization\n");
+        creor_store_close(&s);
+        return 1;
+    }
+
+    creor_store_close(&s);
+    printf("%s\n", id);
+
+    return 0;
+}
+
+
+static int
+creor_cli_project(creor_cli_t *cli)
+{
+    int                  rc;
+    char                 id[CREOR_ID_MAX];
+    MDB_txn             *txn;
+    const char          *org, *name;
+    creor_store_t        s;
+    creor_project_rec_t  rec;
+
+    org = creor_cli_opt(cli, "--org");
+    name = creor_cli_arg(cli, 2);
+
+    if (cli->argc < 3 || strcmp(cli->argv[1], "create") != 0
+        || org == NULL || name == NULL)
+    {
+        return creor_cli_usage();
+    }
+
+    memset(&rec, 0, sizeof(rec));
+    snprintf(rec.name, sizeof(rec.name), "%s", name);
+
+    if (creor_cli_open(cli, &s) != 0) {
+        return 1;
+    }
+
+    rc = creor_store_write(&s, &txn);
+
+    if (rc == CREOR_STORE_OK) {
+        rc = creor_project_create(&s, txn, org, &rec, id);
+
+        if (rc == CREOR_STORE_OK) {
+            rc = creor_store_commit(txn);
+
+        } else {
+            mdb_txn_abort(txn);
+        }
+    }
+
+    creor_store_close(&s);
+
+    if (rc != CREOR_STORE_OK) {
+        fprintf(stderr, "creor: cannot create the project%s\n",
+                rc == CREOR_STORE_NOTFOUND ? ": no such organization" : "");
+        return 1;
+    }
+
+    printf("%s\n", id);
+
+    return 0;
+}
+
+
+static int
+creor_cli_key_create(creor_cli_t *cli, creor_store_t *s)
+{
+    int              rc, role;
+    char             key[CREOR_STORE_KEY_MAX];
+    char             token[CREOR_ID_MAX + CREOR_SECRET_B62_LEN + 8];
+    MDB_val          val;
+    MDB_txn         *txn;
+    const char      *org, *project, *app, *name, *r;
+    creor_key_rec_t  rec;
+
+    org = creor_cli_opt(cli, "--org");
+    project = creor_cli_opt(cli, "--project");
+    app = creor_cli_opt(cli, "--app");
+    name = creor_cli_opt(cli, "--name");
+    r = creor_cli_opt(cli, "--role");
+
+    if (org == NULL) {
+        return creor_cli_usage();
+    }
+
+    role = r ? creor_role_parse(r, strlen(r)) : CREOR_ROLE_ADMIN;
+    if (role < 0) {
+        fprintf(stderr, "creor: role must be admin, user or read_only\n");
+        return 2;
+    }
+
+    memset(&rec, 0, sizeof(rec));
+    rec.role = (uint32_t) role;
+    snprintf(rec.org, sizeof(rec.org), "%s", org);
+    snprintf(rec.project, sizeof(rec.project), "%s", project ? project : "");
+    snprintf(rec.app, sizeof(rec.app), "%s", app ? app : "");
+    snprintf(rec.name, sizeof(rec.name), "%s", name ? name : "");
+
+    rc = creor_store_write(s, &txn);
+    if (rc != CREOR_STORE_OK) {
+        fprintf(stderr, "creor: cannot write to the store\n");
+        return 1;
+    }
+
+    snprintf(key, sizeof(key), "o:%s", org);
+
+    if (creor_store_get(s, txn, key, &val) != CREOR_STORE_OK) {
+        mdb_txn_abort(txn);
+        fprintf(stderr, "creor: no such organization: %s\n", org);
+        return 1;
+    }
+
+    if (project) {
+        snprintf(key, sizeof(key), "p:%s:%s", org, project);
+
+        if (creor_store_get(s, txn, key, &val) != CREOR_STORE_OK) {
+            mdb_txn_abort(txn);
+            fprintf(stderr, "creor: no such project: %s\n", project);
+            return 1;
+        }
+    }
+
+    rc = creor_key_issue(s, txn, &rec, token);
+
+    if (rc != CREOR_STORE_OK) {
+        mdb_txn_abort(txn);
+        fprintf(stderr, "creor: cannot create the key\n");
+        return 1;
+    }
+
+    if (creor_store_commit(txn) != CREOR_STORE_OK) {
+        fprintf(stderr, "creor: cannot commit the key\n");
+        return 1;
+    }
+
+    printf("%s\n", token);
+
+    return 0;
+}
+
+
+static int
+creor_cli_key_list(creor_cli_t *cli, creor_store_t *s)
+{
+    int              rc;
+    char             prefix[CREOR_STORE_KEY_MAX], created[32];
+    size_t           plen;
+    MDB_val          k, v;
+    MDB_txn         *txn;
+    MDB_cursor      *cur;
+    const char      *org;
+    creor_key_rec_t  rec;
+
+    org = creor_cli_opt(cli, "--org");
+    if (org == NULL) {
+        return creor_cli_usage();
+    }
+
+    plen = (size_t) snprintf(prefix, sizeof(prefix), "ko:%s:", org);
+
+    txn = creor_store_read(s);
+    if (txn == NULL || mdb_cursor_open(txn, s->dbi, &cur) != 0) {
+        fprintf(stderr, "creor: cannot read the store\n");
+        return 1;
+    }
+
+    k.mv_data = prefix;
+    k.mv_size = plen;
+
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && k.mv_size > plen && memcmp(k.mv_data, prefix, plen) == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    {
+        char  id[CREOR_ID_MAX];
+
+        snprintf(id, sizeof(id), "%.*s", (int) (k.mv_size - plen),
+                 (char *) k.mv_data + plen);
+
+        if (creor_key_get(s, txn, id, &rec) != CREOR_STORE_OK) {
+            continue;
+        }
+
+        creor_time_rfc3339(created, rec.created_ms);
+
+        printf("%s\t%s\t%s\t%s\t%s\t%s\n", rec.id,
+               creor_role_name(rec.role),
+               rec.project[0] ? rec.project : "-",
+               rec.revoked_ms ? "revoked" : "active", created,
+               rec.name);
+    }
+
+    mdb_cursor_close(cur);
+    creor_store_read_done(s);
+
+    return 0;
+}
+
+
+static int
+creor_cli_key_revoke(creor_cli_t *cli, creor_store_t *s)
+{
+    int              rc;
+    MDB_txn         *txn;
+    creor_key_rec_t  rec;
+
+    if (cli->argc < 3) {
+        return creor_cli_usage();
+    }
+
+    rc = creor_store_write(s, &txn);
+    if (rc != CREOR_STORE_OK) {
+        fprintf(stderr, "creor: cannot write to the store\n");
+        return 1;
+    }
+
+    rc = creor_key_get(s, txn, cli->argv[2], &rec);
+    if (rc != CREOR_STORE_OK) {
+        mdb_txn_abort(txn);
+        fprintf(stderr, "creor: no such key: %s\n", cli->argv[2]);
+        return 1;
+    }
+
+    if (rec.revoked_ms == 0) {
+        rec.revoked_ms = creor_now_ms();
+
+        if (creor_key_put(s, txn, &rec) != CREOR_STORE_OK
+            || creor_store_commit(txn) != CREOR_STORE_OK)
+        {
+            fprintf(stderr, "creor: cannot revoke the key\n");
+            return 1;
+        }
+
+    } else {
+        mdb_txn_abort(txn);
+    }
+
+    printf("%s\n", rec.id);
+
+    return 0;
+}
+
+
+static int
+creor_cli_key(creor_cli_t *cli)
+{
+    int            rc;
+    creor_store_t  s;
+
+    if (cli->argc < 2) {
+        return creor_cli_usage();
+    }
+
+    if (strcmp(cli->argv[1], "create") != 0
+        && strcmp(cli->argv[1], "list") != 0
+        && strcmp(cli->argv[1], "revoke") != 0)
+    {
+        return creor_cli_usage();
+    }
+
+    if (creor_cli_open(cli, &s) != 0) {
+        return 1;
+    }
+
+    if (strcmp(cli->argv[1], "create") == 0) {
+        rc = creor_cli_key_create(cli, &s);
+
+    } else if (strcmp(cli->argv[1], "list") == 0) {
+        rc = creor_cli_key_list(cli, &s);
+
+    } else {
+        rc = creor_cli_key_revoke(cli, &s);
+    }
+
+    creor_store_close(&s);
+
+    return rc;
+}
+
+
+static int
+creor_cli_stats(creor_cli_t *cli)
+{
+    size_t         used, map_size, entries;
+    creor_store_t  s;
+
+    if (creor_cli_open(cli, &s) != 0) {
+        return 1;
+    }
+
+    if (creor_store_stats(&s, &used, &map_size, &entries) != CREOR_STORE_OK) {
+        creor_store_close(&s);
+        fprintf(stderr, "creor: cannot read the store\n");
+        return 1;
+    }
+
+    creor_store_close(&s);
+
+    printf("store\t%s\nused_bytes\t%zu\nmap_size\t%zu\nentries\t%zu\n",
+           cli->store, used, map_size, entries);
+
+    return 0;
+}

@@ -1,0 +1,371 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ */
+
+
+#include <string.h>
+#include <stdio.h>
+#include <time.h>
+#include <sys/time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include "creor_core.h"
+
+
+static const char  creor_crockford[] = "0123456789abcdefghjkmnpqrstvwxyz";
+static const char  creor_b62[] =
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+
+int64_t
+creor_now_ms(void)
+{
+    struct timeval  tv;
+
+    gettimeofday(&tv, NULL);
+
+    return (int64_t) tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+
+int
+creor_random(void *buf, size_t len)
+{
+    return RAND_bytes(buf, (int) len) == 1 ? 0 : -1;
+}
+
+
+/*
+ * ULID: 48 bits of milliseconds and 80 random bits in Crockford base32.
+ * Within one process and millisecond the random part is incremented, so
+ * ids made by one worker sort in the order they were made.
+ */
+
+void
+creor_ulid(char *out, int64_t ms)
+{
+    int             i;
+    uint8_t         b[16];
+    static int64_t  last_ms;
+    static uint8_t  last[10];
+
+    if (ms == last_ms) {
+        for (i = 9; i >= 0; i--) {
+            if (++last[i] != 0) {
+                break;
+            }
+        }
+
+    } else {
+        (void) creor_random(last, sizeof(last));
+        last[0] &= 0x7f;            /* room to increment */
+        last_ms = ms;
+    }
+
+    for (i = 0; i < 6; i++) {
+        b[i] = (uint8_t) (ms >> (40 - 8 * i));
+    }
+
+    memcpy(b + 6, last, 10);
+
+    /* 128 bits -> 26 chars, the first carrying the top 3 bits */
+
+    out[0] = creor_crockford[(b[0] >> 5) & 0x07];
+    out[1] = creor_crockford[b[0] & 0x1f];
+    out[2] = creor_crockford[(b[1] >> 3) & 0x1f];
+    out[3] = creor_crockford[((b[1] & 0x07) << 2) | (b[2] >> 6)];
+    out[4] = creor_crockford[(b[2] >> 1) & 0x1f];
+    out[5] = creor_crockford[((b[2] & 0x01) << 4) | (b[3] >> 4)];
+    out[6] = creor_crockford[((b[3] & 0x0f) << 1) | (b[4] >> 7)];
+    out[7] = creor_crockford[(b[4] >> 2) & 0x1f];
+    out[8] = creor_crockford[((b[4] & 0x03) << 3) | (b[5] >> 5)];
+    out[9] = creor_crockford[b[5] & 0x1f];
+    out[10] = creor_crockford[(b[6] >> 3) & 0x1f];
+    out[11] = creor_crockford[((b[6] & 0x07) << 2) | (b[7] >> 6)];
+    out[12] = creor_crockford[(b[7] >> 1) & 0x1f];
+    out[13] = creor_crockford[((b[7] & 0x01) << 4) | (b[8] >> 4)];
+    out[14] = creor_crockford[((b[8] & 0x0f) << 1) | (b[9] >> 7)];
+    out[15] = creor_crockford[(b[9] >> 2) & 0x1f];
+    out[16] = creor_crockford[((b[9] & 0x03) << 3) | (b[10] >> 5)];
+    out[17] = creor_crockford[b[10] & 0x1f];
+    out[18] = creor_crockford[(b[11] >> 3) & 0x1f];
+    out[19] = creor_crockford[((b[11] & 0x07) << 2) | (b[12] >> 6)];
+    out[20] = creor_crockford[(b[12] >> 1) & 0x1f];
+    out[21] = creor_crockford[((b[12] & 0x01) << 4) | (b[13] >> 4)];
+    out[22] = creor_crockford[((b[13] & 0x0f) << 1) | (b[14] >> 7)];
+    out[23] = creor_crockford[(b[14] >> 2) & 0x1f];
+    out[24] = creor_crockford[((b[14] & 0x03) << 3) | (b[15] >> 5)];
+    out[25] = creor_crockford[b[15] & 0x1f];
+}
+
+
+int
+creor_make_id(char *out, size_t size, const char *prefix)
+{
+    size_t  n;
+
+    n = strlen(prefix);
+
+    if (n + CREOR_ULID_LEN + 1 > size) {
+        return -1;
+    }
+
+    memcpy(out, prefix, n);
+    creor_ulid(out + n, creor_now_ms());
+    out[n + CREOR_ULID_LEN] = '\0';
+
+    return 0;
+}
+
+
+static int
+creor_is_ulid(const char *p)
+{
+    int  i;
+
+    for (i = 0; i < CREOR_ULID_LEN; i++) {
+        if (strchr(creor_crockford, p[i]) == NULL || p[i] == '\0') {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+int
+creor_is_id(const char *p, size_t len, const char *prefix)
+{
+    size_t  n;
+
+    n = strlen(prefix);
+
+    return len == n + CREOR_ULID_LEN
+           && memcmp(p, prefix, n) == 0
+           && creor_is_ulid(p + n);
+}
+
+
+/* base62 of a big-endian number, fixed width for CREOR_SECRET_LEN input */
+
+size_t
+creor_base62(char *out, const uint8_t *in, size_t len)
+{
+    size_t    i, j, n;
+    uint8_t   num[CREOR_SECRET_LEN];
+    uint32_t  rem, acc;
+
+    if (len > sizeof(num)) {
+        return 0;
+    }
+
+    memcpy(num, in, len);
+    n = CREOR_SECRET_B62_LEN;
+
+    for (i = n; i > 0; i--) {
+        rem = 0;
+
+        for (j = 0; j < len; j++) {
+            acc = (rem << 8) | num[j];
+            num[j] = (uint8_t) (acc / 62);
+            rem = acc % 62;
+        }
+
+        out[i - 1] = creor_b62[rem];
+    }
+
+    out[n] = '\0';
+
+    return n;
+}
+
+
+int
+creor_hash_secret(uint8_t *out, const uint8_t *key, size_t key_len,
+    const char *secret, size_t secret_len)
+{
+    unsigned int  n;
+
+    n = CREOR_HASH_LEN;
+
+    if (HMAC(EVP_sha256(), key, (int) key_len, (const uint8_t *) secret,
+             secret_len, out, &n)
+        == NULL)
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int
+creor_hash_equal(const uint8_t *a, const uint8_t *b)
+{
+    return CRYPTO_memcmp(a, b, CREOR_HASH_LEN) == 0;
+}
+
+
+/*
+ * "ck_<ulid>_<secret>" or "key_<ulid>:<secret>"; the secret is base62.
+ */
+
+int
+creor_parse_token(const char *p, size_t len, creor_token_t *tok)
+{
+    size_t  i, pre;
+    char    sep;
+
+    if (len > 3 && memcmp(p, "ck_", 3) == 0) {
+        pre = 3;
+        sep = '_';
+
+    } else if (len > 4 && memcmp(p, "key_", 4) == 0) {
+        pre = 4;
+        sep = ':';
+
+    } else {
+        return -1;
+    }
+
+    if (len != pre + CREOR_ULID_LEN + 1 + CREOR_SECRET_B62_LEN
+        || p[pre + CREOR_ULID_LEN] != sep
+        || !creor_is_ulid(p + pre))
+    {
+        return -1;
+    }
+
+    tok->ulid = p + pre;
+    tok->secret = p + pre + CREOR_ULID_LEN + 1;
+    tok->secret_len = CREOR_SECRET_B62_LEN;
+
+    for (i = 0; i < tok->secret_len; i++) {
+        if (strchr(creor_b62, tok->secret[i]) == NULL
+            || tok->secret[i] == '\0')
+        {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+int
+creor_role_parse(const char *p, size_t len)
+{
+    if (len == 5 && memcmp(p, "admin", 5) == 0) {
+        return CREOR_ROLE_ADMIN;
+    }
+
+    if (len == 4 && memcmp(p, "user", 4) == 0) {
+        return CREOR_ROLE_USER;
+    }
+
+    if (len == 9 && memcmp(p, "read_only", 9) == 0) {
+        return CREOR_ROLE_READ_ONLY;
+    }
+
+    return -1;
+}
+
+
+const char *
+creor_role_name(uint32_t role)
+{
+    switch (role) {
+    case CREOR_ROLE_ADMIN:
+        return "admin";
+    case CREOR_ROLE_USER:
+        return "user";
+    default:
+        return "read_only";
+    }
+}
+
+
+/*
+ * "<n>r/s" or "<n>r/m", optionally followed by " burst=<b>", as
+ * the creor_rate_limit directive takes it.
+ */
+
+int
+creor_rate_parse(const char *p, size_t len, uint32_t *count,
+    uint32_t *period_ms, uint32_t *burst)
+{
+    size_t    i;
+    uint64_t  n, b;
+
+    n = 0;
+
+    for (i = 0; i < len && p[i] >= '0' && p[i] <= '9'; i++) {
+        n = n * 10 + (p[i] - '0');
+        if (n > 1000000) {
+            return -1;
+        }
+    }
+
+    if (i == 0 || n == 0 || len - i < 3 || p[i] != 'r' || p[i + 1] != '/') {
+        return -1;
+    }
+
+    switch (p[i + 2]) {
+    case 's':
+        *period_ms = 1000;
+        break;
+    case 'm':
+        *period_ms = 60000;
+        break;
+    case 'h':
+        *period_ms = 3600000;
+        break;
+    default:
+        return -1;
+    }
+
+    i += 3;
+    b = 0;
+
+    if (i < len) {
+        if (len - i < 8 || memcmp(p + i, " burst=", 7) != 0) {
+            return -1;
+        }
+
+        for (i += 7; i < len; i++) {
+            if (p[i] < '0' || p[i] > '9') {
+                return -1;
+            }
+
+            b = b * 10 + (p[i] - '0');
+            if (b > 1000000) {
+                return -1;
+            }
+        }
+    }
+
+    *count = (uint32_t) n;
+    *burst = (uint32_t) b;
+
+    return 0;
+}
+
+
+size_t
+creor_time_rfc3339(char *out, int64_t ms)
+{
+    time_t     t;
+    struct tm  tm;
+
+    t = (time_t) (ms / 1000);
+    gmtime_r(&t, &tm);
+
+    return (size_t) snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                             tm.tm_hour, tm.tm_min, tm.tm_sec,
+                             (int) (ms % 1000));
+}

@@ -1,0 +1,522 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ *
+ * JSON through yajl: a request body is parsed into a tree allocated from
+ * the request pool, so nothing is freed by hand and a hostile body costs
+ * at most its own size; responses are made with yajl's generator.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <yajl/yajl_parse.h>
+#include <yajl/yajl_gen.h>
+
+#include "ngx_creor.h"
+
+
+/* duplicate member names are looked for, so objects are kept small */
+#define CREOR_JSON_MAX_MEMBERS  1024
+
+
+typedef struct {
+    ngx_pool_t     *pool;
+    creor_json_t   *root;
+    creor_json_t   *cur;            /* open array or object */
+    ngx_str_t       key;            /* pending member name */
+    ngx_uint_t      depth;
+    const char     *error;
+} creor_json_parser_t;
+
+
+static creor_json_t *creor_json_add(creor_json_parser_t *p, ngx_uint_t type);
+static int creor_json_null(void *ctx);
+static int creor_json_boolean(void *ctx, int b);
+static int creor_json_number(void *ctx, const char *s, size_t len);
+static int creor_json_string(void *ctx, const unsigned char *s, size_t len);
+static int creor_json_start_map(void *ctx);
+static int creor_json_map_key(void *ctx, const unsigned char *s, size_t len);
+static int creor_json_end(void *ctx);
+static int creor_json_start_array(void *ctx);
+static void creor_gen_cleanup(void *data);
+
+
+static yajl_callbacks  creor_json_callbacks = {
+    creor_json_null,
+    creor_json_boolean,
+    NULL,
+    NULL,
+    creor_json_number,
+    creor_json_string,
+    creor_json_start_map,
+    creor_json_map_key,
+    creor_json_end,
+    creor_json_start_array,
+    creor_json_end
+};
+
+
+creor_json_t *
+creor_json_parse(ngx_pool_t *pool, u_char *data, size_t len, u_char *err,
+    size_t errlen)
+{
+    yajl_handle           h;
+    yajl_status           st;
+    creor_json_parser_t   p;
+
+    ngx_memzero(&p, sizeof(creor_json_parser_t));
+    p.pool = pool;
+
+    h = yajl_alloc(&creor_json_callbacks, NULL, &p);
+    if (h == NULL) {
+        ngx_cpystrn(err, (u_char *) "out of memory", errlen);
+        return NULL;
+    }
+
+    st = yajl_parse(h, data, len);
+
+    if (st == yajl_status_ok) {
+        st = yajl_complete_parse(h);
+    }
+
+    if (st != yajl_status_ok) {
+        if (p.error) {
+            ngx_cpystrn(err, (u_char *) p.error, errlen);
+
+        } else {
+            ngx_snprintf(err, errlen - 1, "Invalid JSON at byte %uz.%Z",
+                         yajl_get_bytes_consumed(h));
+        }
+
+        yajl_free(h);
+        return NULL;
+    }
+
+    yajl_free(h);
+
+    if (p.root == NULL) {
+        ngx_cpystrn(err, (u_char *) "The body is empty.", errlen);
+    }
+
+    return p.root;
+}
+
+
+static creor_json_t *
+creor_json_add(creor_json_parser_t *p, ngx_uint_t type)
+{
+    creor_json_t  *v, *c;
+
+    v = ngx_pcalloc(p->pool, sizeof(creor_json_t));
+    if (v == NULL) {
+        p->error = "out of memory";
+        return NULL;
+    }
+
+    v->type = type;
+
+    if (p->cur == NULL) {
+        p->root = v;
+        return v;
+    }
+
+    if (p->cur->type == CREOR_JSON_OBJECT) {
+        if (p->cur->count == CREOR_JSON_MAX_MEMBERS) {
+            p->error = "An object has too many members.";
+            return NULL;
+        }
+
+        for (c = p->cur->child; c; c = c->next) {
+            if (c->key.len == p->key.len
+                && ngx_memcmp(c->key.data, p->key.data, p->key.len) == 0)
+            {
+                p->error = "An object has a duplicate member name.";
+                return NULL;
+            }
+        }
+
+        v->key = p->key;
+    }
+
+    v->parent = p->cur;
+
+    if (p->cur->last) {
+        p->cur->last->next = v;
+
+    } else {
+        p->cur->child = v;
+    }
+
+    p->cur->last = v;
+    p->cur->count++;
+
+    return v;
+}
+
+
+static int
+creor_json_null(void *ctx)
+{
+    return creor_json_add(ctx, CREOR_JSON_NULL) != NULL;
+}
+
+
+static int
+creor_json_boolean(void *ctx, int b)
+{
+    return creor_json_add(ctx, b ? CREOR_JSON_TRUE : CREOR_JSON_FALSE)
+           != NULL;
+}
+
+
+static int
+creor_json_number(void *ctx, const char *s, size_t len)
+{
+    u_char        *buf;
+    creor_json_t  *v;
+
+    v = creor_json_add(ctx, CREOR_JSON_NUMBER);
+    if (v == NULL) {
+        return 0;
+    }
+
+    buf = ngx_pnalloc(((creor_json_parser_t *) ctx)->pool, len + 1);
+    if (buf == NULL) {
+        return 0;
+    }
+
+    ngx_memcpy(buf, s, len);
+    buf[len] = '\0';
+
+    v->str.data = buf;
+    v->str.len = len;
+    v->num = strtod((char *) buf, NULL);
+
+    return 1;
+}
+
+
+static ngx_int_t
+creor_json_copy(creor_json_parser_t *p, ngx_str_t *dst, const u_char *s,
+    size_t len)
+{
+    if (ngx_strlchr((u_char *) s, (u_char *) s + len, '\0')) {
+        p->error = "Strings may not contain \\u0000.";
+        return NGX_ERROR;
+    }
+
+    dst->data = ngx_pnalloc(p->pool, len + 1);
+    if (dst->data == NULL) {
+        p->error = "out of memory";
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, s, len);
+    dst->data[len] = '\0';
+    dst->len = len;
+
+    return NGX_OK;
+}
+
+
+static int
+creor_json_string(void *ctx, const unsigned char *s, size_t len)
+{
+    creor_json_t  *v;
+
+    v = creor_json_add(ctx, CREOR_JSON_STRING);
+    if (v == NULL) {
+        return 0;
+    }
+
+    return creor_json_copy(ctx, &v->str, s, len) == NGX_OK;
+}
+
+
+static int
+creor_json_open(creor_json_parser_t *p, ngx_uint_t type)
+{
+    creor_json_t  *v;
+
+    if (++p->depth > CREOR_JSON_MAX_DEPTH) {
+        p->error = "JSON nesting is too deep.";
+        return 0;
+    }
+
+    v = creor_json_add(p, type);
+    if (v == NULL) {
+        return 0;
+    }
+
+    p->cur = v;
+
+    return 1;
+}
+
+
+static int
+creor_json_start_map(void *ctx)
+{
+    return creor_json_open(ctx, CREOR_JSON_OBJECT);
+}
+
+
+static int
+creor_json_start_array(void *ctx)
+{
+    return creor_json_open(ctx, CREOR_JSON_ARRAY);
+}
+
+
+static int
+creor_json_map_key(void *ctx, const unsigned char *s, size_t len)
+{
+    creor_json_parser_t  *p = ctx;
+
+    return creor_json_copy(p, &p->key, s, len) == NGX_OK;
+}
+
+
+static int
+creor_json_end(void *ctx)
+{
+    creor_json_parser_t  *p = ctx;
+
+    p->depth--;
+    p->cur = p->cur->parent;
+
+    return 1;
+}
+
+
+creor_json_t *
+creor_json_get(creor_json_t *obj, const char *name)
+{
+    size_t         len;
+    creor_json_t  *c;
+
+    if (obj == NULL || obj->type != CREOR_JSON_OBJECT) {
+        return NULL;
+    }
+
+    len = ngx_strlen(name);
+
+    for (c = obj->child; c; c = c->next) {
+        if (c->key.len == len && ngx_memcmp(c->key.data, name, len) == 0) {
+            return c;
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_flag_t
+creor_json_is_int(creor_json_t *v)
+{
+    if (v == NULL || v->type != CREOR_JSON_NUMBER) {
+        return 0;
+    }
+
+    return ngx_strlchr(v->str.data, v->str.data + v->str.len, '.') == NULL
+           && ngx_strlchr(v->str.data, v->str.data + v->str.len, 'e') == NULL
+           && ngx_strlchr(v->str.data, v->str.data + v->str.len, 'E') == NULL
+           && v->num >= -9007199254740991.0 && v->num <= 9007199254740991.0;
+}
+
+
+const char *
+creor_json_type_name(creor_json_t *v)
+{
+    static const char  *names[] = {
+        "null", "boolean", "boolean", "number", "string", "array", "object"
+    };
+
+    return names[v->type];
+}
+
+
+/*
+ * The generator allocates with malloc(); a pool cleanup frees it on
+ * every path out of the request.
+ */
+
+yajl_gen
+creor_gen_create(ngx_http_request_t *r)
+{
+    yajl_gen             g;
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    g = yajl_gen_alloc(NULL);
+    if (g == NULL) {
+        return NULL;
+    }
+
+    cln->handler = creor_gen_cleanup;
+    cln->data = g;
+
+    return g;
+}
+
+
+static void
+creor_gen_cleanup(void *data)
+{
+    yajl_gen_free(data);
+}
+
+
+void
+creor_gen_str(yajl_gen g, const char *s)
+{
+    yajl_gen_string(g, (const unsigned char *) s, ngx_strlen(s));
+}
+
+
+void
+creor_gen_ngx_str(yajl_gen g, ngx_str_t *s)
+{
+    yajl_gen_string(g, s->data, s->len);
+}
+
+
+void
+creor_gen_kv(yajl_gen g, const char *key, const char *value)
+{
+    creor_gen_str(g, key);
+    creor_gen_str(g, value);
+}
+
+
+void
+creor_gen_kv_ngx(yajl_gen g, const char *key, ngx_str_t *value)
+{
+    creor_gen_str(g, key);
+    creor_gen_ngx_str(g, value);
+}
+
+
+/* empty strings are null on the wire */
+
+void
+creor_gen_kv_or_null(yajl_gen g, const char *key, const char *value)
+{
+    creor_gen_str(g, key);
+
+    if (value == NULL || value[0] == '\0') {
+        yajl_gen_null(g);
+
+    } else {
+        creor_gen_str(g, value);
+    }
+}
+
+
+void
+creor_gen_kv_int(yajl_gen g, const char *key, int64_t value)
+{
+    creor_gen_str(g, key);
+    yajl_gen_integer(g, value);
+}
+
+
+void
+creor_gen_kv_bool(yajl_gen g, const char *key, ngx_flag_t value)
+{
+    creor_gen_str(g, key);
+    yajl_gen_bool(g, value ? 1 : 0);
+}
+
+
+void
+creor_gen_kv_time(yajl_gen g, const char *key, int64_t ms)
+{
+    char  buf[32];
+
+    creor_gen_str(g, key);
+
+    if (ms == 0) {
+        yajl_gen_null(g);
+        return;
+    }
+
+    yajl_gen_string(g, (u_char *) buf, creor_time_rfc3339(buf, ms));
+}
+
+
+void
+creor_gen_value(yajl_gen g, creor_json_t *v)
+{
+    creor_json_t  *c;
+
+    switch (v->type) {
+
+    case CREOR_JSON_NULL:
+        yajl_gen_null(g);
+        break;
+
+    case CREOR_JSON_FALSE:
+    case CREOR_JSON_TRUE:
+        yajl_gen_bool(g, v->type == CREOR_JSON_TRUE);
+        break;
+
+    case CREOR_JSON_NUMBER:
+        yajl_gen_number(g, (char *) v->str.data, v->str.len);
+        break;
+
+    case CREOR_JSON_STRING:
+        yajl_gen_string(g, v->str.data, v->str.len);
+        break;
+
+    case CREOR_JSON_ARRAY:
+        yajl_gen_array_open(g);
+        for (c = v->child; c; c = c->next) {
+            creor_gen_value(g, c);
+        }
+        yajl_gen_array_close(g);
+        break;
+
+    default: /* CREOR_JSON_OBJECT */
+        yajl_gen_map_open(g);
+        for (c = v->child; c; c = c->next) {
+            yajl_gen_string(g, c->key.data, c->key.len);
+            creor_gen_value(g, c);
+        }
+        yajl_gen_map_close(g);
+        break;
+    }
+}
+
+
+/* copies the generated text into the request pool */
+
+ngx_int_t
+creor_gen_result(ngx_http_request_t *r, yajl_gen g, ngx_str_t *out)
+{
+    size_t                len;
+    const unsigned char  *buf;
+
+    if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok) {
+        return NGX_ERROR;
+    }
+
+    out->data = ngx_pnalloc(r->pool, len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(out->data, buf, len);
+    out->len = len;
+
+    yajl_gen_clear(g);
+
+    return NGX_OK;
+}

@@ -1,0 +1,476 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ *
+ * /v1/api-keys (SPEC 4.2): issue, list, read, revoke, rotate.  The token
+ * is in the answer to create and rotate only; the store keeps its HMAC.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_creor.h"
+
+
+#define CREOR_GRACE_MAX  (7 * 86400)        /* seconds */
+
+
+static ngx_int_t creor_keys_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    MDB_txn *txn, creor_key_rec_t *rec);
+static ngx_int_t creor_keys_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    MDB_val *key, MDB_val *val, yajl_gen g);
+static ngx_int_t creor_keys_send(ngx_http_request_t *r, ngx_uint_t status,
+    creor_key_rec_t *rec, const char *token);
+static void creor_key_json(yajl_gen g, creor_key_rec_t *rec,
+    const char *token);
+static ngx_int_t creor_keys_ref(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    MDB_txn *txn, creor_json_t *v, const char *field, const char *prefix,
+    const char *kind, char *out);
+
+
+static const char  *creor_key_fields[] = {
+    "name", "role", "projectId", "appId", "rateLimit", NULL
+};
+
+static const char  *creor_rotate_fields[] = { "gracePeriod", NULL };
+
+
+ngx_int_t
+creor_keys_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    int               rc, role;
+    char              token[CREOR_ID_MAX + CREOR_SECRET_B62_LEN + 8];
+    uint32_t          n, period, burst;
+    MDB_txn          *txn;
+    creor_json_t     *name, *v;
+    creor_key_rec_t   rec;
+
+    if (creor_check_fields(r, ctx->json, creor_key_fields, "") != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memzero(&rec, sizeof(creor_key_rec_t));
+    ngx_cpystrn((u_char *) rec.org, (u_char *) ctx->who.key.org,
+                sizeof(rec.org));
+
+    name = creor_json_get(ctx->json, "name");
+
+    if (name == NULL) {
+        return creor_fail(r, NGX_HTTP_BAD_REQUEST, "MISSING_FIELD", "name",
+                          "The 'name' field is required.");
+    }
+
+    if (name->type != CREOR_JSON_STRING || name->str.len == 0
+        || name->str.len >= sizeof(rec.name))
+    {
+        return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR", "name",
+                          "'name' must be a string of 1 to %uz bytes.",
+                          sizeof(rec.name) - 1);
+    }
+
+    ngx_cpystrn((u_char *) rec.name, name->str.data, sizeof(rec.name));
+
+    role = CREOR_ROLE_USER;
+    v = creor_json_get(ctx->json, "role");
+
+    if (v) {
+        role = (v->type == CREOR_JSON_STRING)
+               ? creor_role_parse((char *) v->str.data, v->str.len) : -1;
+
+        if (role < 0) {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                              "role", "'role' must be admin, user or "
+                              "read_only.");
+        }
+    }
+
+    rec.role = (uint32_t) role;
+
+    v = creor_json_get(ctx->json, "rateLimit");
+
+    if (v && v->type != CREOR_JSON_NULL) {
+        if (v->type != CREOR_JSON_STRING
+            || v->str.len >= sizeof(rec.rate_limit)
+            || creor_rate_parse((char *) v->str.data, v->str.len, &n,
+                                &period, &burst)
+               != 0)
+        {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                              "rateLimit", "'rateLimit' must be a rate such "
+                              "as \"120r/m\" or \"10r/s burst=20\".");
+        }
+
+        ngx_cpystrn((u_char *) rec.rate_limit, v->str.data,
+                    sizeof(rec.rate_limit));
+    }
+
+    rc = creor_store_write(&ctx->mcf->store, &txn);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    /* a key bound to a project issues keys of that project only */
+
+    v = creor_json_get(ctx->json, "projectId");
+
+    if (ctx->who.key.project[0]) {
+        if (v && (v->type != CREOR_JSON_STRING
+                  || ngx_strcmp(v->str.data, ctx->who.key.project) != 0))
+        {
+            mdb_txn_abort(txn);
+            return creor_fail(r, NGX_HTTP_FORBIDDEN, "PERMISSION_DENIED",
+                              "projectId", "This key is bound to project "
+                              "%s.", ctx->who.key.project);
+        }
+
+        ngx_cpystrn((u_char *) rec.project, (u_char *) ctx->who.key.project,
+                    sizeof(rec.project));
+
+    } else if (creor_keys_ref(r, ctx, txn, v, "projectId", "proj_",
+                              "p", rec.project)
+               != NGX_OK)
+    {
+        mdb_txn_abort(txn);
+        return NGX_DECLINED;
+    }
+
+    if (creor_keys_ref(r, ctx, txn, creor_json_get(ctx->json, "appId"),
+                       "appId", "agent_", "a", rec.app)
+        != NGX_OK)
+    {
+        mdb_txn_abort(txn);
+        return NGX_DECLINED;
+    }
+
+    rc = creor_key_issue(&ctx->mcf->store, txn, &rec, token);
+
+    if (rc != CREOR_STORE_OK) {
+        mdb_txn_abort(txn);
+        return creor_fail_store(r, rc);
+    }
+
+    rc = creor_store_commit(txn);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    return creor_keys_send(r, NGX_HTTP_CREATED, &rec, token);
+}
+
+
+/* an optional id of the organization's project ("p") or agent ("a") */
+
+static ngx_int_t
+creor_keys_ref(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
+    creor_json_t *v, const char *field, const char *prefix, const char *kind,
+    char *out)
+{
+    int      rc;
+    char     key[CREOR_STORE_KEY_MAX];
+    MDB_val  val;
+
+    if (v == NULL || v->type == CREOR_JSON_NULL) {
+        return NGX_OK;
+    }
+
+    if (v->type != CREOR_JSON_STRING) {
+        return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR", field,
+                          "'%s' must be a string.", field);
+    }
+
+    if (!creor_is_id((char *) v->str.data, v->str.len, prefix)) {
+        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", field,
+                          "No such %s.", field);
+    }
+
+    ngx_snprintf((u_char *) key, sizeof(key), "%s:%V:%V%Z", kind,
+                 &ctx->who.org, &v->str);
+
+    rc = creor_store_get(&ctx->mcf->store, txn, key, &val);
+
+    if (rc == CREOR_STORE_NOTFOUND) {
+        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", field,
+                          "No such %s.", field);
+    }
+
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    ngx_cpystrn((u_char *) out, v->str.data, CREOR_ID_MAX);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+creor_keys_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    creor_page_t  pg;
+
+    ngx_memzero(&pg, sizeof(creor_page_t));
+
+    pg.prefix.data = ngx_pnalloc(r->pool, ctx->who.org.len + 4);
+    if (pg.prefix.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pg.prefix.len = ngx_sprintf(pg.prefix.data, "ko:%V:", &ctx->who.org)
+                    - pg.prefix.data;
+
+    if (creor_page_parse(r, ctx, &pg, 0) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    return creor_page_send(r, ctx, &pg, creor_keys_item);
+}
+
+
+static ngx_int_t
+creor_keys_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_val *key,
+    MDB_val *val, yajl_gen g)
+{
+    char              id[CREOR_ID_MAX];
+    size_t            len;
+    MDB_txn          *txn;
+    creor_key_rec_t   rec;
+
+    len = key->mv_size - 4 - ctx->who.org.len;
+
+    if (len >= sizeof(id)) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(id, (u_char *) key->mv_data + 4 + ctx->who.org.len, len);
+    id[len] = '\0';
+
+    txn = creor_store_read(&ctx->mcf->store);
+
+    if (txn == NULL
+        || creor_key_get(&ctx->mcf->store, txn, id, &rec) != CREOR_STORE_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ctx->who.key.project[0]
+        && ngx_strcmp(rec.project, ctx->who.key.project) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (g) {
+        creor_key_json(g, &rec, NULL);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the caller's organization's key named by the route, or NGX_DECLINED */
+
+static ngx_int_t
+creor_keys_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
+    creor_key_rec_t *rec)
+{
+    int         rc;
+    char        id[CREOR_ID_MAX];
+    ngx_str_t  *p;
+
+    p = &ctx->params[0];
+
+    if (!creor_is_id((char *) p->data, p->len, "key_")) {
+        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
+                          "No such API key.");
+    }
+
+    ngx_cpystrn((u_char *) id, p->data, p->len + 1);
+
+    rc = creor_key_get(&ctx->mcf->store, txn, id, rec);
+
+    if (rc == CREOR_STORE_NOTFOUND
+        || (rc == CREOR_STORE_OK
+            && (ngx_strcmp(rec->org, ctx->who.key.org) != 0
+                || (ctx->who.key.project[0]
+                    && ngx_strcmp(rec->project, ctx->who.key.project) != 0))))
+    {
+        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
+                          "No such API key.");
+    }
+
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+creor_keys_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    MDB_txn          *txn;
+    creor_key_rec_t   rec;
+
+    txn = creor_store_read(&ctx->mcf->store);
+    if (txn == NULL) {
+        return creor_fail_store(r, CREOR_STORE_ERROR);
+    }
+
+    if (creor_keys_load(r, ctx, txn, &rec) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    creor_store_read_done(&ctx->mcf->store);
+
+    return creor_keys_send(r, NGX_HTTP_OK, &rec, NULL);
+}
+
+
+ngx_int_t
+creor_keys_revoke(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    int               rc;
+    MDB_txn          *txn;
+    creor_key_rec_t   rec;
+
+    rc = creor_store_write(&ctx->mcf->store, &txn);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    if (creor_keys_load(r, ctx, txn, &rec) != NGX_OK) {
+        mdb_txn_abort(txn);
+        return NGX_DECLINED;
+    }
+
+    if (rec.revoked_ms) {
+        mdb_txn_abort(txn);
+        return creor_keys_send(r, NGX_HTTP_OK, &rec, NULL);
+    }
+
+    rec.revoked_ms = creor_now_ms();
+
+    rc = creor_key_put(&ctx->mcf->store, txn, &rec);
+    if (rc != CREOR_STORE_OK) {
+        mdb_txn_abort(txn);
+        return creor_fail_store(r, rc);
+    }
+
+    rc = creor_store_commit(txn);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    return creor_keys_send(r, NGX_HTTP_OK, &rec, NULL);
+}
+
+
+/*
+ * A new secret for the same key id; the old one keeps working for
+ * gracePeriod seconds.
+ */
+
+ngx_int_t
+creor_keys_rotate(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    int               rc;
+    char              token[CREOR_ID_MAX + CREOR_SECRET_B62_LEN + 8];
+    int64_t           grace;
+    MDB_txn          *txn;
+    creor_json_t     *v;
+    creor_key_rec_t   rec;
+
+    if (creor_check_fields(r, ctx->json, creor_rotate_fields, "") != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    grace = 0;
+    v = creor_json_get(ctx->json, "gracePeriod");
+
+    if (v) {
+        if (!creor_json_is_int(v) || v->num < 0 || v->num > CREOR_GRACE_MAX) {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                              "gracePeriod", "'gracePeriod' must be an "
+                              "integer from 0 to %d seconds.",
+                              CREOR_GRACE_MAX);
+        }
+
+        grace = (int64_t) v->num;
+    }
+
+    rc = creor_store_write(&ctx->mcf->store, &txn);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    if (creor_keys_load(r, ctx, txn, &rec) != NGX_OK) {
+        mdb_txn_abort(txn);
+        return NGX_DECLINED;
+    }
+
+    if (rec.revoked_ms) {
+        mdb_txn_abort(txn);
+        return creor_fail(r, NGX_HTTP_CONFLICT, "KEY_REVOKED", NULL,
+                          "A revoked key cannot be rotated.");
+    }
+
+    ngx_memcpy(rec.old_hash, rec.hash, sizeof(rec.hash));
+    rec.old_expires_ms = grace ? creor_now_ms() + grace * 1000 : 0;
+
+    rc = creor_key_issue(&ctx->mcf->store, txn, &rec, token);
+
+    if (rc != CREOR_STORE_OK) {
+        mdb_txn_abort(txn);
+        return creor_fail_store(r, rc);
+    }
+
+    rc = creor_store_commit(txn);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    return creor_keys_send(r, NGX_HTTP_OK, &rec, token);
+}
+
+
+static ngx_int_t
+creor_keys_send(ngx_http_request_t *r, ngx_uint_t status,
+    creor_key_rec_t *rec, const char *token)
+{
+    yajl_gen  g;
+
+    g = creor_gen_create(r);
+    if (g == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    creor_key_json(g, rec, token);
+
+    return creor_send_json(r, status, g);
+}
+
+
+static void
+creor_key_json(yajl_gen g, creor_key_rec_t *rec, const char *token)
+{
+    yajl_gen_map_open(g);
+    creor_gen_kv(g, "id", rec->id);
+    creor_gen_kv(g, "object", "api_key");
+    creor_gen_kv(g, "name", rec->name);
+    creor_gen_kv(g, "role", creor_role_name(rec->role));
+    creor_gen_kv(g, "organizationId", rec->org);
+    creor_gen_kv_or_null(g, "projectId", rec->project);
+    creor_gen_kv_or_null(g, "appId", rec->app);
+    creor_gen_kv_or_null(g, "rateLimit", rec->rate_limit);
+    creor_gen_kv_time(g, "createdAt", rec->created_ms);
+    creor_gen_kv_time(g, "lastUsedAt", rec->last_used_ms);
+    creor_gen_kv_time(g, "revokedAt", rec->revoked_ms);
+
+    if (token) {
+        creor_gen_kv(g, "token", token);
+    }
+
+    yajl_gen_map_close(g);
+}

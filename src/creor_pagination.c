@@ -1,0 +1,485 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ *
+ * Lists (SPEC 5).  A cursor is an opaque token naming a record in the
+ * store ("c:<token>") that holds the organization, the route, a hash of
+ * the filters and the store key of the last item sent; the next page
+ * starts strictly after that key, so inserts and deletes between pages
+ * never repeat or skip an item that existed throughout the walk.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/sha.h>
+
+#include "ngx_creor.h"
+
+
+#define CREOR_CURSOR_PREFIX     "cur_"
+#define CREOR_CURSOR_LEN        (4 + CREOR_SECRET_B62_LEN)
+#define CREOR_PURGE_BATCH       1000
+
+
+typedef struct {
+    int64_t     expires_ms;
+    char        org[CREOR_ID_MAX];
+    char        route[32];
+    uint8_t     filters[SHA256_DIGEST_LENGTH];
+    uint8_t     desc;
+    uint8_t     reserved;
+    uint16_t    after_len;
+    char        after[CREOR_STORE_KEY_MAX];
+} creor_cursor_rec_t;
+
+
+static ngx_int_t creor_cursor_load(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx, creor_page_t *pg, ngx_str_t *token);
+static ngx_int_t creor_cursor_save(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx, creor_page_t *pg, MDB_val *last);
+static void creor_cursor_init(ngx_creor_ctx_t *ctx, creor_page_t *pg,
+    creor_cursor_rec_t *rec);
+
+
+/*
+ * pg->prefix and pg->filters are set by the caller; this reads limit,
+ * order, cursor and (where allowed) page.
+ */
+
+ngx_int_t
+creor_page_parse(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_page_t *pg, ngx_flag_t page_mode_allowed)
+{
+    ngx_int_t     rc;
+    creor_arg_t  *order, *cursor;
+
+    pg->limit = 20;
+    pg->desc = 1;
+
+    rc = creor_arg_uint(r, ctx, "limit", 1, CREOR_LIST_MAX, &pg->limit);
+    if (rc == NGX_ERROR) {
+        return NGX_DECLINED;
+    }
+
+    order = creor_arg(ctx, "order");
+
+    if (order) {
+        if (order->value.len == 3
+            && ngx_strncmp(order->value.data, "asc", 3) == 0)
+        {
+            pg->desc = 0;
+
+        } else if (order->value.len != 4
+                   || ngx_strncmp(order->value.data, "desc", 4) != 0)
+        {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                              "order", "'order' must be asc or desc.");
+        }
+    }
+
+    cursor = creor_arg(ctx, "cursor");
+
+    if (page_mode_allowed) {
+        rc = creor_arg_uint(r, ctx, "page", 1, 1000000, &pg->page);
+        if (rc == NGX_ERROR) {
+            return NGX_DECLINED;
+        }
+
+        if (rc == NGX_OK) {
+            if (cursor) {
+                return creor_fail(r, NGX_HTTP_BAD_REQUEST,
+                                  "VALIDATION_ERROR", "page",
+                                  "'page' and 'cursor' cannot be combined.");
+            }
+
+            pg->page_mode = 1;
+        }
+    }
+
+    if (cursor) {
+        return creor_cursor_load(r, ctx, pg, &cursor->value);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+creor_cursor_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_page_t *pg, ngx_str_t *token)
+{
+    int                  rc;
+    char                 key[CREOR_STORE_KEY_MAX];
+    MDB_val              val;
+    MDB_txn             *txn;
+    creor_cursor_rec_t   want, *rec;
+
+    if (token->len != CREOR_CURSOR_LEN
+        || ngx_strncmp(token->data, CREOR_CURSOR_PREFIX, 4) != 0)
+    {
+        goto invalid;
+    }
+
+    ngx_snprintf((u_char *) key, sizeof(key), "c:%V%Z", token);
+
+    txn = creor_store_read(&ctx->mcf->store);
+    if (txn == NULL) {
+        return creor_fail_store(r, CREOR_STORE_ERROR);
+    }
+
+    rc = creor_store_get(&ctx->mcf->store, txn, key, &val);
+
+    if (rc == CREOR_STORE_NOTFOUND) {
+        creor_store_read_done(&ctx->mcf->store);
+        goto invalid;
+    }
+
+    if (rc != CREOR_STORE_OK || val.mv_size != sizeof(creor_cursor_rec_t)) {
+        creor_store_read_done(&ctx->mcf->store);
+        return creor_fail_store(r, CREOR_STORE_ERROR);
+    }
+
+    rec = ngx_palloc(r->pool, sizeof(creor_cursor_rec_t));
+    if (rec == NULL) {
+        creor_store_read_done(&ctx->mcf->store);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(rec, val.mv_data, sizeof(creor_cursor_rec_t));
+    creor_store_read_done(&ctx->mcf->store);
+
+    creor_cursor_init(ctx, pg, &want);
+
+    if (rec->expires_ms < creor_now_ms()
+        || ngx_strcmp(rec->org, want.org) != 0
+        || ngx_strcmp(rec->route, want.route) != 0
+        || ngx_memcmp(rec->filters, want.filters, sizeof(want.filters)) != 0
+        || rec->desc != want.desc
+        || rec->after_len > sizeof(rec->after))
+    {
+        goto invalid;
+    }
+
+    pg->after.data = (u_char *) rec->after;
+    pg->after.len = rec->after_len;
+
+    return NGX_OK;
+
+invalid:
+
+    return creor_fail(r, NGX_HTTP_BAD_REQUEST, "INVALID_CURSOR", "cursor",
+                      "The cursor is invalid or expired, or was made for "
+                      "other filters.");
+}
+
+
+/* what a cursor is bound to: organization, route, filters, order */
+
+static void
+creor_cursor_init(ngx_creor_ctx_t *ctx, creor_page_t *pg,
+    creor_cursor_rec_t *rec)
+{
+    ngx_memzero(rec, sizeof(creor_cursor_rec_t));
+
+    ngx_cpystrn((u_char *) rec->org, ctx->who.org.data,
+                ngx_min(ctx->who.org.len + 1, sizeof(rec->org)));
+    ngx_cpystrn((u_char *) rec->route, ctx->route_name.data,
+                ngx_min(ctx->route_name.len + 1, sizeof(rec->route)));
+
+    SHA256(pg->filters.data, pg->filters.len, rec->filters);
+
+    rec->desc = (uint8_t) pg->desc;
+}
+
+
+static ngx_int_t
+creor_cursor_save(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_page_t *pg, MDB_val *last)
+{
+    int                 rc;
+    char                key[CREOR_STORE_KEY_MAX];
+    u_char             *token;
+    MDB_txn            *txn;
+    uint8_t             raw[CREOR_SECRET_LEN];
+    creor_cursor_rec_t  rec;
+
+    if (last->mv_size > sizeof(rec.after)) {
+        return creor_fail_store(r, CREOR_STORE_ERROR);
+    }
+
+    creor_cursor_init(ctx, pg, &rec);
+    rec.expires_ms = creor_now_ms() + CREOR_CURSOR_TTL;
+    rec.after_len = (uint16_t) last->mv_size;
+    ngx_memcpy(rec.after, last->mv_data, last->mv_size);
+
+    token = ngx_pnalloc(r->pool, CREOR_CURSOR_LEN + 1);
+    if (token == NULL || creor_random(raw, sizeof(raw)) != 0) {
+        return creor_fail_store(r, CREOR_STORE_ERROR);
+    }
+
+    ngx_memcpy(token, CREOR_CURSOR_PREFIX, 4);
+    creor_base62((char *) token + 4, raw, sizeof(raw));
+
+    pg->next_cursor.data = token;
+    pg->next_cursor.len = CREOR_CURSOR_LEN;
+
+    ngx_snprintf((u_char *) key, sizeof(key), "c:%s%Z", token);
+
+    rc = creor_store_write(&ctx->mcf->store, &txn);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    rc = creor_store_put(&ctx->mcf->store, txn, key, &rec, sizeof(rec), 0);
+    if (rc != CREOR_STORE_OK) {
+        mdb_txn_abort(txn);
+        return creor_fail_store(r, rc);
+    }
+
+    rc = creor_store_commit(txn);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Walks the collection under pg->prefix; item() with g == NULL only
+ * answers whether an entry passes the filters (NGX_OK or NGX_DECLINED).
+ */
+
+ngx_int_t
+creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_page_t *pg, creor_page_item_pt item)
+{
+    int             rc;
+    u_char         *end;
+    yajl_gen        g;
+    MDB_val         k, v, last;
+    MDB_txn        *txn;
+    ngx_int_t       pass;
+    ngx_uint_t      sent, skip, pages;
+    MDB_cursor     *cur;
+    MDB_cursor_op   step;
+
+    g = creor_gen_create(r);
+    if (g == NULL) {
+        return NGX_ERROR;
+    }
+
+    txn = creor_store_read(&ctx->mcf->store);
+    if (txn == NULL || mdb_cursor_open(txn, ctx->mcf->store.dbi, &cur) != 0)
+    {
+        return creor_fail_store(r, CREOR_STORE_ERROR);
+    }
+
+    /* the first key past the collection: prefix with its last byte + 1 */
+
+    end = ngx_pnalloc(r->pool, pg->prefix.len);
+    if (end == NULL) {
+        mdb_cursor_close(cur);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(end, pg->prefix.data, pg->prefix.len);
+    end[pg->prefix.len - 1]++;
+
+    if (pg->after.len) {
+        k.mv_data = pg->after.data;
+        k.mv_size = pg->after.len;
+
+    } else if (pg->desc) {
+        k.mv_data = end;
+        k.mv_size = pg->prefix.len;
+
+    } else {
+        k.mv_data = pg->prefix.data;
+        k.mv_size = pg->prefix.len;
+    }
+
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+
+    if (pg->desc) {
+        rc = (rc == MDB_NOTFOUND) ? mdb_cursor_get(cur, &k, &v, MDB_LAST)
+                                  : mdb_cursor_get(cur, &k, &v, MDB_PREV);
+
+    } else if (rc == 0 && pg->after.len && k.mv_size == pg->after.len
+               && ngx_memcmp(k.mv_data, pg->after.data, k.mv_size) == 0)
+    {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+
+    step = pg->desc ? MDB_PREV : MDB_NEXT;
+    skip = pg->page_mode ? (pg->page - 1) * pg->limit : 0;
+    sent = 0;
+    last.mv_size = 0;
+    last.mv_data = NULL;
+
+    yajl_gen_map_open(g);
+    creor_gen_kv(g, "object", "list");
+    creor_gen_str(g, "data");
+    yajl_gen_array_open(g);
+
+    for ( /* void */ ;
+         rc == 0 && k.mv_size > pg->prefix.len
+         && ngx_memcmp(k.mv_data, pg->prefix.data, pg->prefix.len) == 0;
+         rc = mdb_cursor_get(cur, &k, &v, step))
+    {
+        pass = item(r, ctx, &k, &v, NULL);
+
+        if (pass == NGX_ERROR) {
+            mdb_cursor_close(cur);
+            return creor_fail_store(r, CREOR_STORE_ERROR);
+        }
+
+        if (pass != NGX_OK) {
+            continue;
+        }
+
+        pg->total++;
+
+        if (skip) {
+            skip--;
+            continue;
+        }
+
+        if (sent == pg->limit) {
+            pg->has_more = 1;
+
+            if (!pg->page_mode) {
+                break;
+            }
+
+            continue;
+        }
+
+        if (item(r, ctx, &k, &v, g) != NGX_OK) {
+            mdb_cursor_close(cur);
+            return creor_fail_store(r, CREOR_STORE_ERROR);
+        }
+
+        sent++;
+        last = k;
+    }
+
+    yajl_gen_array_close(g);
+
+    /* "last" points into the map: copy it before the txn ends */
+
+    if (last.mv_size) {
+        k.mv_data = ngx_pnalloc(r->pool, last.mv_size);
+        if (k.mv_data == NULL) {
+            mdb_cursor_close(cur);
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(k.mv_data, last.mv_data, last.mv_size);
+        k.mv_size = last.mv_size;
+        last = k;
+    }
+
+    mdb_cursor_close(cur);
+    creor_store_read_done(&ctx->mcf->store);
+
+    if (pg->has_more && !pg->page_mode) {
+        if (creor_cursor_save(r, ctx, pg, &last) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+    }
+
+    creor_gen_kv_bool(g, "has_more", pg->has_more);
+    creor_gen_str(g, "next_cursor");
+
+    if (pg->next_cursor.len) {
+        creor_gen_ngx_str(g, &pg->next_cursor);
+
+    } else {
+        yajl_gen_null(g);
+    }
+
+    if (pg->page_mode) {
+        pages = (pg->total + pg->limit - 1) / pg->limit;
+
+        creor_gen_str(g, "meta");
+        yajl_gen_map_open(g);
+        creor_gen_kv_int(g, "total", pg->total);
+        creor_gen_kv_int(g, "page", pg->page);
+        creor_gen_kv_int(g, "limit", pg->limit);
+        creor_gen_kv_int(g, "totalPages", pages);
+        creor_gen_kv_bool(g, "hasNext", pg->page < pages);
+        creor_gen_kv_bool(g, "hasPrev", pg->page > 1);
+        yajl_gen_map_close(g);
+    }
+
+    yajl_gen_map_close(g);
+
+    return creor_send_json(r, NGX_HTTP_OK, g);
+}
+
+
+void
+creor_cursor_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log)
+{
+    int          rc;
+    int64_t      now, expires;
+    MDB_val      k, v;
+    MDB_txn     *txn;
+    ngx_uint_t   n, seen;
+    MDB_cursor  *cur;
+
+    if (creor_store_write(&mcf->store, &txn) != CREOR_STORE_OK) {
+        return;
+    }
+
+    if (mdb_cursor_open(txn, mcf->store.dbi, &cur) != 0) {
+        mdb_txn_abort(txn);
+        return;
+    }
+
+    now = creor_now_ms();
+    n = 0;
+    seen = 0;
+
+    k.mv_data = "c:";
+    k.mv_size = 2;
+
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && seen < CREOR_PURGE_BATCH * 10
+         && k.mv_size > 2 && ngx_memcmp(k.mv_data, "c:", 2) == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    {
+        seen++;
+
+        if (v.mv_size == sizeof(creor_cursor_rec_t)) {
+            ngx_memcpy(&expires, v.mv_data, sizeof(int64_t));
+
+            if (expires >= now) {
+                continue;
+            }
+        }
+
+        if (mdb_cursor_del(cur, 0) != 0 || ++n == CREOR_PURGE_BATCH) {
+            break;
+        }
+    }
+
+    mdb_cursor_close(cur);
+
+    if (n == 0) {
+        mdb_txn_abort(txn);
+        return;
+    }
+
+    if (creor_store_commit(txn) != CREOR_STORE_OK) {
+        ngx_log_error(NGX_LOG_WARN, log, 0, "creor: cursor purge failed");
+        return;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "creor: purged %ui expired cursors", n);
+}

@@ -1,0 +1,823 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ *
+ * The request pipeline of a creor_api location: route, query, credentials,
+ * permission, body, handler; and the JSON responses, errors included.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_creor.h"
+
+
+#define CREOR_ARGS_MAX  32
+
+
+static ngx_int_t creor_parse_args(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+static ngx_int_t creor_check_args(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+static ngx_int_t creor_check_content_type(ngx_http_request_t *r);
+static void creor_body_handler(ngx_http_request_t *r);
+static ngx_int_t creor_body_collect(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx);
+static ngx_int_t creor_dispatch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+static ngx_int_t creor_send_failure(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx);
+static ngx_int_t creor_add_header(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value);
+static ngx_flag_t creor_utf8_valid(u_char *p, size_t len);
+
+
+static ngx_str_t  creor_json_type = ngx_string("application/json");
+
+
+ngx_creor_main_conf_t *
+creor_main_conf(ngx_http_request_t *r)
+{
+    return ngx_http_get_module_main_conf(r, ngx_creor_module);
+}
+
+
+ngx_int_t
+ngx_creor_handle(ngx_http_request_t *r)
+{
+    ngx_int_t                   rc;
+    ngx_str_t                   allow;
+    ngx_creor_ctx_t            *ctx;
+    ngx_creor_main_conf_t      *mcf;
+    ngx_http_variable_value_t  *vv;
+
+    mcf = creor_main_conf(r);
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_creor_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->mcf = mcf;
+    ngx_http_set_ctx(r, ctx, ngx_creor_module);
+
+    vv = ngx_http_get_indexed_variable(r, mcf->request_id_index);
+    if (vv && !vv->not_found) {
+        ctx->request_id.data = vv->data;
+        ctx->request_id.len = vv->len;
+    }
+
+    if (!mcf->opened) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "creor_api: no creor_store is configured");
+        ngx_http_discard_request_body(r);
+        creor_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE",
+                   NULL, "The store is not available.");
+        return creor_send_failure(r, ctx);
+    }
+
+    rc = creor_route(r, ctx, &allow);
+
+    if (rc != NGX_OK) {
+        ngx_http_discard_request_body(r);
+
+        if (rc == NGX_HTTP_NOT_ALLOWED) {
+            if (creor_add_header(r, "Allow", &allow) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            creor_fail(r, NGX_HTTP_NOT_ALLOWED, "METHOD_NOT_ALLOWED", NULL,
+                       "Method %V is not allowed here.", &r->method_name);
+
+        } else {
+            creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
+                       "No such route.");
+        }
+
+        return creor_send_failure(r, ctx);
+    }
+
+    if (creor_parse_args(r, ctx) != NGX_OK
+        || creor_authenticate(r, ctx) != NGX_OK
+        || creor_check_args(r, ctx) != NGX_OK)
+    {
+        ngx_http_discard_request_body(r);
+        return creor_send_failure(r, ctx);
+    }
+
+    if (!(r->method & CREOR_METHOD_BODY)) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return creor_dispatch(r, ctx);
+    }
+
+    if (creor_check_content_type(r) != NGX_OK) {
+        ngx_http_discard_request_body(r);
+        return creor_send_failure(r, ctx);
+    }
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, creor_body_handler);
+
+    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+
+        /* the rest of the body is unread: the connection cannot be kept */
+
+        r->keepalive = 0;
+        r->lingering_close = 1;
+
+        creor_fail(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "BODY_TOO_LARGE",
+                   NULL, "The request body is too large.");
+
+        return creor_send_failure(r, ctx);
+    }
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+creor_check_content_type(ngx_http_request_t *r)
+{
+    u_char           *p, *last;
+    ngx_table_elt_t  *h;
+
+    if (r->headers_in.content_length_n <= 0 && !r->headers_in.chunked) {
+        return NGX_OK;
+    }
+
+    h = r->headers_in.content_type;
+
+    if (h != NULL) {
+        p = h->value.data;
+        last = p + h->value.len;
+
+        while (p < last && *p == ' ') {
+            p++;
+        }
+
+        if ((size_t) (last - p) >= creor_json_type.len
+            && ngx_strncasecmp(p, creor_json_type.data, creor_json_type.len)
+               == 0)
+        {
+            p += creor_json_type.len;
+
+            if (p == last || *p == ';' || *p == ' ') {
+                return NGX_OK;
+            }
+        }
+    }
+
+    return creor_fail(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                      "UNSUPPORTED_MEDIA_TYPE", NULL,
+                      "The body must be application/json.");
+}
+
+
+static void
+creor_body_handler(ngx_http_request_t *r)
+{
+    ngx_int_t         rc;
+    ngx_creor_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
+
+    if (creor_body_collect(r, ctx) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    rc = creor_dispatch(r, ctx);
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/* the body as one piece of memory, from buffers or the temporary file */
+
+static ngx_int_t
+creor_body_collect(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    u_char       *p;
+    size_t        len;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+        len += b->in_file ? (size_t) (b->file_last - b->file_pos)
+                          : (size_t) (b->last - b->pos);
+    }
+
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->body.data = p;
+    ctx->body.len = len;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file) {
+            n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
+                              b->file_pos);
+            if (n != b->file_last - b->file_pos) {
+                return NGX_ERROR;
+            }
+
+            p += n;
+            continue;
+        }
+
+        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+creor_dispatch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+    u_char     err[128];
+
+    if (r->method & CREOR_METHOD_BODY) {
+
+        if (ctx->body.len == 0) {
+            ctx->json = ngx_pcalloc(r->pool, sizeof(creor_json_t));
+            if (ctx->json == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ctx->json->type = CREOR_JSON_OBJECT;
+
+        } else {
+            ctx->json = creor_json_parse(r->pool, ctx->body.data,
+                                         ctx->body.len, err, sizeof(err));
+            if (ctx->json == NULL) {
+                creor_fail(r, NGX_HTTP_BAD_REQUEST, "INVALID_JSON", NULL,
+                           "%s", err);
+                return creor_send_failure(r, ctx);
+            }
+
+            if (ctx->json->type != CREOR_JSON_OBJECT) {
+                creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR", NULL,
+                           "The body must be a JSON object.");
+                return creor_send_failure(r, ctx);
+            }
+        }
+    }
+
+    rc = ctx->route->handler(r, ctx);
+
+    /* a read transaction never outlives the event that opened it */
+
+    creor_store_read_done(&ctx->mcf->store);
+
+    if (rc == NGX_DECLINED) {
+        return creor_send_failure(r, ctx);
+    }
+
+    return rc;
+}
+
+
+/*
+ * Query arguments, unescaped; a name given twice or a value that is not
+ * UTF-8 is refused here, unknown names after the route is known.
+ */
+
+static ngx_int_t
+creor_parse_args(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    u_char       *p, *last, *amp, *eq, *dst, *src;
+    ngx_str_t    *s;
+    ngx_uint_t    i, k;
+    creor_arg_t  *arg, *args;
+
+    if (ngx_array_init(&ctx->args, r->pool, 4, sizeof(creor_arg_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    p = r->args.data;
+    last = p + r->args.len;
+
+    while (p < last) {
+        amp = ngx_strlchr(p, last, '&');
+        if (amp == NULL) {
+            amp = last;
+        }
+
+        if (amp == p) {
+            p++;
+            continue;
+        }
+
+        if (ctx->args.nelts == CREOR_ARGS_MAX) {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                              NULL, "Too many query parameters.");
+        }
+
+        arg = ngx_array_push(&ctx->args);
+        if (arg == NULL) {
+            return NGX_ERROR;
+        }
+
+        eq = ngx_strlchr(p, amp, '=');
+
+        arg->name.data = p;
+        arg->name.len = (eq ? eq : amp) - p;
+        arg->value.data = eq ? eq + 1 : amp;
+        arg->value.len = eq ? amp - eq - 1 : 0;
+
+        for (k = 0; k < 2; k++) {
+            s = k ? &arg->value : &arg->name;
+
+            dst = ngx_pnalloc(r->pool, s->len + 1);
+            if (dst == NULL) {
+                return NGX_ERROR;
+            }
+
+            src = s->data;
+            s->data = dst;
+            ngx_unescape_uri(&dst, &src, s->len, 0);
+            s->len = dst - s->data;
+            *dst = '\0';
+
+            if (!creor_utf8_valid(s->data, s->len)
+                || ngx_strlchr(s->data, s->data + s->len, '\0'))
+            {
+                return creor_fail(r, NGX_HTTP_BAD_REQUEST,
+                                  "VALIDATION_ERROR", NULL,
+                                  "A query parameter is not valid UTF-8.");
+            }
+        }
+
+        args = ctx->args.elts;
+
+        for (i = 0; i < ctx->args.nelts - 1; i++) {
+            if (args[i].name.len == arg->name.len
+                && ngx_strncmp(args[i].name.data, arg->name.data,
+                               arg->name.len) == 0)
+            {
+                return creor_fail(r, NGX_HTTP_BAD_REQUEST,
+                                  "VALIDATION_ERROR",
+                                  (char *) arg->name.data,
+                                  "Query parameter '%V' is given twice.",
+                                  &arg->name);
+            }
+        }
+
+        p = amp;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+creor_check_args(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    ngx_uint_t    i;
+    const char  **q;
+    creor_arg_t  *args;
+
+    args = ctx->args.elts;
+
+    for (i = 0; i < ctx->args.nelts; i++) {
+
+        for (q = ctx->route->query; q && *q; q++) {
+            if (ngx_strlen(*q) == args[i].name.len
+                && ngx_strncmp(*q, args[i].name.data, args[i].name.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (q == NULL || *q == NULL) {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "UNKNOWN_PARAMETER",
+                              (char *) args[i].name.data,
+                              "Unknown query parameter '%V'.",
+                              &args[i].name);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+creor_arg_t *
+creor_arg(ngx_creor_ctx_t *ctx, const char *name)
+{
+    size_t        len;
+    ngx_uint_t    i;
+    creor_arg_t  *args;
+
+    len = ngx_strlen(name);
+    args = ctx->args.elts;
+
+    for (i = 0; i < ctx->args.nelts; i++) {
+        if (args[i].name.len == len
+            && ngx_strncmp(args[i].name.data, name, len) == 0)
+        {
+            return &args[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* NGX_OK and *out, NGX_DECLINED when absent, NGX_ERROR (failed) if bad */
+
+ngx_int_t
+creor_arg_uint(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, const char *name,
+    ngx_uint_t min, ngx_uint_t max, ngx_uint_t *out)
+{
+    ngx_int_t     n;
+    creor_arg_t  *arg;
+
+    arg = creor_arg(ctx, name);
+    if (arg == NULL) {
+        return NGX_DECLINED;
+    }
+
+    n = (arg->value.len > 0 && arg->value.len <= 9)
+        ? ngx_atoi(arg->value.data, arg->value.len) : NGX_ERROR;
+
+    if (n == NGX_ERROR || (ngx_uint_t) n < min || (ngx_uint_t) n > max) {
+        creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR", name,
+                   "'%s' must be an integer from %ui to %ui.", name, min,
+                   max);
+        return NGX_ERROR;
+    }
+
+    *out = n;
+
+    return NGX_OK;
+}
+
+
+/* unknown members of a request object: "settings.foo" for nested ones */
+
+ngx_int_t
+creor_check_fields(ngx_http_request_t *r, creor_json_t *obj,
+    const char **allowed, const char *prefix)
+{
+    u_char        *param;
+    const char   **a;
+    creor_json_t  *c;
+
+    for (c = obj->child; c; c = c->next) {
+
+        for (a = allowed; *a; a++) {
+            if (ngx_strlen(*a) == c->key.len
+                && ngx_strncmp(*a, c->key.data, c->key.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (*a) {
+            continue;
+        }
+
+        param = ngx_pnalloc(r->pool, ngx_strlen(prefix) + c->key.len + 1);
+        if (param == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_sprintf(param, "%s%V%Z", prefix, &c->key);
+
+        return creor_fail(r, NGX_HTTP_BAD_REQUEST, "UNKNOWN_PARAMETER",
+                          (char *) param, "Unknown parameter '%s'.", param);
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_str_t *
+creor_header(ngx_http_request_t *r, const char *name)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i].value;
+        }
+    }
+}
+
+
+static ngx_int_t
+creor_add_header(ngx_http_request_t *r, const char *name, ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value = *value;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Records the error for the pipeline to send and returns NGX_DECLINED,
+ * so a handler can "return creor_fail(...)".
+ */
+
+ngx_int_t
+creor_fail(ngx_http_request_t *r, ngx_uint_t status, const char *code,
+    const char *param, const char *fmt, ...)
+{
+    u_char           *p, buf[512];
+    va_list           args;
+    ngx_creor_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(buf, buf + sizeof(buf), fmt, args);
+    va_end(args);
+
+    ctx->err_status = status;
+    ctx->err_code = code;
+    ctx->err_param = param;
+    ctx->err_message.len = p - buf;
+    ctx->err_message.data = ngx_pnalloc(r->pool, p - buf);
+
+    if (ctx->err_message.data == NULL) {
+        ctx->err_message.len = 0;
+
+    } else {
+        ngx_memcpy(ctx->err_message.data, buf, p - buf);
+    }
+
+    return NGX_DECLINED;
+}
+
+
+ngx_int_t
+creor_fail_store(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_creor_ctx_t  *ctx;
+
+    if (rc == CREOR_STORE_FULL) {
+        ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
+        ctx->retry_after = 30;
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "creor_store: the store is full");
+
+        return creor_fail(r, NGX_HTTP_SERVICE_UNAVAILABLE, "STORE_FULL", NULL,
+                          "The store is full.");
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "creor_store: operation failed: %i", rc);
+
+    return creor_fail(r, NGX_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR",
+                      NULL, "The store failed.");
+}
+
+
+static ngx_int_t
+creor_send_failure(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    u_char     *p;
+    ngx_str_t   v;
+
+    if (ctx->err_status == 0) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->retry_after) {
+        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        v.data = p;
+        v.len = ngx_sprintf(p, "%ui", ctx->retry_after) - p;
+
+        if (creor_add_header(r, "Retry-After", &v) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    p = ngx_pnalloc(r->pool, ctx->err_message.len + 1);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(p, ctx->err_message.data, ctx->err_message.len);
+    p[ctx->err_message.len] = '\0';
+
+    return creor_send_error(r, ctx->err_status, ctx->err_code, (char *) p,
+                            ctx->err_param);
+}
+
+
+static const char *
+creor_error_type(ngx_uint_t status)
+{
+    switch (status) {
+    case NGX_HTTP_UNAUTHORIZED:
+        return "authentication_error";
+    case NGX_HTTP_FORBIDDEN:
+        return "permission_denied";
+    case NGX_HTTP_NOT_FOUND:
+        return "not_found";
+    case NGX_HTTP_CONFLICT:
+        return "conflict";
+    case 422:
+        return "unprocessable_entity";
+    case NGX_HTTP_TOO_MANY_REQUESTS:
+        return "rate_limit_exceeded";
+    case NGX_HTTP_BAD_GATEWAY:
+    case NGX_HTTP_GATEWAY_TIME_OUT:
+        return "provider_error";
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        return "service_unavailable";
+    default:
+        return status >= 500 ? "internal_error" : "invalid_request";
+    }
+}
+
+
+ngx_int_t
+creor_send_error(ngx_http_request_t *r, ngx_uint_t status, const char *code,
+    const char *message, const char *param)
+{
+    yajl_gen          g;
+    ngx_str_t         out;
+    ngx_creor_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
+
+    g = creor_gen_create(r);
+    if (g == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    yajl_gen_map_open(g);
+    creor_gen_str(g, "error");
+    yajl_gen_map_open(g);
+    creor_gen_kv(g, "type", creor_error_type(status));
+    creor_gen_kv(g, "code", code);
+    creor_gen_kv(g, "message", message);
+
+    if (param) {
+        /* a name from the request may be any bytes: never emit bad UTF-8 */
+        creor_gen_kv(g, "param",
+                     creor_utf8_valid((u_char *) param, ngx_strlen(param))
+                     ? param : "?");
+    }
+
+    creor_gen_kv_ngx(g, "request_id", &ctx->request_id);
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+
+    if (creor_gen_result(r, g, &out) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return creor_send_raw(r, status, out.data, out.len);
+}
+
+
+ngx_int_t
+creor_send_json(ngx_http_request_t *r, ngx_uint_t status, yajl_gen g)
+{
+    ngx_str_t  out;
+
+    if (creor_gen_result(r, g, &out) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return creor_send_raw(r, status, out.data, out.len);
+}
+
+
+ngx_int_t
+creor_send_raw(ngx_http_request_t *r, ngx_uint_t status, u_char *data,
+    size_t len)
+{
+    ngx_int_t         rc;
+    ngx_buf_t        *b;
+    ngx_chain_t       out;
+    ngx_creor_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
+
+    r->headers_out.status = status;
+    r->headers_out.content_type = creor_json_type;
+    r->headers_out.content_type_len = creor_json_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = len;
+
+    if (ctx->request_id.len
+        && creor_add_header(r, "X-Request-Id", &ctx->request_id) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (len == 0) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = data;
+    b->last = data + len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_flag_t
+creor_utf8_valid(u_char *p, size_t len)
+{
+    u_char  *last;
+
+    last = p + len;
+
+    while (p < last) {
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+
+        if (ngx_utf8_decode(&p, last - p) > 0x10ffff) {
+            return 0;
+        }
+    }
+
+    return 1;
+}

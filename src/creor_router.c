@@ -1,0 +1,187 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ *
+ * The route table of /v1: method, path pattern, handler, permission and
+ * the query parameters each route accepts.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_creor.h"
+
+
+#define CREOR_GET     (NGX_HTTP_GET|NGX_HTTP_HEAD)
+#define CREOR_POST    NGX_HTTP_POST
+#define CREOR_PATCH   NGX_HTTP_PATCH
+#define CREOR_DELETE  NGX_HTTP_DELETE
+
+
+static ngx_int_t creor_route_match(const char *pattern, ngx_str_t *uri,
+    ngx_str_t *params);
+
+
+static const char  *creor_q_list[] = { "limit", "cursor", "order", NULL };
+static const char  *creor_q_agents[] = {
+    "limit", "cursor", "order", "page", "projectId", "status", NULL
+};
+
+
+static creor_route_t  creor_routes[] = {
+
+    { CREOR_GET, "/v1/projects", "projects.list",
+      creor_projects_list, CREOR_PERM_READ, "projects:read", creor_q_list },
+
+    { CREOR_POST, "/v1/projects", "projects.create",
+      creor_projects_create, CREOR_PERM_ADMIN, "projects:create", NULL },
+
+    { CREOR_GET, "/v1/projects/:id", "projects.get",
+      creor_projects_get, CREOR_PERM_READ, "projects:read", NULL },
+
+    { CREOR_GET, "/v1/api-keys", "api_keys.list",
+      creor_keys_list, CREOR_PERM_ADMIN, "api_keys:read", creor_q_list },
+
+    { CREOR_POST, "/v1/api-keys", "api_keys.create",
+      creor_keys_create, CREOR_PERM_ADMIN, "api_keys:create", NULL },
+
+    { CREOR_GET, "/v1/api-keys/:id", "api_keys.get",
+      creor_keys_get, CREOR_PERM_ADMIN, "api_keys:read", NULL },
+
+    { CREOR_DELETE, "/v1/api-keys/:id", "api_keys.revoke",
+      creor_keys_revoke, CREOR_PERM_ADMIN, "api_keys:delete", NULL },
+
+    { CREOR_POST, "/v1/api-keys/:id/rotate", "api_keys.rotate",
+      creor_keys_rotate, CREOR_PERM_ADMIN, "api_keys:update", NULL },
+
+    { CREOR_GET, "/v1/agents", "agents.list",
+      creor_agents_list, CREOR_PERM_READ, "agents:read", creor_q_agents },
+
+    { CREOR_POST, "/v1/agents", "agents.create",
+      creor_agents_create, CREOR_PERM_WRITE, "agents:create", NULL },
+
+    { CREOR_GET, "/v1/agents/:id", "agents.get",
+      creor_agents_get, CREOR_PERM_READ, "agents:read", NULL },
+
+    { CREOR_PATCH, "/v1/agents/:id", "agents.update",
+      creor_agents_update, CREOR_PERM_WRITE, "agents:update", NULL },
+
+    { CREOR_DELETE, "/v1/agents/:id", "agents.delete",
+      creor_agents_delete, CREOR_PERM_WRITE, "agents:delete", NULL },
+
+    { 0, NULL, NULL, NULL, 0, NULL, NULL }
+};
+
+
+/*
+ * NGX_OK with ctx->route set; NGX_HTTP_NOT_ALLOWED with the methods the
+ * path has in *allow; NGX_DECLINED for an unknown path.
+ */
+
+ngx_int_t
+creor_route(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, ngx_str_t *allow)
+{
+    u_char         *p;
+    ngx_uint_t      methods;
+    creor_route_t  *rt;
+    ngx_str_t       params[CREOR_ROUTE_PARAMS];
+
+    methods = 0;
+
+    for (rt = creor_routes; rt->pattern; rt++) {
+
+        if (creor_route_match(rt->pattern, &r->uri, params) != NGX_OK) {
+            continue;
+        }
+
+        if (r->method & rt->method) {
+            ctx->route = rt;
+            ctx->route_name.data = (u_char *) rt->name;
+            ctx->route_name.len = ngx_strlen(rt->name);
+            ngx_memcpy(ctx->params, params, sizeof(params));
+            return NGX_OK;
+        }
+
+        methods |= rt->method;
+    }
+
+    if (methods == 0) {
+        return NGX_DECLINED;
+    }
+
+    p = ngx_pnalloc(r->pool, sizeof("GET, HEAD, POST, PATCH, DELETE"));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    allow->data = p;
+
+    if (methods & NGX_HTTP_GET) {
+        p = ngx_cpymem(p, "GET, HEAD, ", sizeof("GET, HEAD, ") - 1);
+    }
+
+    if (methods & NGX_HTTP_POST) {
+        p = ngx_cpymem(p, "POST, ", sizeof("POST, ") - 1);
+    }
+
+    if (methods & NGX_HTTP_PATCH) {
+        p = ngx_cpymem(p, "PATCH, ", sizeof("PATCH, ") - 1);
+    }
+
+    if (methods & NGX_HTTP_DELETE) {
+        p = ngx_cpymem(p, "DELETE, ", sizeof("DELETE, ") - 1);
+    }
+
+    allow->len = p - allow->data - 2;
+
+    return NGX_HTTP_NOT_ALLOWED;
+}
+
+
+/* ":name" matches one non-empty path segment */
+
+static ngx_int_t
+creor_route_match(const char *pattern, ngx_str_t *uri, ngx_str_t *params)
+{
+    u_char      *u, *last, *start;
+    ngx_uint_t   n;
+
+    u = uri->data;
+    last = u + uri->len;
+    n = 0;
+
+    while (*pattern) {
+
+        if (*pattern == ':') {
+            while (*pattern && *pattern != '/') {
+                pattern++;
+            }
+
+            start = u;
+
+            while (u < last && *u != '/') {
+                u++;
+            }
+
+            if (u == start || n == CREOR_ROUTE_PARAMS) {
+                return NGX_DECLINED;
+            }
+
+            params[n].data = start;
+            params[n].len = u - start;
+            n++;
+            continue;
+        }
+
+        if (u == last || *u != (u_char) *pattern) {
+            return NGX_DECLINED;
+        }
+
+        u++;
+        pattern++;
+    }
+
+    return u == last ? NGX_OK : NGX_DECLINED;
+}

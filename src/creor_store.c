@@ -1,0 +1,589 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ */
+
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/hmac.h>
+#include <openssl/evp.h>
+
+#include "creor_store.h"
+
+
+#define CREOR_SECRET_CHECK  "creor-secret-check"
+
+
+static int creor_store_secret_check(creor_store_t *s, uint8_t *out);
+
+
+int
+creor_store_open(creor_store_t *s, const char *path, size_t map_size,
+    int sync, char *err, size_t errlen)
+{
+    int          rc;
+    MDB_txn     *txn;
+    unsigned     flags;
+    struct stat  st;
+
+    memset(s, 0, sizeof(creor_store_t));
+
+    if (stat(path, &st) == -1) {
+        if (mkdir(path, 0700) == -1 && errno != EEXIST) {
+            snprintf(err, errlen, "mkdir(\"%s\") failed: %s", path,
+                     strerror(errno));
+            return CREOR_STORE_ERROR;
+        }
+    }
+
+    rc = mdb_env_create(&s->env);
+    if (rc != 0) {
+        goto failed;
+    }
+
+    /* 0 keeps the size the environment already has */
+
+    if (map_size) {
+        rc = mdb_env_set_mapsize(s->env, map_size);
+        if (rc != 0) {
+            goto failed;
+        }
+    }
+
+    rc = mdb_env_set_maxreaders(s->env, 1024);
+    if (rc != 0) {
+        goto failed;
+    }
+
+    /*
+     * MDB_NOTLS: a worker keeps one read transaction for its life and
+     * may open a write transaction while it is reset.
+     */
+
+    flags = MDB_NOTLS | MDB_NORDAHEAD;
+
+    if (!sync) {
+        flags |= MDB_NOSYNC;
+    }
+
+    rc = mdb_env_open(s->env, path, flags, 0600);
+    if (rc != 0) {
+        goto failed;
+    }
+
+    (void) creor_store_reader_check(s);
+
+    rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc != 0) {
+        goto failed;
+    }
+
+    rc = mdb_dbi_open(txn, NULL, 0, &s->dbi);
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        goto failed;
+    }
+
+    rc = mdb_txn_commit(txn);
+    if (rc != 0) {
+        goto failed;
+    }
+
+    rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->rtxn);
+    if (rc != 0) {
+        goto failed;
+    }
+
+    mdb_txn_reset(s->rtxn);
+
+    return CREOR_STORE_OK;
+
+failed:
+
+    snprintf(err, errlen, "LMDB environment \"%s\": %s", path,
+             mdb_strerror(rc));
+
+    if (s->env) {
+        mdb_env_close(s->env);
+        s->env = NULL;
+    }
+
+    return CREOR_STORE_ERROR;
+}
+
+
+void
+creor_store_close(creor_store_t *s)
+{
+    if (s->rtxn) {
+        mdb_txn_abort(s->rtxn);
+        s->rtxn = NULL;
+    }
+
+    if (s->env) {
+        mdb_env_close(s->env);
+        s->env = NULL;
+    }
+}
+
+
+/* frees reader slots of processes that died holding them */
+
+int
+creor_store_reader_check(creor_store_t *s)
+{
+    int  dead;
+
+    dead = 0;
+
+    if (mdb_reader_check(s->env, &dead) != 0) {
+        return -1;
+    }
+
+    return dead;
+}
+
+
+/*
+ * The server secret: from creor_secret_file, or generated into the store
+ * ("m:secret") by whichever process opens it first.  With a file, only
+ * an HMAC check value is stored, so the command line can tell a wrong
+ * --secret-file from a right one.
+ */
+
+int
+creor_store_init_secret(creor_store_t *s, const uint8_t *file_secret,
+    size_t len, char *err, size_t errlen)
+{
+    int      rc;
+    MDB_val  val;
+    MDB_txn *txn;
+    uint8_t  check[CREOR_HASH_LEN];
+
+    rc = creor_store_write(s, &txn);
+    if (rc != CREOR_STORE_OK) {
+        snprintf(err, errlen, "cannot begin a write transaction");
+        return rc;
+    }
+
+    if (file_secret) {
+        if (len > sizeof(s->secret)) {
+            len = sizeof(s->secret);
+        }
+
+        memcpy(s->secret, file_secret, len);
+        s->secret_len = len;
+
+    } else {
+        rc = creor_store_get(s, txn, "m:secret", &val);
+
+        if (rc == CREOR_STORE_OK && val.mv_size == CREOR_SECRET_LEN) {
+            memcpy(s->secret, val.mv_data, val.mv_size);
+            s->secret_len = val.mv_size;
+
+        } else if (rc == CREOR_STORE_NOTFOUND) {
+            rc = creor_store_get(s, txn, "m:secret_check", &val);
+            if (rc == CREOR_STORE_OK) {
+                mdb_txn_abort(txn);
+                snprintf(err, errlen, "the store's keys were made with a "
+                         "secret file; give it with --secret-file");
+                return CREOR_STORE_ERROR;
+            }
+
+            if (creor_random(s->secret, CREOR_SECRET_LEN) != 0) {
+                mdb_txn_abort(txn);
+                snprintf(err, errlen, "no random bytes");
+                return CREOR_STORE_ERROR;
+            }
+
+            s->secret_len = CREOR_SECRET_LEN;
+
+            rc = creor_store_put(s, txn, "m:secret", s->secret,
+                                 s->secret_len, 0);
+            if (rc != CREOR_STORE_OK) {
+                mdb_txn_abort(txn);
+                snprintf(err, errlen, "cannot store the secret");
+                return rc;
+            }
+
+        } else {
+            mdb_txn_abort(txn);
+            snprintf(err, errlen, "cannot read the secret");
+            return CREOR_STORE_ERROR;
+        }
+    }
+
+    if (creor_store_secret_check(s, check) != 0) {
+        mdb_txn_abort(txn);
+        snprintf(err, errlen, "HMAC failed");
+        return CREOR_STORE_ERROR;
+    }
+
+    rc = creor_store_get(s, txn, "m:secret_check", &val);
+
+    if (rc == CREOR_STORE_OK) {
+        if (val.mv_size != CREOR_HASH_LEN
+            || !creor_hash_equal(val.mv_data, check))
+        {
+            mdb_txn_abort(txn);
+            snprintf(err, errlen, "the secret does not match the one the "
+                     "store's keys were made with");
+            return CREOR_STORE_ERROR;
+        }
+
+        mdb_txn_abort(txn);
+        return CREOR_STORE_OK;
+    }
+
+    rc = creor_store_put(s, txn, "m:secret_check", check, CREOR_HASH_LEN, 0);
+    if (rc != CREOR_STORE_OK) {
+        mdb_txn_abort(txn);
+        snprintf(err, errlen, "cannot store the secret check");
+        return rc;
+    }
+
+    rc = creor_store_commit(txn);
+    if (rc != CREOR_STORE_OK) {
+        snprintf(err, errlen, "cannot commit the secret");
+    }
+
+    return rc;
+}
+
+
+static int
+creor_store_secret_check(creor_store_t *s, uint8_t *out)
+{
+    return creor_hash_secret(out, s->secret, s->secret_len,
+                             CREOR_SECRET_CHECK, sizeof(CREOR_SECRET_CHECK) - 1);
+}
+
+
+int
+creor_store_stats(creor_store_t *s, size_t *used, size_t *map_size,
+    size_t *entries)
+{
+    MDB_stat      st;
+    MDB_envinfo   info;
+    MDB_txn      *txn;
+
+    txn = creor_store_read(s);
+    if (txn == NULL) {
+        return CREOR_STORE_ERROR;
+    }
+
+    if (mdb_stat(txn, s->dbi, &st) != 0 || mdb_env_info(s->env, &info) != 0)
+    {
+        creor_store_read_done(s);
+        return CREOR_STORE_ERROR;
+    }
+
+    creor_store_read_done(s);
+
+    *used = (info.me_last_pgno + 1) * (size_t) st.ms_psize;
+    *map_size = info.me_mapsize;
+    *entries = st.ms_entries;
+
+    return CREOR_STORE_OK;
+}
+
+
+/*
+ * Another process (the command line, or a worker with another map_size
+ * after a reload) may have grown the map: adopt its size and retry.
+ */
+
+MDB_txn *
+creor_store_read(creor_store_t *s)
+{
+    int  rc;
+
+    if (s->rtxn_active) {
+        return s->rtxn;
+    }
+
+    rc = mdb_txn_renew(s->rtxn);
+
+    if (rc == MDB_MAP_RESIZED) {
+        mdb_txn_abort(s->rtxn);
+        s->rtxn = NULL;
+
+        if (mdb_env_set_mapsize(s->env, 0) != 0
+            || mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->rtxn) != 0)
+        {
+            return NULL;
+        }
+
+        rc = 0;
+    }
+
+    if (rc != 0) {
+        return NULL;
+    }
+
+    s->rtxn_active = 1;
+
+    return s->rtxn;
+}
+
+
+void
+creor_store_read_done(creor_store_t *s)
+{
+    if (s->rtxn_active) {
+        mdb_txn_reset(s->rtxn);
+        s->rtxn_active = 0;
+    }
+}
+
+
+int
+creor_store_write(creor_store_t *s, MDB_txn **txn)
+{
+    int  rc;
+
+    rc = mdb_txn_begin(s->env, NULL, 0, txn);
+
+    if (rc == MDB_MAP_RESIZED) {
+        if (mdb_env_set_mapsize(s->env, 0) != 0) {
+            return CREOR_STORE_ERROR;
+        }
+
+        rc = mdb_txn_begin(s->env, NULL, 0, txn);
+    }
+
+    return creor_store_rc(rc);
+}
+
+
+int
+creor_store_commit(MDB_txn *txn)
+{
+    return creor_store_rc(mdb_txn_commit(txn));
+}
+
+
+int
+creor_store_rc(int rc)
+{
+    switch (rc) {
+    case 0:
+        return CREOR_STORE_OK;
+    case MDB_NOTFOUND:
+        return CREOR_STORE_NOTFOUND;
+    case MDB_KEYEXIST:
+        return CREOR_STORE_EXISTS;
+    case MDB_MAP_FULL:
+    case MDB_TXN_FULL:
+    case ENOSPC:
+        return CREOR_STORE_FULL;
+    default:
+        return CREOR_STORE_ERROR;
+    }
+}
+
+
+int
+creor_store_get(creor_store_t *s, MDB_txn *txn, const char *key,
+    MDB_val *val)
+{
+    MDB_val  k;
+
+    k.mv_data = (void *) key;
+    k.mv_size = strlen(key);
+
+    return creor_store_rc(mdb_get(txn, s->dbi, &k, val));
+}
+
+
+int
+creor_store_put(creor_store_t *s, MDB_txn *txn, const char *key,
+    const void *data, size_t len, unsigned flags)
+{
+    MDB_val  k, v;
+
+    k.mv_data = (void *) key;
+    k.mv_size = strlen(key);
+    v.mv_data = (void *) data;
+    v.mv_size = len;
+
+    return creor_store_rc(mdb_put(txn, s->dbi, &k, &v, flags));
+}
+
+
+int
+creor_store_del(creor_store_t *s, MDB_txn *txn, const char *key)
+{
+    MDB_val  k;
+
+    k.mv_data = (void *) key;
+    k.mv_size = strlen(key);
+
+    return creor_store_rc(mdb_del(txn, s->dbi, &k, NULL));
+}
+
+
+int
+creor_org_create(creor_store_t *s, const char *name, char *id)
+{
+    int              rc;
+    char             key[CREOR_STORE_KEY_MAX];
+    MDB_txn         *txn;
+    creor_org_rec_t  rec;
+
+    memset(&rec, 0, sizeof(rec));
+    rec.version = 1;
+    rec.created_ms = creor_now_ms();
+    snprintf(rec.name, sizeof(rec.name), "%s", name);
+
+    if (creor_make_id(id, CREOR_ID_MAX, "org_") != 0) {
+        return CREOR_STORE_ERROR;
+    }
+
+    snprintf(key, sizeof(key), "o:%s", id);
+
+    rc = creor_store_write(s, &txn);
+    if (rc != CREOR_STORE_OK) {
+        return rc;
+    }
+
+    rc = creor_store_put(s, txn, key, &rec, sizeof(rec), MDB_NOOVERWRITE);
+    if (rc != CREOR_STORE_OK) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+
+    return creor_store_commit(txn);
+}
+
+
+/* rec comes with its name and description */
+
+int
+creor_project_create(creor_store_t *s, MDB_txn *txn, const char *org,
+    creor_project_rec_t *rec, char *id)
+{
+    int      rc;
+    char     key[CREOR_STORE_KEY_MAX];
+    MDB_val  val;
+
+    snprintf(key, sizeof(key), "o:%s", org);
+
+    rc = creor_store_get(s, txn, key, &val);
+    if (rc != CREOR_STORE_OK) {
+        return rc;
+    }
+
+    rec->version = 1;
+    rec->created_ms = creor_now_ms();
+
+    if (creor_make_id(id, CREOR_ID_MAX, "proj_") != 0) {
+        return CREOR_STORE_ERROR;
+    }
+
+    snprintf(key, sizeof(key), "p:%s:%s", org, id);
+
+    return creor_store_put(s, txn, key, rec, sizeof(creor_project_rec_t),
+                           MDB_NOOVERWRITE);
+}
+
+
+/*
+ * Gives rec a new id (unless it has one: rotation) and a new secret, and
+ * writes it with its organization index; token receives the one copy of
+ * the secret there will ever be.
+ */
+
+int
+creor_key_issue(creor_store_t *s, MDB_txn *txn, creor_key_rec_t *rec,
+    char *token)
+{
+    int      rc;
+    char     key[CREOR_STORE_KEY_MAX];
+    char     b62[CREOR_SECRET_B62_LEN + 1];
+    uint8_t  raw[CREOR_SECRET_LEN];
+
+    if (rec->id[0] == '\0') {
+        if (creor_make_id(rec->id, sizeof(rec->id), "key_") != 0) {
+            return CREOR_STORE_ERROR;
+        }
+
+        rec->created_ms = creor_now_ms();
+    }
+
+    rec->version = CREOR_KEY_VERSION;
+
+    if (creor_random(raw, sizeof(raw)) != 0) {
+        return CREOR_STORE_ERROR;
+    }
+
+    creor_base62(b62, raw, sizeof(raw));
+
+    if (creor_hash_secret(rec->hash, s->secret, s->secret_len, b62,
+                          CREOR_SECRET_B62_LEN)
+        != 0)
+    {
+        return CREOR_STORE_ERROR;
+    }
+
+    rc = creor_key_put(s, txn, rec);
+    if (rc != CREOR_STORE_OK) {
+        return rc;
+    }
+
+    snprintf(key, sizeof(key), "ko:%s:%s", rec->org, rec->id);
+
+    rc = creor_store_put(s, txn, key, "", 0, 0);
+    if (rc != CREOR_STORE_OK) {
+        return rc;
+    }
+
+    /* "ck_" + the ULID of "key_<ulid>" + "_" + secret */
+
+    snprintf(token, CREOR_ID_MAX + CREOR_SECRET_B62_LEN + 8, "ck_%s_%s",
+             rec->id + 4, b62);
+
+    return CREOR_STORE_OK;
+}
+
+
+int
+creor_key_get(creor_store_t *s, MDB_txn *txn, const char *id,
+    creor_key_rec_t *rec)
+{
+    int      rc;
+    char     key[CREOR_STORE_KEY_MAX];
+    MDB_val  val;
+
+    snprintf(key, sizeof(key), "k:%s", id);
+
+    rc = creor_store_get(s, txn, key, &val);
+    if (rc != CREOR_STORE_OK) {
+        return rc;
+    }
+
+    if (val.mv_size != sizeof(creor_key_rec_t)) {
+        return CREOR_STORE_ERROR;
+    }
+
+    memcpy(rec, val.mv_data, sizeof(creor_key_rec_t));
+
+    return CREOR_STORE_OK;
+}
+
+
+int
+creor_key_put(creor_store_t *s, MDB_txn *txn, creor_key_rec_t *rec)
+{
+    char  key[CREOR_STORE_KEY_MAX];
+
+    snprintf(key, sizeof(key), "k:%s", rec->id);
+
+    return creor_store_put(s, txn, key, rec, sizeof(creor_key_rec_t), 0);
+}

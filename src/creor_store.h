@@ -1,0 +1,70 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ *
+ * The LMDB store: one environment, one database, keys prefixed by kind.
+ * docs/architecture.md lists the layout.  Plain C: the admin command line
+ * links this file too.
+ */
+
+
+#ifndef _CREOR_STORE_H_INCLUDED_
+#define _CREOR_STORE_H_INCLUDED_
+
+
+#include <lmdb.h>
+
+#include "creor_core.h"
+
+
+#define CREOR_STORE_OK          0
+#define CREOR_STORE_NOTFOUND    1
+#define CREOR_STORE_FULL        2
+#define CREOR_STORE_EXISTS      3
+#define CREOR_STORE_ERROR      -1
+
+#define CREOR_STORE_KEY_MAX     256
+
+
+typedef struct {
+    MDB_env     *env;
+    MDB_dbi      dbi;
+    MDB_txn     *rtxn;              /* reused read transaction */
+    int          rtxn_active;
+    uint8_t      secret[CREOR_SERVER_SECRET_MAX];
+    size_t       secret_len;
+} creor_store_t;
+
+
+int creor_store_open(creor_store_t *s, const char *path, size_t map_size,
+    int sync, char *err, size_t errlen);
+void creor_store_close(creor_store_t *s);
+int creor_store_reader_check(creor_store_t *s);
+int creor_store_init_secret(creor_store_t *s, const uint8_t *file_secret,
+    size_t len, char *err, size_t errlen);
+int creor_store_stats(creor_store_t *s, size_t *used, size_t *map_size,
+    size_t *entries);
+
+MDB_txn *creor_store_read(creor_store_t *s);
+void creor_store_read_done(creor_store_t *s);
+int creor_store_write(creor_store_t *s, MDB_txn **txn);
+int creor_store_commit(MDB_txn *txn);
+int creor_store_rc(int rc);
+
+int creor_store_get(creor_store_t *s, MDB_txn *txn, const char *key,
+    MDB_val *val);
+int creor_store_put(creor_store_t *s, MDB_txn *txn, const char *key,
+    const void *data, size_t len, unsigned flags);
+int creor_store_del(creor_store_t *s, MDB_txn *txn, const char *key);
+
+int creor_org_create(creor_store_t *s, const char *name, char *id);
+int creor_project_create(creor_store_t *s, MDB_txn *txn, const char *org,
+    creor_project_rec_t *rec, char *id);
+int creor_key_issue(creor_store_t *s, MDB_txn *txn, creor_key_rec_t *rec,
+    char *token);
+int creor_key_get(creor_store_t *s, MDB_txn *txn, const char *id,
+    creor_key_rec_t *rec);
+int creor_key_put(creor_store_t *s, MDB_txn *txn, creor_key_rec_t *rec);
+
+
+#endif /* _CREOR_STORE_H_INCLUDED_ */

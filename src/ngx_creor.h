@@ -1,0 +1,224 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ */
+
+
+#ifndef _NGX_CREOR_H_INCLUDED_
+#define _NGX_CREOR_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <yajl/yajl_gen.h>
+
+#include "creor_store.h"
+
+
+#define CREOR_JSON_NULL      0
+#define CREOR_JSON_FALSE     1
+#define CREOR_JSON_TRUE      2
+#define CREOR_JSON_NUMBER    3
+#define CREOR_JSON_STRING    4
+#define CREOR_JSON_ARRAY     5
+#define CREOR_JSON_OBJECT    6
+
+#define CREOR_JSON_MAX_DEPTH 32
+
+/* permissions a role grants */
+#define CREOR_PERM_READ      0x01
+#define CREOR_PERM_WRITE     0x02       /* agents, runs, chat */
+#define CREOR_PERM_ADMIN     0x04       /* keys, projects, webhooks */
+
+#define CREOR_METHOD_BODY    (NGX_HTTP_POST|NGX_HTTP_PATCH|NGX_HTTP_PUT)
+
+#define CREOR_ROUTE_PARAMS   3
+
+#define CREOR_LIST_MAX       100
+#define CREOR_CURSOR_TTL     86400000   /* ms */
+
+
+typedef struct creor_json_s  creor_json_t;
+
+struct creor_json_s {
+    ngx_uint_t              type;
+    ngx_str_t               key;        /* member name inside an object */
+    ngx_str_t               str;        /* string, or number as written */
+    double                  num;
+    ngx_uint_t              count;      /* children */
+    creor_json_t           *child;
+    creor_json_t           *last;
+    creor_json_t           *next;
+    creor_json_t           *parent;
+};
+
+
+typedef struct {
+    ngx_str_t               path;
+    size_t                  map_size;
+    ngx_flag_t              sync;
+    ngx_str_t               secret;
+    creor_store_t           store;
+    ngx_flag_t              opened;
+    ngx_event_t             timer;
+    ngx_int_t               request_id_index;
+} ngx_creor_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t              api;
+} ngx_creor_loc_conf_t;
+
+
+/* who is calling, after authentication */
+typedef struct {
+    creor_key_rec_t         key;
+    ngx_str_t               key_id;
+    ngx_str_t               org;
+    ngx_str_t               project;    /* bound, or from X-Project-Id */
+    ngx_str_t               app;
+    ngx_uint_t              perms;
+} creor_principal_t;
+
+
+typedef struct ngx_creor_ctx_s  ngx_creor_ctx_t;
+
+typedef ngx_int_t (*creor_handler_pt)(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx);
+
+
+typedef struct {
+    ngx_uint_t              method;
+    const char             *pattern;    /* "/v1/agents/:id" */
+    const char             *name;       /* $creor_route */
+    creor_handler_pt        handler;
+    ngx_uint_t              perm;
+    const char             *perm_name;
+    const char            **query;      /* accepted query parameters */
+} creor_route_t;
+
+
+typedef struct {
+    ngx_str_t               name;
+    ngx_str_t               value;
+} creor_arg_t;
+
+
+struct ngx_creor_ctx_s {
+    ngx_creor_main_conf_t  *mcf;
+    creor_route_t          *route;
+    ngx_str_t               params[CREOR_ROUTE_PARAMS];
+    ngx_array_t             args;       /* of creor_arg_t */
+    creor_principal_t       who;
+    ngx_flag_t              authenticated;
+    ngx_str_t               body;
+    creor_json_t           *json;
+    void                   *data;       /* the handler's own state */
+    ngx_str_t               request_id;
+    ngx_str_t               route_name;
+
+    /* the error to send, set by creor_fail() */
+    ngx_uint_t              err_status;
+    const char             *err_code;
+    const char             *err_param;
+    ngx_str_t               err_message;
+    ngx_uint_t              retry_after;
+};
+
+
+/* a list walk, cursor or page mode (SPEC 5) */
+typedef struct {
+    ngx_str_t               prefix;     /* store keys of the collection */
+    ngx_uint_t              limit;
+    ngx_flag_t              desc;
+    ngx_flag_t              page_mode;
+    ngx_uint_t              page;
+    ngx_str_t               after;      /* resume after this store key */
+    ngx_str_t               filters;    /* canonical, binds the cursor */
+    ngx_flag_t              has_more;
+    ngx_str_t               next_cursor;
+    ngx_uint_t              total;
+} creor_page_t;
+
+
+typedef ngx_int_t (*creor_page_item_pt)(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx, MDB_val *key, MDB_val *val, yajl_gen g);
+
+
+extern ngx_module_t  ngx_creor_module;
+
+
+/* creor_request.c */
+ngx_int_t ngx_creor_handle(ngx_http_request_t *r);
+ngx_int_t creor_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    yajl_gen g);
+ngx_int_t creor_send_raw(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *data, size_t len);
+ngx_int_t creor_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message, const char *param);
+ngx_int_t creor_fail(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *param, const char *fmt, ...);
+ngx_int_t creor_fail_store(ngx_http_request_t *r, ngx_int_t rc);
+ngx_str_t *creor_header(ngx_http_request_t *r, const char *name);
+ngx_creor_main_conf_t *creor_main_conf(ngx_http_request_t *r);
+creor_arg_t *creor_arg(ngx_creor_ctx_t *ctx, const char *name);
+ngx_int_t creor_arg_uint(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    const char *name, ngx_uint_t min, ngx_uint_t max, ngx_uint_t *out);
+ngx_int_t creor_check_fields(ngx_http_request_t *r, creor_json_t *obj,
+    const char **allowed, const char *prefix);
+
+/* creor_router.c */
+ngx_int_t creor_route(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    ngx_str_t *allow);
+
+/* creor_json.c */
+creor_json_t *creor_json_parse(ngx_pool_t *pool, u_char *data, size_t len,
+    u_char *err, size_t errlen);
+creor_json_t *creor_json_get(creor_json_t *obj, const char *name);
+yajl_gen creor_gen_create(ngx_http_request_t *r);
+void creor_gen_str(yajl_gen g, const char *s);
+void creor_gen_ngx_str(yajl_gen g, ngx_str_t *s);
+void creor_gen_kv(yajl_gen g, const char *key, const char *value);
+void creor_gen_kv_ngx(yajl_gen g, const char *key, ngx_str_t *value);
+void creor_gen_kv_or_null(yajl_gen g, const char *key, const char *value);
+void creor_gen_kv_int(yajl_gen g, const char *key, int64_t value);
+void creor_gen_kv_bool(yajl_gen g, const char *key, ngx_flag_t value);
+void creor_gen_kv_time(yajl_gen g, const char *key, int64_t ms);
+void creor_gen_value(yajl_gen g, creor_json_t *v);
+ngx_int_t creor_gen_result(ngx_http_request_t *r, yajl_gen g, ngx_str_t *out);
+ngx_flag_t creor_json_is_int(creor_json_t *v);
+const char *creor_json_type_name(creor_json_t *v);
+
+/* creor_auth.c */
+ngx_int_t creor_authenticate(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_project_context(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    MDB_txn *txn);
+ngx_int_t creor_app_scope(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    ngx_str_t *agent_id);
+
+/* creor_pagination.c */
+ngx_int_t creor_page_parse(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_page_t *pg, ngx_flag_t page_mode_allowed);
+ngx_int_t creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_page_t *pg, creor_page_item_pt item);
+void creor_cursor_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
+
+/* resource handlers */
+ngx_int_t creor_keys_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_keys_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_keys_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_keys_revoke(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_keys_rotate(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_projects_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_projects_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_projects_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_agents_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_agents_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_agents_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_agents_update(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_agents_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+
+
+#endif /* _NGX_CREOR_H_INCLUDED_ */

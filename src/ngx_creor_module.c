@@ -1,0 +1,539 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ *
+ * Directives, configuration, the store's life in each worker, variables.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_creor.h"
+
+
+#define CREOR_HOUSEKEEPING_INTERVAL  30000
+
+
+static ngx_int_t ngx_creor_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_creor_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static void *ngx_creor_create_main_conf(ngx_conf_t *cf);
+static char *ngx_creor_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_creor_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_creor_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_creor_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_creor_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_creor_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_creor_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_creor_init_process(ngx_cycle_t *cycle);
+static void ngx_creor_exit_process(ngx_cycle_t *cycle);
+static void ngx_creor_housekeeping(ngx_event_t *ev);
+
+
+static ngx_command_t  ngx_creor_commands[] = {
+
+    { ngx_string("creor_store"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_creor_store,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("creor_secret_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_creor_secret_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("creor_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_creor_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_creor_module_ctx = {
+    ngx_creor_add_variables,               /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_creor_create_main_conf,            /* create main configuration */
+    ngx_creor_init_main_conf,              /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_creor_create_loc_conf,             /* create location configuration */
+    ngx_creor_merge_loc_conf               /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_creor_module = {
+    NGX_MODULE_V1,
+    &ngx_creor_module_ctx,                 /* module context */
+    ngx_creor_commands,                    /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    ngx_creor_init_module,                 /* init module */
+    ngx_creor_init_process,                /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_creor_exit_process,                /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_variable_t  ngx_creor_vars[] = {
+
+    { ngx_string("creor_org"), NULL, ngx_creor_variable,
+      offsetof(ngx_creor_ctx_t, who.org), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("creor_project"), NULL, ngx_creor_variable,
+      offsetof(ngx_creor_ctx_t, who.project), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("creor_key_id"), NULL, ngx_creor_variable,
+      offsetof(ngx_creor_ctx_t, who.key_id), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("creor_route"), NULL, ngx_creor_variable,
+      offsetof(ngx_creor_ctx_t, route_name), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_int_t
+ngx_creor_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_creor_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+        var->index = v->index;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_creor_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    ngx_str_t        *s;
+    ngx_creor_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    s = (ngx_str_t *) ((u_char *) ctx + data);
+
+    if (s->len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = s->data;
+    v->len = s->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_creor_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_creor_main_conf_t  *mcf;
+
+    mcf = ngx_pcalloc(cf->pool, sizeof(ngx_creor_main_conf_t));
+    if (mcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     mcf->path = { 0, NULL };
+     *     mcf->secret = { 0, NULL };
+     *     mcf->opened = 0;
+     */
+
+    mcf->map_size = NGX_CONF_UNSET_SIZE;
+    mcf->sync = NGX_CONF_UNSET;
+    mcf->request_id_index = NGX_ERROR;
+
+    return mcf;
+}
+
+
+static char *
+ngx_creor_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_creor_main_conf_t  *mcf = conf;
+
+    ngx_str_t  name = ngx_string("request_id");
+
+    ngx_conf_init_size_value(mcf->map_size, 1024 * 1024 * 1024);
+    ngx_conf_init_value(mcf->sync, 1);
+
+    mcf->request_id_index = ngx_http_get_variable_index(cf, &name);
+    if (mcf->request_id_index == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_creor_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_creor_loc_conf_t  *lcf;
+
+    lcf = ngx_pcalloc(cf->pool, sizeof(ngx_creor_loc_conf_t));
+    if (lcf == NULL) {
+        return NULL;
+    }
+
+    lcf->api = NGX_CONF_UNSET;
+
+    return lcf;
+}
+
+
+static char *
+ngx_creor_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_creor_loc_conf_t  *prev = parent;
+    ngx_creor_loc_conf_t  *conf = child;
+
+    ngx_conf_merge_value(conf->api, prev->api, 0);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_creor_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_creor_main_conf_t  *mcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value, s;
+    ngx_uint_t  i;
+
+    if (mcf->path.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    mcf->path = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &mcf->path, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "map_size=", 9) == 0) {
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
+
+            size = ngx_parse_size(&s);
+
+            /* LMDB needs room for its meta pages and a few trees */
+
+            if (size == NGX_ERROR || size < 256 * 1024) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid map_size \"%V\" in "
+                                   "\"creor_store\", at least 256k",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            mcf->map_size = (size_t) size;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "sync=on") == 0) {
+            mcf->sync = 1;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "sync=off") == 0) {
+            mcf->sync = 0;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in \"creor_store\"",
+                           &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_creor_secret_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_creor_main_conf_t  *mcf = conf;
+
+    u_char           *p;
+    ssize_t           n;
+    ngx_str_t        *value, name;
+    ngx_file_t        file;
+    ngx_file_info_t   fi;
+
+    if (mcf->secret.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = name;
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "creor_secret_file: "
+                           ngx_open_file_n " \"%V\" failed", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) < 32
+        || ngx_file_size(&fi) > CREOR_SERVER_SECRET_MAX)
+    {
+        ngx_close_file(file.fd);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "creor_secret_file \"%V\" must hold 32 to %d "
+                           "bytes", &name, CREOR_SERVER_SECRET_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_pnalloc(cf->pool, ngx_file_size(&fi));
+    if (p == NULL) {
+        ngx_close_file(file.fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_file(&file, p, ngx_file_size(&fi), 0);
+
+    ngx_close_file(file.fd);
+
+    if (n != ngx_file_size(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "creor_secret_file: cannot read \"%V\"", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->secret.data = p;
+    mcf->secret.len = n;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_creor_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_creor_loc_conf_t  *lcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (lcf->api != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    lcf->api = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_creor_handle;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Runs in the master (as root) before the workers fork: the store
+ * directory and LMDB's files must belong to the worker user, who opens
+ * them after fork; the command line may have made them as root.
+ */
+
+static ngx_int_t
+ngx_creor_init_module(ngx_cycle_t *cycle)
+{
+    u_char                 *p;
+    ngx_uint_t              i;
+    ngx_core_conf_t        *ccf;
+    ngx_creor_main_conf_t  *mcf;
+    u_char                  name[NGX_MAX_PATH];
+
+    static const char      *files[] = { "", "/data.mdb", "/lock.mdb" };
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_creor_module);
+
+    if (mcf == NULL || mcf->path.len == 0) {
+        return NGX_OK;
+    }
+
+    if (mcf->path.len + sizeof("/data.mdb") > NGX_MAX_PATH) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "creor_store path \"%V\" is too long", &mcf->path);
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(name, mcf->path.data, mcf->path.len);
+    *p = '\0';
+
+    if (ngx_create_dir(name, 0700) == NGX_FILE_ERROR
+        && ngx_errno != NGX_EEXIST)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      ngx_create_dir_n " \"%s\" failed", name);
+        return NGX_ERROR;
+    }
+
+    if (geteuid() != 0) {
+        return NGX_OK;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        ngx_cpystrn(p, (u_char *) files[i], sizeof("/data.mdb"));
+
+        if (chown((char *) name, ccf->user, ccf->group) == -1
+            && ngx_errno != NGX_ENOENT)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          "chown(\"%s\") failed", name);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_creor_init_process(ngx_cycle_t *cycle)
+{
+    char                    err[512];
+    u_char                  path[NGX_MAX_PATH];
+    ngx_creor_main_conf_t  *mcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_creor_module);
+
+    if (mcf == NULL || mcf->path.len == 0) {
+        return NGX_OK;
+    }
+
+    ngx_cpystrn(path, mcf->path.data, mcf->path.len + 1);
+
+    if (creor_store_open(&mcf->store, (char *) path, mcf->map_size,
+                         (int) mcf->sync, err, sizeof(err))
+        != CREOR_STORE_OK)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "creor_store: %s", err);
+        return NGX_ERROR;
+    }
+
+    if (creor_store_init_secret(&mcf->store, mcf->secret.data,
+                                mcf->secret.len, err, sizeof(err))
+        != CREOR_STORE_OK)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "creor_store: %s", err);
+        creor_store_close(&mcf->store);
+        return NGX_ERROR;
+    }
+
+    mcf->opened = 1;
+
+    mcf->timer.handler = ngx_creor_housekeeping;
+    mcf->timer.data = mcf;
+    mcf->timer.log = cycle->log;
+    mcf->timer.cancelable = 1;
+
+    ngx_add_timer(&mcf->timer, CREOR_HOUSEKEEPING_INTERVAL
+                               + ngx_random() % 1000);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_creor_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_creor_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_creor_module);
+
+    if (mcf && mcf->opened) {
+        creor_store_close(&mcf->store);
+        mcf->opened = 0;
+    }
+}
+
+
+/* stale readers of dead processes, expired cursors */
+
+static void
+ngx_creor_housekeeping(ngx_event_t *ev)
+{
+    ngx_int_t               dead;
+    ngx_creor_main_conf_t  *mcf;
+
+    mcf = ev->data;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    dead = creor_store_reader_check(&mcf->store);
+    if (dead > 0) {
+        ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
+                      "creor_store: cleared %i stale readers", dead);
+    }
+
+    creor_cursor_purge(mcf, ev->log);
+
+    ngx_add_timer(ev, CREOR_HOUSEKEEPING_INTERVAL);
+}
