@@ -42,12 +42,12 @@ $(BUILD)/ngx_creor_module.so: $(NGXDIR)/src/Makefile $(MOD_SRC)
 	$(MAKE) -C $(NGXDIR)/src -f objs/Makefile modules >$(NGXDIR)/build.log 2>&1 \
 	    || { cat $(NGXDIR)/build.log; exit 1; }
 	grep -E 'warning:|error:' $(NGXDIR)/build.log || true
-	cp $(NGXDIR)/src/objs/ngx_creor_module.so $@
+	cp $(NGXDIR)/src/objs/ngx_creor_module.so $@.tmp && mv $@.tmp $@
 
 $(BUILD)/creor: $(CLI_SRC) src/creor_store.h src/creor_core.h
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) $(SAN) -Wall -Wextra -Wno-unused-parameter \
-	    -o $@ $(CLI_SRC) -llmdb -lcrypto
+	    -o $@.tmp $(CLI_SRC) -llmdb -lcrypto && mv $@.tmp $@
 
 test: all
 	prove -r t/

@@ -12,12 +12,30 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <openssl/crypto.h>
+
 #include "ngx_creor.h"
 
 
 #define CREOR_LAST_USED_GRANULARITY  60000     /* ms */
+#define CREOR_HASH_MEMO_SIZE         1024
 
 
+/*
+ * HMAC-SHA256 costs more than the rest of a GET: each worker remembers
+ * the hash of the secrets it has seen lately.  The stored hash is still
+ * compared on every request, so rotation and revocation act at once.
+ */
+
+typedef struct {
+    char                     ulid[CREOR_ULID_LEN];
+    char                     secret[CREOR_SECRET_B62_LEN];
+    uint8_t                  hash[CREOR_HASH_LEN];
+} creor_hash_memo_t;
+
+
+static ngx_int_t creor_auth_hash(creor_store_t *store, creor_token_t *tok,
+    uint8_t *hash);
 static ngx_int_t creor_auth_token(ngx_http_request_t *r, ngx_str_t *token);
 static void creor_auth_touch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 
@@ -72,10 +90,7 @@ creor_authenticate(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return creor_fail_store(r, rc);
     }
 
-    if (creor_hash_secret(hash, store->secret, store->secret_len, tok.secret,
-                          tok.secret_len)
-        != 0)
-    {
+    if (creor_auth_hash(store, &tok, hash) != NGX_OK) {
         return creor_fail_store(r, CREOR_STORE_ERROR);
     }
 
@@ -126,6 +141,45 @@ creor_authenticate(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                           "This key's role (%s) lacks the permission %s.",
                           creor_role_name(key->role), ctx->route->perm_name);
     }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+creor_auth_hash(creor_store_t *store, creor_token_t *tok, uint8_t *hash)
+{
+    creor_hash_memo_t         *m;
+    static creor_hash_memo_t  *memo;
+
+    if (memo == NULL) {
+        memo = ngx_calloc(sizeof(creor_hash_memo_t) * CREOR_HASH_MEMO_SIZE,
+                          ngx_cycle->log);
+        if (memo == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    m = &memo[ngx_hash_key((u_char *) tok->ulid, CREOR_ULID_LEN)
+              % CREOR_HASH_MEMO_SIZE];
+
+    if (ngx_memcmp(m->ulid, tok->ulid, CREOR_ULID_LEN) == 0
+        && CRYPTO_memcmp(m->secret, tok->secret, CREOR_SECRET_B62_LEN) == 0)
+    {
+        ngx_memcpy(hash, m->hash, CREOR_HASH_LEN);
+        return NGX_OK;
+    }
+
+    if (creor_hash_secret(hash, store->secret, store->secret_len,
+                          tok->secret, tok->secret_len)
+        != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(m->ulid, tok->ulid, CREOR_ULID_LEN);
+    ngx_memcpy(m->secret, tok->secret, CREOR_SECRET_B62_LEN);
+    ngx_memcpy(m->hash, hash, CREOR_HASH_LEN);
 
     return NGX_OK;
 }

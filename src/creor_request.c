@@ -17,6 +17,7 @@
 #define CREOR_ARGS_MAX  32
 
 
+static ngx_int_t creor_error_page(ngx_http_request_t *r);
 static ngx_int_t creor_parse_args(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 static ngx_int_t creor_check_args(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 static ngx_int_t creor_check_content_type(ngx_http_request_t *r);
@@ -64,6 +65,10 @@ ngx_creor_handle(ngx_http_request_t *r)
     if (vv && !vv->not_found) {
         ctx->request_id.data = vv->data;
         ctx->request_id.len = vv->len;
+    }
+
+    if (r->error_page && r->err_status >= NGX_HTTP_BAD_REQUEST) {
+        return creor_error_page(r);
     }
 
     if (!mcf->opened) {
@@ -140,6 +145,72 @@ ngx_creor_handle(ngx_http_request_t *r)
     }
 
     return NGX_DONE;
+}
+
+
+/*
+ * The target of an error_page redirect: nginx's own errors (a bad request
+ * line, headers too large, a URI too long) answered as an envelope.
+ */
+
+static ngx_int_t
+creor_error_page(ngx_http_request_t *r)
+{
+    ngx_uint_t   status;
+    const char  *code, *msg;
+
+    status = r->err_status;
+
+    switch (status) {
+
+    case NGX_HTTP_REQUEST_TIME_OUT:
+        code = "REQUEST_TIMEOUT";
+        msg = "The request was not received in time.";
+        break;
+
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        code = "BODY_TOO_LARGE";
+        msg = "The request body is too large.";
+        break;
+
+    case NGX_HTTP_REQUEST_URI_TOO_LARGE:
+        code = "URI_TOO_LONG";
+        msg = "The request URI is too long.";
+        break;
+
+    case NGX_HTTP_REQUEST_HEADER_TOO_LARGE:
+        status = NGX_HTTP_BAD_REQUEST;
+        code = "HEADER_TOO_LARGE";
+        msg = "A request header is too large.";
+        break;
+
+    case NGX_HTTP_NOT_FOUND:
+        code = "NOT_FOUND";
+        msg = "Not found.";
+        break;
+
+    case NGX_HTTP_NOT_ALLOWED:
+        code = "METHOD_NOT_ALLOWED";
+        msg = "The method is not allowed.";
+        break;
+
+    default:
+        if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
+            code = "INTERNAL_ERROR";
+            msg = "Internal error.";
+
+        } else {
+            status = NGX_HTTP_BAD_REQUEST;
+            code = "BAD_REQUEST";
+            msg = "The request is malformed.";
+        }
+
+        break;
+    }
+
+    creor_fail(r, status, code, NULL, "%s", msg);
+
+    return creor_send_failure(r, ngx_http_get_module_ctx(r, ngx_creor_module));
 }
 
 

@@ -1,0 +1,31 @@
+#!/bin/sh
+# Installs what building, running and testing the module needs, on Debian
+# or Ubuntu.  Does nothing for packages already there.
+
+set -e
+
+PKGS="build-essential nginx nginx-dev liblmdb-dev libyajl-dev libssl-dev \
+      perl curl wrk"
+
+missing=""
+for p in $PKGS; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then
+    SUDO=""
+else
+    SUDO="sudo"
+fi
+
+echo "installing:$missing" >&2
+$SUDO apt-get update -q >/dev/null
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $missing >/dev/null
+
+# Debian starts the stock nginx on port 80; the gateway runs its own.
+if command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+fi
+$SUDO pkill -x nginx 2>/dev/null || true
