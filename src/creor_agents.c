@@ -141,9 +141,11 @@ creor_agents_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                           "a key bound to one, or an X-Project-Id header.");
     }
 
-    if (creor_make_id(id, sizeof(id), "agent_") != 0) {
+    rc = creor_store_make_id(&ctx->mcf->store, txn, id, sizeof(id),
+                             "agent_");
+    if (rc != CREOR_STORE_OK) {
         mdb_txn_abort(txn);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return creor_fail_store(r, rc);
     }
 
     n = creor_time_rfc3339(now, creor_now_ms());
@@ -447,7 +449,7 @@ creor_agent_store(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
 }
 
 
-/* the store key of the route's agent, after id and app scope checks */
+/* the store key of the route's agent */
 
 static ngx_int_t
 creor_agent_key(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, ngx_str_t *id,
@@ -458,10 +460,6 @@ creor_agent_key(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, ngx_str_t *id,
                           "No such agent.");
     }
 
-    if (creor_app_scope(r, ctx, id) != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
     ngx_snprintf((u_char *) key, CREOR_STORE_KEY_MAX, "a:%V:%V%Z",
                  &ctx->who.org, id);
 
@@ -469,7 +467,11 @@ creor_agent_key(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, ngx_str_t *id,
 }
 
 
-/* reads the agent; one of another project (for a bound key) is not found */
+/*
+ * Reads the route's agent: one of another project (for a bound key) is
+ * not found; another agent than a per-app key's own is 403, once it is
+ * known to exist, so the answer tells nothing of other organizations.
+ */
 
 static ngx_int_t
 creor_agent_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
@@ -503,7 +505,7 @@ creor_agent_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
         return creor_fail_store(r, rc);
     }
 
-    return NGX_OK;
+    return creor_app_scope(r, ctx, &ctx->params[0]);
 }
 
 

@@ -41,16 +41,15 @@ creor_random(void *buf, size_t len)
 
 
 /*
- * ULID: 48 bits of milliseconds and 80 random bits in Crockford base32.
- * Within one process and millisecond the random part is incremented, so
- * ids made by one worker sort in the order they were made.
+ * ULID: 48 bits of milliseconds and 80 random bits.  Within one process
+ * and millisecond the random part is incremented; across processes the
+ * store orders them (creor_store_make_id()).
  */
 
 void
-creor_ulid(char *out, int64_t ms)
+creor_ulid_bytes(uint8_t *b, int64_t ms)
 {
     int             i;
-    uint8_t         b[16];
     static int64_t  last_ms;
     static uint8_t  last[10];
 
@@ -72,35 +71,42 @@ creor_ulid(char *out, int64_t ms)
     }
 
     memcpy(b + 6, last, 10);
+}
 
-    /* 128 bits -> 26 chars, the first carrying the top 3 bits */
 
-    out[0] = creor_crockford[(b[0] >> 5) & 0x07];
-    out[1] = creor_crockford[b[0] & 0x1f];
-    out[2] = creor_crockford[(b[1] >> 3) & 0x1f];
-    out[3] = creor_crockford[((b[1] & 0x07) << 2) | (b[2] >> 6)];
-    out[4] = creor_crockford[(b[2] >> 1) & 0x1f];
-    out[5] = creor_crockford[((b[2] & 0x01) << 4) | (b[3] >> 4)];
-    out[6] = creor_crockford[((b[3] & 0x0f) << 1) | (b[4] >> 7)];
-    out[7] = creor_crockford[(b[4] >> 2) & 0x1f];
-    out[8] = creor_crockford[((b[4] & 0x03) << 3) | (b[5] >> 5)];
-    out[9] = creor_crockford[b[5] & 0x1f];
-    out[10] = creor_crockford[(b[6] >> 3) & 0x1f];
-    out[11] = creor_crockford[((b[6] & 0x07) << 2) | (b[7] >> 6)];
-    out[12] = creor_crockford[(b[7] >> 1) & 0x1f];
-    out[13] = creor_crockford[((b[7] & 0x01) << 4) | (b[8] >> 4)];
-    out[14] = creor_crockford[((b[8] & 0x0f) << 1) | (b[9] >> 7)];
-    out[15] = creor_crockford[(b[9] >> 2) & 0x1f];
-    out[16] = creor_crockford[((b[9] & 0x03) << 3) | (b[10] >> 5)];
-    out[17] = creor_crockford[b[10] & 0x1f];
-    out[18] = creor_crockford[(b[11] >> 3) & 0x1f];
-    out[19] = creor_crockford[((b[11] & 0x07) << 2) | (b[12] >> 6)];
-    out[20] = creor_crockford[(b[12] >> 1) & 0x1f];
-    out[21] = creor_crockford[((b[12] & 0x01) << 4) | (b[13] >> 4)];
-    out[22] = creor_crockford[((b[13] & 0x0f) << 1) | (b[14] >> 7)];
-    out[23] = creor_crockford[(b[14] >> 2) & 0x1f];
-    out[24] = creor_crockford[((b[14] & 0x03) << 3) | (b[15] >> 5)];
-    out[25] = creor_crockford[b[15] & 0x1f];
+/* 128 bits -> 26 chars, the first carrying the top 3 bits */
+
+void
+creor_ulid_encode(char *out, const uint8_t *b)
+{
+    int       i, bit;
+    unsigned  v;
+
+    for (i = 0; i < CREOR_ULID_LEN; i++) {
+        v = 0;
+
+        /* bits [5i - 2, 5i + 3) of the number, MSB first, 2 leading zeros */
+
+        for (bit = 5 * i - 2; bit < 5 * i + 3; bit++) {
+            v <<= 1;
+
+            if (bit >= 0) {
+                v |= (b[bit / 8] >> (7 - bit % 8)) & 1;
+            }
+        }
+
+        out[i] = creor_crockford[v];
+    }
+}
+
+
+void
+creor_ulid(char *out, int64_t ms)
+{
+    uint8_t  b[16];
+
+    creor_ulid_bytes(b, ms);
+    creor_ulid_encode(out, b);
 }
 
 

@@ -84,6 +84,8 @@ typedef struct {
 
 int64_t creor_now_ms(void);
 int creor_random(void *buf, size_t len);
+void creor_ulid_bytes(uint8_t *b, int64_t ms);
+void creor_ulid_encode(char *out, const uint8_t *b);
 void creor_ulid(char *out, int64_t ms);
 int creor_make_id(char *out, size_t size, const char *prefix);
 int creor_is_id(const char *p, size_t len, const char *prefix);

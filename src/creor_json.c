@@ -32,6 +32,8 @@ typedef struct {
 } creor_json_parser_t;
 
 
+static int32_t creor_utf8_next(u_char **pp, u_char *last);
+static ngx_int_t creor_json_check_text(u_char *p, size_t len);
 static creor_json_t *creor_json_add(creor_json_parser_t *p, ngx_uint_t type);
 static int creor_json_null(void *ctx);
 static int creor_json_boolean(void *ctx, int b);
@@ -66,6 +68,12 @@ creor_json_parse(ngx_pool_t *pool, u_char *data, size_t len, u_char *err,
     yajl_handle           h;
     yajl_status           st;
     creor_json_parser_t   p;
+
+    if (creor_json_check_text(data, len) != NGX_OK) {
+        ngx_cpystrn(err, (u_char *) "The body is not valid UTF-8 text, or has "
+                    "an unpaired surrogate escape.", errlen);
+        return NULL;
+    }
 
     ngx_memzero(&p, sizeof(creor_json_parser_t));
     p.pool = pool;
@@ -102,6 +110,182 @@ creor_json_parse(ngx_pool_t *pool, u_char *data, size_t len, u_char *err,
     }
 
     return p.root;
+}
+
+
+/* the code point of the strictly valid UTF-8 sequence at *pp, or -1 */
+
+static int32_t
+creor_utf8_next(u_char **pp, u_char *last)
+{
+    u_char      *p;
+    uint32_t     cp, min;
+    ngx_uint_t   n, i;
+
+    p = *pp;
+
+    if (*p < 0x80) {
+        (*pp)++;
+        return *p;
+    }
+
+    if (*p >= 0xc2 && *p <= 0xdf) {
+        n = 1; cp = *p & 0x1f; min = 0x80;
+
+    } else if (*p >= 0xe0 && *p <= 0xef) {
+        n = 2; cp = *p & 0x0f; min = 0x800;
+
+    } else if (*p >= 0xf0 && *p <= 0xf4) {
+        n = 3; cp = *p & 0x07; min = 0x10000;
+
+    } else {
+        return -1;
+    }
+
+    if ((size_t) (last - p) <= n) {
+        return -1;
+    }
+
+    for (i = 1; i <= n; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return -1;
+        }
+
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        return -1;
+    }
+
+    *pp = p + n + 1;
+
+    return (int32_t) cp;
+}
+
+
+ngx_flag_t
+creor_utf8_valid(u_char *p, size_t len)
+{
+    u_char  *last;
+
+    last = p + len;
+
+    while (p < last) {
+        if (creor_utf8_next(&p, last) < 0) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * yajl lets overlong forms, encoded surrogates and code points past
+ * U+10FFFF through, and turns an unpaired surrogate escape into "?":
+ * the text is checked strictly first, so what is stored is valid UTF-8
+ * and means what the client wrote.
+ */
+
+static ngx_int_t
+creor_json_check_text(u_char *p, size_t len)
+{
+    u_char      *last, c;
+    uint32_t     cp;
+    ngx_uint_t   i, in_string, high;
+
+    last = p + len;
+    in_string = 0;
+    high = 0;           /* a high surrogate escape waits for its pair */
+
+    while (p < last) {
+        c = *p;
+
+        if (c >= 0x80) {
+            if (high || creor_utf8_next(&p, last) < 0) {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        if (c == '"') {
+            if (high) {
+                return NGX_ERROR;
+            }
+
+            in_string = !in_string;
+            p++;
+            continue;
+        }
+
+        if (c != '\\' || !in_string) {
+            if (high) {
+                return NGX_ERROR;
+            }
+
+            p++;
+            continue;
+        }
+
+        /* an escape inside a string */
+
+        if (last - p < 2) {
+            return NGX_ERROR;
+        }
+
+        if (p[1] != 'u') {
+            if (high) {
+                return NGX_ERROR;
+            }
+
+            p += 2;
+            continue;
+        }
+
+        if (last - p < 6) {
+            return NGX_ERROR;
+        }
+
+        cp = 0;
+
+        for (i = 2; i < 6; i++) {
+            c = p[i] | 0x20;
+
+            if (c >= '0' && c <= '9') {
+                cp = (cp << 4) | (c - '0');
+
+            } else if (c >= 'a' && c <= 'f') {
+                cp = (cp << 4) | (c - 'a' + 10);
+
+            } else {
+                return NGX_ERROR;
+            }
+        }
+
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+            if (high) {
+                return NGX_ERROR;
+            }
+
+            high = 1;
+
+        } else if (cp >= 0xdc00 && cp <= 0xdfff) {
+            if (!high) {
+                return NGX_ERROR;
+            }
+
+            high = 0;
+
+        } else if (high) {
+            return NGX_ERROR;
+        }
+
+        p += 6;
+    }
+
+    return high ? NGX_ERROR : NGX_OK;
 }
 
 

@@ -17,7 +17,12 @@
 #define CREOR_ARGS_MAX  32
 
 
+static ngx_uint_t creor_status_error(ngx_uint_t status, const char **code,
+    const char **msg);
 static ngx_int_t creor_error_page(ngx_http_request_t *r);
+static ngx_int_t creor_error_body(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message, const char *param,
+    ngx_str_t *out);
 static ngx_int_t creor_parse_args(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 static ngx_int_t creor_check_args(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 static ngx_int_t creor_check_content_type(ngx_http_request_t *r);
@@ -29,10 +34,12 @@ static ngx_int_t creor_send_failure(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
 static ngx_int_t creor_add_header(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
-static ngx_flag_t creor_utf8_valid(u_char *p, size_t len);
 
 
 static ngx_str_t  creor_json_type = ngx_string("application/json");
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 
 ngx_creor_main_conf_t *
@@ -149,9 +156,65 @@ ngx_creor_handle(ngx_http_request_t *r)
 
 
 /*
- * The target of an error_page redirect: nginx's own errors (a bad request
- * line, headers too large, a URI too long) answered as an envelope.
+ * The code and message of an error nginx made itself: a bad request line,
+ * headers or URI too large, a body over client_max_body_size.
  */
+
+static ngx_uint_t
+creor_status_error(ngx_uint_t status, const char **code, const char **msg)
+{
+    switch (status) {
+
+    case NGX_HTTP_REQUEST_TIME_OUT:
+        *code = "REQUEST_TIMEOUT";
+        *msg = "The request was not received in time.";
+        return status;
+
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        *code = "BODY_TOO_LARGE";
+        *msg = "The request body is too large.";
+        return status;
+
+    case NGX_HTTP_REQUEST_URI_TOO_LARGE:
+        *code = "URI_TOO_LONG";
+        *msg = "The request URI is too long.";
+        return status;
+
+    case NGX_HTTP_REQUEST_HEADER_TOO_LARGE:
+        *code = "HEADER_TOO_LARGE";
+        *msg = "A request header is too large.";
+        return NGX_HTTP_BAD_REQUEST;
+
+    case NGX_HTTP_NOT_FOUND:
+        *code = "NOT_FOUND";
+        *msg = "Not found.";
+        return status;
+
+    case NGX_HTTP_NOT_ALLOWED:
+        *code = "METHOD_NOT_ALLOWED";
+        *msg = "The method is not allowed.";
+        return status;
+
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        *code = "SERVICE_UNAVAILABLE";
+        *msg = "The service is unavailable.";
+        return status;
+
+    default:
+        if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
+            *code = "INTERNAL_ERROR";
+            *msg = "Internal error.";
+            return status;
+        }
+
+        *code = "BAD_REQUEST";
+        *msg = "The request is malformed.";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+}
+
+
+/* the target of an error_page redirect */
 
 static ngx_int_t
 creor_error_page(ngx_http_request_t *r)
@@ -159,58 +222,142 @@ creor_error_page(ngx_http_request_t *r)
     ngx_uint_t   status;
     const char  *code, *msg;
 
-    status = r->err_status;
-
-    switch (status) {
-
-    case NGX_HTTP_REQUEST_TIME_OUT:
-        code = "REQUEST_TIMEOUT";
-        msg = "The request was not received in time.";
-        break;
-
-    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
-        code = "BODY_TOO_LARGE";
-        msg = "The request body is too large.";
-        break;
-
-    case NGX_HTTP_REQUEST_URI_TOO_LARGE:
-        code = "URI_TOO_LONG";
-        msg = "The request URI is too long.";
-        break;
-
-    case NGX_HTTP_REQUEST_HEADER_TOO_LARGE:
-        status = NGX_HTTP_BAD_REQUEST;
-        code = "HEADER_TOO_LARGE";
-        msg = "A request header is too large.";
-        break;
-
-    case NGX_HTTP_NOT_FOUND:
-        code = "NOT_FOUND";
-        msg = "Not found.";
-        break;
-
-    case NGX_HTTP_NOT_ALLOWED:
-        code = "METHOD_NOT_ALLOWED";
-        msg = "The method is not allowed.";
-        break;
-
-    default:
-        if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
-            code = "INTERNAL_ERROR";
-            msg = "Internal error.";
-
-        } else {
-            status = NGX_HTTP_BAD_REQUEST;
-            code = "BAD_REQUEST";
-            msg = "The request is malformed.";
-        }
-
-        break;
-    }
+    status = creor_status_error(r->err_status, &code, &msg);
 
     creor_fail(r, status, code, NULL, "%s", msg);
 
     return creor_send_failure(r, ngx_http_get_module_ctx(r, ngx_creor_module));
+}
+
+
+/*
+ * An error that nginx answers itself inside a creor_api location (a body
+ * over client_max_body_size found before the handler runs, a bad chunk,
+ * a 500) would be an HTML page: these filters put the envelope in its
+ * place, so every answer of the API is JSON.
+ */
+
+static ngx_int_t
+creor_error_header_filter(ngx_http_request_t *r)
+{
+    ngx_str_t                   body;
+    ngx_uint_t                  status;
+    const char                 *code, *msg;
+    ngx_creor_ctx_t            *ctx;
+    ngx_creor_loc_conf_t       *lcf;
+    ngx_http_variable_value_t  *vv;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_creor_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
+
+    if (!lcf->api || r != r->main
+        || r->headers_out.status < NGX_HTTP_BAD_REQUEST
+        || (ctx && ctx->sending))
+    {
+        return ngx_http_next_header_filter(r);
+    }
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_creor_ctx_t));
+        if (ctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->mcf = creor_main_conf(r);
+        ngx_http_set_ctx(r, ctx, ngx_creor_module);
+
+        vv = ngx_http_get_indexed_variable(r, ctx->mcf->request_id_index);
+        if (vv && !vv->not_found) {
+            ctx->request_id.data = vv->data;
+            ctx->request_id.len = vv->len;
+        }
+    }
+
+    status = creor_status_error(r->headers_out.status, &code, &msg);
+
+    if (creor_error_body(r, status, code, msg, NULL, &body) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->replacement = body;
+    ctx->replace = 1;
+
+    r->headers_out.status = status;
+    r->headers_out.status_line.len = 0;
+    r->headers_out.content_type = creor_json_type;
+    r->headers_out.content_type_len = creor_json_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = body.len;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    if (ctx->request_id.len
+        && creor_add_header(r, "X-Request-Id", &ctx->request_id) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_int_t
+creor_error_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_buf_t        *b;
+    ngx_chain_t      *cl, out;
+    ngx_creor_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
+
+    if (ctx == NULL || !ctx->replace) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    /* nginx's page is consumed unsent */
+
+    for (cl = in; cl; cl = cl->next) {
+        cl->buf->pos = cl->buf->last;
+        cl->buf->file_pos = cl->buf->file_last;
+    }
+
+    if (ctx->replaced || in == NULL) {
+        return NGX_OK;
+    }
+
+    ctx->replaced = 1;
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = ctx->replacement.data;
+    b->last = b->pos + ctx->replacement.len;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
+}
+
+
+ngx_int_t
+creor_error_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = creor_error_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = creor_error_body_filter;
+
+    return NGX_OK;
 }
 
 
@@ -771,15 +918,28 @@ ngx_int_t
 creor_send_error(ngx_http_request_t *r, ngx_uint_t status, const char *code,
     const char *message, const char *param)
 {
+    ngx_str_t  out;
+
+    if (creor_error_body(r, status, code, message, param, &out) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return creor_send_raw(r, status, out.data, out.len);
+}
+
+
+static ngx_int_t
+creor_error_body(ngx_http_request_t *r, ngx_uint_t status, const char *code,
+    const char *message, const char *param, ngx_str_t *out)
+{
     yajl_gen          g;
-    ngx_str_t         out;
     ngx_creor_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
 
     g = creor_gen_create(r);
     if (g == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     yajl_gen_map_open(g);
@@ -787,10 +947,14 @@ creor_send_error(ngx_http_request_t *r, ngx_uint_t status, const char *code,
     yajl_gen_map_open(g);
     creor_gen_kv(g, "type", creor_error_type(status));
     creor_gen_kv(g, "code", code);
-    creor_gen_kv(g, "message", message);
+
+    /* names from the request are checked UTF-8; never emit bad text */
+
+    creor_gen_kv(g, "message",
+                 creor_utf8_valid((u_char *) message, ngx_strlen(message))
+                 ? message : "Invalid parameter.");
 
     if (param) {
-        /* a name from the request may be any bytes: never emit bad UTF-8 */
         creor_gen_kv(g, "param",
                      creor_utf8_valid((u_char *) param, ngx_strlen(param))
                      ? param : "?");
@@ -800,11 +964,7 @@ creor_send_error(ngx_http_request_t *r, ngx_uint_t status, const char *code,
     yajl_gen_map_close(g);
     yajl_gen_map_close(g);
 
-    if (creor_gen_result(r, g, &out) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return creor_send_raw(r, status, out.data, out.len);
+    return creor_gen_result(r, g, out);
 }
 
 
@@ -848,6 +1008,8 @@ creor_send_raw(ngx_http_request_t *r, ngx_uint_t status, u_char *data,
         r->header_only = 1;
     }
 
+    ctx->sending = 1;
+
     rc = ngx_http_send_header(r);
 
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
@@ -869,26 +1031,4 @@ creor_send_raw(ngx_http_request_t *r, ngx_uint_t status, u_char *data,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
-}
-
-
-static ngx_flag_t
-creor_utf8_valid(u_char *p, size_t len)
-{
-    u_char  *last;
-
-    last = p + len;
-
-    while (p < last) {
-        if (*p < 0x80) {
-            p++;
-            continue;
-        }
-
-        if (ngx_utf8_decode(&p, last - p) > 0x10ffff) {
-            return 0;
-        }
-    }
-
-    return 1;
 }

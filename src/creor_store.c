@@ -429,6 +429,60 @@ creor_store_del(creor_store_t *s, MDB_txn *txn, const char *key)
 }
 
 
+/*
+ * An id that sorts after every id the store has issued: the ULID of now,
+ * or the last one plus one if another process got further within the
+ * same millisecond.  Inside the creating transaction, so ids follow the
+ * order in which the objects were committed.
+ */
+
+int
+creor_store_make_id(creor_store_t *s, MDB_txn *txn, char *out, size_t size,
+    const char *prefix)
+{
+    int      i, rc;
+    size_t   n;
+    uint8_t  b[16];
+    MDB_val  val;
+
+    n = strlen(prefix);
+
+    if (n + CREOR_ULID_LEN + 1 > size) {
+        return CREOR_STORE_ERROR;
+    }
+
+    creor_ulid_bytes(b, creor_now_ms());
+
+    rc = creor_store_get(s, txn, "m:ulid", &val);
+
+    if (rc == CREOR_STORE_OK && val.mv_size == sizeof(b)
+        && memcmp(b, val.mv_data, sizeof(b)) <= 0)
+    {
+        memcpy(b, val.mv_data, sizeof(b));
+
+        for (i = 15; i >= 0; i--) {
+            if (++b[i] != 0) {
+                break;
+            }
+        }
+
+    } else if (rc != CREOR_STORE_OK && rc != CREOR_STORE_NOTFOUND) {
+        return rc;
+    }
+
+    rc = creor_store_put(s, txn, "m:ulid", b, sizeof(b), 0);
+    if (rc != CREOR_STORE_OK) {
+        return rc;
+    }
+
+    memcpy(out, prefix, n);
+    creor_ulid_encode(out + n, b);
+    out[n + CREOR_ULID_LEN] = '\0';
+
+    return CREOR_STORE_OK;
+}
+
+
 int
 creor_org_create(creor_store_t *s, const char *name, char *id)
 {
@@ -442,16 +496,18 @@ creor_org_create(creor_store_t *s, const char *name, char *id)
     rec.created_ms = creor_now_ms();
     snprintf(rec.name, sizeof(rec.name), "%s", name);
 
-    if (creor_make_id(id, CREOR_ID_MAX, "org_") != 0) {
-        return CREOR_STORE_ERROR;
-    }
-
-    snprintf(key, sizeof(key), "o:%s", id);
-
     rc = creor_store_write(s, &txn);
     if (rc != CREOR_STORE_OK) {
         return rc;
     }
+
+    rc = creor_store_make_id(s, txn, id, CREOR_ID_MAX, "org_");
+    if (rc != CREOR_STORE_OK) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+
+    snprintf(key, sizeof(key), "o:%s", id);
 
     rc = creor_store_put(s, txn, key, &rec, sizeof(rec), MDB_NOOVERWRITE);
     if (rc != CREOR_STORE_OK) {
@@ -483,8 +539,9 @@ creor_project_create(creor_store_t *s, MDB_txn *txn, const char *org,
     rec->version = 1;
     rec->created_ms = creor_now_ms();
 
-    if (creor_make_id(id, CREOR_ID_MAX, "proj_") != 0) {
-        return CREOR_STORE_ERROR;
+    rc = creor_store_make_id(s, txn, id, CREOR_ID_MAX, "proj_");
+    if (rc != CREOR_STORE_OK) {
+        return rc;
     }
 
     snprintf(key, sizeof(key), "p:%s:%s", org, id);
@@ -510,8 +567,9 @@ creor_key_issue(creor_store_t *s, MDB_txn *txn, creor_key_rec_t *rec,
     uint8_t  raw[CREOR_SECRET_LEN];
 
     if (rec->id[0] == '\0') {
-        if (creor_make_id(rec->id, sizeof(rec->id), "key_") != 0) {
-            return CREOR_STORE_ERROR;
+        rc = creor_store_make_id(s, txn, rec->id, sizeof(rec->id), "key_");
+        if (rc != CREOR_STORE_OK) {
+            return rc;
         }
 
         rec->created_ms = creor_now_ms();

@@ -57,6 +57,8 @@ int creor_store_put(creor_store_t *s, MDB_txn *txn, const char *key,
     const void *data, size_t len, unsigned flags);
 int creor_store_del(creor_store_t *s, MDB_txn *txn, const char *key);
 
+int creor_store_make_id(creor_store_t *s, MDB_txn *txn, char *out,
+    size_t size, const char *prefix);
 int creor_org_create(creor_store_t *s, const char *name, char *id);
 int creor_project_create(creor_store_t *s, MDB_txn *txn, const char *org,
     creor_project_rec_t *rec, char *id);

@@ -125,6 +125,11 @@ struct ngx_creor_ctx_s {
     const char             *err_param;
     ngx_str_t               err_message;
     ngx_uint_t              retry_after;
+
+    ngx_str_t               replacement;    /* envelope for nginx's error */
+    unsigned                sending:1;
+    unsigned                replace:1;
+    unsigned                replaced:1;
 };
 
 
@@ -152,6 +157,7 @@ extern ngx_module_t  ngx_creor_module;
 
 /* creor_request.c */
 ngx_int_t ngx_creor_handle(ngx_http_request_t *r);
+ngx_int_t creor_error_filter_init(ngx_conf_t *cf);
 ngx_int_t creor_send_json(ngx_http_request_t *r, ngx_uint_t status,
     yajl_gen g);
 ngx_int_t creor_send_raw(ngx_http_request_t *r, ngx_uint_t status,
@@ -189,6 +195,7 @@ void creor_gen_kv_time(yajl_gen g, const char *key, int64_t ms);
 void creor_gen_value(yajl_gen g, creor_json_t *v);
 ngx_int_t creor_gen_result(ngx_http_request_t *r, yajl_gen g, ngx_str_t *out);
 ngx_flag_t creor_json_is_int(creor_json_t *v);
+ngx_flag_t creor_utf8_valid(u_char *p, size_t len);
 const char *creor_json_type_name(creor_json_t *v);
 
 /* creor_auth.c */

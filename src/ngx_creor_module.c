@@ -63,7 +63,7 @@ static ngx_command_t  ngx_creor_commands[] = {
 
 static ngx_http_module_t  ngx_creor_module_ctx = {
     ngx_creor_add_variables,               /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    creor_error_filter_init,               /* postconfiguration */
 
     ngx_creor_create_main_conf,            /* create main configuration */
     ngx_creor_init_main_conf,              /* init main configuration */
