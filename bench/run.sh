@@ -1,7 +1,7 @@
 #!/bin/sh
-# Authenticated GET /v1/agents/:id against "return 200" of the same bytes,
-# from the same nginx, in alternating wrk rounds; prints the median
-# requests/s of each and their ratio.
+# Authenticated GET /v1/agents/:id, with rate limits off and on, against
+# "return 200" of the same bytes, from the same nginx, in alternating wrk
+# rounds; prints the median requests/s of each and their ratios.
 #
 #   bench/run.sh [rounds] [seconds] [connections]
 
@@ -30,6 +30,8 @@ org=$(cli org create bench)
 proj=$(cli project create --org "$org" bench)
 key=$(cli key create --org "$org" --role admin --name bench)
 
+# port: limits off; port + 1: a limit high enough to admit every request,
+# so each request still updates its counter
 conf() {
     cat <<CONF
 load_module $build/ngx_creor_module.so;
@@ -41,12 +43,19 @@ events { worker_connections 4096; }
 http {
     access_log off;
     creor_store $dir/store;
+    creor_rate_limit_anonymous off;
     server {
         listen 127.0.0.1:$port;
+        creor_rate_limit off;
         location = /plain {
             default_type application/json;
             return 200 '$1';
         }
+        location /v1/ { creor_api; }
+    }
+    server {
+        listen 127.0.0.1:$((port + 1));
+        creor_rate_limit 1000000r/s burst=1000000;
         location /v1/ { creor_api; }
     }
 }
@@ -58,6 +67,7 @@ nginx -p "$dir/" -c "$dir/nginx.conf"
 sleep 0.5
 
 base=http://127.0.0.1:$port
+limited=http://127.0.0.1:$((port + 1))
 agent=$(curl -sf -H "Authorization: Bearer $key" -H "X-Project-Id: $proj" \
         -H 'Content-Type: application/json' \
         -d '{"name":"bench","model":"openai/gpt-4o-mini","systemPrompt":"You are terse.","settings":{"temperature":0.2}}' \
@@ -72,31 +82,33 @@ sleep 1
 
 run() {
     wrk -t2 -c"$conns" -d"${secs}s" "$@" 2>/dev/null \
-        | awk '/^Requests\/sec/ { print $2 }'
+        | awk '/^Requests\/sec/ { print $2 }
+               /Non-2xx/ { print "non2xx " $NF > "/dev/stderr" }'
 }
 
 plain=""
 api=""
+lim=""
 i=0
 while [ $i -lt "$rounds" ]; do
     plain="$plain $(run "$base/plain")"
     api="$api $(run -H "Authorization: Bearer $key" "$base/v1/agents/$id")"
+    lim="$lim $(run -H "Authorization: Bearer $key" "$limited/v1/agents/$id")"
     i=$((i + 1))
 done
-
-non200=$(wrk -t1 -c4 -d1s -H "Authorization: Bearer $key" \
-         "$base/v1/agents/$id" 2>/dev/null | awk '/Non-2xx/ { print $NF }')
 
 perl -e '
     sub median { my @s = sort { $a <=> $b } @_; my $n = @s;
                  $n % 2 ? $s[$n / 2] : ($s[$n / 2 - 1] + $s[$n / 2]) / 2 }
-    my @p = split " ", $ARGV[0]; my @a = split " ", $ARGV[1];
-    my ($mp, $ma) = (median(@p), median(@a));
-    printf "plain nginx return 200:       median %.0f req/s (%s)\n",
-           $mp, join(" ", map { int } @p);
-    printf "GET /v1/agents/:id with auth: median %.0f req/s (%s)\n",
-           $ma, join(" ", map { int } @a);
-    printf "ratio: %.3f\n", $ma / $mp;
-' "$plain" "$api"
-
-[ -z "$non200" ] || echo "WARNING: $non200 non-2xx answers from the API"
+    my @p = split " ", $ARGV[0];
+    my ($mp) = median(@p);
+    printf "%-40s median %6.0f req/s (%s)\n", "plain nginx return 200:", $mp,
+           join(" ", map { int } @p);
+    for (["GET /v1/agents/:id, limits off:", $ARGV[1]],
+         ["GET /v1/agents/:id, limits on:", $ARGV[2]])
+    {
+        my @a = split " ", $_->[1]; my $ma = median(@a);
+        printf "%-40s median %6.0f req/s (%s) ratio %.3f\n", $_->[0], $ma,
+               join(" ", map { int } @a), $ma / $mp;
+    }
+' "$plain" "$api" "$lim"

@@ -136,10 +136,18 @@ creor_authenticate(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         creor_auth_touch(r, ctx);
     }
 
+    return NGX_OK;
+}
+
+
+ngx_int_t
+creor_check_permission(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
     if ((ctx->route->perm & ctx->who.perms) != ctx->route->perm) {
         return creor_fail(r, NGX_HTTP_FORBIDDEN, "PERMISSION_DENIED", NULL,
                           "This key's role (%s) lacks the permission %s.",
-                          creor_role_name(key->role), ctx->route->perm_name);
+                          creor_role_name(ctx->who.key.role),
+                          ctx->route->perm_name);
     }
 
     return NGX_OK;

@@ -110,7 +110,8 @@ creor_cli_open(creor_cli_t *cli, creor_store_t *s)
     ssize_t  n;
     uint8_t  buf[CREOR_SERVER_SECRET_MAX + 1];
 
-    if (creor_store_open(s, cli->store, 0, 1, err, sizeof(err))
+    if (creor_store_open(s, cli->store, 0, CREOR_STORE_SYNC, err,
+                         sizeof(err))
         != CREOR_STORE_OK)
     {
         fprintf(stderr, "creor: %s\n", err);

@@ -32,8 +32,6 @@ static ngx_int_t creor_body_collect(ngx_http_request_t *r,
 static ngx_int_t creor_dispatch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 static ngx_int_t creor_send_failure(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
-static ngx_int_t creor_add_header(ngx_http_request_t *r, const char *name,
-    ngx_str_t *value);
 
 
 static ngx_str_t  creor_json_type = ngx_string("application/json");
@@ -108,8 +106,25 @@ ngx_creor_handle(ngx_http_request_t *r)
         return creor_send_failure(r, ctx);
     }
 
-    if (creor_parse_args(r, ctx) != NGX_OK
-        || creor_authenticate(r, ctx) != NGX_OK
+    if (creor_parse_args(r, ctx) != NGX_OK) {
+        ngx_http_discard_request_body(r);
+        return creor_send_failure(r, ctx);
+    }
+
+    if (creor_authenticate(r, ctx) != NGX_OK) {
+
+        /* bad credentials count against their address: key guessing */
+
+        if (ctx->err_status == NGX_HTTP_UNAUTHORIZED) {
+            (void) creor_ratelimit_anonymous(r, ctx);
+        }
+
+        ngx_http_discard_request_body(r);
+        return creor_send_failure(r, ctx);
+    }
+
+    if (creor_ratelimit(r, ctx) != NGX_OK
+        || creor_check_permission(r, ctx) != NGX_OK
         || creor_check_args(r, ctx) != NGX_OK)
     {
         ngx_http_discard_request_body(r);
@@ -482,6 +497,20 @@ creor_dispatch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
     if (r->method & CREOR_METHOD_BODY) {
 
+        rc = creor_idempotency_begin(r, ctx);
+
+        if (rc == NGX_DECLINED) {
+            return creor_send_failure(r, ctx);
+        }
+
+        if (rc == NGX_DONE) {
+            return creor_idempotency_replay(r, ctx);
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         if (ctx->body.len == 0) {
             ctx->json = ngx_pcalloc(r->pool, sizeof(creor_json_t));
             if (ctx->json == NULL) {
@@ -771,7 +800,7 @@ creor_header(ngx_http_request_t *r, const char *name)
 }
 
 
-static ngx_int_t
+ngx_int_t
 creor_add_header(ngx_http_request_t *r, const char *name, ngx_str_t *value)
 {
     ngx_table_elt_t  *h;
@@ -997,6 +1026,13 @@ creor_send_raw(ngx_http_request_t *r, ngx_uint_t status, u_char *data,
     r->headers_out.content_type_len = creor_json_type.len;
     r->headers_out.content_type_lowcase = NULL;
     r->headers_out.content_length_n = len;
+
+    if (ctx->idempotency_claimed
+        && creor_idempotency_end(r, ctx, status, data, len) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "creor: idempotent response not stored");
+    }
 
     if (ctx->request_id.len
         && creor_add_header(r, "X-Request-Id", &ctx->request_id) != NGX_OK)

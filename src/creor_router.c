@@ -33,45 +33,45 @@ static const char  *creor_q_agents[] = {
 static creor_route_t  creor_routes[] = {
 
     { CREOR_GET, "/v1/projects", "projects.list",
-      creor_projects_list, CREOR_PERM_READ, "projects:read", creor_q_list },
+      creor_projects_list, CREOR_PERM_READ, "projects:read", creor_q_list, 0 },
 
     { CREOR_POST, "/v1/projects", "projects.create",
-      creor_projects_create, CREOR_PERM_ADMIN, "projects:create", NULL },
+      creor_projects_create, CREOR_PERM_ADMIN, "projects:create", NULL, 0 },
 
     { CREOR_GET, "/v1/projects/:id", "projects.get",
-      creor_projects_get, CREOR_PERM_READ, "projects:read", NULL },
+      creor_projects_get, CREOR_PERM_READ, "projects:read", NULL, 0 },
 
     { CREOR_GET, "/v1/api-keys", "api_keys.list",
-      creor_keys_list, CREOR_PERM_ADMIN, "api_keys:read", creor_q_list },
+      creor_keys_list, CREOR_PERM_ADMIN, "api_keys:read", creor_q_list, 0 },
 
     { CREOR_POST, "/v1/api-keys", "api_keys.create",
-      creor_keys_create, CREOR_PERM_ADMIN, "api_keys:create", NULL },
+      creor_keys_create, CREOR_PERM_ADMIN, "api_keys:create", NULL, 0 },
 
     { CREOR_GET, "/v1/api-keys/:id", "api_keys.get",
-      creor_keys_get, CREOR_PERM_ADMIN, "api_keys:read", NULL },
+      creor_keys_get, CREOR_PERM_ADMIN, "api_keys:read", NULL, 0 },
 
     { CREOR_DELETE, "/v1/api-keys/:id", "api_keys.revoke",
-      creor_keys_revoke, CREOR_PERM_ADMIN, "api_keys:delete", NULL },
+      creor_keys_revoke, CREOR_PERM_ADMIN, "api_keys:delete", NULL, 0 },
 
     { CREOR_POST, "/v1/api-keys/:id/rotate", "api_keys.rotate",
-      creor_keys_rotate, CREOR_PERM_ADMIN, "api_keys:update", NULL },
+      creor_keys_rotate, CREOR_PERM_ADMIN, "api_keys:update", NULL, 0 },
 
     { CREOR_GET, "/v1/agents", "agents.list",
-      creor_agents_list, CREOR_PERM_READ, "agents:read", creor_q_agents },
+      creor_agents_list, CREOR_PERM_READ, "agents:read", creor_q_agents, 0 },
 
     { CREOR_POST, "/v1/agents", "agents.create",
-      creor_agents_create, CREOR_PERM_WRITE, "agents:create", NULL },
+      creor_agents_create, CREOR_PERM_WRITE, "agents:create", NULL, 0 },
 
     { CREOR_GET, "/v1/agents/:id", "agents.get",
-      creor_agents_get, CREOR_PERM_READ, "agents:read", NULL },
+      creor_agents_get, CREOR_PERM_READ, "agents:read", NULL, 0 },
 
     { CREOR_PATCH, "/v1/agents/:id", "agents.update",
-      creor_agents_update, CREOR_PERM_WRITE, "agents:update", NULL },
+      creor_agents_update, CREOR_PERM_WRITE, "agents:update", NULL, 0 },
 
     { CREOR_DELETE, "/v1/agents/:id", "agents.delete",
-      creor_agents_delete, CREOR_PERM_WRITE, "agents:delete", NULL },
+      creor_agents_delete, CREOR_PERM_WRITE, "agents:delete", NULL, 0 },
 
-    { 0, NULL, NULL, NULL, 0, NULL, NULL }
+    { 0, NULL, NULL, NULL, 0, NULL, NULL, 0 }
 };
 
 

@@ -25,7 +25,7 @@ static int creor_store_secret_check(creor_store_t *s, uint8_t *out);
 
 int
 creor_store_open(creor_store_t *s, const char *path, size_t map_size,
-    int sync, char *err, size_t errlen)
+    int mode, char *err, size_t errlen)
 {
     int          rc;
     MDB_txn     *txn;
@@ -68,8 +68,15 @@ creor_store_open(creor_store_t *s, const char *path, size_t map_size,
 
     flags = MDB_NOTLS | MDB_NORDAHEAD;
 
-    if (!sync) {
+    if (mode != CREOR_STORE_SYNC) {
         flags |= MDB_NOSYNC;
+        s->nosync = 1;
+    }
+
+    /* counters change on every request: write in place, never flush */
+
+    if (mode == CREOR_STORE_EPHEMERAL) {
+        flags |= MDB_WRITEMAP | MDB_NOMETASYNC;
     }
 
     rc = mdb_env_open(s->env, path, flags, 0600);

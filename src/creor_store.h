@@ -25,19 +25,25 @@
 
 #define CREOR_STORE_KEY_MAX     256
 
+/* creor_store_open() modes */
+#define CREOR_STORE_NOSYNC      0
+#define CREOR_STORE_SYNC        1
+#define CREOR_STORE_EPHEMERAL   2       /* counters: no fsync at all */
+
 
 typedef struct {
     MDB_env     *env;
     MDB_dbi      dbi;
     MDB_txn     *rtxn;              /* reused read transaction */
     int          rtxn_active;
+    int          nosync;
     uint8_t      secret[CREOR_SERVER_SECRET_MAX];
     size_t       secret_len;
 } creor_store_t;
 
 
 int creor_store_open(creor_store_t *s, const char *path, size_t map_size,
-    int sync, char *err, size_t errlen);
+    int mode, char *err, size_t errlen);
 void creor_store_close(creor_store_t *s);
 int creor_store_reader_check(creor_store_t *s);
 int creor_store_init_secret(creor_store_t *s, const uint8_t *file_secret,

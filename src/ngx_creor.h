@@ -36,6 +36,9 @@
 
 #define CREOR_ROUTE_PARAMS   3
 
+/* route flags */
+#define CREOR_ROUTE_IDEMPOTENCY_REQUIRED  0x01
+
 #define CREOR_LIST_MAX       100
 #define CREOR_CURSOR_TTL     86400000   /* ms */
 
@@ -55,6 +58,16 @@ struct creor_json_s {
 };
 
 
+/* a rate: count per period, plus burst (SPEC 7) */
+typedef struct {
+    uint32_t                count;
+    uint32_t                period_ms;
+    uint32_t                burst;
+    ngx_flag_t              off;
+    ngx_flag_t              set;
+} creor_rate_t;
+
+
 typedef struct {
     ngx_str_t               path;
     size_t                  map_size;
@@ -62,13 +75,20 @@ typedef struct {
     ngx_str_t               secret;
     creor_store_t           store;
     ngx_flag_t              opened;
+    creor_store_t           counters;   /* rate limits: no fsync */
     ngx_event_t             timer;
     ngx_int_t               request_id_index;
+    creor_rate_t            global;
+    ngx_msec_t              idempotency_ttl;
+    u_char                  purge_from[CREOR_STORE_KEY_MAX];
 } ngx_creor_main_conf_t;
 
 
 typedef struct {
     ngx_flag_t              api;
+    creor_rate_t            rate;
+    creor_rate_t            anonymous;
+    ngx_flag_t              idempotency_required;
 } ngx_creor_loc_conf_t;
 
 
@@ -97,6 +117,7 @@ typedef struct {
     ngx_uint_t              perm;
     const char             *perm_name;
     const char            **query;      /* accepted query parameters */
+    ngx_uint_t              flags;
 } creor_route_t;
 
 
@@ -125,6 +146,12 @@ struct ngx_creor_ctx_s {
     const char             *err_param;
     ngx_str_t               err_message;
     ngx_uint_t              retry_after;
+
+    ngx_str_t               ratelimit_remaining;
+    ngx_str_t               idempotent;     /* miss, hit, conflict */
+    u_char                 *idempotency_key;   /* store key of a claim */
+    ngx_str_t               replay;             /* a stored response */
+    unsigned                idempotency_claimed:1;
 
     ngx_str_t               replacement;    /* envelope for nginx's error */
     unsigned                sending:1;
@@ -162,6 +189,8 @@ ngx_int_t creor_send_json(ngx_http_request_t *r, ngx_uint_t status,
     yajl_gen g);
 ngx_int_t creor_send_raw(ngx_http_request_t *r, ngx_uint_t status,
     u_char *data, size_t len);
+ngx_int_t creor_add_header(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value);
 ngx_int_t creor_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, const char *param);
 ngx_int_t creor_fail(ngx_http_request_t *r, ngx_uint_t status,
@@ -200,10 +229,28 @@ const char *creor_json_type_name(creor_json_t *v);
 
 /* creor_auth.c */
 ngx_int_t creor_authenticate(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_check_permission(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx);
 ngx_int_t creor_project_context(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     MDB_txn *txn);
 ngx_int_t creor_app_scope(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     ngx_str_t *agent_id);
+
+/* creor_ratelimit.c */
+ngx_int_t creor_ratelimit(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_ratelimit_anonymous(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx);
+void creor_ratelimit_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
+char *creor_rate_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+/* creor_idempotency.c */
+ngx_int_t creor_idempotency_begin(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx);
+ngx_int_t creor_idempotency_replay(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx);
+ngx_int_t creor_idempotency_end(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    ngx_uint_t status, u_char *body, size_t len);
+void creor_idempotency_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
 
 /* creor_pagination.c */
 ngx_int_t creor_page_parse(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,

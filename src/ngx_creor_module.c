@@ -14,6 +14,7 @@
 
 
 #define CREOR_HOUSEKEEPING_INTERVAL  30000
+#define CREOR_COUNTERS_MAP_SIZE      (256 * 1024 * 1024)
 
 
 static ngx_int_t ngx_creor_add_variables(ngx_conf_t *cf);
@@ -55,6 +56,41 @@ static ngx_command_t  ngx_creor_commands[] = {
       ngx_creor_api,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("creor_rate_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      creor_rate_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_creor_loc_conf_t, rate),
+      NULL },
+
+    { ngx_string("creor_rate_limit_anonymous"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      creor_rate_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_creor_loc_conf_t, anonymous),
+      NULL },
+
+    { ngx_string("creor_rate_limit_global"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      creor_rate_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_creor_main_conf_t, global),
+      NULL },
+
+    { ngx_string("creor_idempotency_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_creor_main_conf_t, idempotency_ttl),
+      NULL },
+
+    { ngx_string("creor_idempotency_required"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_creor_loc_conf_t, idempotency_required),
       NULL },
 
       ngx_null_command
@@ -105,6 +141,13 @@ static ngx_http_variable_t  ngx_creor_vars[] = {
 
     { ngx_string("creor_route"), NULL, ngx_creor_variable,
       offsetof(ngx_creor_ctx_t, route_name), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("creor_idempotent"), NULL, ngx_creor_variable,
+      offsetof(ngx_creor_ctx_t, idempotent), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("creor_ratelimit_remaining"), NULL, ngx_creor_variable,
+      offsetof(ngx_creor_ctx_t, ratelimit_remaining),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -182,6 +225,7 @@ ngx_creor_create_main_conf(ngx_conf_t *cf)
     mcf->map_size = NGX_CONF_UNSET_SIZE;
     mcf->sync = NGX_CONF_UNSET;
     mcf->request_id_index = NGX_ERROR;
+    mcf->idempotency_ttl = NGX_CONF_UNSET_MSEC;
 
     return mcf;
 }
@@ -196,6 +240,11 @@ ngx_creor_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_size_value(mcf->map_size, 1024 * 1024 * 1024);
     ngx_conf_init_value(mcf->sync, 1);
+    ngx_conf_init_msec_value(mcf->idempotency_ttl, 86400000);
+
+    if (!mcf->global.set) {
+        mcf->global.off = 1;
+    }
 
     mcf->request_id_index = ngx_http_get_variable_index(cf, &name);
     if (mcf->request_id_index == NGX_ERROR) {
@@ -217,6 +266,7 @@ ngx_creor_create_loc_conf(ngx_conf_t *cf)
     }
 
     lcf->api = NGX_CONF_UNSET;
+    lcf->idempotency_required = NGX_CONF_UNSET;
 
     return lcf;
 }
@@ -229,6 +279,31 @@ ngx_creor_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_creor_loc_conf_t  *conf = child;
 
     ngx_conf_merge_value(conf->api, prev->api, 0);
+    ngx_conf_merge_value(conf->idempotency_required,
+                         prev->idempotency_required, 0);
+
+    /* SPEC 7 defaults: 60r/m burst=10 a credential, 60r/m an address */
+
+    if (!conf->rate.set) {
+        if (prev->rate.set) {
+            conf->rate = prev->rate;
+
+        } else {
+            conf->rate.count = 60;
+            conf->rate.period_ms = 60000;
+            conf->rate.burst = 10;
+        }
+    }
+
+    if (!conf->anonymous.set) {
+        if (prev->anonymous.set) {
+            conf->anonymous = prev->anonymous;
+
+        } else {
+            conf->anonymous.count = 60;
+            conf->anonymous.period_ms = 60000;
+        }
+    }
 
     return NGX_CONF_OK;
 }
@@ -400,7 +475,10 @@ ngx_creor_init_module(ngx_cycle_t *cycle)
     ngx_creor_main_conf_t  *mcf;
     u_char                  name[NGX_MAX_PATH];
 
-    static const char      *files[] = { "", "/data.mdb", "/lock.mdb" };
+    static const char      *files[] = {
+        "", "/data.mdb", "/lock.mdb",
+        "/counters", "/counters/data.mdb", "/counters/lock.mdb"
+    };
 
     mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_creor_module);
 
@@ -408,7 +486,7 @@ ngx_creor_init_module(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    if (mcf->path.len + sizeof("/data.mdb") > NGX_MAX_PATH) {
+    if (mcf->path.len + sizeof("/counters/data.mdb") > NGX_MAX_PATH) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "creor_store path \"%V\" is too long", &mcf->path);
         return NGX_ERROR;
@@ -425,6 +503,16 @@ ngx_creor_init_module(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    ngx_cpystrn(p, (u_char *) "/counters", sizeof("/counters"));
+
+    if (ngx_create_dir(name, 0700) == NGX_FILE_ERROR
+        && ngx_errno != NGX_EEXIST)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      ngx_create_dir_n " \"%s\" failed", name);
+        return NGX_ERROR;
+    }
+
     if (geteuid() != 0) {
         return NGX_OK;
     }
@@ -432,7 +520,7 @@ ngx_creor_init_module(ngx_cycle_t *cycle)
     ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
 
     for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        ngx_cpystrn(p, (u_char *) files[i], sizeof("/data.mdb"));
+        ngx_cpystrn(p, (u_char *) files[i], sizeof("/counters/data.mdb"));
 
         if (chown((char *) name, ccf->user, ccf->group) == -1
             && ngx_errno != NGX_ENOENT)
@@ -469,10 +557,24 @@ ngx_creor_init_process(ngx_cycle_t *cycle)
     ngx_cpystrn(path, mcf->path.data, mcf->path.len + 1);
 
     if (creor_store_open(&mcf->store, (char *) path, mcf->map_size,
-                         (int) mcf->sync, err, sizeof(err))
+                         mcf->sync ? CREOR_STORE_SYNC : CREOR_STORE_NOSYNC,
+                         err, sizeof(err))
         != CREOR_STORE_OK)
     {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "creor_store: %s", err);
+        return NGX_ERROR;
+    }
+
+    ngx_cpystrn(ngx_cpymem(path, mcf->path.data, mcf->path.len),
+                (u_char *) "/counters", sizeof("/counters"));
+
+    if (creor_store_open(&mcf->counters, (char *) path,
+                         CREOR_COUNTERS_MAP_SIZE, CREOR_STORE_EPHEMERAL,
+                         err, sizeof(err))
+        != CREOR_STORE_OK)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "creor_store: %s", err);
+        creor_store_close(&mcf->store);
         return NGX_ERROR;
     }
 
@@ -507,13 +609,14 @@ ngx_creor_exit_process(ngx_cycle_t *cycle)
     mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_creor_module);
 
     if (mcf && mcf->opened) {
+        creor_store_close(&mcf->counters);
         creor_store_close(&mcf->store);
         mcf->opened = 0;
     }
 }
 
 
-/* stale readers of dead processes, expired cursors */
+/* stale readers of dead processes; expired cursors, responses, counters */
 
 static void
 ngx_creor_housekeeping(ngx_event_t *ev)
@@ -533,7 +636,11 @@ ngx_creor_housekeeping(ngx_event_t *ev)
                       "creor_store: cleared %i stale readers", dead);
     }
 
+    (void) creor_store_reader_check(&mcf->counters);
+
     creor_cursor_purge(mcf, ev->log);
+    creor_idempotency_purge(mcf, ev->log);
+    creor_ratelimit_purge(mcf, ev->log);
 
     ngx_add_timer(ev, CREOR_HOUSEKEEPING_INTERVAL);
 }

@@ -237,7 +237,8 @@ $t->stop;
     my $dir = $t->dir;
     unlink "$dir/logs/nginx.pid";
     my ($rc, $out, $err) = CreorTest::_run(
-        [$NGINX, '-p', "$dir/", '-e', $t->error_log, '-c', $t->conf_file], {});
+        [$NGINX, '-p', "$dir/", '-e', $t->error_log, '-c', $t->conf_file],
+        $t->nginx_env);
     is($rc, 0, 'nginx restarted on the same conf and store') or diag($err);
 
     my $pid;
@@ -385,7 +386,7 @@ http {
 EOF
     my ($rc, $out, $err) = CreorTest::_run(
         [$NGINX, '-t', '-p', "$cdir/", '-c', $conf,
-         '-e', "$cdir/logs/err.log"], {});
+         '-e', "$cdir/logs/err.log"], $t->nginx_env);
     return ($rc, $out . $err);
 }
 

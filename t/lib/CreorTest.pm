@@ -86,6 +86,7 @@ sub new {
         workers       => $o{workers}       // 2,
         no_module     => $o{no_module}     // 0,
         api_location  => $o{api_location}  // 'location /v1/ { creor_api; }',
+        rate_limits   => $o{rate_limits}   // 0,
         owner         => $$,
     }, $class;
 
@@ -167,6 +168,11 @@ sub _write_conf {
         ($mod ? ("creor_store $dir/store"
                  . ($self->{store_opts} ne '' ? " $self->{store_opts}" : '')
                  . ';') : ()),
+        # the default limits (60r/m) would throttle the suite itself;
+        # rate_limits => 1 keeps them, for the tests of limits
+        ($mod && !$self->{rate_limits}
+            ? ('creor_rate_limit off;', 'creor_rate_limit_anonymous off;')
+            : ()),
         $self->{http_config},
     );
     my @server = (
@@ -206,6 +212,9 @@ sub _child_env {
     }
     return %env;
 }
+
+# the environment an nginx of this test runs with (sanitizer preload)
+sub nginx_env { my ($self) = @_; return { $self->_child_env(1) } }
 
 sub _start {
     my ($self) = @_;

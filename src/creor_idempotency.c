@@ -1,0 +1,606 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ *
+ * Idempotency-Key (SPEC 6) for every POST and PATCH.  The first request
+ * claims (organization, method, path, key) in one write transaction, so
+ * of any number of concurrent requests on any workers exactly one runs;
+ * its response (status, own headers, body) replaces the claim and is
+ * replayed byte for byte until the TTL ends.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/sha.h>
+
+#include "ngx_creor.h"
+
+
+#define CREOR_IDEM_CLAIMED    1
+#define CREOR_IDEM_DONE       2
+
+#define CREOR_IDEM_LEASE      30000     /* ms a claim holds without news */
+#define CREOR_IDEM_KEY_MAX    255
+#define CREOR_IDEM_PURGE      2000
+
+
+typedef struct {
+    uint32_t        state;
+    uint32_t        status;
+    int64_t         lease_ms;       /* claimed: held until */
+    int64_t         expires_ms;     /* done: replayed until */
+    uint32_t        pid;
+    uint32_t        headers_len;    /* "Name: value\r\n"..., then the body */
+    uint8_t         fingerprint[SHA256_DIGEST_LENGTH];
+} creor_idem_rec_t;
+
+
+static void creor_idem_fingerprint(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx, uint8_t *out);
+static ngx_flag_t creor_idem_claim_dead(creor_idem_rec_t *rec, int64_t now);
+static ngx_int_t creor_idem_commit(creor_store_t *st, MDB_txn *txn,
+    ngx_flag_t sync);
+static void creor_idem_cleanup(void *data);
+
+
+static ngx_str_t  creor_idem_miss = ngx_string("miss");
+static ngx_str_t  creor_idem_hit = ngx_string("hit");
+static ngx_str_t  creor_idem_conflict = ngx_string("conflict");
+
+
+/*
+ * NGX_OK: go on (the claim is ours, or there is no key); NGX_DONE: the
+ * stored response was sent; NGX_DECLINED: an error to send.
+ */
+
+ngx_int_t
+creor_idempotency_begin(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    int                    rc;
+    u_char                *p, hex[SHA256_DIGEST_LENGTH * 2];
+    int64_t                now;
+    MDB_val                val;
+    MDB_txn               *txn;
+    SHA256_CTX             sha;
+    ngx_str_t             *h;
+    ngx_uint_t             i;
+    creor_store_t         *st;
+    creor_idem_rec_t       rec, cur;
+    ngx_pool_cleanup_t    *cln;
+    ngx_creor_loc_conf_t  *lcf;
+    uint8_t                scope[SHA256_DIGEST_LENGTH];
+
+    h = creor_header(r, "Idempotency-Key");
+
+    if (h == NULL) {
+        lcf = ngx_http_get_module_loc_conf(r, ngx_creor_module);
+
+        if (lcf->idempotency_required
+            && (ctx->route->flags & CREOR_ROUTE_IDEMPOTENCY_REQUIRED))
+        {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST,
+                              "MISSING_IDEMPOTENCY_KEY", NULL,
+                              "This request needs an Idempotency-Key "
+                              "header.");
+        }
+
+        return NGX_OK;
+    }
+
+    for (i = 0; i < h->len; i++) {
+        if (h->data[i] < 0x21 || h->data[i] > 0x7e) {
+            break;
+        }
+    }
+
+    if (h->len == 0 || h->len > CREOR_IDEM_KEY_MAX || i < h->len) {
+        return creor_fail(r, NGX_HTTP_BAD_REQUEST, "INVALID_IDEMPOTENCY_KEY",
+                          NULL, "An Idempotency-Key is 1 to %d visible "
+                          "ASCII characters.", CREOR_IDEM_KEY_MAX);
+    }
+
+    /* scope: organization, method, path, key */
+
+    SHA256_Init(&sha);
+    SHA256_Update(&sha, r->method_name.data, r->method_name.len);
+    SHA256_Update(&sha, "", 1);
+    SHA256_Update(&sha, r->uri.data, r->uri.len);
+    SHA256_Update(&sha, "", 1);
+    SHA256_Update(&sha, h->data, h->len);
+    SHA256_Final(scope, &sha);
+
+    ngx_hex_dump(hex, scope, sizeof(scope));
+
+    ctx->idempotency_key = ngx_pnalloc(r->pool, ctx->who.org.len
+                                                + sizeof(hex) + 4);
+    if (ctx->idempotency_key == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(ctx->idempotency_key, "i:%V:", &ctx->who.org);
+    p = ngx_cpymem(p, hex, sizeof(hex));
+    *p = '\0';
+
+    ngx_memzero(&rec, sizeof(creor_idem_rec_t));
+    creor_idem_fingerprint(r, ctx, rec.fingerprint);
+
+    st = &ctx->mcf->store;
+
+    rc = creor_store_write(st, &txn);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    now = creor_now_ms();
+
+    rc = creor_store_get(st, txn, (char *) ctx->idempotency_key, &val);
+
+    if (rc == CREOR_STORE_OK && val.mv_size >= sizeof(creor_idem_rec_t)) {
+        ngx_memcpy(&cur, val.mv_data, sizeof(creor_idem_rec_t));
+
+        if ((cur.state == CREOR_IDEM_DONE && cur.expires_ms > now)
+            || (cur.state == CREOR_IDEM_CLAIMED
+                && !creor_idem_claim_dead(&cur, now)))
+        {
+            if (ngx_memcmp(cur.fingerprint, rec.fingerprint,
+                           sizeof(rec.fingerprint)) != 0)
+            {
+                mdb_txn_abort(txn);
+                ctx->idempotent = creor_idem_conflict;
+
+                return creor_fail(r, NGX_HTTP_CONFLICT,
+                                  "IDEMPOTENCY_KEY_REUSED", NULL,
+                                  "This Idempotency-Key was used with "
+                                  "another request.");
+            }
+
+            if (cur.state == CREOR_IDEM_CLAIMED) {
+                mdb_txn_abort(txn);
+                ctx->idempotent = creor_idem_conflict;
+                ctx->retry_after = 1;
+
+                return creor_fail(r, NGX_HTTP_CONFLICT,
+                                  "IDEMPOTENCY_REQUEST_IN_PROGRESS", NULL,
+                                  "A request with this Idempotency-Key is "
+                                  "still running.");
+            }
+
+            /* the map is valid until the transaction ends: copy first */
+
+            p = ngx_pnalloc(r->pool, val.mv_size);
+            if (p == NULL) {
+                mdb_txn_abort(txn);
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(p, val.mv_data, val.mv_size);
+            mdb_txn_abort(txn);
+
+            ctx->idempotent = creor_idem_hit;
+            ctx->replay.data = p;
+            ctx->replay.len = val.mv_size;
+
+            return NGX_DONE;
+        }
+
+    } else if (rc != CREOR_STORE_OK && rc != CREOR_STORE_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return creor_fail_store(r, rc);
+    }
+
+    rec.state = CREOR_IDEM_CLAIMED;
+    rec.lease_ms = now + CREOR_IDEM_LEASE;
+    rec.pid = (uint32_t) ngx_pid;
+
+    rc = creor_store_put(st, txn, (char *) ctx->idempotency_key, &rec,
+                         sizeof(rec), 0);
+    if (rc != CREOR_STORE_OK) {
+        mdb_txn_abort(txn);
+        return creor_fail_store(r, rc);
+    }
+
+    /*
+     * A claim need not be durable: lost with the machine, it was never
+     * answered.  The response that replaces it is synced.
+     */
+
+    rc = creor_idem_commit(st, txn, 0);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    ctx->idempotency_claimed = 1;
+    ctx->idempotent = creor_idem_miss;
+
+    /* whatever way the request ends, a claim left over is released */
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = creor_idem_cleanup;
+    cln->data = ctx;
+
+    return NGX_OK;
+}
+
+
+/* a claim is free after its lease, or at once if its worker is gone */
+
+static ngx_flag_t
+creor_idem_claim_dead(creor_idem_rec_t *rec, int64_t now)
+{
+    if (rec->lease_ms <= now) {
+        return 1;
+    }
+
+    if (rec->pid != (uint32_t) ngx_pid
+        && kill((ngx_pid_t) rec->pid, 0) == -1 && ngx_errno == NGX_ESRCH)
+    {
+        return 1;
+    }
+
+    return 0;
+}
+
+
+static void
+creor_idem_fingerprint(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    uint8_t *out)
+{
+    SHA256_CTX  sha;
+
+    SHA256_Init(&sha);
+    SHA256_Update(&sha, r->method_name.data, r->method_name.len);
+    SHA256_Update(&sha, "", 1);
+    SHA256_Update(&sha, r->uri.data, r->uri.len);
+    SHA256_Update(&sha, "", 1);
+
+    if (r->headers_in.content_type) {
+        SHA256_Update(&sha, r->headers_in.content_type->value.data,
+                      r->headers_in.content_type->value.len);
+    }
+
+    SHA256_Update(&sha, "", 1);
+    SHA256_Update(&sha, ctx->body.data, ctx->body.len);
+    SHA256_Final(out, &sha);
+}
+
+
+/*
+ * Called with the response about to be sent: it replaces the claim,
+ * unless it is one a retry should not see (5xx, 429, 401, 403).
+ */
+
+ngx_int_t
+creor_idempotency_end(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    ngx_uint_t status, u_char *body, size_t len)
+{
+    int                rc;
+    u_char            *buf, *p;
+    size_t             hlen;
+    MDB_txn           *txn;
+    ngx_uint_t         i;
+    creor_store_t     *st;
+    ngx_list_part_t   *part;
+    ngx_table_elt_t   *h;
+    creor_idem_rec_t   rec;
+
+    if (!ctx->idempotency_claimed) {
+        return NGX_OK;
+    }
+
+    ctx->idempotency_claimed = 0;
+    st = &ctx->mcf->store;
+
+    rc = creor_store_write(st, &txn);
+    if (rc != CREOR_STORE_OK) {
+        return NGX_ERROR;
+    }
+
+    if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR
+        || status == NGX_HTTP_TOO_MANY_REQUESTS
+        || status == NGX_HTTP_UNAUTHORIZED
+        || status == NGX_HTTP_FORBIDDEN)
+    {
+        rc = creor_store_del(st, txn, (char *) ctx->idempotency_key);
+
+        if (rc != CREOR_STORE_OK) {
+            mdb_txn_abort(txn);
+            return NGX_ERROR;
+        }
+
+        return creor_idem_commit(st, txn, 0) == CREOR_STORE_OK
+               ? NGX_OK : NGX_ERROR;
+    }
+
+    /* the response's own headers: not the per-request ones */
+
+    hlen = sizeof("Content-Type: application/json\r\n") - 1;
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "X-RateLimit-", 12)
+               == 0
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "RateLimit", 9) == 0
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "X-Request-Id", 12)
+               == 0)
+        {
+            continue;
+        }
+
+        hlen += h[i].key.len + 2 + h[i].value.len + 2;
+    }
+
+    buf = ngx_pnalloc(r->pool, sizeof(creor_idem_rec_t) + hlen + len);
+    if (buf == NULL) {
+        mdb_txn_abort(txn);
+        return NGX_ERROR;
+    }
+
+    p = buf + sizeof(creor_idem_rec_t);
+    p = ngx_cpymem(p, "Content-Type: application/json\r\n",
+                   sizeof("Content-Type: application/json\r\n") - 1);
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "X-RateLimit-", 12)
+               == 0
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "RateLimit", 9) == 0
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "X-Request-Id", 12)
+               == 0)
+        {
+            continue;
+        }
+
+        p = ngx_sprintf(p, "%V: %V\r\n", &h[i].key, &h[i].value);
+    }
+
+    ngx_memcpy(p, body, len);
+
+    ngx_memzero(&rec, sizeof(creor_idem_rec_t));
+    rec.state = CREOR_IDEM_DONE;
+    rec.status = (uint32_t) status;
+    rec.expires_ms = creor_now_ms() + ctx->mcf->idempotency_ttl;
+    rec.headers_len = (uint32_t) hlen;
+    creor_idem_fingerprint(r, ctx, rec.fingerprint);
+    ngx_memcpy(buf, &rec, sizeof(creor_idem_rec_t));
+
+    rc = creor_store_put(st, txn, (char *) ctx->idempotency_key, buf,
+                         sizeof(creor_idem_rec_t) + hlen + len, 0);
+
+    if (rc != CREOR_STORE_OK) {
+        mdb_txn_abort(txn);
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "creor: cannot store the response of an idempotent "
+                      "request");
+        return NGX_ERROR;
+    }
+
+    return creor_idem_commit(st, txn, ctx->mcf->sync) == CREOR_STORE_OK
+           ? NGX_OK : NGX_ERROR;
+}
+
+
+/* the stored response, found by creor_idempotency_begin() */
+
+ngx_int_t
+creor_idempotency_replay(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    u_char            *p, *last, *colon, *eol, *data;
+    size_t             len;
+    ngx_str_t          v;
+    ngx_table_elt_t   *h;
+    creor_idem_rec_t   rec;
+
+    data = ctx->replay.data;
+    len = ctx->replay.len;
+
+    ngx_memcpy(&rec, data, sizeof(creor_idem_rec_t));
+
+    if (sizeof(creor_idem_rec_t) + rec.headers_len > len) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = data + sizeof(creor_idem_rec_t);
+    last = p + rec.headers_len;
+
+    while (p < last) {
+        eol = ngx_strlchr(p, last, '\r');
+        colon = ngx_strlchr(p, last, ':');
+
+        if (eol == NULL || colon == NULL || colon > eol) {
+            break;
+        }
+
+        /* Content-Type is set by creor_send_raw() */
+
+        if (ngx_strncasecmp(p, (u_char *) "Content-Type:", 13) != 0) {
+            h = ngx_list_push(&r->headers_out.headers);
+            if (h == NULL) {
+                return NGX_ERROR;
+            }
+
+            h->hash = 1;
+            h->key.data = p;
+            h->key.len = colon - p;
+            h->value.data = colon + 2;
+            h->value.len = eol - colon - 2;
+        }
+
+        p = eol + 2;
+    }
+
+    ngx_str_set(&v, "true");
+
+    if (creor_add_header(r, "Idempotent-Replayed", &v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return creor_send_raw(r, rec.status, last,
+                          len - sizeof(creor_idem_rec_t) - rec.headers_len);
+}
+
+
+/*
+ * LMDB's NOSYNC may be switched per transaction: claims and releases
+ * skip the fsync, stored responses honour creor_store sync=.
+ */
+
+static ngx_int_t
+creor_idem_commit(creor_store_t *st, MDB_txn *txn, ngx_flag_t sync)
+{
+    int  rc;
+
+    if (sync) {
+        return creor_store_commit(txn);
+    }
+
+    mdb_env_set_flags(st->env, MDB_NOSYNC, 1);
+    rc = creor_store_commit(txn);
+    mdb_env_set_flags(st->env, MDB_NOSYNC, st->nosync);
+
+    return rc;
+}
+
+
+static void
+creor_idem_cleanup(void *data)
+{
+    ngx_creor_ctx_t  *ctx = data;
+
+    int             rc;
+    MDB_txn        *txn;
+    creor_store_t  *st;
+
+    if (!ctx->idempotency_claimed) {
+        return;
+    }
+
+    ctx->idempotency_claimed = 0;
+    st = &ctx->mcf->store;
+
+    if (creor_store_write(st, &txn) != CREOR_STORE_OK) {
+        return;
+    }
+
+    rc = creor_store_del(st, txn, (char *) ctx->idempotency_key);
+
+    if (rc != CREOR_STORE_OK) {
+        mdb_txn_abort(txn);
+        return;
+    }
+
+    (void) creor_idem_commit(st, txn, 0);
+}
+
+
+/* responses past their TTL and claims of dead workers, a batch a turn */
+
+void
+creor_idempotency_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log)
+{
+    int                rc;
+    int64_t            now;
+    MDB_val            k, v;
+    MDB_txn           *txn;
+    ngx_uint_t         n, seen;
+    MDB_cursor        *cur;
+    creor_idem_rec_t   rec;
+
+    if (creor_store_write(&mcf->store, &txn) != CREOR_STORE_OK) {
+        return;
+    }
+
+    if (mdb_cursor_open(txn, mcf->store.dbi, &cur) != 0) {
+        mdb_txn_abort(txn);
+        return;
+    }
+
+    now = creor_now_ms();
+    n = 0;
+    seen = 0;
+
+    /* resume where the last turn stopped, so every record is reached */
+
+    k.mv_data = mcf->purge_from[0] ? mcf->purge_from : (u_char *) "i:";
+    k.mv_size = ngx_strlen(k.mv_data);
+
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && k.mv_size > 2 && ngx_memcmp(k.mv_data, "i:", 2) == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    {
+        if (++seen > CREOR_IDEM_PURGE * 5 || n == CREOR_IDEM_PURGE) {
+            break;
+        }
+
+        if (v.mv_size >= sizeof(creor_idem_rec_t)) {
+            ngx_memcpy(&rec, v.mv_data, sizeof(creor_idem_rec_t));
+
+            if ((rec.state == CREOR_IDEM_DONE && rec.expires_ms > now)
+                || (rec.state == CREOR_IDEM_CLAIMED
+                    && rec.lease_ms + CREOR_IDEM_LEASE > now))
+            {
+                continue;
+            }
+        }
+
+        if (mdb_cursor_del(cur, 0) != 0) {
+            break;
+        }
+
+        n++;
+    }
+
+    if (rc == 0 && k.mv_size > 2 && k.mv_size < sizeof(mcf->purge_from)
+        && ngx_memcmp(k.mv_data, "i:", 2) == 0)
+    {
+        ngx_memcpy(mcf->purge_from, k.mv_data, k.mv_size);
+        mcf->purge_from[k.mv_size] = '\0';
+
+    } else {
+        mcf->purge_from[0] = '\0';
+    }
+
+    mdb_cursor_close(cur);
+
+    if (n == 0) {
+        mdb_txn_abort(txn);
+        return;
+    }
+
+    if (creor_idem_commit(&mcf->store, txn, 0) != CREOR_STORE_OK) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "creor: idempotency purge failed");
+    }
+}
