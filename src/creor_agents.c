@@ -47,11 +47,6 @@ static ngx_int_t creor_agent_load(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, MDB_txn *txn, char *key, MDB_val *val);
 static ngx_int_t creor_agents_item(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, MDB_val *key, MDB_val *val, yajl_gen g);
-static creor_json_t *creor_json_new(ngx_pool_t *pool, ngx_uint_t type,
-    const char *s, size_t len);
-static ngx_int_t creor_json_set(creor_json_t *obj, const char *name,
-    creor_json_t *v);
-static void creor_json_unset(creor_json_t *obj, const char *name);
 
 
 static creor_agent_field_t  creor_agent_fields[] = {
@@ -808,100 +803,4 @@ creor_agents_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_val *key,
     creor_gen_value(g, agent);
 
     return NGX_OK;
-}
-
-
-static creor_json_t *
-creor_json_new(ngx_pool_t *pool, ngx_uint_t type, const char *s, size_t len)
-{
-    creor_json_t  *v;
-
-    v = ngx_pcalloc(pool, sizeof(creor_json_t));
-    if (v == NULL) {
-        return NULL;
-    }
-
-    v->type = type;
-
-    if (s) {
-        v->str.data = ngx_pnalloc(pool, len + 1);
-        if (v->str.data == NULL) {
-            return NULL;
-        }
-
-        ngx_memcpy(v->str.data, s, len);
-        v->str.data[len] = '\0';
-        v->str.len = len;
-    }
-
-    return v;
-}
-
-
-/* replaces or appends member name of obj */
-
-static ngx_int_t
-creor_json_set(creor_json_t *obj, const char *name, creor_json_t *v)
-{
-    creor_json_t  *c, **pp;
-
-    if (v == NULL) {
-        return NGX_ERROR;
-    }
-
-    v->key.data = (u_char *) name;
-    v->key.len = ngx_strlen(name);
-    v->parent = obj;
-    v->next = NULL;
-
-    for (pp = &obj->child; *pp; pp = &(*pp)->next) {
-        c = *pp;
-
-        if (c->key.len == v->key.len
-            && ngx_memcmp(c->key.data, name, v->key.len) == 0)
-        {
-            v->next = c->next;
-            *pp = v;
-
-            if (obj->last == c) {
-                obj->last = v;
-            }
-
-            return NGX_OK;
-        }
-    }
-
-    *pp = v;
-    obj->last = v;
-    obj->count++;
-
-    return NGX_OK;
-}
-
-
-static void
-creor_json_unset(creor_json_t *obj, const char *name)
-{
-    size_t         len;
-    creor_json_t  *c, **pp, *prev;
-
-    len = ngx_strlen(name);
-    prev = NULL;
-
-    for (pp = &obj->child; *pp; pp = &(*pp)->next) {
-        c = *pp;
-
-        if (c->key.len == len && ngx_memcmp(c->key.data, name, len) == 0) {
-            *pp = c->next;
-
-            if (obj->last == c) {
-                obj->last = prev;
-            }
-
-            obj->count--;
-            return;
-        }
-
-        prev = c;
-    }
 }

@@ -531,10 +531,17 @@ creor_json_type_name(creor_json_t *v)
 yajl_gen
 creor_gen_create(ngx_http_request_t *r)
 {
+    return creor_gen_pool(r->pool);
+}
+
+
+yajl_gen
+creor_gen_pool(ngx_pool_t *pool)
+{
     yajl_gen             g;
     ngx_pool_cleanup_t  *cln;
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
+    cln = ngx_pool_cleanup_add(pool, 0);
     if (cln == NULL) {
         return NULL;
     }
@@ -685,6 +692,13 @@ creor_gen_value(yajl_gen g, creor_json_t *v)
 ngx_int_t
 creor_gen_result(ngx_http_request_t *r, yajl_gen g, ngx_str_t *out)
 {
+    return creor_gen_result_pool(r->pool, g, out);
+}
+
+
+ngx_int_t
+creor_gen_result_pool(ngx_pool_t *pool, yajl_gen g, ngx_str_t *out)
+{
     size_t                len;
     const unsigned char  *buf;
 
@@ -692,7 +706,7 @@ creor_gen_result(ngx_http_request_t *r, yajl_gen g, ngx_str_t *out)
         return NGX_ERROR;
     }
 
-    out->data = ngx_pnalloc(r->pool, len);
+    out->data = ngx_pnalloc(pool, len);
     if (out->data == NULL) {
         return NGX_ERROR;
     }
@@ -703,4 +717,100 @@ creor_gen_result(ngx_http_request_t *r, yajl_gen g, ngx_str_t *out)
     yajl_gen_clear(g);
 
     return NGX_OK;
+}
+
+
+creor_json_t *
+creor_json_new(ngx_pool_t *pool, ngx_uint_t type, const char *s, size_t len)
+{
+    creor_json_t  *v;
+
+    v = ngx_pcalloc(pool, sizeof(creor_json_t));
+    if (v == NULL) {
+        return NULL;
+    }
+
+    v->type = type;
+
+    if (s) {
+        v->str.data = ngx_pnalloc(pool, len + 1);
+        if (v->str.data == NULL) {
+            return NULL;
+        }
+
+        ngx_memcpy(v->str.data, s, len);
+        v->str.data[len] = '\0';
+        v->str.len = len;
+    }
+
+    return v;
+}
+
+
+/* replaces or appends member name of obj */
+
+ngx_int_t
+creor_json_set(creor_json_t *obj, const char *name, creor_json_t *v)
+{
+    creor_json_t  *c, **pp;
+
+    if (v == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->key.data = (u_char *) name;
+    v->key.len = ngx_strlen(name);
+    v->parent = obj;
+    v->next = NULL;
+
+    for (pp = &obj->child; *pp; pp = &(*pp)->next) {
+        c = *pp;
+
+        if (c->key.len == v->key.len
+            && ngx_memcmp(c->key.data, name, v->key.len) == 0)
+        {
+            v->next = c->next;
+            *pp = v;
+
+            if (obj->last == c) {
+                obj->last = v;
+            }
+
+            return NGX_OK;
+        }
+    }
+
+    *pp = v;
+    obj->last = v;
+    obj->count++;
+
+    return NGX_OK;
+}
+
+
+void
+creor_json_unset(creor_json_t *obj, const char *name)
+{
+    size_t         len;
+    creor_json_t  *c, **pp, *prev;
+
+    len = ngx_strlen(name);
+    prev = NULL;
+
+    for (pp = &obj->child; *pp; pp = &(*pp)->next) {
+        c = *pp;
+
+        if (c->key.len == len && ngx_memcmp(c->key.data, name, len) == 0) {
+            *pp = c->next;
+
+            if (obj->last == c) {
+                obj->last = prev;
+            }
+
+            obj->count--;
+            return;
+        }
+
+        prev = c;
+    }
 }

@@ -212,7 +212,13 @@ ngx_int_t creor_route(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 creor_json_t *creor_json_parse(ngx_pool_t *pool, u_char *data, size_t len,
     u_char *err, size_t errlen);
 creor_json_t *creor_json_get(creor_json_t *obj, const char *name);
+creor_json_t *creor_json_new(ngx_pool_t *pool, ngx_uint_t type,
+    const char *s, size_t len);
+ngx_int_t creor_json_set(creor_json_t *obj, const char *name,
+    creor_json_t *v);
+void creor_json_unset(creor_json_t *obj, const char *name);
 yajl_gen creor_gen_create(ngx_http_request_t *r);
+yajl_gen creor_gen_pool(ngx_pool_t *pool);
 void creor_gen_str(yajl_gen g, const char *s);
 void creor_gen_ngx_str(yajl_gen g, ngx_str_t *s);
 void creor_gen_kv(yajl_gen g, const char *key, const char *value);
@@ -223,6 +229,8 @@ void creor_gen_kv_bool(yajl_gen g, const char *key, ngx_flag_t value);
 void creor_gen_kv_time(yajl_gen g, const char *key, int64_t ms);
 void creor_gen_value(yajl_gen g, creor_json_t *v);
 ngx_int_t creor_gen_result(ngx_http_request_t *r, yajl_gen g, ngx_str_t *out);
+ngx_int_t creor_gen_result_pool(ngx_pool_t *pool, yajl_gen g,
+    ngx_str_t *out);
 ngx_flag_t creor_json_is_int(creor_json_t *v);
 ngx_flag_t creor_utf8_valid(u_char *p, size_t len);
 const char *creor_json_type_name(creor_json_t *v);
