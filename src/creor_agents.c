@@ -20,9 +20,12 @@
 #define CREOR_ARRAY_MAX         100
 
 
+/* creor_runs.c reads this layout too: keep them in step */
 typedef struct {
     char            project[CREOR_ID_MAX];
     char            status[CREOR_AGENT_STATUS_MAX];
+    char            run[CREOR_ID_MAX];      /* the latest run */
+    char            thread[CREOR_ID_MAX];   /* what follow-ups continue */
 } creor_agent_hdr_t;
 
 
@@ -38,11 +41,13 @@ static ngx_int_t creor_agent_apply(ngx_http_request_t *r,
     creor_json_t *agent, creor_json_t *body);
 static ngx_int_t creor_agent_settings(ngx_http_request_t *r,
     creor_json_t *settings, creor_json_t *patch);
-static ngx_int_t creor_agent_store(ngx_http_request_t *r,
-    ngx_creor_ctx_t *ctx, MDB_txn *txn, creor_json_t *agent,
-    ngx_str_t *json);
+static ngx_int_t creor_agent_put(creor_store_t *st, MDB_txn *txn,
+    ngx_pool_t *pool, ngx_str_t *org, creor_json_t *agent,
+    creor_agent_hdr_t *hdr, ngx_str_t *json);
 static ngx_int_t creor_agent_key(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     ngx_str_t *id, char *key);
+static ngx_int_t creor_agents_send(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx, ngx_str_t *id, ngx_uint_t status);
 static ngx_int_t creor_agent_load(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, MDB_txn *txn, char *key, MDB_val *val);
 static ngx_int_t creor_agents_item(ngx_http_request_t *r,
@@ -64,6 +69,14 @@ static const char  *creor_agent_body[] = {
     "settings", NULL
 };
 
+/* a new agent may start a run at once (seed 000: "launch a new agent") */
+static const char  *creor_agent_create_body[] = {
+    "name", "model", "description", "systemPrompt", "repository",
+    "settings", "prompt", NULL
+};
+
+static const char  *creor_followup_body[] = { "prompt", NULL };
+
 static const char  *creor_agent_settings_fields[] = {
     "temperature", "maxTokens", "toolsEnabled", "allowedToolCategories",
     "knowledgeBaseIds", "contextWindowSize", "customToolIds", NULL
@@ -72,8 +85,8 @@ static const char  *creor_agent_settings_fields[] = {
 /* the order of the public object */
 static const char  *creor_agent_order[] = {
     "id", "object", "name", "description", "model", "systemPrompt",
-    "settings", "repository", "status", "organizationId", "projectId",
-    "createdAt", "updatedAt", NULL
+    "settings", "repository", "status", "runId", "organizationId",
+    "projectId", "createdAt", "updatedAt", NULL
 };
 
 static const char  *creor_agent_statuses[] = {
@@ -84,15 +97,30 @@ static const char  *creor_agent_statuses[] = {
 ngx_int_t
 creor_agents_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
-    int            rc;
-    char           id[CREOR_ID_MAX], now[32];
-    size_t         n;
-    MDB_txn       *txn;
-    ngx_str_t      json;
-    creor_json_t  *agent, *v;
+    int                 rc;
+    char                id[CREOR_ID_MAX], now[32];
+    size_t              n;
+    MDB_txn            *txn;
+    ngx_str_t           json, sid;
+    creor_run_t         run;
+    creor_json_t       *agent, *v, *prompt, *inputs;
+    creor_agent_hdr_t   hdr;
 
-    if (creor_check_fields(r, ctx->json, creor_agent_body, "") != NGX_OK) {
+    if (creor_check_fields(r, ctx->json, creor_agent_create_body, "")
+        != NGX_OK)
+    {
         return NGX_DECLINED;
+    }
+
+    prompt = creor_json_get(ctx->json, "prompt");
+
+    if (prompt
+        && (prompt->type != CREOR_JSON_STRING || prompt->str.len == 0
+            || prompt->str.len > CREOR_STRING_MAX))
+    {
+        return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                          "prompt", "'prompt' must be a string of 1 to %d "
+                          "bytes.", CREOR_STRING_MAX);
     }
 
     if (creor_json_get(ctx->json, "name") == NULL) {
@@ -173,17 +201,50 @@ creor_agents_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (creor_agent_store(r, ctx, txn, agent, &json) != NGX_OK) {
+    ngx_memzero(&hdr, sizeof(creor_agent_hdr_t));
+
+    rc = creor_agent_put(&ctx->mcf->store, txn, r->pool, &ctx->who.org,
+                         agent, &hdr, &json);
+    if (rc != CREOR_STORE_OK) {
         mdb_txn_abort(txn);
-        return NGX_DECLINED;
+        return creor_fail_store(r, rc);
     }
 
-    rc = creor_store_commit(txn);
+    if (prompt == NULL) {
+        rc = creor_store_commit(txn);
+        if (rc != CREOR_STORE_OK) {
+            return creor_fail_store(r, rc);
+        }
+
+        return creor_send_raw(r, NGX_HTTP_CREATED, json.data, json.len);
+    }
+
+    /* launch: the run and the agent that carries its id, in one commit */
+
+    inputs = creor_json_new(r->pool, CREOR_JSON_OBJECT, NULL, 0);
+    if (inputs == NULL || creor_json_set(inputs, "prompt", prompt) != NGX_OK)
+    {
+        mdb_txn_abort(txn);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sid.data = (u_char *) id;
+    sid.len = ngx_strlen(id);
+
+    rc = creor_runs_start(r, ctx, &sid, inputs, 0, txn, &run);
+    if (rc != NGX_OK) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+
+    rc = creor_run_commit(&ctx->mcf->store, txn, &run, 1);
     if (rc != CREOR_STORE_OK) {
         return creor_fail_store(r, rc);
     }
 
-    return creor_send_raw(r, NGX_HTTP_CREATED, json.data, json.len);
+    creor_dispatch_kick();
+
+    return creor_agents_send(r, ctx, &sid, NGX_HTTP_CREATED);
 }
 
 
@@ -359,34 +420,36 @@ creor_agent_settings(ngx_http_request_t *r, creor_json_t *settings,
 }
 
 
-/* writes agent with its header; json receives the public object */
+/*
+ * Writes agent with its header (run and thread as hdr has them); json
+ * receives the public object.
+ */
 
 static ngx_int_t
-creor_agent_store(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
-    creor_json_t *agent, ngx_str_t *json)
+creor_agent_put(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
+    ngx_str_t *org, creor_json_t *agent, creor_agent_hdr_t *hdr,
+    ngx_str_t *json)
 {
-    int                 rc;
-    char                key[CREOR_STORE_KEY_MAX];
-    u_char             *buf;
-    yajl_gen            g;
-    ngx_str_t           out;
-    const char        **name;
-    creor_json_t       *v, *settings;
-    creor_agent_hdr_t   hdr;
+    char           key[CREOR_STORE_KEY_MAX];
+    u_char        *buf;
+    yajl_gen       g;
+    ngx_str_t      out;
+    const char   **name;
+    creor_json_t  *v, *settings;
 
     settings = creor_json_get(agent, "settings");
 
     if (creor_json_get(settings, "contextWindowSize") == NULL
         && creor_json_set(settings, "contextWindowSize",
-                          creor_json_new(r->pool, CREOR_JSON_NUMBER, "20", 2))
+                          creor_json_new(pool, CREOR_JSON_NUMBER, "20", 2))
            != NGX_OK)
     {
-        return NGX_ERROR;
+        return CREOR_STORE_ERROR;
     }
 
-    g = creor_gen_create(r);
+    g = creor_gen_pool(pool);
     if (g == NULL) {
-        return NGX_ERROR;
+        return CREOR_STORE_ERROR;
     }
 
     yajl_gen_map_open(g);
@@ -406,41 +469,127 @@ creor_agent_store(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
 
     yajl_gen_map_close(g);
 
-    if (creor_gen_result(r, g, &out) != NGX_OK) {
-        return NGX_ERROR;
+    if (creor_gen_result_pool(pool, g, &out) != NGX_OK) {
+        return CREOR_STORE_ERROR;
     }
-
-    ngx_memzero(&hdr, sizeof(creor_agent_hdr_t));
 
     v = creor_json_get(agent, "projectId");
-    ngx_cpystrn((u_char *) hdr.project, v->str.data,
-                ngx_min(v->str.len + 1, sizeof(hdr.project)));
+    ngx_cpystrn((u_char *) hdr->project, v->str.data,
+                ngx_min(v->str.len + 1, sizeof(hdr->project)));
 
     v = creor_json_get(agent, "status");
-    ngx_cpystrn((u_char *) hdr.status, v->str.data,
-                ngx_min(v->str.len + 1, sizeof(hdr.status)));
+    ngx_cpystrn((u_char *) hdr->status, v->str.data,
+                ngx_min(v->str.len + 1, sizeof(hdr->status)));
 
-    buf = ngx_pnalloc(r->pool, sizeof(hdr) + out.len);
+    buf = ngx_pnalloc(pool, sizeof(creor_agent_hdr_t) + out.len);
     if (buf == NULL) {
-        return NGX_ERROR;
+        return CREOR_STORE_ERROR;
     }
 
-    ngx_memcpy(buf, &hdr, sizeof(hdr));
-    ngx_memcpy(buf + sizeof(hdr), out.data, out.len);
+    ngx_memcpy(buf, hdr, sizeof(creor_agent_hdr_t));
+    ngx_memcpy(buf + sizeof(creor_agent_hdr_t), out.data, out.len);
 
     v = creor_json_get(agent, "id");
-    ngx_snprintf((u_char *) key, sizeof(key), "a:%V:%V%Z", &ctx->who.org,
-                 &v->str);
+    ngx_snprintf((u_char *) key, sizeof(key), "a:%V:%V%Z", org, &v->str);
 
-    rc = creor_store_put(&ctx->mcf->store, txn, key, buf,
-                         sizeof(hdr) + out.len, 0);
-    if (rc != CREOR_STORE_OK) {
-        return creor_fail_store(r, rc);
+    if (json) {
+        *json = out;
     }
 
-    *json = out;
+    return creor_store_put(st, txn, key, buf,
+                           sizeof(creor_agent_hdr_t) + out.len, 0);
+}
 
-    return NGX_OK;
+
+/*
+ * An agent's status is its latest run's (SPEC 8.1).  latest: run is
+ * a new run of the agent; otherwise it counts only if still the latest.
+ */
+
+ngx_int_t
+creor_agent_track(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
+    creor_run_t *run, ngx_flag_t latest)
+{
+    int                 rc;
+    char                key[CREOR_STORE_KEY_MAX];
+    u_char              err[128];
+    MDB_val             val;
+    ngx_str_t           org;
+    const char         *status;
+    creor_json_t       *agent;
+    creor_agent_hdr_t   hdr;
+
+    ngx_snprintf((u_char *) key, sizeof(key), "a:%s:%s%Z", run->hdr.org,
+                 run->hdr.agent);
+
+    rc = creor_store_get(st, txn, key, &val);
+
+    if (rc == CREOR_STORE_NOTFOUND) {
+        return CREOR_STORE_OK;          /* deleted: its runs live on */
+    }
+
+    if (rc != CREOR_STORE_OK || val.mv_size <= sizeof(creor_agent_hdr_t)) {
+        return CREOR_STORE_ERROR;
+    }
+
+    ngx_memcpy(&hdr, val.mv_data, sizeof(creor_agent_hdr_t));
+
+    if (latest) {
+        ngx_memzero(hdr.run, sizeof(hdr.run));
+        ngx_cpystrn((u_char *) hdr.run, run->id.data,
+                    ngx_min(run->id.len + 1, sizeof(hdr.run)));
+        ngx_cpystrn((u_char *) hdr.thread, (u_char *) run->hdr.thread,
+                    sizeof(hdr.thread));
+
+    } else if (ngx_strlen(hdr.run) != run->id.len
+               || ngx_strncmp(hdr.run, run->id.data, run->id.len) != 0)
+    {
+        return CREOR_STORE_OK;
+    }
+
+    switch (run->hdr.status) {
+    case CREOR_RUN_QUEUED:
+        status = "queued";
+        break;
+    case CREOR_RUN_RUNNING:
+    case CREOR_RUN_AWAITING_INPUT:
+        status = "running";
+        break;
+    case CREOR_RUN_COMPLETED:
+        status = "completed";
+        break;
+    case CREOR_RUN_FAILED:
+        status = "failed";
+        break;
+    default:
+        status = "idle";
+        break;
+    }
+
+    agent = creor_json_parse(pool,
+                             (u_char *) val.mv_data
+                             + sizeof(creor_agent_hdr_t),
+                             val.mv_size - sizeof(creor_agent_hdr_t),
+                             err, sizeof(err));
+    if (agent == NULL) {
+        return CREOR_STORE_ERROR;
+    }
+
+    if (creor_json_set(agent, "status",
+                       creor_json_new(pool, CREOR_JSON_STRING, status,
+                                      ngx_strlen(status))) != NGX_OK
+        || creor_json_set(agent, "runId",
+                          creor_json_new(pool, CREOR_JSON_STRING,
+                                         (char *) run->id.data,
+                                         run->id.len)) != NGX_OK)
+    {
+        return CREOR_STORE_ERROR;
+    }
+
+    org.data = (u_char *) run->hdr.org;
+    org.len = ngx_strlen(run->hdr.org);
+
+    return creor_agent_put(st, txn, pool, &org, agent, &hdr, NULL);
 }
 
 
@@ -507,13 +656,23 @@ creor_agent_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
 ngx_int_t
 creor_agents_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
+    return creor_agents_send(r, ctx, &ctx->params[0], NGX_HTTP_OK);
+}
+
+
+/* the stored object as it is: GET does not parse it */
+
+static ngx_int_t
+creor_agents_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, ngx_str_t *id,
+    ngx_uint_t status)
+{
     u_char   *p;
     size_t    len;
     char      key[CREOR_STORE_KEY_MAX];
     MDB_val   val;
     MDB_txn  *txn;
 
-    if (creor_agent_key(r, ctx, &ctx->params[0], key) != NGX_OK) {
+    if (creor_agent_key(r, ctx, id, key) != NGX_OK) {
         return NGX_DECLINED;
     }
 
@@ -537,21 +696,22 @@ creor_agents_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
     creor_store_read_done(&ctx->mcf->store);
 
-    return creor_send_raw(r, NGX_HTTP_OK, p, len);
+    return creor_send_raw(r, status, p, len);
 }
 
 
 ngx_int_t
 creor_agents_update(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
-    int            rc;
-    char           key[CREOR_STORE_KEY_MAX], now[32];
-    size_t         n;
-    u_char         err[128];
-    MDB_val        val;
-    MDB_txn       *txn;
-    ngx_str_t      json;
-    creor_json_t  *agent;
+    int                 rc;
+    char                key[CREOR_STORE_KEY_MAX], now[32];
+    size_t              n;
+    u_char              err[128];
+    MDB_val             val;
+    MDB_txn            *txn;
+    ngx_str_t           json;
+    creor_json_t       *agent;
+    creor_agent_hdr_t   hdr;
 
     if (creor_check_fields(r, ctx->json, creor_agent_body, "") != NGX_OK) {
         return NGX_DECLINED;
@@ -572,6 +732,8 @@ creor_agents_update(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         mdb_txn_abort(txn);
         return NGX_DECLINED;
     }
+
+    ngx_memcpy(&hdr, val.mv_data, sizeof(creor_agent_hdr_t));
 
     agent = creor_json_parse(r->pool,
                              (u_char *) val.mv_data
@@ -601,9 +763,11 @@ creor_agents_update(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (creor_agent_store(r, ctx, txn, agent, &json) != NGX_OK) {
+    rc = creor_agent_put(&ctx->mcf->store, txn, r->pool, &ctx->who.org,
+                         agent, &hdr, &json);
+    if (rc != CREOR_STORE_OK) {
         mdb_txn_abort(txn);
-        return NGX_DECLINED;
+        return creor_fail_store(r, rc);
     }
 
     rc = creor_store_commit(txn);
@@ -612,6 +776,89 @@ creor_agents_update(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     }
 
     return creor_send_raw(r, NGX_HTTP_OK, json.data, json.len);
+}
+
+
+/* POST /v1/agents/:id/followup {prompt}: a run continuing the thread */
+
+ngx_int_t
+creor_agents_followup(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    int            rc;
+    char           key[CREOR_STORE_KEY_MAX];
+    MDB_val        val;
+    MDB_txn       *txn;
+    yajl_gen       g;
+    creor_run_t    run;
+    creor_json_t  *prompt, *inputs;
+
+    if (creor_check_fields(r, ctx->json, creor_followup_body, "") != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    prompt = creor_json_get(ctx->json, "prompt");
+
+    if (prompt == NULL) {
+        return creor_fail(r, NGX_HTTP_BAD_REQUEST, "MISSING_FIELD", "prompt",
+                          "The 'prompt' field is required.");
+    }
+
+    if (prompt->type != CREOR_JSON_STRING || prompt->str.len == 0
+        || prompt->str.len > CREOR_STRING_MAX)
+    {
+        return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                          "prompt", "'prompt' must be a string of 1 to %d "
+                          "bytes.", CREOR_STRING_MAX);
+    }
+
+    if (creor_agent_key(r, ctx, &ctx->params[0], key) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    inputs = creor_json_new(r->pool, CREOR_JSON_OBJECT, NULL, 0);
+    if (inputs == NULL || creor_json_set(inputs, "prompt", prompt) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = creor_store_write(&ctx->mcf->store, &txn);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    if (creor_agent_load(r, ctx, txn, key, &val) != NGX_OK) {
+        mdb_txn_abort(txn);
+        return NGX_DECLINED;
+    }
+
+    rc = creor_runs_start(r, ctx, &ctx->params[0], inputs, 1, txn, &run);
+    if (rc != NGX_OK) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+
+    rc = creor_run_commit(&ctx->mcf->store, txn, &run, 1);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    creor_dispatch_kick();
+
+    g = creor_gen_create(r);
+    if (g == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    yajl_gen_map_open(g);
+    creor_gen_kv_ngx(g, "id", &run.id);
+    creor_gen_kv(g, "object", "run");
+    creor_gen_kv(g, "status", "queued");
+    creor_gen_kv(g, "agentId", run.hdr.agent);
+    creor_gen_kv(g, "threadId", run.hdr.thread);
+    creor_gen_kv_ngx(g, "request_id", &ctx->request_id);
+    yajl_gen_map_close(g);
+
+    return creor_send_json(r, NGX_HTTP_ACCEPTED, g);
 }
 
 
@@ -638,7 +885,13 @@ creor_agents_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    rc = creor_store_del(&ctx->mcf->store, txn, key);
+    rc = creor_runs_cancel_agent(&ctx->mcf->store, txn, r->pool,
+                                 &ctx->who.org, &ctx->params[0]);
+
+    if (rc == CREOR_STORE_OK) {
+        rc = creor_store_del(&ctx->mcf->store, txn, key);
+    }
+
     if (rc != CREOR_STORE_OK) {
         mdb_txn_abort(txn);
         return creor_fail_store(r, rc);
@@ -648,6 +901,8 @@ creor_agents_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     if (rc != CREOR_STORE_OK) {
         return creor_fail_store(r, rc);
     }
+
+    creor_dispatch_wakeup(ctx->mcf);
 
     g = creor_gen_create(r);
     if (g == NULL) {

@@ -417,8 +417,11 @@ creor_idempotency_end(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 ngx_int_t
 creor_idempotency_replay(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
-    u_char            *p, *last, *colon, *eol, *data;
+    u_char            *p, *last, *colon, *eol, *data, err[128];
     size_t             len;
+    yajl_gen           g;
+    ngx_str_t          body;
+    creor_json_t      *obj;
     ngx_str_t          v;
     ngx_table_elt_t   *h;
     creor_idem_rec_t   rec;
@@ -467,8 +470,36 @@ creor_idempotency_replay(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    return creor_send_raw(r, rec.status, last,
-                          len - sizeof(creor_idem_rec_t) - rec.headers_len);
+    body.data = last;
+    body.len = len - sizeof(creor_idem_rec_t) - rec.headers_len;
+
+    /* a replayed run also says so in its body (seed 003) */
+
+    if ((ctx->route->flags & CREOR_ROUTE_REPLAY_MARK)
+        && rec.status < NGX_HTTP_BAD_REQUEST)
+    {
+        obj = creor_json_parse(r->pool, body.data, body.len, err,
+                               sizeof(err));
+
+        if (obj && obj->type == CREOR_JSON_OBJECT) {
+            g = creor_gen_create(r);
+            if (g == NULL
+                || creor_json_set(obj, "replayed",
+                                  creor_json_new(r->pool, CREOR_JSON_TRUE,
+                                                 NULL, 0)) != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            creor_gen_value(g, obj);
+
+            if (creor_gen_result(r, g, &body) != NGX_OK) {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    return creor_send_raw(r, rec.status, body.data, body.len);
 }
 
 

@@ -16,22 +16,6 @@
 #include "ngx_creor.h"
 
 
-#ifndef CREOR_MULTIPART_DECLARED
-
-typedef struct {
-    ngx_str_t   name;           /* the form field's name */
-    ngx_str_t   filename;       /* the part's filename, if it has one */
-    ngx_str_t   content_type;   /* the part's Content-Type, if given */
-    ngx_str_t   data;           /* the part's bytes, pointing into the body */
-    unsigned    is_file:1;      /* Content-Disposition had filename= */
-} creor_part_t;
-
-ngx_int_t creor_multipart_parse(ngx_pool_t *pool, ngx_str_t *content_type,
-    ngx_str_t *body, ngx_array_t *parts, u_char *err, size_t errlen);
-
-#endif
-
-
 #define CREOR_MP_MAX_PARTS     64
 #define CREOR_MP_MAX_HEADERS   8192
 #define CREOR_MP_MAX_BOUNDARY  70
@@ -65,6 +49,8 @@ creor_multipart_parse(ngx_pool_t *pool, ngx_str_t *content_type,
     ngx_uint_t     close;
     creor_part_t  *part;
     u_char         delim[3 + CREOR_MP_MAX_BOUNDARY];
+
+    ngx_str_null(&boundary);
 
     if (ngx_array_init(parts, pool, 4, sizeof(creor_part_t)) != NGX_OK) {
         return NGX_ERROR;
@@ -112,6 +98,11 @@ creor_multipart_parse(ngx_pool_t *pool, ngx_str_t *content_type,
     p = next;
 
     for ( ;; ) {
+
+        if (p == last) {
+            return creor_mp_error(err, errlen,
+                                  "The body has no closing boundary.");
+        }
 
         if (parts->nelts == CREOR_MP_MAX_PARTS) {
             return creor_mp_error(err, errlen,

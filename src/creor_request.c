@@ -25,7 +25,8 @@ static ngx_int_t creor_error_body(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *out);
 static ngx_int_t creor_parse_args(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 static ngx_int_t creor_check_args(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
-static ngx_int_t creor_check_content_type(ngx_http_request_t *r);
+static ngx_int_t creor_check_content_type(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx);
 static void creor_body_handler(ngx_http_request_t *r);
 static ngx_int_t creor_body_collect(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
@@ -111,6 +112,25 @@ ngx_creor_handle(ngx_http_request_t *r)
         return creor_send_failure(r, ctx);
     }
 
+    /* a file URL handed to an executor is its own credential */
+
+    if ((ctx->route->flags & CREOR_ROUTE_SIGNED)
+        && creor_arg(ctx, "signature"))
+    {
+        if (creor_runs_check_signature(r, ctx) != NGX_OK
+            || creor_check_args(r, ctx) != NGX_OK)
+        {
+            return creor_send_failure(r, ctx);
+        }
+
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return creor_dispatch(r, ctx);
+    }
+
     if (creor_authenticate(r, ctx) != NGX_OK) {
 
         /* bad credentials count against their address: key guessing */
@@ -140,7 +160,7 @@ ngx_creor_handle(ngx_http_request_t *r)
         return creor_dispatch(r, ctx);
     }
 
-    if (creor_check_content_type(r) != NGX_OK) {
+    if (creor_check_content_type(r, ctx) != NGX_OK) {
         ngx_http_discard_request_body(r);
         return creor_send_failure(r, ctx);
     }
@@ -265,6 +285,10 @@ creor_error_header_filter(ngx_http_request_t *r)
     lcf = ngx_http_get_module_loc_conf(r, ngx_creor_module);
     ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
 
+    if (ctx && ctx->leg) {
+        return creor_leg_header_filter(r, ctx);
+    }
+
     if (!lcf->api || r != r->main
         || r->headers_out.status < NGX_HTTP_BAD_REQUEST
         || (ctx && ctx->sending))
@@ -328,6 +352,10 @@ creor_error_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
 
+    if (ctx && ctx->leg) {
+        return creor_leg_body_filter(r, ctx, in);
+    }
+
     if (ctx == NULL || !ctx->replace) {
         return ngx_http_next_body_filter(r, in);
     }
@@ -377,10 +405,12 @@ creor_error_filter_init(ngx_conf_t *cf)
 
 
 static ngx_int_t
-creor_check_content_type(ngx_http_request_t *r)
+creor_check_content_type(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
     u_char           *p, *last;
     ngx_table_elt_t  *h;
+
+    static ngx_str_t  form = ngx_string("multipart/form-data");
 
     if (r->headers_in.content_length_n <= 0 && !r->headers_in.chunked) {
         return NGX_OK;
@@ -406,11 +436,22 @@ creor_check_content_type(ngx_http_request_t *r)
                 return NGX_OK;
             }
         }
+
+        if ((ctx->route->flags & CREOR_ROUTE_MULTIPART)
+            && (size_t) (last - p) >= form.len
+            && ngx_strncasecmp(p, form.data, form.len) == 0)
+        {
+            ctx->multipart = 1;
+            return NGX_OK;
+        }
     }
 
     return creor_fail(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
                       "UNSUPPORTED_MEDIA_TYPE", NULL,
-                      "The body must be application/json.");
+                      (ctx->route->flags & CREOR_ROUTE_MULTIPART)
+                      ? "The body must be application/json or "
+                        "multipart/form-data."
+                      : "The body must be application/json.");
 }
 
 
@@ -511,7 +552,7 @@ creor_dispatch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        if (ctx->body.len == 0) {
+        if (ctx->body.len == 0 || ctx->multipart) {
             ctx->json = ngx_pcalloc(r->pool, sizeof(creor_json_t));
             if (ctx->json == NULL) {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;

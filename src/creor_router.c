@@ -28,6 +28,15 @@ static const char  *creor_q_list[] = { "limit", "cursor", "order", NULL };
 static const char  *creor_q_agents[] = {
     "limit", "cursor", "order", "page", "projectId", "status", NULL
 };
+static const char  *creor_q_runs[] = {
+    "limit", "cursor", "order", "offset", "status", NULL
+};
+static const char  *creor_q_stream[] = { "after", NULL };
+static const char  *creor_q_file[] = { "expires", "signature", NULL };
+
+#define CREOR_RUNS_NEW  (CREOR_ROUTE_MULTIPART                                \
+                         |CREOR_ROUTE_IDEMPOTENCY_REQUIRED                    \
+                         |CREOR_ROUTE_REPLAY_MARK)
 
 
 static creor_route_t  creor_routes[] = {
@@ -70,6 +79,46 @@ static creor_route_t  creor_routes[] = {
 
     { CREOR_DELETE, "/v1/agents/:id", "agents.delete",
       creor_agents_delete, CREOR_PERM_WRITE, "agents:delete", NULL, 0 },
+
+    { CREOR_POST, "/v1/agents/:id/followup", "agents.followup",
+      creor_agents_followup, CREOR_PERM_WRITE, "runs:create", NULL, 0 },
+
+    { CREOR_POST, "/v1/runs", "runs.create",
+      creor_runs_create, CREOR_PERM_WRITE, "runs:create", NULL,
+      CREOR_RUNS_NEW },
+
+    { CREOR_GET, "/v1/runs", "runs.list",
+      creor_runs_list, CREOR_PERM_READ, "runs:read", creor_q_runs, 0 },
+
+    { CREOR_GET, "/v1/runs/:id", "runs.get",
+      creor_runs_get, CREOR_PERM_READ, "runs:read", NULL, 0 },
+
+    { CREOR_POST, "/v1/runs/:id/cancel", "runs.cancel",
+      creor_runs_cancel, CREOR_PERM_WRITE, "runs:update", NULL, 0 },
+
+    { CREOR_POST, "/v1/runs/:id/signal", "runs.signal",
+      creor_runs_signal, CREOR_PERM_WRITE, "runs:update", NULL, 0 },
+
+    { CREOR_GET, "/v1/runs/:id/events", "runs.events",
+      creor_events_list, CREOR_PERM_READ, "runs:read", creor_q_list, 0 },
+
+    { CREOR_GET, "/v1/runs/:id/events/stream", "runs.stream",
+      creor_events_stream, CREOR_PERM_READ, "runs:read", creor_q_stream, 0 },
+
+    { CREOR_GET, "/v1/runs/:id/files/:fileId", "runs.file",
+      creor_runs_file, CREOR_PERM_READ, "runs:read", creor_q_file,
+      CREOR_ROUTE_SIGNED },
+
+    { CREOR_POST, "/v1/apps/:appId/runs", "apps.runs.create",
+      creor_runs_create, CREOR_PERM_WRITE, "runs:create", NULL,
+      CREOR_RUNS_NEW|CREOR_ROUTE_APP },
+
+    { CREOR_GET, "/v1/apps/:appId/runs", "apps.runs.list",
+      creor_runs_list, CREOR_PERM_READ, "runs:read", creor_q_runs,
+      CREOR_ROUTE_APP },
+
+    { CREOR_GET, "/v1/apps/:appId/runs/:runId", "apps.runs.get",
+      creor_runs_get, CREOR_PERM_READ, "runs:read", NULL, CREOR_ROUTE_APP },
 
     { 0, NULL, NULL, NULL, 0, NULL, NULL, 0 }
 };

@@ -38,6 +38,23 @@
 
 /* route flags */
 #define CREOR_ROUTE_IDEMPOTENCY_REQUIRED  0x01
+#define CREOR_ROUTE_MULTIPART             0x02  /* body may be form-data */
+#define CREOR_ROUTE_SIGNED                0x04  /* signed URL, no key */
+#define CREOR_ROUTE_REPLAY_MARK           0x08  /* replay adds "replayed" */
+#define CREOR_ROUTE_APP                   0x10  /* /v1/apps/:appId/... */
+
+/* run statuses (SPEC 8.3) */
+#define CREOR_RUN_QUEUED          1
+#define CREOR_RUN_RUNNING         2
+#define CREOR_RUN_AWAITING_INPUT  3
+#define CREOR_RUN_COMPLETED       4
+#define CREOR_RUN_FAILED          5
+#define CREOR_RUN_CANCELLED       6
+
+#define creor_run_terminal(s)     ((s) >= CREOR_RUN_COMPLETED)
+
+#define CREOR_FILES_MAX           10
+#define CREOR_FILE_SIZE_MAX       (10 * 1024 * 1024)
 
 #define CREOR_LIST_MAX       100
 #define CREOR_CURSOR_TTL     86400000   /* ms */
@@ -56,6 +73,12 @@ struct creor_json_s {
     creor_json_t           *next;
     creor_json_t           *parent;
 };
+
+
+/* what worker processes share besides the store: a wakeup counter */
+typedef struct {
+    ngx_atomic_t            epoch;      /* bumped on every new event */
+} creor_shared_t;
 
 
 /* a rate: count per period, plus burst (SPEC 7) */
@@ -81,15 +104,59 @@ typedef struct {
     creor_rate_t            global;
     ngx_msec_t              idempotency_ttl;
     u_char                  purge_from[CREOR_STORE_KEY_MAX];
+
+    ngx_msec_t              run_timeout;
+    ngx_msec_t              run_lease;
+    ngx_uint_t              executor_retries;
+    ngx_str_t               files_path;
+    ngx_http_conf_ctx_t    *api_ctx;    /* where legs' requests live */
+    ngx_shm_zone_t         *shm_zone;
+    creor_shared_t         *shared;
 } ngx_creor_main_conf_t;
 
 
 typedef struct {
     ngx_flag_t              api;
+    ngx_str_t               executor;
+    ngx_msec_t              sse_keepalive;
     creor_rate_t            rate;
     creor_rate_t            anonymous;
     ngx_flag_t              idempotency_required;
 } ngx_creor_loc_conf_t;
+
+
+/* a run's fixed part: what the dispatcher and lists read */
+typedef struct {
+    uint32_t                version;
+    uint32_t                status;
+    char                    org[CREOR_ID_MAX];
+    char                    project[CREOR_ID_MAX];
+    char                    agent[CREOR_ID_MAX];
+    char                    thread[CREOR_ID_MAX];
+    char                    error_code[48];
+    int64_t                 created_ms;
+    int64_t                 started_ms;
+    int64_t                 completed_ms;
+    int64_t                 lease_ms;   /* a worker holds the leg until */
+    int64_t                 next_ms;    /* the next leg may start at */
+    int64_t                 input_tokens;
+    int64_t                 output_tokens;
+    uint32_t                owner_pid;  /* the worker running the leg */
+    uint32_t                attempt;    /* failed tries of this leg */
+    uint32_t                seq;        /* the last event's */
+    uint32_t                legs;
+} creor_run_hdr_t;
+
+
+/* a run loaded from the store: the header and its JSON document */
+typedef struct {
+    char                    key[CREOR_STORE_KEY_MAX];
+    ngx_str_t               id;
+    creor_run_hdr_t         hdr;
+    creor_json_t           *doc;
+    ngx_pool_t             *pool;
+    ngx_flag_t              sync;       /* a state change: commit synced */
+} creor_run_t;
 
 
 /* who is calling, after authentication */
@@ -157,6 +224,11 @@ struct ngx_creor_ctx_s {
     unsigned                sending:1;
     unsigned                replace:1;
     unsigned                replaced:1;
+    unsigned                multipart:1;
+    unsigned                signed_url:1;
+
+    void                   *leg;        /* an executor call (dispatch) */
+    void                   *sse;        /* an event stream */
 };
 
 
@@ -266,6 +338,67 @@ ngx_int_t creor_page_parse(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 ngx_int_t creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_page_t *pg, creor_page_item_pt item);
 void creor_cursor_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
+
+/* creor_runs.c */
+ngx_int_t creor_run_load(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
+    ngx_str_t *org, ngx_str_t *id, creor_run_t *run);
+ngx_int_t creor_run_load_any(creor_store_t *st, MDB_txn *txn,
+    ngx_pool_t *pool, ngx_str_t *id, creor_run_t *run);
+ngx_int_t creor_run_save(creor_store_t *st, MDB_txn *txn, creor_run_t *run);
+ngx_int_t creor_run_event(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
+    const char *type, size_t type_len, creor_json_t *value);
+ngx_int_t creor_run_commit(creor_store_t *st, MDB_txn *txn,
+    creor_run_t *run, ngx_flag_t sync);
+void creor_run_json(yajl_gen g, creor_run_t *run);
+const char *creor_run_status_name(ngx_uint_t status);
+ngx_int_t creor_run_leg_body(creor_store_t *st, MDB_txn *txn,
+    ngx_pool_t *pool, creor_run_t *run, ngx_str_t *out);
+ngx_int_t creor_runs_start(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    ngx_str_t *agent_id, creor_json_t *inputs, ngx_flag_t followup,
+    MDB_txn *txn, creor_run_t *run);
+ngx_int_t creor_runs_route_run(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    MDB_txn *txn, creor_run_t *run);
+ngx_int_t creor_runs_cancel_agent(creor_store_t *st, MDB_txn *txn,
+    ngx_pool_t *pool, ngx_str_t *org, ngx_str_t *agent);
+ngx_int_t creor_runs_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_runs_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_runs_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_runs_cancel(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_runs_signal(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_runs_file(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_runs_check_signature(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx);
+ngx_int_t creor_agents_followup(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_agent_track(creor_store_t *st, MDB_txn *txn,
+    ngx_pool_t *pool, creor_run_t *run, ngx_flag_t latest);
+
+/* creor_events.c */
+ngx_int_t creor_events_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_events_stream(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+void creor_sse_notify(ngx_creor_main_conf_t *mcf);
+void creor_sse_shutdown(void);
+ngx_uint_t creor_sse_count(void);
+
+/* creor_dispatch.c */
+ngx_int_t creor_dispatch_init(ngx_cycle_t *cycle, ngx_creor_main_conf_t *mcf);
+void creor_dispatch_kick(void);
+void creor_dispatch_wakeup(ngx_creor_main_conf_t *mcf);
+ngx_int_t creor_leg_header_filter(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx);
+ngx_int_t creor_leg_body_filter(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    ngx_chain_t *in);
+
+/* creor_multipart.c */
+typedef struct {
+    ngx_str_t               name;       /* the form field's name */
+    ngx_str_t               filename;   /* the part's filename, if any */
+    ngx_str_t               content_type;
+    ngx_str_t               data;       /* the part's bytes, in the body */
+    unsigned                is_file:1;  /* Content-Disposition filename= */
+} creor_part_t;
+
+ngx_int_t creor_multipart_parse(ngx_pool_t *pool, ngx_str_t *content_type,
+    ngx_str_t *body, ngx_array_t *parts, u_char *err, size_t errlen);
 
 /* resource handlers */
 ngx_int_t creor_keys_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);

@@ -29,6 +29,7 @@ static char *ngx_creor_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_creor_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_creor_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_creor_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 static ngx_int_t ngx_creor_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_creor_init_process(ngx_cycle_t *cycle);
 static void ngx_creor_exit_process(ngx_cycle_t *cycle);
@@ -84,6 +85,48 @@ static ngx_command_t  ngx_creor_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_creor_main_conf_t, idempotency_ttl),
+      NULL },
+
+    { ngx_string("creor_executor"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_creor_loc_conf_t, executor),
+      NULL },
+
+    { ngx_string("creor_run_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_creor_main_conf_t, run_timeout),
+      NULL },
+
+    { ngx_string("creor_run_lease"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_creor_main_conf_t, run_lease),
+      NULL },
+
+    { ngx_string("creor_executor_retries"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_creor_main_conf_t, executor_retries),
+      NULL },
+
+    { ngx_string("creor_files_path"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_creor_main_conf_t, files_path),
+      NULL },
+
+    { ngx_string("creor_sse_keepalive"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_creor_loc_conf_t, sse_keepalive),
       NULL },
 
     { ngx_string("creor_idempotency_required"),
@@ -226,6 +269,9 @@ ngx_creor_create_main_conf(ngx_conf_t *cf)
     mcf->sync = NGX_CONF_UNSET;
     mcf->request_id_index = NGX_ERROR;
     mcf->idempotency_ttl = NGX_CONF_UNSET_MSEC;
+    mcf->run_timeout = NGX_CONF_UNSET_MSEC;
+    mcf->run_lease = NGX_CONF_UNSET_MSEC;
+    mcf->executor_retries = NGX_CONF_UNSET_UINT;
 
     return mcf;
 }
@@ -241,6 +287,32 @@ ngx_creor_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_size_value(mcf->map_size, 1024 * 1024 * 1024);
     ngx_conf_init_value(mcf->sync, 1);
     ngx_conf_init_msec_value(mcf->idempotency_ttl, 86400000);
+    ngx_conf_init_msec_value(mcf->run_timeout, 600000);
+    ngx_conf_init_msec_value(mcf->run_lease, 30000);
+    ngx_conf_init_uint_value(mcf->executor_retries, 2);
+
+    if (mcf->run_lease < 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"creor_run_lease\" must be at least 1s");
+        return NGX_CONF_ERROR;
+    }
+
+    if (mcf->files_path.len) {
+        if (ngx_conf_full_name(cf->cycle, &mcf->files_path, 0) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+    } else if (mcf->path.len) {
+        mcf->files_path.len = mcf->path.len + sizeof("/files") - 1;
+        mcf->files_path.data = ngx_pnalloc(cf->pool, mcf->files_path.len);
+        if (mcf->files_path.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(ngx_cpymem(mcf->files_path.data, mcf->path.data,
+                              mcf->path.len),
+                   "/files", sizeof("/files") - 1);
+    }
 
     if (!mcf->global.set) {
         mcf->global.off = 1;
@@ -267,6 +339,7 @@ ngx_creor_create_loc_conf(ngx_conf_t *cf)
 
     lcf->api = NGX_CONF_UNSET;
     lcf->idempotency_required = NGX_CONF_UNSET;
+    lcf->sse_keepalive = NGX_CONF_UNSET_MSEC;
 
     return lcf;
 }
@@ -281,6 +354,9 @@ ngx_creor_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->api, prev->api, 0);
     ngx_conf_merge_value(conf->idempotency_required,
                          prev->idempotency_required, 0);
+    ngx_conf_merge_str_value(conf->executor, prev->executor, "");
+    ngx_conf_merge_msec_value(conf->sse_keepalive, prev->sse_keepalive,
+                              15000);
 
     /* SPEC 7 defaults: 60r/m burst=10 a credential, 60r/m an address */
 
@@ -318,6 +394,8 @@ ngx_creor_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t  *value, s;
     ngx_uint_t  i;
 
+    static ngx_str_t  zone = ngx_string("creor");
+
     if (mcf->path.data) {
         return "is duplicate";
     }
@@ -329,6 +407,17 @@ ngx_creor_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (ngx_conf_full_name(cf->cycle, &mcf->path, 0) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
+
+    /* a wakeup counter the workers share: LMDB notifies nobody */
+
+    mcf->shm_zone = ngx_shared_memory_add(cf, &zone, 8 * ngx_pagesize,
+                                          &ngx_creor_module);
+    if (mcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->shm_zone->init = ngx_creor_init_zone;
+    mcf->shm_zone->data = mcf;
 
     for (i = 2; i < cf->args->nelts; i++) {
 
@@ -440,11 +529,45 @@ ngx_creor_secret_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+static ngx_int_t
+ngx_creor_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_creor_main_conf_t  *omcf = data;
+
+    ngx_slab_pool_t        *shpool;
+    ngx_creor_main_conf_t  *mcf;
+
+    mcf = shm_zone->data;
+
+    if (omcf) {
+        mcf->shared = omcf->shared;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        mcf->shared = shpool->data;
+        return NGX_OK;
+    }
+
+    mcf->shared = ngx_slab_calloc(shpool, sizeof(creor_shared_t));
+    if (mcf->shared == NULL) {
+        return NGX_ERROR;
+    }
+
+    shpool->data = mcf->shared;
+
+    return NGX_OK;
+}
+
+
 static char *
 ngx_creor_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_creor_loc_conf_t  *lcf = conf;
 
+    ngx_creor_main_conf_t     *mcf;
     ngx_http_core_loc_conf_t  *clcf;
 
     if (lcf->api != NGX_CONF_UNSET) {
@@ -452,6 +575,14 @@ ngx_creor_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     lcf->api = 1;
+
+    /* executor calls are made in the server of the first API location */
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_creor_module);
+
+    if (mcf->api_ctx == NULL) {
+        mcf->api_ctx = cf->ctx;
+    }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_creor_handle;
@@ -474,6 +605,7 @@ ngx_creor_init_module(ngx_cycle_t *cycle)
     ngx_core_conf_t        *ccf;
     ngx_creor_main_conf_t  *mcf;
     u_char                  name[NGX_MAX_PATH];
+    u_char                  files_dir[NGX_MAX_PATH];
 
     static const char      *files[] = {
         "", "/data.mdb", "/lock.mdb",
@@ -513,11 +645,33 @@ ngx_creor_init_module(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (mcf->files_path.len >= NGX_MAX_PATH) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "creor_files_path \"%V\" is too long", &mcf->files_path);
+        return NGX_ERROR;
+    }
+
+    ngx_cpystrn(files_dir, mcf->files_path.data, mcf->files_path.len + 1);
+
+    if (ngx_create_dir(files_dir, 0700) == NGX_FILE_ERROR
+        && ngx_errno != NGX_EEXIST)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      ngx_create_dir_n " \"%s\" failed", files_dir);
+        return NGX_ERROR;
+    }
+
     if (geteuid() != 0) {
         return NGX_OK;
     }
 
     ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    if (chown((char *) files_dir, ccf->user, ccf->group) == -1) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "chown(\"%s\") failed", files_dir);
+        return NGX_ERROR;
+    }
 
     for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         ngx_cpystrn(p, (u_char *) files[i], sizeof("/counters/data.mdb"));
@@ -588,6 +742,10 @@ ngx_creor_init_process(ngx_cycle_t *cycle)
     }
 
     mcf->opened = 1;
+
+    if (mcf->api_ctx && creor_dispatch_init(cycle, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     mcf->timer.handler = ngx_creor_housekeeping;
     mcf->timer.data = mcf;

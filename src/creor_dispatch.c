@@ -1,0 +1,1241 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ *
+ * Detached execution (SPEC 8.5).  Every worker runs a timer that claims
+ * queued legs from the store under a lease and calls the creor_executor
+ * location for each through nginx itself: a request of its own, on a
+ * connection of its own that no client owns, whose subrequest goes to the
+ * operator's proxy_pass.  The executor's NDJSON reply is parsed in a body
+ * filter as it streams; each line becomes an event in the store.
+ *
+ * The same timer renews the leases of the worker's legs, notices runs
+ * that were cancelled or timed out (and closes their calls), retries
+ * failed legs with backoff, takes over legs of dead workers, and wakes
+ * event streams when another worker has stored an event.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_creor.h"
+
+
+#define CREOR_TICK_BUSY        20       /* ms, with legs or streams */
+#define CREOR_TICK_IDLE        200
+#define CREOR_SCAN_INTERVAL    200
+#define CREOR_SCAN_BATCH       256
+#define CREOR_LEGS_MAX         256      /* a worker's executor calls */
+#define CREOR_LINE_MAX         (1024 * 1024)
+#define CREOR_BACKOFF_MAX      30000
+
+
+typedef struct {
+    ngx_queue_t             queue;
+    ngx_pool_t             *pool;       /* the leg's: log, connection data */
+    ngx_connection_t       *c;          /* no client, no socket */
+    ngx_http_request_t     *r;          /* its request */
+    ngx_str_t               run_id;
+    ngx_uint_t              status;     /* the executor's HTTP status */
+    u_char                 *line;       /* a line still being received */
+    size_t                  line_len;
+    size_t                  line_size;
+    int64_t                 renew_ms;
+    unsigned                ended:1;    /* a leg-ending event arrived */
+    unsigned                done:1;     /* the call is over */
+    unsigned                aborted:1;  /* the run went on without it */
+    unsigned                destroyed:1;
+} creor_leg_t;
+
+
+static void creor_tick_handler(ngx_event_t *ev);
+static void creor_legs_check(void);
+static void creor_legs_renew(int64_t now);
+static void creor_dispatch_scan(int64_t now);
+static void creor_dispatch_claim(ngx_str_t *id, int64_t now);
+static ngx_int_t creor_leg_start(ngx_str_t *id, ngx_str_t *body);
+static ngx_int_t creor_leg_done(ngx_http_request_t *sr, void *data,
+    ngx_int_t rc);
+static void creor_leg_parent_handler(ngx_http_request_t *r);
+static void creor_leg_finish(creor_leg_t *leg);
+static void creor_leg_destroy(creor_leg_t *leg);
+static ngx_int_t creor_leg_feed(creor_leg_t *leg, u_char *p, size_t len,
+    ngx_array_t *lines, ngx_pool_t *pool);
+static void creor_leg_events(creor_leg_t *leg, ngx_array_t *lines,
+    ngx_pool_t *pool);
+static creor_leg_t *creor_leg_find(ngx_str_t *id);
+static void creor_leg_line_free(void *data);
+
+
+static ngx_queue_t              creor_legs;
+static ngx_uint_t               creor_nlegs;
+static ngx_event_t              creor_tick;
+static ngx_atomic_uint_t        creor_epoch_seen;
+static int64_t                  creor_next_scan;
+static ngx_creor_main_conf_t   *creor_mcf;
+static ngx_str_t                creor_executor;
+
+static struct sockaddr_in       creor_leg_addr;
+
+static ngx_str_t  creor_post = ngx_string("POST");
+static ngx_str_t  creor_json_ct = ngx_string("application/json");
+
+
+ngx_int_t
+creor_dispatch_init(ngx_cycle_t *cycle, ngx_creor_main_conf_t *mcf)
+{
+    ngx_creor_loc_conf_t  *lcf;
+
+    creor_mcf = mcf;
+    ngx_queue_init(&creor_legs);
+
+    if (mcf->api_ctx) {
+        lcf = mcf->api_ctx->loc_conf[ngx_creor_module.ctx_index];
+        creor_executor = lcf->executor;
+    }
+
+    /* what $remote_addr and friends show in the executor location */
+
+    creor_leg_addr.sin_family = AF_INET;
+    creor_leg_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+
+    creor_epoch_seen = mcf->shared->epoch;
+
+    creor_tick.handler = creor_tick_handler;
+    creor_tick.data = mcf;
+    creor_tick.log = cycle->log;
+    creor_tick.cancelable = 1;
+
+    ngx_add_timer(&creor_tick, CREOR_TICK_BUSY);
+
+    return NGX_OK;
+}
+
+
+/* a new leg is waiting here: do not wait for the next tick */
+
+void
+creor_dispatch_kick(void)
+{
+    creor_next_scan = 0;
+
+    if (creor_tick.handler == NULL || creor_tick.posted) {
+        return;
+    }
+
+    if (creor_tick.timer_set) {
+        ngx_del_timer(&creor_tick);
+    }
+
+    ngx_post_event(&creor_tick, &ngx_posted_events);
+}
+
+
+/*
+ * An event was stored: the streams of this worker are told at once, the
+ * other workers' on their next tick through the shared counter.  Legs are
+ * looked at on the tick only: this may run inside a leg's own filter.
+ */
+
+void
+creor_dispatch_wakeup(ngx_creor_main_conf_t *mcf)
+{
+    (void) ngx_atomic_fetch_add(&mcf->shared->epoch, 1);
+
+    creor_sse_notify(mcf);
+}
+
+
+static void
+creor_tick_handler(ngx_event_t *ev)
+{
+    int64_t            now;
+    ngx_atomic_uint_t  epoch;
+
+    now = creor_now_ms();
+    epoch = creor_mcf->shared->epoch;
+
+    if (epoch != creor_epoch_seen) {
+        creor_epoch_seen = epoch;
+        creor_sse_notify(creor_mcf);
+        creor_legs_check();
+    }
+
+    if (now >= creor_next_scan) {
+        creor_next_scan = now + CREOR_SCAN_INTERVAL;
+
+        creor_legs_renew(now);
+
+        if (!ngx_exiting && !ngx_quit && !ngx_terminate) {
+            creor_dispatch_scan(now);
+        }
+    }
+
+    if (ngx_exiting || ngx_quit) {
+
+        /* clients of event streams reconnect to a new worker */
+
+        creor_sse_shutdown();
+
+        if (creor_nlegs == 0) {
+            return;
+        }
+    }
+
+    if (ngx_terminate) {
+        return;
+    }
+
+    ngx_add_timer(ev, (creor_nlegs || creor_sse_count()) ? CREOR_TICK_BUSY
+                                                         : CREOR_TICK_IDLE);
+}
+
+
+/* legs whose run was cancelled, timed out or taken over are closed */
+
+static void
+creor_legs_check(void)
+{
+    MDB_txn           *txn;
+    ngx_pool_t        *pool;
+    ngx_queue_t       *q, *next;
+    creor_leg_t       *leg;
+    creor_run_t        run;
+
+    pool = ngx_create_pool(4096, ngx_cycle->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    for (q = ngx_queue_head(&creor_legs);
+         q != ngx_queue_sentinel(&creor_legs);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        leg = ngx_queue_data(q, creor_leg_t, queue);
+
+        if (leg->done) {
+            continue;
+        }
+
+        txn = creor_store_read(&creor_mcf->store);
+        if (txn == NULL) {
+            break;
+        }
+
+        if (creor_run_load_any(&creor_mcf->store, txn, pool, &leg->run_id,
+                               &run)
+            == CREOR_STORE_OK
+            && !creor_run_terminal(run.hdr.status)
+            && run.hdr.owner_pid == (uint32_t) ngx_pid
+            && !leg->aborted)
+        {
+            creor_store_read_done(&creor_mcf->store);
+            continue;
+        }
+
+        creor_store_read_done(&creor_mcf->store);
+
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "creor: closing the executor call of %V",
+                      &leg->run_id);
+
+        creor_leg_destroy(leg);
+    }
+
+    ngx_destroy_pool(pool);
+}
+
+
+static void
+creor_legs_renew(int64_t now)
+{
+    MDB_txn       *txn;
+    ngx_pool_t    *pool;
+    ngx_queue_t   *q;
+    creor_leg_t   *leg;
+    creor_run_t    run;
+
+    pool = ngx_create_pool(4096, ngx_cycle->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    for (q = ngx_queue_head(&creor_legs);
+         q != ngx_queue_sentinel(&creor_legs);
+         q = ngx_queue_next(q))
+    {
+        leg = ngx_queue_data(q, creor_leg_t, queue);
+
+        if (leg->done || now < leg->renew_ms) {
+            continue;
+        }
+
+        if (creor_store_write(&creor_mcf->store, &txn) != CREOR_STORE_OK) {
+            break;
+        }
+
+        if (creor_run_load_any(&creor_mcf->store, txn, pool, &leg->run_id,
+                               &run)
+            != CREOR_STORE_OK
+            || run.hdr.owner_pid != (uint32_t) ngx_pid
+            || creor_run_terminal(run.hdr.status))
+        {
+            mdb_txn_abort(txn);
+            leg->aborted = 1;
+            continue;
+        }
+
+        run.hdr.lease_ms = now + creor_mcf->run_lease;
+        run.sync = 0;
+
+        if (creor_run_commit(&creor_mcf->store, txn, &run, 0)
+            == CREOR_STORE_OK)
+        {
+            leg->renew_ms = now + creor_mcf->run_lease / 3;
+        }
+    }
+
+    ngx_destroy_pool(pool);
+}
+
+
+/*
+ * "q:<run>" lists the runs that need a worker.  A read transaction picks
+ * the candidates; each is claimed in a write transaction of its own,
+ * which checks again, since another worker may be faster.
+ */
+
+static void
+creor_dispatch_scan(int64_t now)
+{
+    int               rc;
+    size_t            n;
+    MDB_val           k, v;
+    MDB_txn          *txn;
+    ngx_str_t        *id;
+    ngx_uint_t        i;
+    ngx_pool_t       *pool;
+    ngx_array_t       ids;
+    MDB_cursor       *cur;
+    creor_run_t       run;
+
+    pool = ngx_create_pool(8192, ngx_cycle->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    if (ngx_array_init(&ids, pool, 16, sizeof(ngx_str_t)) != NGX_OK) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    txn = creor_store_read(&creor_mcf->store);
+
+    if (txn == NULL
+        || mdb_cursor_open(txn, creor_mcf->store.dbi, &cur) != 0)
+    {
+        creor_store_read_done(&creor_mcf->store);
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    k.mv_data = "q:";
+    k.mv_size = 2;
+
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && k.mv_size > 2 && ngx_memcmp(k.mv_data, "q:", 2) == 0
+         && ids.nelts < CREOR_SCAN_BATCH;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    {
+        n = k.mv_size - 2;
+
+        id = ngx_array_push(&ids);
+        if (id == NULL) {
+            break;
+        }
+
+        id->data = ngx_pnalloc(pool, n);
+        if (id->data == NULL) {
+            break;
+        }
+
+        ngx_memcpy(id->data, (u_char *) k.mv_data + 2, n);
+        id->len = n;
+
+        /* only what needs a write: free legs, timeouts, dead holders */
+
+        if (creor_run_load_any(&creor_mcf->store, txn, pool, id, &run)
+            == CREOR_STORE_OK
+            && !creor_run_terminal(run.hdr.status)
+            && run.hdr.status != CREOR_RUN_AWAITING_INPUT
+            && run.hdr.created_ms + (int64_t) creor_mcf->run_timeout > now
+            && (run.hdr.lease_ms > now || run.hdr.next_ms > now
+                || creor_nlegs >= CREOR_LEGS_MAX))
+        {
+            ids.nelts--;
+        }
+    }
+
+    mdb_cursor_close(cur);
+    creor_store_read_done(&creor_mcf->store);
+
+    id = ids.elts;
+
+    for (i = 0; i < ids.nelts; i++) {
+        creor_dispatch_claim(&id[i], now);
+    }
+
+    ngx_destroy_pool(pool);
+}
+
+
+static void
+creor_dispatch_claim(ngx_str_t *id, int64_t now)
+{
+    int             rc;
+    MDB_txn        *txn;
+    ngx_str_t       body;
+    ngx_pool_t     *pool;
+    creor_run_t     run;
+    creor_json_t   *value;
+    creor_store_t  *st;
+
+    st = &creor_mcf->store;
+
+    pool = ngx_create_pool(16384, ngx_cycle->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    if (creor_store_write(st, &txn) != CREOR_STORE_OK) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    rc = creor_run_load_any(st, txn, pool, id, &run);
+
+    if (rc != CREOR_STORE_OK || creor_run_terminal(run.hdr.status)
+        || run.hdr.status == CREOR_RUN_AWAITING_INPUT)
+    {
+        /* nothing to run: the queue entry is stale */
+
+        if (rc == CREOR_STORE_NOTFOUND || rc == CREOR_STORE_OK) {
+            ngx_snprintf((u_char *) run.key, sizeof(run.key), "q:%V%Z", id);
+            (void) creor_store_del(st, txn, run.key);
+            (void) creor_store_commit(txn);
+
+        } else {
+            mdb_txn_abort(txn);
+        }
+
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    value = creor_json_new(pool, CREOR_JSON_OBJECT, NULL, 0);
+    if (value == NULL) {
+        mdb_txn_abort(txn);
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    if (run.hdr.created_ms + (int64_t) creor_mcf->run_timeout <= now) {
+        if (creor_json_set(value, "reason_code",
+                           creor_json_new(pool, CREOR_JSON_STRING,
+                                          "RUN_TIMEOUT", 11))
+            == NGX_OK
+            && creor_run_event(st, txn, &run, "run.failed", 10, value)
+               == CREOR_STORE_OK)
+        {
+            (void) creor_run_commit(st, txn, &run, 1);
+
+        } else {
+            mdb_txn_abort(txn);
+        }
+
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    if (run.hdr.lease_ms > now || run.hdr.next_ms > now
+        || creor_leg_find(id) || creor_nlegs >= CREOR_LEGS_MAX)
+    {
+        mdb_txn_abort(txn);
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    /* a holder whose lease ran out died: its try counts as failed */
+
+    if (run.hdr.owner_pid) {
+        run.hdr.attempt++;
+
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "creor: taking over %V from worker %uD", id,
+                      run.hdr.owner_pid);
+    }
+
+    if (creor_executor.len == 0 || run.hdr.attempt > creor_mcf->executor_retries)
+    {
+        if (creor_json_set(value, "reason_code",
+                           creor_json_new(pool, CREOR_JSON_STRING,
+                                          "EXECUTOR_UNAVAILABLE", 20))
+            == NGX_OK
+            && creor_run_event(st, txn, &run, "run.worker.failed", 17, value)
+               == CREOR_STORE_OK)
+        {
+            (void) creor_run_commit(st, txn, &run, 1);
+
+        } else {
+            mdb_txn_abort(txn);
+        }
+
+        if (creor_executor.len == 0) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "creor: run %V failed: no creor_executor is "
+                          "configured", id);
+        }
+
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    run.hdr.owner_pid = (uint32_t) ngx_pid;
+    run.hdr.lease_ms = now + creor_mcf->run_lease;
+    run.hdr.legs++;
+
+    if (run.hdr.status == CREOR_RUN_QUEUED) {
+        rc = creor_run_event(st, txn, &run, "run.started", 11, NULL);
+        if (rc != CREOR_STORE_OK) {
+            mdb_txn_abort(txn);
+            ngx_destroy_pool(pool);
+            return;
+        }
+    }
+
+    if (creor_run_leg_body(st, txn, pool, &run, &body) != NGX_OK
+        || creor_run_commit(st, txn, &run, 1) != CREOR_STORE_OK)
+    {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    if (creor_leg_start(id, &body) != NGX_OK) {
+
+        /* the lease runs out and the leg is tried again */
+
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "creor: cannot start the executor call of %V", id);
+    }
+
+    ngx_destroy_pool(pool);
+}
+
+
+static creor_leg_t *
+creor_leg_find(ngx_str_t *id)
+{
+    ngx_queue_t   *q;
+    creor_leg_t   *leg;
+
+    for (q = ngx_queue_head(&creor_legs);
+         q != ngx_queue_sentinel(&creor_legs);
+         q = ngx_queue_next(q))
+    {
+        leg = ngx_queue_data(q, creor_leg_t, queue);
+
+        if (leg->run_id.len == id->len
+            && ngx_strncmp(leg->run_id.data, id->data, id->len) == 0)
+        {
+            return leg;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * A connection without a socket (fd -1, so nginx's pipe and writer leave
+ * it alone), a request on it, and a POST subrequest of that request to
+ * the executor location, whose output our filters take.
+ */
+
+static ngx_int_t
+creor_leg_start(ngx_str_t *id, ngx_str_t *body)
+{
+    ngx_log_t                    *log;
+    ngx_buf_t                    *b;
+    ngx_pool_t                   *pool;
+    ngx_chain_t                  *cl;
+    creor_leg_t                  *leg;
+    ngx_table_elt_t              *h;
+    ngx_connection_t             *c, *saved;
+    ngx_creor_ctx_t              *ctx, *sctx;
+    ngx_http_request_t           *r, *sr;
+    ngx_http_log_ctx_t           *lctx;
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_connection_t        *hc;
+    ngx_http_request_body_t      *rb;
+    ngx_http_post_subrequest_t   *ps;
+
+    pool = ngx_create_pool(4096, ngx_cycle->log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    leg = ngx_pcalloc(pool, sizeof(creor_leg_t));
+    log = ngx_pcalloc(pool, sizeof(ngx_log_t));
+    lctx = ngx_pcalloc(pool, sizeof(ngx_http_log_ctx_t));
+    hc = ngx_pcalloc(pool, sizeof(ngx_http_connection_t));
+    cln = ngx_pool_cleanup_add(pool, 0);
+
+    if (leg == NULL || log == NULL || lctx == NULL || hc == NULL
+        || cln == NULL)
+    {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    cln->handler = creor_leg_line_free;
+    cln->data = leg;
+
+    leg->pool = pool;
+    leg->run_id.data = ngx_pnalloc(pool, id->len);
+    if (leg->run_id.data == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(leg->run_id.data, id->data, id->len);
+    leg->run_id.len = id->len;
+
+    *log = *ngx_cycle->log;
+    log->data = lctx;
+    log->handler = NULL;
+    log->action = "calling the executor";
+
+    /* ngx_get_connection() wants a valid descriptor with some events */
+
+    saved = ngx_cycle->files ? ngx_cycle->files[0] : NULL;
+
+    c = ngx_get_connection(0, log);
+
+    if (ngx_cycle->files) {
+        ngx_cycle->files[0] = saved;
+    }
+
+    if (c == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    c->fd = (ngx_socket_t) -1;
+    c->pool = pool;
+    c->log = log;
+    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
+    c->log_error = NGX_ERROR_INFO;
+    c->sockaddr = (struct sockaddr *) &creor_leg_addr;
+    c->socklen = sizeof(struct sockaddr_in);
+    c->local_sockaddr = (struct sockaddr *) &creor_leg_addr;
+    c->local_socklen = sizeof(struct sockaddr_in);
+    ngx_str_set(&c->addr_text, "127.0.0.1");
+    c->tcp_nodelay = NGX_TCP_NODELAY_DISABLED;
+    c->tcp_nopush = NGX_TCP_NOPUSH_DISABLED;
+    c->read->log = log;
+    c->write->log = log;
+
+    /* nothing will ever be written to it: never wait for it */
+
+    c->write->active = 1;
+    c->write->ready = 1;
+
+    log->connection = c->number;
+    lctx->connection = c;
+
+    leg->c = c;
+
+    hc->conf_ctx = creor_mcf->api_ctx;
+    c->data = hc;
+
+    r = ngx_http_create_request(c);
+    if (r == NULL) {
+        goto failed;
+    }
+
+    c->data = r;
+    c->requests = 1;
+    leg->r = r;
+
+    r->method = NGX_HTTP_POST;
+    r->method_name = creor_post;
+    r->http_version = NGX_HTTP_VERSION_11;
+    ngx_str_set(&r->uri, "/");
+    r->unparsed_uri = r->uri;
+    r->valid_unparsed_uri = 1;
+    r->write_event_handler = creor_leg_parent_handler;
+    r->read_event_handler = ngx_http_block_reading;
+
+    if (ngx_list_init(&r->headers_in.headers, r->pool, 2,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        goto failed;
+    }
+
+    h = ngx_list_push(&r->headers_in.headers);
+    if (h == NULL) {
+        goto failed;
+    }
+
+    ngx_str_set(&h->key, "Content-Type");
+    h->value = creor_json_ct;
+    h->lowcase_key = (u_char *) "content-type";
+    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
+    r->headers_in.content_type = h;
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_creor_ctx_t));
+    ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
+    if (ctx == NULL || ps == NULL) {
+        goto failed;
+    }
+
+    ctx->mcf = creor_mcf;
+    ctx->leg = leg;
+    ngx_http_set_ctx(r, ctx, ngx_creor_module);
+
+    ps->handler = creor_leg_done;
+    ps->data = leg;
+
+    if (ngx_http_subrequest(r, &creor_executor, NULL, &sr, ps, 0) != NGX_OK) {
+        goto failed;
+    }
+
+    sr->method = NGX_HTTP_POST;
+    sr->method_name = creor_post;
+
+    rb = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
+    b = ngx_create_temp_buf(r->pool, body->len);
+    cl = ngx_alloc_chain_link(r->pool);
+    sctx = ngx_pcalloc(r->pool, sizeof(ngx_creor_ctx_t));
+
+    if (rb == NULL || b == NULL || cl == NULL || sctx == NULL) {
+        goto failed;
+    }
+
+    b->last = ngx_cpymem(b->pos, body->data, body->len);
+    b->last_buf = 1;
+    cl->buf = b;
+    cl->next = NULL;
+    rb->bufs = cl;
+
+    sr->request_body = rb;
+    sr->headers_in.content_length_n = body->len;
+
+    sctx->mcf = creor_mcf;
+    sctx->leg = leg;
+    ngx_http_set_ctx(sr, sctx, ngx_creor_module);
+
+    leg->renew_ms = creor_now_ms() + creor_mcf->run_lease / 3;
+    ngx_queue_insert_tail(&creor_legs, &leg->queue);
+    creor_nlegs++;
+
+    ngx_http_run_posted_requests(c);
+
+    return NGX_OK;
+
+failed:
+
+    if (leg->r) {
+        ngx_queue_init(&leg->queue);
+        creor_nlegs++;
+        creor_leg_destroy(leg);
+        return NGX_ERROR;
+    }
+
+    c->destroyed = 1;
+    c->fd = 0;
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+    ngx_destroy_pool(pool);
+
+    return NGX_ERROR;
+}
+
+
+/* the subrequest is over, well or not: the leg is decided later */
+
+static ngx_int_t
+creor_leg_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
+{
+    creor_leg_t  *leg = data;
+
+    if (leg->destroyed) {
+        return NGX_OK;
+    }
+
+    if (leg->status == 0) {
+        leg->status = (rc >= NGX_HTTP_SPECIAL_RESPONSE || rc == NGX_ERROR)
+                      ? (ngx_uint_t) NGX_HTTP_BAD_GATEWAY
+                      : sr->headers_out.status;
+    }
+
+    leg->done = 1;
+
+    /* no error page: nobody would read it */
+
+    return NGX_OK;
+}
+
+
+static void
+creor_leg_parent_handler(ngx_http_request_t *r)
+{
+    ngx_creor_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
+
+    if (ctx == NULL || ctx->leg == NULL
+        || !((creor_leg_t *) ctx->leg)->done)
+    {
+        return;
+    }
+
+    creor_leg_finish(ctx->leg);
+}
+
+
+/*
+ * A leg that ended with a leg-ending event is done; any other end (an
+ * error status, a refused connection, a stream cut short) is a failed
+ * try: retried with backoff, then the run fails.
+ */
+
+static void
+creor_leg_finish(creor_leg_t *leg)
+{
+    int64_t         now, backoff;
+    MDB_txn        *txn;
+    ngx_pool_t     *pool;
+    creor_run_t     run;
+    creor_json_t   *value;
+    creor_store_t  *st;
+
+    st = &creor_mcf->store;
+
+    if (leg->ended || leg->aborted) {
+        creor_leg_destroy(leg);
+        return;
+    }
+
+    pool = ngx_create_pool(4096, ngx_cycle->log);
+    if (pool == NULL) {
+        creor_leg_destroy(leg);
+        return;
+    }
+
+    if (creor_store_write(st, &txn) != CREOR_STORE_OK) {
+        goto done;
+    }
+
+    if (creor_run_load_any(st, txn, pool, &leg->run_id, &run)
+        != CREOR_STORE_OK
+        || creor_run_terminal(run.hdr.status)
+        || run.hdr.owner_pid != (uint32_t) ngx_pid)
+    {
+        mdb_txn_abort(txn);
+        goto done;
+    }
+
+    now = creor_now_ms();
+    run.hdr.attempt++;
+
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                  "creor: executor call of %V failed (status %ui), try %uD",
+                  &leg->run_id, leg->status, run.hdr.attempt);
+
+    if (run.hdr.attempt > creor_mcf->executor_retries) {
+        value = creor_json_new(pool, CREOR_JSON_OBJECT, NULL, 0);
+
+        if (value == NULL
+            || creor_json_set(value, "reason_code",
+                              creor_json_new(pool, CREOR_JSON_STRING,
+                                             "EXECUTOR_UNAVAILABLE", 20))
+               != NGX_OK
+            || creor_run_event(st, txn, &run, "run.worker.failed", 17, value)
+               != CREOR_STORE_OK)
+        {
+            mdb_txn_abort(txn);
+            goto done;
+        }
+
+    } else {
+        backoff = 500 << (run.hdr.attempt - 1);
+
+        run.hdr.owner_pid = 0;
+        run.hdr.lease_ms = 0;
+        run.hdr.next_ms = now + ngx_min(backoff, CREOR_BACKOFF_MAX);
+        run.sync = 0;
+    }
+
+    (void) creor_run_commit(st, txn, &run, 1);
+
+done:
+
+    ngx_destroy_pool(pool);
+    creor_leg_destroy(leg);
+}
+
+
+/*
+ * Frees the request (its cleanups close the executor connection if the
+ * call is still on) and the connection.  The extra reference keeps the
+ * subrequest's own finalization from freeing the request under us.
+ */
+
+static void
+creor_leg_destroy(creor_leg_t *leg)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    if (leg->destroyed) {
+        return;
+    }
+
+    leg->destroyed = 1;
+
+    ngx_queue_remove(&leg->queue);
+    creor_nlegs--;
+
+    r = leg->r;
+    c = leg->c;
+
+    r->count++;
+    r->logged = 1;
+
+    ngx_http_free_request(r, 0);
+
+    c->destroyed = 1;
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    c->read->closed = 1;
+    c->write->closed = 1;
+    c->write->active = 0;
+
+    c->fd = 0;
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+
+    ngx_destroy_pool(leg->pool);
+}
+
+
+static void
+creor_leg_line_free(void *data)
+{
+    creor_leg_t  *leg = data;
+
+    if (leg->line) {
+        ngx_free(leg->line);
+        leg->line = NULL;
+    }
+}
+
+
+ngx_int_t
+creor_leg_header_filter(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    creor_leg_t  *leg = ctx->leg;
+
+    leg->status = r->headers_out.status;
+    r->header_sent = 1;
+
+    if (leg->status < 200 || leg->status >= 300) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "creor: the executor answered %ui for %V",
+                      leg->status, &leg->run_id);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the executor's reply: taken whole, lines stored as they complete */
+
+ngx_int_t
+creor_leg_body_filter(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    u_char        *buf;
+    ssize_t        n;
+    ngx_buf_t     *b;
+    ngx_pool_t    *pool;
+    ngx_chain_t   *cl;
+    ngx_array_t    lines;
+    creor_leg_t   *leg;
+
+    leg = ctx->leg;
+    pool = NULL;
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (leg->status >= 200 && leg->status < 300
+            && !leg->ended && !leg->aborted && !leg->destroyed)
+        {
+            if (pool == NULL) {
+                pool = ngx_create_pool(16384, r->connection->log);
+                if (pool == NULL
+                    || ngx_array_init(&lines, pool, 8, sizeof(ngx_str_t))
+                       != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+            }
+
+            if (ngx_buf_in_memory(b)) {
+                if (creor_leg_feed(leg, b->pos, b->last - b->pos, &lines,
+                                   pool)
+                    != NGX_OK)
+                {
+                    leg->aborted = 1;
+                }
+
+            } else if (b->in_file && b->file_last > b->file_pos) {
+                n = b->file_last - b->file_pos;
+
+                buf = ngx_pnalloc(pool, n);
+                if (buf == NULL) {
+                    ngx_destroy_pool(pool);
+                    return NGX_ERROR;
+                }
+
+                n = ngx_read_file(b->file, buf, n, b->file_pos);
+
+                if (n == NGX_ERROR
+                    || creor_leg_feed(leg, buf, n, &lines, pool) != NGX_OK)
+                {
+                    leg->aborted = 1;
+                }
+            }
+        }
+
+        b->pos = b->last;
+        b->file_pos = b->file_last;
+    }
+
+    if (pool) {
+        if (lines.nelts && !leg->aborted) {
+            creor_leg_events(leg, &lines, pool);
+        }
+
+        ngx_destroy_pool(pool);
+    }
+
+    return NGX_OK;
+}
+
+
+/* complete lines go to lines (copied into pool); the rest waits */
+
+static ngx_int_t
+creor_leg_feed(creor_leg_t *leg, u_char *p, size_t len, ngx_array_t *lines,
+    ngx_pool_t *pool)
+{
+    u_char     *nl, *last, *nb;
+    size_t      n, size;
+    ngx_str_t  *line;
+
+    last = p + len;
+
+    while (p < last) {
+        nl = ngx_strlchr(p, last, '\n');
+        n = (nl ? nl : last) - p;
+
+        if (leg->line_len + n > CREOR_LINE_MAX) {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "creor: an executor line of %V is over %d bytes",
+                          &leg->run_id, CREOR_LINE_MAX);
+            return NGX_ERROR;
+        }
+
+        if (nl && leg->line_len == 0) {
+            line = ngx_array_push(lines);
+            if (line == NULL) {
+                return NGX_ERROR;
+            }
+
+            line->data = ngx_pnalloc(pool, n);
+            if (line->data == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(line->data, p, n);
+            line->len = n;
+            p = nl + 1;
+            continue;
+        }
+
+        if (leg->line_len + n > leg->line_size) {
+            size = ngx_max(leg->line_size * 2, leg->line_len + n);
+            size = ngx_max(size, 1024);
+
+            nb = ngx_alloc(size, ngx_cycle->log);
+            if (nb == NULL) {
+                return NGX_ERROR;
+            }
+
+            if (leg->line) {
+                ngx_memcpy(nb, leg->line, leg->line_len);
+                ngx_free(leg->line);
+            }
+
+            leg->line = nb;
+            leg->line_size = size;
+        }
+
+        ngx_memcpy(leg->line + leg->line_len, p, n);
+        leg->line_len += n;
+
+        if (nl == NULL) {
+            break;
+        }
+
+        line = ngx_array_push(lines);
+        if (line == NULL) {
+            return NGX_ERROR;
+        }
+
+        line->data = ngx_pnalloc(pool, leg->line_len);
+        if (line->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(line->data, leg->line, leg->line_len);
+        line->len = leg->line_len;
+        leg->line_len = 0;
+        p = nl + 1;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Lines received together are stored in one transaction.  A line that
+ * is not an event of the executor contract is logged and skipped.
+ */
+
+static void
+creor_leg_events(creor_leg_t *leg, ngx_array_t *lines, ngx_pool_t *pool)
+{
+    int             rc;
+    u_char          err[128];
+    MDB_txn        *txn;
+    ngx_str_t      *line;
+    ngx_uint_t      i;
+    creor_run_t     run;
+    creor_json_t   *ev, *type, *value;
+    creor_store_t  *st;
+
+    static const char  *types[] = {
+        "step.started", "step.progress", "step.done", "run.awaiting_input",
+        "run.completed", "run.failed", NULL
+    };
+
+    const char  **t;
+
+    st = &creor_mcf->store;
+
+    if (creor_store_write(st, &txn) != CREOR_STORE_OK) {
+        return;
+    }
+
+    if (creor_run_load_any(st, txn, pool, &leg->run_id, &run)
+        != CREOR_STORE_OK
+        || creor_run_terminal(run.hdr.status)
+        || run.hdr.owner_pid != (uint32_t) ngx_pid)
+    {
+        /* cancelled, timed out or taken over: the tick closes the call */
+
+        mdb_txn_abort(txn);
+        leg->aborted = 1;
+        return;
+    }
+
+    line = lines->elts;
+    run.sync = 0;
+
+    for (i = 0; i < lines->nelts && !leg->ended; i++) {
+
+        while (line[i].len && (line[i].data[line[i].len - 1] == '\r'
+                               || line[i].data[line[i].len - 1] == ' '))
+        {
+            line[i].len--;
+        }
+
+        if (line[i].len == 0) {
+            continue;
+        }
+
+        ev = creor_json_parse(pool, line[i].data, line[i].len, err,
+                              sizeof(err));
+        type = creor_json_get(ev, "type");
+        value = creor_json_get(ev, "value");
+
+        for (t = types; type && type->type == CREOR_JSON_STRING && *t; t++) {
+            if (ngx_strcmp(*t, type->str.data) == 0) {
+                break;
+            }
+        }
+
+        if (ev == NULL || type == NULL || type->type != CREOR_JSON_STRING
+            || *t == NULL
+            || (value && value->type != CREOR_JSON_OBJECT))
+        {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "creor: executor line of %V skipped: not an "
+                          "event of the contract", &leg->run_id);
+            continue;
+        }
+
+        rc = creor_run_event(st, txn, &run, (char *) type->str.data,
+                             type->str.len, value);
+
+        if (rc != CREOR_STORE_OK) {
+            mdb_txn_abort(txn);
+            leg->aborted = 1;
+            return;
+        }
+
+        if (ngx_strcmp(*t, "run.awaiting_input") == 0
+            || ngx_strcmp(*t, "run.completed") == 0
+            || ngx_strcmp(*t, "run.failed") == 0)
+        {
+            leg->ended = 1;
+        }
+    }
+
+    if (creor_run_commit(st, txn, &run, 1) != CREOR_STORE_OK) {
+        leg->aborted = 1;
+    }
+}

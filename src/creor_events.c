@@ -1,0 +1,647 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ *
+ * A run's events (SPEC 8.4): the list, and the SSE stream that replays
+ * what is stored after Last-Event-ID, follows live and ends after the
+ * terminal event.  A stream reads the store, never a worker's memory, so
+ * it sees events stored by any worker; the dispatcher's tick (or a commit
+ * on this worker) tells it when to look.  A slow client is never sent
+ * more than it takes: events wait in the store, not in memory.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_creor.h"
+
+
+#define CREOR_SSE_BATCH      256        /* events a write */
+#define CREOR_SSE_BYTES      (256 * 1024)
+
+
+typedef struct {
+    ngx_queue_t             queue;
+    ngx_http_request_t     *r;
+    ngx_str_t               org;
+    ngx_str_t               run_id;
+    uint32_t                seq;        /* the last event sent */
+    ngx_msec_t              keepalive;
+    ngx_event_t             ping;
+    ngx_chain_t            *free;
+    ngx_chain_t            *busy;
+    unsigned                finished:1;
+} creor_sse_t;
+
+
+static ngx_int_t creor_events_item(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx, MDB_val *key, MDB_val *val, yajl_gen g);
+static ngx_int_t creor_sse_send(creor_sse_t *sse);
+static ngx_int_t creor_sse_output(creor_sse_t *sse, u_char *data,
+    size_t len);
+static void creor_sse_finish(creor_sse_t *sse, ngx_int_t rc);
+static void creor_sse_writer(ngx_http_request_t *r);
+static void creor_sse_ping(ngx_event_t *ev);
+static void creor_sse_cleanup(void *data);
+
+
+static ngx_queue_t  creor_streams;
+static ngx_uint_t   creor_nstreams;
+static ngx_flag_t   creor_streams_ready;
+
+
+ngx_int_t
+creor_events_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    MDB_txn       *txn;
+    creor_run_t    run;
+    creor_page_t   pg;
+
+    txn = creor_store_read(&ctx->mcf->store);
+    if (txn == NULL) {
+        return creor_fail_store(r, CREOR_STORE_ERROR);
+    }
+
+    if (creor_runs_route_run(r, ctx, txn, &run) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    creor_store_read_done(&ctx->mcf->store);
+
+    ngx_memzero(&pg, sizeof(creor_page_t));
+
+    pg.prefix.data = ngx_pnalloc(r->pool, run.id.len + 3);
+    if (pg.prefix.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pg.prefix.len = ngx_sprintf(pg.prefix.data, "e:%V:", &run.id)
+                    - pg.prefix.data;
+    pg.filters = pg.prefix;
+
+    if (creor_page_parse(r, ctx, &pg, 0) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    return creor_page_send(r, ctx, &pg, creor_events_item);
+}
+
+
+static ngx_int_t
+creor_events_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_val *key,
+    MDB_val *val, yajl_gen g)
+{
+    u_char         err[128];
+    creor_json_t  *ev;
+
+    if (g == NULL) {
+        return NGX_OK;
+    }
+
+    ev = creor_json_parse(r->pool, val->mv_data, val->mv_size, err,
+                          sizeof(err));
+    if (ev == NULL) {
+        return NGX_ERROR;
+    }
+
+    creor_gen_value(g, ev);
+
+    return NGX_OK;
+}
+
+
+/* GET /v1/runs/:id/events/stream */
+
+ngx_int_t
+creor_events_stream(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    ngx_int_t              rc, n;
+    MDB_txn               *txn;
+    ngx_str_t             *last, v, after;
+    creor_arg_t           *arg;
+    creor_run_t            run;
+    creor_sse_t           *sse;
+    ngx_pool_cleanup_t    *cln;
+    ngx_creor_loc_conf_t  *lcf;
+
+    txn = creor_store_read(&ctx->mcf->store);
+    if (txn == NULL) {
+        return creor_fail_store(r, CREOR_STORE_ERROR);
+    }
+
+    if (creor_runs_route_run(r, ctx, txn, &run) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    creor_store_read_done(&ctx->mcf->store);
+
+    /* where to resume: Last-Event-ID, or ?after= */
+
+    arg = creor_arg(ctx, "after");
+    last = creor_header(r, "Last-Event-ID");
+
+    ngx_str_null(&after);
+
+    if (arg) {
+        after = arg->value;
+
+    } else if (last) {
+        after = *last;
+    }
+
+    n = 0;
+
+    if (after.len) {
+        n = (after.len <= 9) ? ngx_atoi(after.data, after.len) : NGX_ERROR;
+
+        if (n == NGX_ERROR) {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                              arg ? "after" : "Last-Event-ID",
+                              "The event id to resume after must be a "
+                              "sequence number.");
+        }
+    }
+
+    if (!creor_streams_ready) {
+        ngx_queue_init(&creor_streams);
+        creor_streams_ready = 1;
+    }
+
+    sse = ngx_pcalloc(r->pool, sizeof(creor_sse_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (sse == NULL || cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_creor_module);
+
+    sse->r = r;
+    sse->org = ctx->who.org;
+    sse->run_id = run.id;
+    sse->seq = (uint32_t) n;
+    sse->keepalive = lcf->sse_keepalive;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    ngx_str_set(&r->headers_out.content_type, "text/event-stream");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = -1;
+
+    ngx_str_set(&v, "no-cache");
+    if (creor_add_header(r, "Cache-Control", &v) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_set(&v, "no");
+    if (creor_add_header(r, "X-Accel-Buffering", &v) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->request_id.len
+        && creor_add_header(r, "X-Request-Id", &ctx->request_id) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->sending = 1;
+    ctx->sse = sse;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    ngx_queue_insert_tail(&creor_streams, &sse->queue);
+    creor_nstreams++;
+
+    cln->handler = creor_sse_cleanup;
+    cln->data = sse;
+
+    sse->ping.handler = creor_sse_ping;
+    sse->ping.data = sse;
+    sse->ping.log = r->connection->log;
+
+    r->main->count++;
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = creor_sse_writer;
+
+    if (sse->keepalive) {
+        ngx_add_timer(&sse->ping, sse->keepalive);
+    }
+
+    if (creor_sse_send(sse) == NGX_ERROR) {
+        creor_sse_finish(sse, NGX_ERROR);
+    }
+
+    return NGX_DONE;
+}
+
+
+/* tells every stream of this worker to look for new events */
+
+void
+creor_sse_notify(ngx_creor_main_conf_t *mcf)
+{
+    ngx_queue_t  *q, *next;
+    creor_sse_t  *sse;
+
+    if (!creor_streams_ready) {
+        return;
+    }
+
+    for (q = ngx_queue_head(&creor_streams);
+         q != ngx_queue_sentinel(&creor_streams);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        sse = ngx_queue_data(q, creor_sse_t, queue);
+
+        if (sse->finished || sse->r->connection->buffered) {
+            continue;
+        }
+
+        if (creor_sse_send(sse) == NGX_ERROR) {
+            creor_sse_finish(sse, NGX_ERROR);
+        }
+    }
+}
+
+
+ngx_uint_t
+creor_sse_count(void)
+{
+    return creor_nstreams;
+}
+
+
+/* a worker that is going away ends its streams: clients reconnect */
+
+void
+creor_sse_shutdown(void)
+{
+    ngx_queue_t  *q, *next;
+    creor_sse_t  *sse;
+
+    if (!creor_streams_ready) {
+        return;
+    }
+
+    for (q = ngx_queue_head(&creor_streams);
+         q != ngx_queue_sentinel(&creor_streams);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        sse = ngx_queue_data(q, creor_sse_t, queue);
+
+        if (!sse->finished) {
+            creor_sse_finish(sse, NGX_OK);
+        }
+    }
+}
+
+
+/*
+ * Sends what is stored after sse->seq, a batch at a time; ends the
+ * stream once the run is terminal and its last event is sent.
+ */
+
+static ngx_int_t
+creor_sse_send(creor_sse_t *sse)
+{
+    int                     rc;
+    u_char                 *buf, *p;
+    size_t                  size, plen;
+    MDB_val                 k, v;
+    MDB_txn                *txn;
+    uint32_t                seq, last;
+    ngx_int_t               more;
+    ngx_uint_t              n, status;
+    MDB_cursor             *cur;
+    creor_run_hdr_t         hdr;
+    ngx_creor_main_conf_t  *mcf;
+    char                    key[CREOR_STORE_KEY_MAX];
+
+    mcf = ngx_http_get_module_main_conf(sse->r, ngx_creor_module);
+
+    txn = creor_store_read(&mcf->store);
+    if (txn == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the run's header says if there is anything new */
+
+    ngx_snprintf((u_char *) key, sizeof(key), "r:%V:%V%Z", &sse->org,
+                 &sse->run_id);
+
+    if (creor_store_get(&mcf->store, txn, key, &v) != CREOR_STORE_OK
+        || v.mv_size < sizeof(creor_run_hdr_t))
+    {
+        creor_store_read_done(&mcf->store);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(&hdr, v.mv_data, sizeof(creor_run_hdr_t));
+    last = hdr.seq;
+    status = hdr.status;
+
+    if (last <= sse->seq) {
+        creor_store_read_done(&mcf->store);
+
+        if (creor_run_terminal(status)) {
+            creor_sse_finish(sse, NGX_OK);
+        }
+
+        return NGX_OK;
+    }
+
+    if (mdb_cursor_open(txn, mcf->store.dbi, &cur) != 0) {
+        creor_store_read_done(&mcf->store);
+        return NGX_ERROR;
+    }
+
+    plen = ngx_snprintf((u_char *) key, sizeof(key), "e:%V:", &sse->run_id)
+           - (u_char *) key;
+    k.mv_size = ngx_snprintf((u_char *) key + plen, sizeof(key) - plen,
+                             "%010uD", sse->seq + 1)
+                - (u_char *) key;
+    k.mv_data = key;
+
+    /* one buffer for the batch, sized by a first pass */
+
+    size = 0;
+    n = 0;
+
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && k.mv_size > plen && ngx_memcmp(k.mv_data, key, plen) == 0
+         && n < CREOR_SSE_BATCH && size < CREOR_SSE_BYTES;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    {
+        size += sizeof("event: run_event\nid: \ndata: \n\n") - 1
+                + NGX_INT32_LEN + v.mv_size;
+        n++;
+    }
+
+    if (n == 0) {
+        mdb_cursor_close(cur);
+        creor_store_read_done(&mcf->store);
+        return NGX_OK;
+    }
+
+    buf = ngx_alloc(size, ngx_cycle->log);
+    if (buf == NULL) {
+        mdb_cursor_close(cur);
+        creor_store_read_done(&mcf->store);
+        return NGX_ERROR;
+    }
+
+    p = buf;
+    seq = sse->seq;
+    k.mv_size = ngx_snprintf((u_char *) key + plen, sizeof(key) - plen,
+                             "%010uD", sse->seq + 1)
+                - (u_char *) key;
+    k.mv_data = key;
+
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && k.mv_size > plen && n;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), n--)
+    {
+        seq = (uint32_t) ngx_atoi((u_char *) k.mv_data + plen,
+                                  k.mv_size - plen);
+
+        p = ngx_sprintf(p, "event: run_event\nid: %uD\ndata: ", seq);
+        p = ngx_cpymem(p, v.mv_data, v.mv_size);
+        *p++ = '\n';
+        *p++ = '\n';
+    }
+
+    mdb_cursor_close(cur);
+    creor_store_read_done(&mcf->store);
+
+    sse->seq = seq;
+    more = (seq < last);
+
+    if (creor_sse_output(sse, buf, p - buf) == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (sse->r->connection->buffered) {
+
+        /* the writer takes over when the client has read */
+
+        return NGX_OK;
+    }
+
+    if (more) {
+        return creor_sse_send(sse);
+    }
+
+    if (creor_run_terminal(status)) {
+        creor_sse_finish(sse, NGX_OK);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Writes data (malloc()ed, owned from here on) with a flush; buffers the
+ * client has taken are freed and their chain links reused.
+ */
+
+static ngx_int_t
+creor_sse_output(creor_sse_t *sse, u_char *data, size_t len)
+{
+    ngx_int_t            rc;
+    ngx_buf_t           *b;
+    ngx_chain_t         *cl, *out;
+    ngx_http_request_t  *r;
+
+    r = sse->r;
+
+    cl = ngx_chain_get_free_buf(r->pool, &sse->free);
+    if (cl == NULL) {
+        ngx_free(data);
+        return NGX_ERROR;
+    }
+
+    b = cl->buf;
+    ngx_memzero(b, sizeof(ngx_buf_t));
+
+    b->start = data;
+    b->pos = data;
+    b->last = data + len;
+    b->end = data + len;
+    b->memory = 1;
+    b->flush = 1;
+    b->tag = (ngx_buf_tag_t) &ngx_creor_module;
+
+    out = cl;
+
+    rc = ngx_http_output_filter(r, out);
+
+    ngx_chain_update_chains(r->pool, &sse->free, &sse->busy, &out,
+                            (ngx_buf_tag_t) &ngx_creor_module);
+
+    for (cl = sse->free; cl; cl = cl->next) {
+        if (cl->buf->start) {
+            ngx_free(cl->buf->start);
+            cl->buf->start = NULL;
+            cl->buf->pos = NULL;
+            cl->buf->last = NULL;
+            cl->buf->end = NULL;
+        }
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (r->connection->buffered
+        && ngx_handle_write_event(r->connection->write, 0) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+creor_sse_writer(ngx_http_request_t *r)
+{
+    ngx_int_t         rc;
+    ngx_creor_ctx_t  *ctx;
+    creor_sse_t      *sse;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
+    sse = ctx->sse;
+
+    if (sse->finished) {
+        return;
+    }
+
+    if (r->connection->write->timedout) {
+        creor_sse_finish(sse, NGX_HTTP_REQUEST_TIME_OUT);
+        return;
+    }
+
+    rc = ngx_http_output_filter(r, NULL);
+
+    if (rc == NGX_ERROR) {
+        creor_sse_finish(sse, NGX_ERROR);
+        return;
+    }
+
+    if (r->connection->buffered) {
+        if (ngx_handle_write_event(r->connection->write, 0) != NGX_OK) {
+            creor_sse_finish(sse, NGX_ERROR);
+        }
+
+        return;
+    }
+
+    if (creor_sse_send(sse) == NGX_ERROR) {
+        creor_sse_finish(sse, NGX_ERROR);
+    }
+}
+
+
+/* a comment line keeps proxies from closing an idle stream */
+
+static void
+creor_sse_ping(ngx_event_t *ev)
+{
+    u_char       *p;
+    creor_sse_t  *sse;
+
+    sse = ev->data;
+
+    if (sse->finished) {
+        return;
+    }
+
+    if (!sse->r->connection->buffered) {
+        p = ngx_alloc(sizeof(": keepalive\n\n") - 1, ev->log);
+        if (p == NULL) {
+            creor_sse_finish(sse, NGX_ERROR);
+            return;
+        }
+
+        ngx_memcpy(p, ": keepalive\n\n", sizeof(": keepalive\n\n") - 1);
+
+        if (creor_sse_output(sse, p, sizeof(": keepalive\n\n") - 1)
+            == NGX_ERROR)
+        {
+            creor_sse_finish(sse, NGX_ERROR);
+            return;
+        }
+
+        ngx_http_run_posted_requests(sse->r->connection);
+    }
+
+    ngx_add_timer(ev, sse->keepalive);
+}
+
+
+static void
+creor_sse_finish(creor_sse_t *sse, ngx_int_t rc)
+{
+    ngx_http_request_t  *r;
+
+    if (sse->finished) {
+        return;
+    }
+
+    sse->finished = 1;
+    r = sse->r;
+
+    if (sse->ping.timer_set) {
+        ngx_del_timer(&sse->ping);
+    }
+
+    ngx_queue_remove(&sse->queue);
+    creor_nstreams--;
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_send_special(r, NGX_HTTP_LAST);
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static void
+creor_sse_cleanup(void *data)
+{
+    creor_sse_t  *sse = data;
+
+    ngx_chain_t  *cl;
+
+    if (!sse->finished) {
+        sse->finished = 1;
+
+        if (sse->ping.timer_set) {
+            ngx_del_timer(&sse->ping);
+        }
+
+        ngx_queue_remove(&sse->queue);
+        creor_nstreams--;
+    }
+
+    for (cl = sse->busy; cl; cl = cl->next) {
+        if (cl->buf->start) {
+            ngx_free(cl->buf->start);
+            cl->buf->start = NULL;
+        }
+    }
+
+    for (cl = sse->free; cl; cl = cl->next) {
+        if (cl->buf->start) {
+            ngx_free(cl->buf->start);
+            cl->buf->start = NULL;
+        }
+    }
+}

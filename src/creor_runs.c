@@ -1,0 +1,2113 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ *
+ * Runs (SPEC 8.2, 8.3): creation (JSON or multipart with files), reads,
+ * lists, cancel, signal, attachments; the state machine that every event
+ * goes through, and the body of an executor call.
+ *
+ * A run is "r:<org>:<run>": a fixed header (status, lease, counters) and
+ * a JSON document (inputs, result, files, the pending signal).  Its events
+ * are "e:<run>:<seq>", each the envelope sent on the wire.  "ri:<run>"
+ * names its organization, "q:<run>" says it needs a worker.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/crypto.h>
+
+#include "ngx_creor.h"
+
+
+#define CREOR_RUN_VERSION     1
+#define CREOR_URL_TTL         3600          /* s a file URL stays valid */
+
+
+typedef struct {
+    creor_arg_t            *status;
+    ngx_str_t               agent;
+} creor_runs_filter_t;
+
+
+static ngx_int_t creor_runs_body(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_json_t **body, ngx_array_t *files);
+static ngx_int_t creor_runs_form(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_json_t **body, ngx_array_t *files);
+static ngx_int_t creor_runs_validate(ngx_http_request_t *r,
+    creor_json_t *body);
+static ngx_int_t creor_runs_save_files(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx, ngx_array_t *files, ngx_str_t *dir,
+    creor_json_t *list);
+static ngx_int_t creor_runs_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    MDB_val *key, MDB_val *val, yajl_gen g);
+static ngx_int_t creor_runs_offset(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx, creor_page_t *pg, ngx_uint_t offset);
+static void creor_run_doc_str(yajl_gen g, creor_run_t *run, const char *name,
+    const char *key);
+static void creor_file_signature(ngx_creor_main_conf_t *mcf, ngx_str_t *run,
+    ngx_str_t *file, time_t expires, u_char *hex);
+static ngx_int_t creor_run_status_parse(ngx_str_t *s);
+
+
+static const char  *creor_run_statuses[] = {
+    "", "queued", "running", "awaiting_input", "completed", "failed",
+    "cancelled"
+};
+
+static const char  *creor_run_fields[] = {
+    "appId", "agentId", "inputs", "chatModelId", "workspaceId", "webhookUrl",
+    "metadata", NULL
+};
+
+static const char  *creor_signal_fields[] = { "action", "input", NULL };
+
+
+const char *
+creor_run_status_name(ngx_uint_t status)
+{
+    return status <= CREOR_RUN_CANCELLED ? creor_run_statuses[status] : "";
+}
+
+
+static ngx_int_t
+creor_run_status_parse(ngx_str_t *s)
+{
+    ngx_uint_t  i;
+
+    /* seed 002 calls a queued run "pending" */
+
+    if (s->len == 7 && ngx_strncmp(s->data, "pending", 7) == 0) {
+        return CREOR_RUN_QUEUED;
+    }
+
+    for (i = CREOR_RUN_QUEUED; i <= CREOR_RUN_CANCELLED; i++) {
+        if (ngx_strlen(creor_run_statuses[i]) == s->len
+            && ngx_strncmp(creor_run_statuses[i], s->data, s->len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return NGX_ERROR;
+}
+
+
+ngx_int_t
+creor_run_load(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
+    ngx_str_t *org, ngx_str_t *id, creor_run_t *run)
+{
+    int      rc;
+    u_char   err[128];
+    MDB_val  val;
+
+    ngx_memzero(run, sizeof(creor_run_t));
+    run->pool = pool;
+
+    ngx_snprintf((u_char *) run->key, sizeof(run->key), "r:%V:%V%Z", org, id);
+
+    rc = creor_store_get(st, txn, run->key, &val);
+    if (rc != CREOR_STORE_OK) {
+        return rc;
+    }
+
+    if (val.mv_size <= sizeof(creor_run_hdr_t)) {
+        return CREOR_STORE_ERROR;
+    }
+
+    ngx_memcpy(&run->hdr, val.mv_data, sizeof(creor_run_hdr_t));
+
+    run->doc = creor_json_parse(pool,
+                                (u_char *) val.mv_data
+                                + sizeof(creor_run_hdr_t),
+                                val.mv_size - sizeof(creor_run_hdr_t),
+                                err, sizeof(err));
+
+    if (run->doc == NULL || run->doc->type != CREOR_JSON_OBJECT) {
+        return CREOR_STORE_ERROR;
+    }
+
+    run->id.data = ngx_pnalloc(pool, id->len);
+    if (run->id.data == NULL) {
+        return CREOR_STORE_ERROR;
+    }
+
+    ngx_memcpy(run->id.data, id->data, id->len);
+    run->id.len = id->len;
+
+    return CREOR_STORE_OK;
+}
+
+
+/* by id alone, for the dispatcher and signed file URLs */
+
+ngx_int_t
+creor_run_load_any(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
+    ngx_str_t *id, creor_run_t *run)
+{
+    int        rc;
+    char       key[CREOR_STORE_KEY_MAX];
+    MDB_val    val;
+    ngx_str_t  org;
+
+    if (id->len >= CREOR_ID_MAX) {
+        return CREOR_STORE_NOTFOUND;
+    }
+
+    ngx_snprintf((u_char *) key, sizeof(key), "ri:%V%Z", id);
+
+    rc = creor_store_get(st, txn, key, &val);
+    if (rc != CREOR_STORE_OK) {
+        return rc;
+    }
+
+    org.data = ngx_pnalloc(pool, val.mv_size);
+    if (org.data == NULL) {
+        return CREOR_STORE_ERROR;
+    }
+
+    ngx_memcpy(org.data, val.mv_data, val.mv_size);
+    org.len = val.mv_size;
+
+    return creor_run_load(st, txn, pool, &org, id, run);
+}
+
+
+ngx_int_t
+creor_run_save(creor_store_t *st, MDB_txn *txn, creor_run_t *run)
+{
+    u_char     *buf;
+    yajl_gen    g;
+    ngx_str_t   doc;
+
+    g = creor_gen_pool(run->pool);
+    if (g == NULL) {
+        return CREOR_STORE_ERROR;
+    }
+
+    creor_gen_value(g, run->doc);
+
+    if (creor_gen_result_pool(run->pool, g, &doc) != NGX_OK) {
+        return CREOR_STORE_ERROR;
+    }
+
+    buf = ngx_pnalloc(run->pool, sizeof(creor_run_hdr_t) + doc.len);
+    if (buf == NULL) {
+        return CREOR_STORE_ERROR;
+    }
+
+    run->hdr.version = CREOR_RUN_VERSION;
+    ngx_memcpy(buf, &run->hdr, sizeof(creor_run_hdr_t));
+    ngx_memcpy(buf + sizeof(creor_run_hdr_t), doc.data, doc.len);
+
+    return creor_store_put(st, txn, run->key, buf,
+                           sizeof(creor_run_hdr_t) + doc.len, 0);
+}
+
+
+static ngx_int_t
+creor_run_queue(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
+    ngx_flag_t on)
+{
+    char  key[CREOR_STORE_KEY_MAX];
+
+    ngx_snprintf((u_char *) key, sizeof(key), "q:%V%Z", &run->id);
+
+    if (on) {
+        return creor_store_put(st, txn, key, "", 0, 0);
+    }
+
+    return creor_store_del(st, txn, key) == CREOR_STORE_ERROR
+           ? CREOR_STORE_ERROR : CREOR_STORE_OK;
+}
+
+
+/*
+ * Appends one event and applies what it means to the run (SPEC 8.3);
+ * terminal runs take no more events (NGX_DECLINED).  The caller saves
+ * the run and commits.
+ */
+
+ngx_int_t
+creor_run_event(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
+    const char *type, size_t type_len, creor_json_t *value)
+{
+    int            rc;
+    char           key[CREOR_STORE_KEY_MAX], id[CREOR_ID_MAX];
+    int64_t        now;
+    yajl_gen       g;
+    ngx_str_t      out, t;
+    ngx_uint_t     status;
+    creor_json_t  *v;
+
+    if (creor_run_terminal(run->hdr.status)) {
+        return NGX_DECLINED;
+    }
+
+    rc = creor_store_make_id(st, txn, id, sizeof(id), "evt_");
+    if (rc != CREOR_STORE_OK) {
+        return rc;
+    }
+
+    now = creor_now_ms();
+    run->hdr.seq++;
+
+    g = creor_gen_pool(run->pool);
+    if (g == NULL) {
+        return CREOR_STORE_ERROR;
+    }
+
+    yajl_gen_map_open(g);
+    creor_gen_kv(g, "id", id);
+    creor_gen_kv_ngx(g, "run_id", &run->id);
+    creor_gen_kv_int(g, "seq", run->hdr.seq);
+    creor_gen_str(g, "type");
+    yajl_gen_string(g, (u_char *) type, type_len);
+    creor_gen_kv_time(g, "created_at", now);
+    creor_gen_str(g, "payload");
+    yajl_gen_map_open(g);
+    creor_gen_str(g, "value");
+
+    if (value && value->type == CREOR_JSON_OBJECT) {
+        creor_gen_value(g, value);
+
+    } else {
+        yajl_gen_map_open(g);
+        yajl_gen_map_close(g);
+    }
+
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+
+    if (creor_gen_result_pool(run->pool, g, &out) != NGX_OK) {
+        return CREOR_STORE_ERROR;
+    }
+
+    ngx_snprintf((u_char *) key, sizeof(key), "e:%V:%010uD%Z", &run->id,
+                 run->hdr.seq);
+
+    rc = creor_store_put(st, txn, key, out.data, out.len, 0);
+    if (rc != CREOR_STORE_OK) {
+        return rc;
+    }
+
+    t.data = (u_char *) type;
+    t.len = type_len;
+    status = run->hdr.status;
+
+#define creor_type_is(s)                                                      \
+    (t.len == sizeof(s) - 1 && ngx_strncmp(t.data, s, sizeof(s) - 1) == 0)
+
+    if (creor_type_is("run.queued")) {
+        return CREOR_STORE_OK;
+    }
+
+    if (creor_type_is("run.awaiting_input")) {
+        status = CREOR_RUN_AWAITING_INPUT;
+        run->hdr.owner_pid = 0;
+        run->hdr.lease_ms = 0;
+
+    } else if (creor_type_is("run.signal")) {
+        status = CREOR_RUN_RUNNING;
+        run->hdr.owner_pid = 0;
+        run->hdr.lease_ms = 0;
+        run->hdr.next_ms = 0;
+        run->hdr.attempt = 0;
+
+        if (creor_json_set(run->doc, "signal", value) != NGX_OK) {
+            return CREOR_STORE_ERROR;
+        }
+
+    } else if (creor_type_is("run.completed")) {
+        status = CREOR_RUN_COMPLETED;
+
+        v = creor_json_get(value, "result");
+
+        if (v && v->type == CREOR_JSON_OBJECT
+            && creor_json_set(run->doc, "result", v) != NGX_OK)
+        {
+            return CREOR_STORE_ERROR;
+        }
+
+        v = creor_json_get(value, "usage");
+
+        if (v) {
+            if (creor_json_is_int(creor_json_get(v, "inputTokens"))) {
+                run->hdr.input_tokens =
+                                (int64_t) creor_json_get(v, "inputTokens")->num;
+            }
+
+            if (creor_json_is_int(creor_json_get(v, "outputTokens"))) {
+                run->hdr.output_tokens =
+                               (int64_t) creor_json_get(v, "outputTokens")->num;
+            }
+        }
+
+    } else if (creor_type_is("run.failed")
+               || creor_type_is("run.worker.failed"))
+    {
+        status = CREOR_RUN_FAILED;
+
+        v = creor_json_get(value, "reason_code");
+
+        ngx_cpystrn((u_char *) run->hdr.error_code,
+                    (v && v->type == CREOR_JSON_STRING && v->str.len)
+                    ? v->str.data
+                    : (u_char *) (creor_type_is("run.failed")
+                                  ? "RUN_FAILED" : "EXECUTOR_UNAVAILABLE"),
+                    sizeof(run->hdr.error_code));
+
+    } else if (creor_type_is("run.cancelled")) {
+        status = CREOR_RUN_CANCELLED;
+
+    } else if (status == CREOR_RUN_QUEUED) {
+
+        /* run.started, or a step of a leg that is under way */
+
+        status = CREOR_RUN_RUNNING;
+    }
+
+#undef creor_type_is
+
+    if (status == run->hdr.status) {
+        return CREOR_STORE_OK;
+    }
+
+    if (status == CREOR_RUN_RUNNING && run->hdr.started_ms == 0) {
+        run->hdr.started_ms = now;
+    }
+
+    if (creor_run_terminal(status)) {
+        run->hdr.completed_ms = now;
+        run->hdr.owner_pid = 0;
+        run->hdr.lease_ms = 0;
+    }
+
+    run->hdr.status = status;
+    run->sync = 1;
+
+    rc = creor_run_queue(st, txn, run, status == CREOR_RUN_RUNNING
+                                       || status == CREOR_RUN_QUEUED);
+    if (rc != CREOR_STORE_OK) {
+        return rc;
+    }
+
+    return creor_agent_track(st, txn, run->pool, run, 0);
+}
+
+
+/*
+ * Saves the run, commits (synced if its state changed) and wakes what
+ * waits for events: streams and legs on this worker at once, the other
+ * workers through the shared counter.
+ */
+
+ngx_int_t
+creor_run_commit(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
+    ngx_flag_t sync)
+{
+    int                     rc;
+    ngx_creor_main_conf_t  *mcf;
+
+    rc = creor_run_save(st, txn, run);
+    if (rc != CREOR_STORE_OK) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+
+    if (sync && run->sync) {
+        rc = creor_store_commit(txn);
+
+    } else {
+        mdb_env_set_flags(st->env, MDB_NOSYNC, 1);
+        rc = creor_store_commit(txn);
+        mdb_env_set_flags(st->env, MDB_NOSYNC, st->nosync);
+    }
+
+    if (rc != CREOR_STORE_OK) {
+        return rc;
+    }
+
+    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_creor_module);
+    creor_dispatch_wakeup(mcf);
+
+    return CREOR_STORE_OK;
+}
+
+
+void
+creor_run_json(yajl_gen g, creor_run_t *run)
+{
+    creor_json_t  *v;
+
+    yajl_gen_map_open(g);
+    creor_gen_kv_ngx(g, "id", &run->id);
+    creor_gen_kv(g, "object", "run");
+    creor_gen_kv(g, "status", creor_run_status_name(run->hdr.status));
+    creor_gen_kv_or_null(g, "agentId", run->hdr.agent);
+    creor_gen_kv_or_null(g, "appId", run->hdr.agent);
+    creor_run_doc_str(g, run, "appName", "appName");
+    creor_gen_kv_or_null(g, "threadId", run->hdr.thread);
+    creor_gen_kv_or_null(g, "projectId", run->hdr.project);
+
+    creor_gen_str(g, "inputs");
+    v = creor_json_get(run->doc, "inputs");
+
+    if (v) {
+        creor_gen_value(g, v);
+
+    } else {
+        yajl_gen_map_open(g);
+        yajl_gen_map_close(g);
+    }
+
+    creor_gen_str(g, "result");
+    v = creor_json_get(run->doc, "result");
+
+    if (v) {
+        creor_gen_value(g, v);
+
+    } else {
+        yajl_gen_null(g);
+    }
+
+    creor_gen_kv_or_null(g, "errorCode", run->hdr.error_code);
+
+    creor_gen_str(g, "usage");
+    yajl_gen_map_open(g);
+    creor_gen_kv_int(g, "inputTokens", run->hdr.input_tokens);
+    creor_gen_kv_int(g, "outputTokens", run->hdr.output_tokens);
+    yajl_gen_map_close(g);
+
+    creor_run_doc_str(g, run, "webhookUrl", "webhookUrl");
+    creor_run_doc_str(g, run, "chatModelId", "chatModelId");
+    creor_run_doc_str(g, run, "workspaceId", "workspaceId");
+
+    creor_gen_str(g, "metadata");
+    v = creor_json_get(run->doc, "metadata");
+
+    if (v) {
+        creor_gen_value(g, v);
+
+    } else {
+        yajl_gen_null(g);
+    }
+
+    creor_gen_str(g, "files");
+    v = creor_json_get(run->doc, "files");
+
+    if (v) {
+        creor_gen_value(g, v);
+
+    } else {
+        yajl_gen_array_open(g);
+        yajl_gen_array_close(g);
+    }
+
+    creor_gen_kv_time(g, "createdAt", run->hdr.created_ms);
+    creor_gen_kv_time(g, "startedAt", run->hdr.started_ms);
+    creor_gen_kv_time(g, "completedAt", run->hdr.completed_ms);
+    yajl_gen_map_close(g);
+}
+
+
+static void
+creor_run_doc_str(yajl_gen g, creor_run_t *run, const char *name,
+    const char *key)
+{
+    creor_json_t  *v;
+
+    creor_gen_str(g, name);
+    v = creor_json_get(run->doc, key);
+
+    if (v && v->type == CREOR_JSON_STRING) {
+        creor_gen_ngx_str(g, &v->str);
+
+    } else {
+        yajl_gen_null(g);
+    }
+}
+
+
+/* a deleted agent's active runs are cancelled; they stay readable */
+
+ngx_int_t
+creor_runs_cancel_agent(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
+    ngx_str_t *org, ngx_str_t *agent)
+{
+    int               rc;
+    char              prefix[CREOR_STORE_KEY_MAX];
+    size_t            plen;
+    MDB_val           k, v;
+    ngx_str_t        *id;
+    ngx_uint_t        i;
+    MDB_cursor       *cur;
+    ngx_array_t       ids;
+    creor_run_t       run;
+    creor_run_hdr_t   hdr;
+
+    if (ngx_array_init(&ids, pool, 4, sizeof(ngx_str_t)) != NGX_OK) {
+        return CREOR_STORE_ERROR;
+    }
+
+    plen = ngx_snprintf((u_char *) prefix, sizeof(prefix), "r:%V:", org)
+           - (u_char *) prefix;
+
+    if (mdb_cursor_open(txn, st->dbi, &cur) != 0) {
+        return CREOR_STORE_ERROR;
+    }
+
+    k.mv_data = prefix;
+    k.mv_size = plen;
+
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && k.mv_size > plen
+         && ngx_memcmp(k.mv_data, prefix, plen) == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    {
+        if (v.mv_size <= sizeof(creor_run_hdr_t)) {
+            continue;
+        }
+
+        ngx_memcpy(&hdr, v.mv_data, sizeof(creor_run_hdr_t));
+
+        if (creor_run_terminal(hdr.status)
+            || ngx_strlen(hdr.agent) != agent->len
+            || ngx_strncmp(hdr.agent, agent->data, agent->len) != 0)
+        {
+            continue;
+        }
+
+        id = ngx_array_push(&ids);
+        if (id == NULL) {
+            mdb_cursor_close(cur);
+            return CREOR_STORE_ERROR;
+        }
+
+        id->len = k.mv_size - plen;
+        id->data = ngx_pnalloc(pool, id->len);
+        if (id->data == NULL) {
+            mdb_cursor_close(cur);
+            return CREOR_STORE_ERROR;
+        }
+
+        ngx_memcpy(id->data, (u_char *) k.mv_data + plen, id->len);
+    }
+
+    mdb_cursor_close(cur);
+
+    id = ids.elts;
+
+    for (i = 0; i < ids.nelts; i++) {
+        rc = creor_run_load(st, txn, pool, org, &id[i], &run);
+
+        if (rc == CREOR_STORE_OK) {
+            rc = creor_run_event(st, txn, &run, "run.cancelled", 13, NULL);
+        }
+
+        if (rc == CREOR_STORE_OK) {
+            rc = creor_run_save(st, txn, &run);
+        }
+
+        if (rc != CREOR_STORE_OK) {
+            return rc;
+        }
+    }
+
+    return CREOR_STORE_OK;
+}
+
+
+/*
+ * POST /v1/runs and POST /v1/apps/:appId/runs: JSON, or multipart with
+ * "inputs" as a JSON string and repeated "files".
+ */
+
+ngx_int_t
+creor_runs_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    int             rc;
+    u_char         *p;
+    yajl_gen        g;
+    MDB_txn        *txn;
+    ngx_str_t       agent, dir;
+    ngx_array_t     files;
+    creor_run_t     run;
+    creor_json_t   *body, *v, *list;
+
+    body = NULL;
+
+    if (ngx_array_init(&files, r->pool, 2, sizeof(creor_part_t)) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ctx->multipart ? creor_runs_form(r, ctx, &body, &files)
+                        : creor_runs_body(r, ctx, &body, &files);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (creor_runs_validate(r, body) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    /* the URL's app wins over the body's (seed 002) */
+
+    if (ctx->route->flags & CREOR_ROUTE_APP) {
+        agent = ctx->params[0];
+
+    } else {
+        v = creor_json_get(body, "appId");
+        if (v == NULL) {
+            v = creor_json_get(body, "agentId");
+        }
+
+        if (v == NULL) {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "MISSING_FIELD",
+                              "appId", "The 'appId' field is required.");
+        }
+
+        agent = v->str;
+    }
+
+    if (!creor_is_id((char *) agent.data, agent.len, "agent_")) {
+        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", "appId",
+                          "No such app.");
+    }
+
+    ngx_str_null(&dir);
+    list = NULL;
+
+    if (files.nelts) {
+        list = creor_json_new(r->pool, CREOR_JSON_ARRAY, NULL, 0);
+        if (list == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        /* written before the transaction, which must stay short */
+
+        if (creor_runs_save_files(r, ctx, &files, &dir, list) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+    }
+
+    rc = creor_store_write(&ctx->mcf->store, &txn);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    rc = creor_runs_start(r, ctx, &agent, creor_json_get(body, "inputs"), 0,
+                          txn, &run);
+    if (rc != NGX_OK) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+
+    for (v = body->child; v; v = v->next) {
+        if (v->key.len == 6 && ngx_strncmp(v->key.data, "inputs", 6) == 0) {
+            continue;
+        }
+
+        if (v->key.len == 5 && ngx_strncmp(v->key.data, "appId", 5) == 0) {
+            continue;
+        }
+
+        if (v->key.len == 7 && ngx_strncmp(v->key.data, "agentId", 7) == 0) {
+            continue;
+        }
+
+        if (v->type != CREOR_JSON_NULL
+            && creor_json_set(run.doc, (char *) v->key.data, v) != NGX_OK)
+        {
+            mdb_txn_abort(txn);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (list) {
+        if (creor_json_set(run.doc, "files", list) != NGX_OK) {
+            mdb_txn_abort(txn);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        /* the upload directory becomes the run's */
+
+        p = ngx_pnalloc(r->pool, ctx->mcf->files_path.len + run.id.len + 2);
+        if (p == NULL) {
+            mdb_txn_abort(txn);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_sprintf(p, "%V/%V%Z", &ctx->mcf->files_path, &run.id);
+
+        if (ngx_rename_file(dir.data, p) == NGX_FILE_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno,
+                          ngx_rename_file_n " \"%s\" to \"%s\" failed",
+                          dir.data, p);
+            mdb_txn_abort(txn);
+            return creor_fail_store(r, CREOR_STORE_ERROR);
+        }
+    }
+
+    rc = creor_run_commit(&ctx->mcf->store, txn, &run, 1);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    creor_dispatch_kick();
+
+    g = creor_gen_create(r);
+    if (g == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    yajl_gen_map_open(g);
+    creor_gen_kv_ngx(g, "id", &run.id);
+    creor_gen_kv(g, "object", "run");
+    creor_gen_kv(g, "status", "queued");
+    creor_gen_kv(g, "appId", run.hdr.agent);
+    creor_run_doc_str(g, &run, "appName", "appName");
+    creor_gen_kv_or_null(g, "threadId", run.hdr.thread);
+    creor_gen_kv_time(g, "createdAt", run.hdr.created_ms);
+    creor_gen_kv_ngx(g, "request_id", &ctx->request_id);
+    yajl_gen_map_close(g);
+
+    return creor_send_json(r, NGX_HTTP_ACCEPTED, g);
+}
+
+
+static ngx_int_t
+creor_runs_body(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_json_t **body, ngx_array_t *files)
+{
+    if (creor_check_fields(r, ctx->json, creor_run_fields, "") != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    *body = ctx->json;
+
+    return NGX_OK;
+}
+
+
+/* form fields as text, "inputs" and "metadata" JSON strings, "files" */
+
+static ngx_int_t
+creor_runs_form(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_json_t **body, ngx_array_t *files)
+{
+    u_char        err[128];
+    ngx_str_t     ct;
+    ngx_uint_t    i;
+    ngx_array_t   parts;
+    const char  **f;
+    creor_part_t *part, *file;
+    creor_json_t *obj, *v;
+
+    ct = r->headers_in.content_type->value;
+
+    if (creor_multipart_parse(r->pool, &ct, &ctx->body, &parts, err,
+                              sizeof(err))
+        != NGX_OK)
+    {
+        return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR", NULL,
+                          "%s", err);
+    }
+
+    obj = creor_json_new(r->pool, CREOR_JSON_OBJECT, NULL, 0);
+    if (obj == NULL) {
+        return NGX_ERROR;
+    }
+
+    part = parts.elts;
+
+    for (i = 0; i < parts.nelts; i++) {
+
+        if (part[i].name.len == 5
+            && ngx_strncmp(part[i].name.data, "files", 5) == 0)
+        {
+            if (!part[i].is_file) {
+                return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                                  "files", "'files' must be file parts.");
+            }
+
+            if (files->nelts == CREOR_FILES_MAX) {
+                return creor_fail(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                  "TOO_MANY_FILES", "files",
+                                  "At most %d files may be attached.",
+                                  CREOR_FILES_MAX);
+            }
+
+            if (part[i].data.len > CREOR_FILE_SIZE_MAX) {
+                return creor_fail(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                  "FILE_TOO_LARGE", "files",
+                                  "A file may be at most 10 MB.");
+            }
+
+            if (part[i].data.len == 0) {
+                return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                                  "files", "Empty files are rejected.");
+            }
+
+            if (part[i].filename.len == 0 || part[i].filename.len > 255
+                || !creor_utf8_valid(part[i].filename.data,
+                                     part[i].filename.len)
+                || ngx_strlchr(part[i].filename.data,
+                               part[i].filename.data + part[i].filename.len,
+                               '\0'))
+            {
+                return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                                  "files", "A file needs a UTF-8 file name "
+                                  "of 1 to 255 bytes.");
+            }
+
+            file = ngx_array_push(files);
+            if (file == NULL) {
+                return NGX_ERROR;
+            }
+
+            *file = part[i];
+            continue;
+        }
+
+        for (f = creor_run_fields; *f; f++) {
+            if (ngx_strlen(*f) == part[i].name.len
+                && ngx_strncmp(*f, part[i].name.data, part[i].name.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (*f == NULL || part[i].is_file) {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "UNKNOWN_PARAMETER",
+                              *f ? *f : "?", "Unknown form field.");
+        }
+
+        if (creor_json_get(obj, *f)) {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                              *f, "'%s' is given twice.", *f);
+        }
+
+        if (!creor_utf8_valid(part[i].data.data, part[i].data.len)
+            || ngx_strlchr(part[i].data.data,
+                           part[i].data.data + part[i].data.len, '\0'))
+        {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                              *f, "'%s' is not UTF-8 text.", *f);
+        }
+
+        if (ngx_strcmp(*f, "inputs") == 0 || ngx_strcmp(*f, "metadata") == 0)
+        {
+            v = creor_json_parse(r->pool, part[i].data.data,
+                                 part[i].data.len, err, sizeof(err));
+            if (v == NULL) {
+                return creor_fail(r, NGX_HTTP_BAD_REQUEST, "INVALID_JSON",
+                                  *f, "'%s': %s", *f, err);
+            }
+
+        } else {
+            v = creor_json_new(r->pool, CREOR_JSON_STRING,
+                               (char *) part[i].data.data, part[i].data.len);
+        }
+
+        if (creor_json_set(obj, *f, v) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    *body = obj;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+creor_runs_validate(ngx_http_request_t *r, creor_json_t *body)
+{
+    const char    **f;
+    creor_json_t   *v;
+
+    for (f = creor_run_fields; *f; f++) {
+        v = creor_json_get(body, *f);
+
+        if (v == NULL || v->type == CREOR_JSON_NULL) {
+            continue;
+        }
+
+        if (ngx_strcmp(*f, "inputs") == 0
+            || ngx_strcmp(*f, "metadata") == 0)
+        {
+            if (v->type != CREOR_JSON_OBJECT) {
+                return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                                  *f, "'%s' must be an object.", *f);
+            }
+
+            continue;
+        }
+
+        if (v->type != CREOR_JSON_STRING || v->str.len == 0
+            || v->str.len > 2048)
+        {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                              *f, "'%s' must be a string of 1 to 2048 bytes.",
+                              *f);
+        }
+
+        if (ngx_strcmp(*f, "webhookUrl") == 0
+            && ngx_strncasecmp(v->str.data, (u_char *) "https://", 8) != 0
+            && ngx_strncasecmp(v->str.data, (u_char *) "http://", 7) != 0)
+        {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                              "webhookUrl", "'webhookUrl' must be an http or "
+                              "https URL.");
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The files go to "<files path>/.up-<random>/<file id>"; the directory is
+ * renamed to the run's id once the run exists.
+ */
+
+static ngx_int_t
+creor_runs_save_files(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    ngx_array_t *files, ngx_str_t *dir, creor_json_t *list)
+{
+    u_char         *p, rnd[12], name[NGX_MAX_PATH];
+    char            id[CREOR_ID_MAX];
+    ssize_t         n;
+    ngx_fd_t        fd;
+    ngx_uint_t      i;
+    creor_part_t   *part;
+    creor_json_t   *item;
+    ngx_str_t       ct;
+
+    if (ctx->mcf->files_path.len + 64 > NGX_MAX_PATH
+        || creor_random(rnd, sizeof(rnd)) != 0)
+    {
+        return creor_fail_store(r, CREOR_STORE_ERROR);
+    }
+
+    dir->data = ngx_pnalloc(r->pool, ctx->mcf->files_path.len + 32);
+    if (dir->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(dir->data, "%V/.up-", &ctx->mcf->files_path);
+    p = ngx_hex_dump(p, rnd, sizeof(rnd));
+    *p = '\0';
+    dir->len = p - dir->data;
+
+    if (ngx_create_dir(dir->data, 0700) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno,
+                      ngx_create_dir_n " \"%s\" failed", dir->data);
+        return creor_fail_store(r, CREOR_STORE_ERROR);
+    }
+
+    part = files->elts;
+
+    for (i = 0; i < files->nelts; i++) {
+
+        if (creor_make_id(id, sizeof(id), "file_") != 0) {
+            return creor_fail_store(r, CREOR_STORE_ERROR);
+        }
+
+        ngx_sprintf(name, "%V/%s%Z", dir, id);
+
+        fd = ngx_open_file(name, NGX_FILE_WRONLY, NGX_FILE_CREATE_OR_OPEN,
+                           0600);
+        if (fd == NGX_INVALID_FILE) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno,
+                          ngx_open_file_n " \"%s\" failed", name);
+            return creor_fail_store(r, CREOR_STORE_ERROR);
+        }
+
+        n = ngx_write_fd(fd, part[i].data.data, part[i].data.len);
+
+        ngx_close_file(fd);
+
+        if (n != (ssize_t) part[i].data.len) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno,
+                          "writing \"%s\" failed", name);
+            return creor_fail_store(r, CREOR_STORE_FULL);
+        }
+
+        item = creor_json_new(r->pool, CREOR_JSON_OBJECT, NULL, 0);
+        if (item == NULL) {
+            return NGX_ERROR;
+        }
+
+        ct = part[i].content_type;
+
+        if (ct.len == 0 || !creor_utf8_valid(ct.data, ct.len)) {
+            ngx_str_set(&ct, "application/octet-stream");
+        }
+
+        p = ngx_pnalloc(r->pool, NGX_OFF_T_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (creor_json_set(item, "id",
+                           creor_json_new(r->pool, CREOR_JSON_STRING, id,
+                                          ngx_strlen(id))) != NGX_OK
+            || creor_json_set(item, "name",
+                              creor_json_new(r->pool, CREOR_JSON_STRING,
+                                             (char *) part[i].filename.data,
+                                             part[i].filename.len)) != NGX_OK
+            || creor_json_set(item, "type",
+                              creor_json_new(r->pool, CREOR_JSON_STRING,
+                                             (char *) ct.data, ct.len))
+               != NGX_OK
+            || creor_json_set(item, "size",
+                              creor_json_new(r->pool, CREOR_JSON_NUMBER,
+                                             (char *) p,
+                                             ngx_sprintf(p, "%uz",
+                                                         part[i].data.len)
+                                             - p)) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        item->key.len = 0;
+
+        if (list->last) {
+            list->last->next = item;
+
+        } else {
+            list->child = item;
+        }
+
+        list->last = item;
+        list->count++;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Creates a queued run of an agent in txn: the API's runs, an agent's
+ * "prompt" and its follow-ups.  A follow-up continues the agent's thread.
+ */
+
+ngx_int_t
+creor_runs_start(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    ngx_str_t *agent_id, creor_json_t *inputs, ngx_flag_t followup,
+    MDB_txn *txn, creor_run_t *run)
+{
+    int            rc;
+    char           key[CREOR_STORE_KEY_MAX], id[CREOR_ID_MAX];
+    u_char         err[128];
+    MDB_val        val;
+    creor_json_t  *agent, *v;
+    creor_store_t *st;
+
+    st = &ctx->mcf->store;
+
+    if (creor_app_scope(r, ctx, agent_id) != NGX_OK) {
+
+        /* another organization's agent is not found, not forbidden */
+
+        ngx_snprintf((u_char *) key, sizeof(key), "a:%V:%V%Z",
+                     &ctx->who.org, agent_id);
+
+        if (creor_store_get(st, txn, key, &val) != CREOR_STORE_OK) {
+            return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", "appId",
+                              "No such app.");
+        }
+
+        return NGX_DECLINED;
+    }
+
+    ngx_snprintf((u_char *) key, sizeof(key), "a:%V:%V%Z", &ctx->who.org,
+                 agent_id);
+
+    rc = creor_store_get(st, txn, key, &val);
+
+    if (rc == CREOR_STORE_NOTFOUND) {
+        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", "appId",
+                          "No such app.");
+    }
+
+    if (rc != CREOR_STORE_OK || val.mv_size <= 4 * CREOR_ID_MAX + 16) {
+        return creor_fail_store(r, rc == CREOR_STORE_OK ? CREOR_STORE_ERROR
+                                                         : rc);
+    }
+
+    /* the agent's header: project[40], status[16], run[40], thread[40] */
+
+    if (ctx->who.key.project[0]
+        && ngx_strncmp(val.mv_data, ctx->who.key.project, CREOR_ID_MAX)
+           != 0)
+    {
+        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", "appId",
+                          "No such app.");
+    }
+
+    ngx_memzero(run, sizeof(creor_run_t));
+    run->pool = r->pool;
+
+    ngx_cpystrn((u_char *) run->hdr.project, val.mv_data, CREOR_ID_MAX);
+
+    if (followup) {
+        ngx_cpystrn((u_char *) run->hdr.thread,
+                    (u_char *) val.mv_data + 2 * CREOR_ID_MAX + 16,
+                    CREOR_ID_MAX);
+    }
+
+    agent = creor_json_parse(r->pool,
+                             (u_char *) val.mv_data + 3 * CREOR_ID_MAX + 16,
+                             val.mv_size - 3 * CREOR_ID_MAX - 16,
+                             err, sizeof(err));
+    if (agent == NULL) {
+        return creor_fail_store(r, CREOR_STORE_ERROR);
+    }
+
+    rc = creor_store_make_id(st, txn, id, sizeof(id), "run_");
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    run->id.data = ngx_pnalloc(r->pool, ngx_strlen(id));
+    if (run->id.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    run->id.len = ngx_strlen(id);
+    ngx_memcpy(run->id.data, id, run->id.len);
+
+    if (run->hdr.thread[0] == '\0') {
+        ngx_cpystrn((u_char *) run->hdr.thread, (u_char *) id, CREOR_ID_MAX);
+    }
+
+    ngx_snprintf((u_char *) run->key, sizeof(run->key), "r:%V:%s%Z",
+                 &ctx->who.org, id);
+    ngx_cpystrn((u_char *) run->hdr.org, ctx->who.org.data,
+                ngx_min(ctx->who.org.len + 1, CREOR_ID_MAX));
+    ngx_cpystrn((u_char *) run->hdr.agent, agent_id->data,
+                ngx_min(agent_id->len + 1, CREOR_ID_MAX));
+
+    run->hdr.status = CREOR_RUN_QUEUED;
+    run->hdr.created_ms = creor_now_ms();
+    run->sync = 1;
+
+    run->doc = creor_json_new(r->pool, CREOR_JSON_OBJECT, NULL, 0);
+    if (run->doc == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (inputs == NULL || inputs->type != CREOR_JSON_OBJECT) {
+        inputs = creor_json_new(r->pool, CREOR_JSON_OBJECT, NULL, 0);
+    }
+
+    v = creor_json_get(agent, "name");
+
+    if (creor_json_set(run->doc, "inputs", inputs) != NGX_OK
+        || (v && creor_json_set(run->doc, "appName", v) != NGX_OK))
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_snprintf((u_char *) key, sizeof(key), "ri:%s%Z", id);
+
+    rc = creor_store_put(st, txn, key, ctx->who.org.data, ctx->who.org.len,
+                         0);
+
+    if (rc == CREOR_STORE_OK) {
+        rc = creor_run_queue(st, txn, run, 1);
+    }
+
+    if (rc == CREOR_STORE_OK) {
+        rc = creor_run_event(st, txn, run, "run.queued", 10, NULL);
+    }
+
+    if (rc == CREOR_STORE_OK) {
+        rc = creor_agent_track(st, txn, r->pool, run, 1);
+    }
+
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the route's run: 404 if another organization's, 403 for another app */
+
+ngx_int_t
+creor_runs_route_run(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    MDB_txn *txn, creor_run_t *run)
+{
+    int         rc;
+    ngx_str_t  *id, *app, agent;
+
+    /* /v1/runs/:id, or /v1/apps/:appId/runs/:runId */
+
+    if (ctx->route->flags & CREOR_ROUTE_APP) {
+        app = &ctx->params[0];
+        id = &ctx->params[1];
+
+    } else {
+        app = NULL;
+        id = &ctx->params[0];
+    }
+
+    if (!creor_is_id((char *) id->data, id->len, "run_")) {
+        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
+                          "No such run.");
+    }
+
+    rc = creor_run_load(&ctx->mcf->store, txn, r->pool, &ctx->who.org, id,
+                        run);
+
+    if (rc == CREOR_STORE_OK) {
+        agent.data = (u_char *) run->hdr.agent;
+        agent.len = ngx_strlen(run->hdr.agent);
+
+        if ((app && (app->len != agent.len
+                     || ngx_strncmp(app->data, agent.data, agent.len) != 0))
+            || (ctx->who.key.project[0]
+                && ngx_strcmp(run->hdr.project, ctx->who.key.project) != 0))
+        {
+            rc = CREOR_STORE_NOTFOUND;
+        }
+    }
+
+    if (rc == CREOR_STORE_NOTFOUND) {
+        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
+                          "No such run.");
+    }
+
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    return creor_app_scope(r, ctx, &agent);
+}
+
+
+ngx_int_t
+creor_runs_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    MDB_txn      *txn;
+    yajl_gen      g;
+    creor_run_t   run;
+
+    txn = creor_store_read(&ctx->mcf->store);
+    if (txn == NULL) {
+        return creor_fail_store(r, CREOR_STORE_ERROR);
+    }
+
+    if (creor_runs_route_run(r, ctx, txn, &run) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    creor_store_read_done(&ctx->mcf->store);
+
+    g = creor_gen_create(r);
+    if (g == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    creor_run_json(g, &run);
+
+    return creor_send_json(r, NGX_HTTP_OK, g);
+}
+
+
+/* GET /v1/runs and /v1/apps/:appId/runs: cursor or offset mode */
+
+ngx_int_t
+creor_runs_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    u_char               *p;
+    ngx_int_t             rc;
+    ngx_uint_t            offset;
+    creor_page_t          pg;
+    creor_runs_filter_t  *f;
+
+    ngx_memzero(&pg, sizeof(creor_page_t));
+
+    f = ngx_pcalloc(r->pool, sizeof(creor_runs_filter_t));
+    if (f == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    f->status = creor_arg(ctx, "status");
+
+    if (f->status && creor_run_status_parse(&f->status->value) == NGX_ERROR)
+    {
+        return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                          "status", "'status' must be pending, queued, "
+                          "running, awaiting_input, completed, failed or "
+                          "cancelled.");
+    }
+
+    if (ctx->route->flags & CREOR_ROUTE_APP) {
+        f->agent = ctx->params[0];
+
+        if (!creor_is_id((char *) f->agent.data, f->agent.len, "agent_")) {
+            return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
+                              "No such app.");
+        }
+
+        if (creor_app_scope(r, ctx, &f->agent) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+    }
+
+    ctx->data = f;
+
+    p = ngx_pnalloc(r->pool, 64 + f->agent.len
+                             + (f->status ? f->status->value.len : 0));
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pg.filters.data = p;
+    pg.filters.len = ngx_sprintf(p, "app=%V&status=%d", &f->agent,
+                                 f->status
+                                 ? creor_run_status_parse(&f->status->value)
+                                 : 0)
+                     - p;
+
+    pg.prefix.data = ngx_pnalloc(r->pool, ctx->who.org.len + 3);
+    if (pg.prefix.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pg.prefix.len = ngx_sprintf(pg.prefix.data, "r:%V:", &ctx->who.org)
+                    - pg.prefix.data;
+
+    rc = creor_arg_uint(r, ctx, "offset", 0, 1000000, &offset);
+    if (rc == NGX_ERROR) {
+        return NGX_DECLINED;
+    }
+
+    if (rc == NGX_OK) {
+        if (creor_arg(ctx, "cursor")) {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                              "offset", "'offset' and 'cursor' cannot be "
+                              "combined.");
+        }
+
+        if (creor_page_parse(r, ctx, &pg, 0) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        return creor_runs_offset(r, ctx, &pg, offset);
+    }
+
+    if (creor_page_parse(r, ctx, &pg, 0) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    return creor_page_send(r, ctx, &pg, creor_runs_item);
+}
+
+
+/* offset mode (seed 002): the page mode walk, reported with offset */
+
+static ngx_int_t
+creor_runs_offset(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_page_t *pg, ngx_uint_t offset)
+{
+    int           rc;
+    yajl_gen      g;
+    MDB_val       k, v;
+    MDB_txn      *txn;
+    ngx_uint_t    skip, sent, total;
+    MDB_cursor   *cur;
+    u_char       *end;
+
+    g = creor_gen_create(r);
+    if (g == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    txn = creor_store_read(&ctx->mcf->store);
+    if (txn == NULL || mdb_cursor_open(txn, ctx->mcf->store.dbi, &cur) != 0)
+    {
+        return creor_fail_store(r, CREOR_STORE_ERROR);
+    }
+
+    end = ngx_pnalloc(r->pool, pg->prefix.len);
+    if (end == NULL) {
+        mdb_cursor_close(cur);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(end, pg->prefix.data, pg->prefix.len);
+    end[pg->prefix.len - 1]++;
+
+    if (pg->desc) {
+        k.mv_data = end;
+        k.mv_size = pg->prefix.len;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        rc = (rc == MDB_NOTFOUND) ? mdb_cursor_get(cur, &k, &v, MDB_LAST)
+                                  : mdb_cursor_get(cur, &k, &v, MDB_PREV);
+
+    } else {
+        k.mv_data = pg->prefix.data;
+        k.mv_size = pg->prefix.len;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    }
+
+    skip = offset;
+    sent = 0;
+    total = 0;
+
+    yajl_gen_map_open(g);
+    creor_gen_kv(g, "object", "list");
+    creor_gen_str(g, "data");
+    yajl_gen_array_open(g);
+
+    for ( /* void */ ;
+         rc == 0 && k.mv_size > pg->prefix.len
+         && ngx_memcmp(k.mv_data, pg->prefix.data, pg->prefix.len) == 0;
+         rc = mdb_cursor_get(cur, &k, &v, pg->desc ? MDB_PREV : MDB_NEXT))
+    {
+        if (creor_runs_item(r, ctx, &k, &v, NULL) != NGX_OK) {
+            continue;
+        }
+
+        total++;
+
+        if (skip) {
+            skip--;
+            continue;
+        }
+
+        if (sent == pg->limit) {
+            continue;
+        }
+
+        if (creor_runs_item(r, ctx, &k, &v, g) != NGX_OK) {
+            mdb_cursor_close(cur);
+            return creor_fail_store(r, CREOR_STORE_ERROR);
+        }
+
+        sent++;
+    }
+
+    mdb_cursor_close(cur);
+    creor_store_read_done(&ctx->mcf->store);
+
+    yajl_gen_array_close(g);
+    creor_gen_kv_bool(g, "has_more", offset + sent < total);
+    creor_gen_str(g, "next_cursor");
+    yajl_gen_null(g);
+    creor_gen_kv_int(g, "total", total);
+    creor_gen_kv_int(g, "limit", pg->limit);
+    creor_gen_kv_int(g, "offset", offset);
+    yajl_gen_map_close(g);
+
+    return creor_send_json(r, NGX_HTTP_OK, g);
+}
+
+
+static ngx_int_t
+creor_runs_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_val *key,
+    MDB_val *val, yajl_gen g)
+{
+    ngx_str_t             id;
+    creor_run_t           run;
+    creor_run_hdr_t       hdr;
+    creor_runs_filter_t  *f;
+
+    if (val->mv_size <= sizeof(creor_run_hdr_t)) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(&hdr, val->mv_data, sizeof(creor_run_hdr_t));
+    f = ctx->data;
+
+    if ((f->status
+         && (ngx_int_t) hdr.status
+            != creor_run_status_parse(&f->status->value))
+        || (f->agent.len
+            && (ngx_strlen(hdr.agent) != f->agent.len
+                || ngx_strncmp(hdr.agent, f->agent.data, f->agent.len) != 0))
+        || (ctx->who.app.len
+            && (ngx_strlen(hdr.agent) != ctx->who.app.len
+                || ngx_strncmp(hdr.agent, ctx->who.app.data,
+                               ctx->who.app.len) != 0))
+        || (ctx->who.key.project[0]
+            && ngx_strcmp(hdr.project, ctx->who.key.project) != 0))
+    {
+        return NGX_DECLINED;
+    }
+
+    if (g == NULL) {
+        return NGX_OK;
+    }
+
+    id.data = (u_char *) key->mv_data + 3 + ctx->who.org.len;
+    id.len = key->mv_size - 3 - ctx->who.org.len;
+
+    if (creor_run_load(&ctx->mcf->store,
+                       creor_store_read(&ctx->mcf->store), r->pool,
+                       &ctx->who.org, &id, &run)
+        != CREOR_STORE_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    creor_run_json(g, &run);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+creor_runs_cancel(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    int           rc;
+    MDB_txn      *txn;
+    yajl_gen      g;
+    creor_run_t   run;
+
+    rc = creor_store_write(&ctx->mcf->store, &txn);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    if (creor_runs_route_run(r, ctx, txn, &run) != NGX_OK) {
+        mdb_txn_abort(txn);
+        return NGX_DECLINED;
+    }
+
+    if (creor_run_terminal(run.hdr.status)) {
+        mdb_txn_abort(txn);
+        return creor_fail(r, NGX_HTTP_CONFLICT, "RUN_NOT_CANCELLABLE", NULL,
+                          "The run is already %s.",
+                          creor_run_status_name(run.hdr.status));
+    }
+
+    rc = creor_run_event(&ctx->mcf->store, txn, &run, "run.cancelled", 13,
+                         NULL);
+    if (rc != CREOR_STORE_OK) {
+        mdb_txn_abort(txn);
+        return creor_fail_store(r, rc);
+    }
+
+    /* whichever worker holds the leg sees this and closes its call */
+
+    rc = creor_run_commit(&ctx->mcf->store, txn, &run, 1);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    g = creor_gen_create(r);
+    if (g == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    yajl_gen_map_open(g);
+    creor_gen_kv_bool(g, "success", 1);
+    yajl_gen_map_close(g);
+
+    return creor_send_json(r, NGX_HTTP_OK, g);
+}
+
+
+/* POST /v1/runs/:id/signal {action, input} (seed 003) */
+
+ngx_int_t
+creor_runs_signal(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    int            rc;
+    MDB_txn       *txn;
+    yajl_gen       g;
+    creor_run_t    run;
+    creor_json_t  *action, *sig, *input;
+
+    if (creor_check_fields(r, ctx->json, creor_signal_fields, "") != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    action = creor_json_get(ctx->json, "action");
+
+    if (action == NULL) {
+        return creor_fail(r, NGX_HTTP_BAD_REQUEST, "MISSING_FIELD", "action",
+                          "The 'action' field is required.");
+    }
+
+    if (action->type != CREOR_JSON_STRING
+        || (ngx_strcmp(action->str.data, "approve") != 0
+            && ngx_strcmp(action->str.data, "reject") != 0
+            && ngx_strcmp(action->str.data, "submit_input") != 0))
+    {
+        return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                          "action", "'action' must be approve, reject or "
+                          "submit_input.");
+    }
+
+    input = creor_json_get(ctx->json, "input");
+
+    sig = creor_json_new(r->pool, CREOR_JSON_OBJECT, NULL, 0);
+    if (sig == NULL
+        || creor_json_set(sig, "action", action) != NGX_OK
+        || (input && creor_json_set(sig, "input", input) != NGX_OK))
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = creor_store_write(&ctx->mcf->store, &txn);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    if (creor_runs_route_run(r, ctx, txn, &run) != NGX_OK) {
+        mdb_txn_abort(txn);
+        return NGX_DECLINED;
+    }
+
+    if (run.hdr.status != CREOR_RUN_AWAITING_INPUT) {
+        mdb_txn_abort(txn);
+        return creor_fail(r, NGX_HTTP_CONFLICT, "RUN_NOT_AWAITING_INPUT",
+                          NULL, "The run is %s, not awaiting input.",
+                          creor_run_status_name(run.hdr.status));
+    }
+
+    rc = creor_run_event(&ctx->mcf->store, txn, &run, "run.signal", 10, sig);
+    if (rc != CREOR_STORE_OK) {
+        mdb_txn_abort(txn);
+        return creor_fail_store(r, rc);
+    }
+
+    rc = creor_run_commit(&ctx->mcf->store, txn, &run, 1);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
+
+    creor_dispatch_kick();
+
+    g = creor_gen_create(r);
+    if (g == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    yajl_gen_map_open(g);
+    creor_gen_kv_ngx(g, "id", &run.id);
+    creor_gen_kv(g, "object", "run");
+    creor_gen_kv(g, "status", creor_run_status_name(run.hdr.status));
+    creor_gen_kv_ngx(g, "request_id", &ctx->request_id);
+    yajl_gen_map_close(g);
+
+    return creor_send_json(r, NGX_HTTP_ACCEPTED, g);
+}
+
+
+/*
+ * A file URL given to the executor carries its own authority:
+ * "?expires=<unix time>&signature=<hex HMAC of run/file/expires>".
+ */
+
+static void
+creor_file_signature(ngx_creor_main_conf_t *mcf, ngx_str_t *run,
+    ngx_str_t *file, time_t expires, u_char *hex)
+{
+    u_char        msg[256];
+    uint8_t       mac[CREOR_HASH_LEN];
+    unsigned int  n;
+
+    n = CREOR_HASH_LEN;
+
+    HMAC(EVP_sha256(), mcf->store.secret, (int) mcf->store.secret_len, msg,
+         ngx_snprintf(msg, sizeof(msg), "file:%V/%V/%T", run, file, expires)
+         - msg, mac, &n);
+
+    ngx_hex_dump(hex, mac, CREOR_HASH_LEN);
+}
+
+
+ngx_int_t
+creor_runs_check_signature(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    time_t        expires;
+    u_char        hex[2 * CREOR_HASH_LEN];
+    creor_arg_t  *e, *s;
+
+    e = creor_arg(ctx, "expires");
+    s = creor_arg(ctx, "signature");
+
+    if (e == NULL || s == NULL || s->value.len != sizeof(hex)) {
+        goto invalid;
+    }
+
+    expires = ngx_atotm(e->value.data, e->value.len);
+
+    if (expires == NGX_ERROR || expires < ngx_time()) {
+        goto invalid;
+    }
+
+    creor_file_signature(ctx->mcf, &ctx->params[0], &ctx->params[1], expires,
+                         hex);
+
+    if (CRYPTO_memcmp(hex, s->value.data, sizeof(hex)) != 0) {
+        goto invalid;
+    }
+
+    ctx->signed_url = 1;
+
+    return NGX_OK;
+
+invalid:
+
+    return creor_fail(r, NGX_HTTP_UNAUTHORIZED, "AUTH_KEY_INVALID", NULL,
+                      "The file URL's signature is invalid or expired.");
+}
+
+
+/* GET /v1/runs/:id/files/:fileId: the attachment itself */
+
+ngx_int_t
+creor_runs_file(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    int               rc;
+    u_char           *p;
+    MDB_txn          *txn;
+    ngx_buf_t        *b;
+    ngx_str_t        *fid, type, name;
+    ngx_chain_t       out;
+    creor_run_t       run;
+    creor_json_t     *f, *v;
+    ngx_table_elt_t  *h;
+    ngx_open_file_info_t       of;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    fid = &ctx->params[1];
+
+    if (!creor_is_id((char *) fid->data, fid->len, "file_")) {
+        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
+                          "No such file.");
+    }
+
+    txn = creor_store_read(&ctx->mcf->store);
+    if (txn == NULL) {
+        return creor_fail_store(r, CREOR_STORE_ERROR);
+    }
+
+    if (ctx->signed_url) {
+        rc = creor_run_load_any(&ctx->mcf->store, txn, r->pool,
+                                &ctx->params[0], &run);
+        if (rc != CREOR_STORE_OK) {
+            return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
+                              "No such run.");
+        }
+
+    } else if (creor_runs_route_run(r, ctx, txn, &run) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    creor_store_read_done(&ctx->mcf->store);
+
+    v = creor_json_get(run.doc, "files");
+
+    for (f = v ? v->child : NULL; f; f = f->next) {
+        v = creor_json_get(f, "id");
+
+        if (v && v->str.len == fid->len
+            && ngx_strncmp(v->str.data, fid->data, fid->len) == 0)
+        {
+            break;
+        }
+    }
+
+    if (f == NULL) {
+        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
+                          "No such file.");
+    }
+
+    p = ngx_pnalloc(r->pool, ctx->mcf->files_path.len + 2 * CREOR_ID_MAX + 4);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    name.data = p;
+    name.len = ngx_sprintf(p, "%V/%V/%V%Z", &ctx->mcf->files_path, &run.id,
+                           fid) - p - 1;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    ngx_memzero(&of, sizeof(ngx_open_file_info_t));
+    of.read_ahead = clcf->read_ahead;
+    of.directio = NGX_MAX_OFF_T_VALUE;
+    of.valid = clcf->open_file_cache_valid;
+    of.min_uses = clcf->open_file_cache_min_uses;
+    of.errors = clcf->open_file_cache_errors;
+    of.events = clcf->open_file_cache_events;
+
+    if (ngx_open_cached_file(clcf->open_file_cache, &name, &of, r->pool)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, of.err,
+                      "%s \"%V\" failed", of.failed, &name);
+        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
+                          "The file is gone.");
+    }
+
+    v = creor_json_get(f, "type");
+    type = v ? v->str : (ngx_str_t) ngx_string("application/octet-stream");
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_type = type;
+    r->headers_out.content_type_len = type.len;
+    r->headers_out.content_length_n = of.size;
+    r->headers_out.last_modified_time = of.mtime;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "X-Request-Id");
+    h->value = ctx->request_id;
+
+    ctx->sending = 1;
+
+    if (of.size == 0 || r->method == NGX_HTTP_HEAD) {
+        r->header_only = 1;
+        return ngx_http_send_header(r);
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->file = ngx_pcalloc(r->pool, sizeof(ngx_file_t));
+    if (b->file == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return rc;
+    }
+
+    b->file_pos = 0;
+    b->file_last = of.size;
+    b->in_file = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+    b->file->fd = of.fd;
+    b->file->name = name;
+    b->file->log = r->connection->log;
+    b->file->directio = of.is_directio;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * The executor's request: the run, its agent, the thread so far, the
+ * files with signed URLs, and the signal that resumes it, if any.
+ */
+
+ngx_int_t
+creor_run_leg_body(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
+    creor_run_t *run, ngx_str_t *out)
+{
+    int                     rc;
+    char                    key[CREOR_STORE_KEY_MAX];
+    u_char                  err[128], hex[2 * CREOR_HASH_LEN], url[512];
+    time_t                  expires;
+    size_t                  plen;
+    MDB_val                 k, v;
+    yajl_gen                g;
+    ngx_str_t               org, fid;
+    MDB_cursor             *cur;
+    creor_run_t             prior;
+    creor_json_t           *agent, *files, *f, *x;
+    creor_run_hdr_t         hdr;
+    ngx_creor_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_creor_module);
+
+    g = creor_gen_pool(pool);
+    if (g == NULL) {
+        return NGX_ERROR;
+    }
+
+    org.data = (u_char *) run->hdr.org;
+    org.len = ngx_strlen(run->hdr.org);
+
+    yajl_gen_map_open(g);
+    creor_gen_str(g, "run");
+    creor_run_json(g, run);
+
+    creor_gen_str(g, "agent");
+    ngx_snprintf((u_char *) key, sizeof(key), "a:%V:%s%Z", &org,
+                 run->hdr.agent);
+
+    agent = NULL;
+
+    if (creor_store_get(st, txn, key, &v) == CREOR_STORE_OK
+        && v.mv_size > 3 * CREOR_ID_MAX + 16)
+    {
+        agent = creor_json_parse(pool,
+                                 (u_char *) v.mv_data + 3 * CREOR_ID_MAX + 16,
+                                 v.mv_size - 3 * CREOR_ID_MAX - 16,
+                                 err, sizeof(err));
+    }
+
+    if (agent) {
+        creor_gen_value(g, agent);
+
+    } else {
+        yajl_gen_null(g);
+    }
+
+    /* earlier runs of the thread, oldest first */
+
+    creor_gen_str(g, "thread");
+    yajl_gen_map_open(g);
+    creor_gen_kv(g, "id", run->hdr.thread);
+    creor_gen_str(g, "messages");
+    yajl_gen_array_open(g);
+
+    plen = ngx_snprintf((u_char *) key, sizeof(key), "r:%V:", &org)
+           - (u_char *) key;
+
+    if (mdb_cursor_open(txn, st->dbi, &cur) != 0) {
+        return NGX_ERROR;
+    }
+
+    k.mv_data = key;
+    k.mv_size = plen;
+
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && k.mv_size > plen && ngx_memcmp(k.mv_data, key, plen) == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    {
+        if (v.mv_size <= sizeof(creor_run_hdr_t)) {
+            continue;
+        }
+
+        ngx_memcpy(&hdr, v.mv_data, sizeof(creor_run_hdr_t));
+
+        if (ngx_strcmp(hdr.thread, run->hdr.thread) != 0
+            || hdr.created_ms > run->hdr.created_ms
+            || (k.mv_size - plen == run->id.len
+                && ngx_memcmp((u_char *) k.mv_data + plen, run->id.data,
+                              run->id.len) == 0))
+        {
+            continue;
+        }
+
+        prior.doc = creor_json_parse(pool,
+                                     (u_char *) v.mv_data
+                                     + sizeof(creor_run_hdr_t),
+                                     v.mv_size - sizeof(creor_run_hdr_t),
+                                     err, sizeof(err));
+        if (prior.doc == NULL) {
+            continue;
+        }
+
+        x = creor_json_get(creor_json_get(prior.doc, "inputs"), "prompt");
+
+        yajl_gen_map_open(g);
+        creor_gen_kv(g, "role", "user");
+        creor_gen_str(g, "content");
+
+        if (x && x->type == CREOR_JSON_STRING) {
+            creor_gen_ngx_str(g, &x->str);
+
+        } else {
+            x = creor_json_get(prior.doc, "inputs");
+
+            if (x) {
+                creor_gen_value(g, x);
+
+            } else {
+                yajl_gen_null(g);
+            }
+        }
+
+        yajl_gen_map_close(g);
+
+        x = creor_json_get(creor_json_get(prior.doc, "result"), "text");
+
+        if (x && x->type == CREOR_JSON_STRING) {
+            yajl_gen_map_open(g);
+            creor_gen_kv(g, "role", "assistant");
+            creor_gen_kv_ngx(g, "content", &x->str);
+            yajl_gen_map_close(g);
+        }
+    }
+
+    mdb_cursor_close(cur);
+
+    yajl_gen_array_close(g);
+    yajl_gen_map_close(g);
+
+    creor_gen_str(g, "files");
+    yajl_gen_array_open(g);
+
+    files = creor_json_get(run->doc, "files");
+    expires = ngx_time() + CREOR_URL_TTL;
+
+    for (f = files ? files->child : NULL; f; f = f->next) {
+        x = creor_json_get(f, "id");
+        if (x == NULL || x->type != CREOR_JSON_STRING) {
+            continue;
+        }
+
+        fid = x->str;
+        creor_file_signature(mcf, &run->id, &fid, expires, hex);
+
+        yajl_gen_map_open(g);
+        creor_gen_kv_ngx(g, "id", &fid);
+
+        for (x = f->child; x; x = x->next) {
+            if (x->key.len == 2 && ngx_strncmp(x->key.data, "id", 2) == 0) {
+                continue;
+            }
+
+            yajl_gen_string(g, x->key.data, x->key.len);
+            creor_gen_value(g, x);
+        }
+
+        creor_gen_str(g, "url");
+        yajl_gen_string(g, url,
+                        ngx_snprintf(url, sizeof(url),
+                                     "/v1/runs/%V/files/%V?expires=%T"
+                                     "&signature=%*s",
+                                     &run->id, &fid, expires,
+                                     sizeof(hex), hex)
+                        - url);
+        yajl_gen_map_close(g);
+    }
+
+    yajl_gen_array_close(g);
+
+    creor_gen_str(g, "signal");
+    x = creor_json_get(run->doc, "signal");
+
+    if (x) {
+        creor_gen_value(g, x);
+
+    } else {
+        yajl_gen_null(g);
+    }
+
+    yajl_gen_map_close(g);
+
+    return creor_gen_result_pool(pool, g, out);
+}
