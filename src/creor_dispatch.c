@@ -67,6 +67,7 @@ static void creor_leg_events(creor_leg_t *leg, ngx_array_t *lines,
     ngx_pool_t *pool);
 static creor_leg_t *creor_leg_find(ngx_str_t *id);
 static void creor_leg_line_free(void *data);
+static void creor_leg_empty_handler(ngx_event_t *ev);
 
 
 static ngx_queue_t              creor_legs;
@@ -648,10 +649,16 @@ creor_leg_start(ngx_str_t *id, ngx_str_t *body)
     c->read->log = log;
     c->write->log = log;
 
-    /* nothing will ever be written to it: never wait for it */
+    /*
+     * nothing is read from or written to it: the upstream module must
+     * never register it with the event method, nor wait for it
+     */
 
+    c->read->active = 1;
     c->write->active = 1;
     c->write->ready = 1;
+    c->read->handler = creor_leg_empty_handler;
+    c->write->handler = creor_leg_empty_handler;
 
     log->connection = c->number;
     lctx->connection = c;
@@ -939,6 +946,7 @@ creor_leg_destroy(creor_leg_t *leg)
 
     c->read->closed = 1;
     c->write->closed = 1;
+    c->read->active = 0;
     c->write->active = 0;
 
     c->fd = 0;
@@ -946,6 +954,13 @@ creor_leg_destroy(creor_leg_t *leg)
     c->fd = (ngx_socket_t) -1;
 
     ngx_destroy_pool(leg->pool);
+}
+
+
+static void
+creor_leg_empty_handler(ngx_event_t *ev)
+{
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ev->log, 0, "creor leg event");
 }
 
 

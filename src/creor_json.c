@@ -301,6 +301,7 @@ creor_json_add(creor_json_parser_t *p, ngx_uint_t type)
     }
 
     v->type = type;
+    v->pool = p->pool;
 
     if (p->cur == NULL) {
         p->root = v;
@@ -731,6 +732,7 @@ creor_json_new(ngx_pool_t *pool, ngx_uint_t type, const char *s, size_t len)
     }
 
     v->type = type;
+    v->pool = pool;
 
     if (s) {
         v->str.data = ngx_pnalloc(pool, len + 1);
@@ -747,16 +749,26 @@ creor_json_new(ngx_pool_t *pool, ngx_uint_t type, const char *s, size_t len)
 }
 
 
-/* replaces or appends member name of obj */
+/*
+ * Replaces or appends member name of obj with a shallow copy of v, so v
+ * may stay a member of another tree.
+ */
 
 ngx_int_t
-creor_json_set(creor_json_t *obj, const char *name, creor_json_t *v)
+creor_json_set(creor_json_t *obj, const char *name, creor_json_t *src)
 {
-    creor_json_t  *c, **pp;
+    creor_json_t  *c, **pp, *v;
 
+    if (src == NULL) {
+        return NGX_ERROR;
+    }
+
+    v = ngx_palloc(obj->pool, sizeof(creor_json_t));
     if (v == NULL) {
         return NGX_ERROR;
     }
+
+    *v = *src;
 
     v->key.data = (u_char *) name;
     v->key.len = ngx_strlen(name);

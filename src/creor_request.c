@@ -559,6 +559,7 @@ creor_dispatch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
             }
 
             ctx->json->type = CREOR_JSON_OBJECT;
+            ctx->json->pool = r->pool;
 
         } else {
             ctx->json = creor_json_parse(r->pool, ctx->body.data,

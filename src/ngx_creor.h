@@ -72,6 +72,7 @@ struct creor_json_s {
     creor_json_t           *last;
     creor_json_t           *next;
     creor_json_t           *parent;
+    ngx_pool_t             *pool;       /* where its copies are made */
 };
 
 
