@@ -23,7 +23,7 @@
 #include "ngx_creor.h"
 
 
-#define CREOR_TICK_BUSY        20       /* ms, with legs or streams */
+#define CREOR_TICK_BUSY        5        /* ms, with legs or streams */
 #define CREOR_TICK_IDLE        200
 #define CREOR_SCAN_INTERVAL    200
 #define CREOR_SCAN_BATCH       256

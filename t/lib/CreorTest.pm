@@ -87,6 +87,8 @@ sub new {
         no_module     => $o{no_module}     // 0,
         api_location  => $o{api_location}  // 'location /v1/ { creor_api; }',
         rate_limits   => $o{rate_limits}   // 0,
+        main_config   => $o{main_config}   // '',
+        worker_connections => $o{worker_connections} // 1024,
         owner         => $$,
     }, $class;
 
@@ -160,7 +162,8 @@ sub _write_conf {
         'master_process on;',
         "pid $dir/logs/nginx.pid;",
         "error_log $dir/logs/error.log info;",
-        'events { worker_connections 1024; }',
+        $self->{main_config},
+        "events { worker_connections $self->{worker_connections}; }",
     );
     my @http = (
         "access_log $dir/logs/access.log;",
