@@ -11,6 +11,7 @@ mod="$top/build/ngx_creor_module.so"
 
 if [ "$1" = "stop" ]; then
     [ -f "$run/logs/nginx.pid" ] && kill -QUIT "$(cat "$run/logs/nginx.pid")"
+    [ -f "$run/runner.pid" ] && kill "$(cat "$run/runner.pid")"
     exit 0
 fi
 
@@ -25,6 +26,11 @@ then
     kill -QUIT "$(cat "$run/logs/nginx.pid")"
     sleep 1
 fi
+
+# the demo agent runner behind creor_executor
+[ -f "$run/runner.pid" ] && kill "$(cat "$run/runner.pid")" 2>/dev/null || true
+"$top/conf/demo-runner.pl" 8090 >"$run/logs/runner.log" 2>&1 &
+echo $! >"$run/runner.pid"
 
 # the example names Debian's module path; point it at this build
 sed "s#^load_module .*#load_module $mod;#" "$top/conf/nginx.conf" \

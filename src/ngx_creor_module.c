@@ -390,7 +390,7 @@ ngx_creor_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_creor_main_conf_t  *mcf = conf;
 
-    ssize_t     size;
+    off_t       size;
     ngx_str_t  *value, s;
     ngx_uint_t  i;
 
@@ -425,7 +425,7 @@ ngx_creor_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             s.data = value[i].data + 9;
             s.len = value[i].len - 9;
 
-            size = ngx_parse_size(&s);
+            size = ngx_parse_offset(&s);
 
             /* LMDB needs room for its meta pages and a few trees */
 
