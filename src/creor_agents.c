@@ -788,7 +788,6 @@ creor_agents_followup(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     char           key[CREOR_STORE_KEY_MAX];
     MDB_val        val;
     MDB_txn       *txn;
-    yajl_gen       g;
     creor_run_t    run;
     creor_json_t  *prompt, *inputs;
 
@@ -837,28 +836,7 @@ creor_agents_followup(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return rc;
     }
 
-    rc = creor_run_commit(&ctx->mcf->store, txn, &run, 1);
-    if (rc != CREOR_STORE_OK) {
-        return creor_fail_store(r, rc);
-    }
-
-    creor_dispatch_kick();
-
-    g = creor_gen_create(r);
-    if (g == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    yajl_gen_map_open(g);
-    creor_gen_kv_ngx(g, "id", &run.id);
-    creor_gen_kv(g, "object", "run");
-    creor_gen_kv(g, "status", "queued");
-    creor_gen_kv(g, "agentId", run.hdr.agent);
-    creor_gen_kv(g, "threadId", run.hdr.thread);
-    creor_gen_kv_ngx(g, "request_id", &ctx->request_id);
-    yajl_gen_map_close(g);
-
-    return creor_send_json(r, NGX_HTTP_ACCEPTED, g);
+    return creor_runs_accepted(r, ctx, txn, &run);
 }
 
 

@@ -43,6 +43,7 @@ static void creor_idem_fingerprint(ngx_http_request_t *r,
 static ngx_flag_t creor_idem_claim_dead(creor_idem_rec_t *rec, int64_t now);
 static ngx_int_t creor_idem_commit(creor_store_t *st, MDB_txn *txn,
     ngx_flag_t sync);
+static ngx_flag_t creor_idem_own_header(ngx_table_elt_t *h);
 static void creor_idem_cleanup(void *data);
 
 
@@ -335,13 +336,7 @@ creor_idempotency_end(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
             i = 0;
         }
 
-        if (h[i].hash == 0
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "X-RateLimit-", 12)
-               == 0
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "RateLimit", 9) == 0
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "X-Request-Id", 12)
-               == 0)
-        {
+        if (!creor_idem_own_header(&h[i])) {
             continue;
         }
 
@@ -372,13 +367,7 @@ creor_idempotency_end(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
             i = 0;
         }
 
-        if (h[i].hash == 0
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "X-RateLimit-", 12)
-               == 0
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "RateLimit", 9) == 0
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "X-Request-Id", 12)
-               == 0)
-        {
+        if (!creor_idem_own_header(&h[i])) {
             continue;
         }
 
@@ -409,6 +398,18 @@ creor_idempotency_end(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 
     return creor_idem_commit(st, txn, ctx->mcf->sync) == CREOR_STORE_OK
            ? NGX_OK : NGX_ERROR;
+}
+
+
+/* a header of the response itself, not one made for each request */
+
+static ngx_flag_t
+creor_idem_own_header(ngx_table_elt_t *h)
+{
+    return h->hash != 0
+           && ngx_strncasecmp(h->key.data, (u_char *) "X-RateLimit-", 12) != 0
+           && ngx_strncasecmp(h->key.data, (u_char *) "RateLimit", 9) != 0
+           && ngx_strncasecmp(h->key.data, (u_char *) "X-Request-Id", 12) != 0;
 }
 
 

@@ -632,7 +632,6 @@ creor_runs_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
     int             rc;
     u_char         *p;
-    yajl_gen        g;
     MDB_txn        *txn;
     ngx_str_t       agent, dir;
     ngx_array_t     files;
@@ -753,7 +752,23 @@ creor_runs_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         }
     }
 
-    rc = creor_run_commit(&ctx->mcf->store, txn, &run, 1);
+    return creor_runs_accepted(r, ctx, txn, &run);
+}
+
+
+/*
+ * Commits a run that needs a worker and answers 202: creation, a signal,
+ * an agent's follow-up.  This worker's dispatcher looks at it at once.
+ */
+
+ngx_int_t
+creor_runs_accepted(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    MDB_txn *txn, creor_run_t *run)
+{
+    int       rc;
+    yajl_gen  g;
+
+    rc = creor_run_commit(&ctx->mcf->store, txn, run, 1);
     if (rc != CREOR_STORE_OK) {
         return creor_fail_store(r, rc);
     }
@@ -766,13 +781,14 @@ creor_runs_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     }
 
     yajl_gen_map_open(g);
-    creor_gen_kv_ngx(g, "id", &run.id);
+    creor_gen_kv_ngx(g, "id", &run->id);
     creor_gen_kv(g, "object", "run");
-    creor_gen_kv(g, "status", "queued");
-    creor_gen_kv(g, "appId", run.hdr.agent);
-    creor_run_doc_str(g, &run, "appName", "appName");
-    creor_gen_kv_or_null(g, "threadId", run.hdr.thread);
-    creor_gen_kv_time(g, "createdAt", run.hdr.created_ms);
+    creor_gen_kv(g, "status", creor_run_status_name(run->hdr.status));
+    creor_gen_kv(g, "appId", run->hdr.agent);
+    creor_gen_kv(g, "agentId", run->hdr.agent);
+    creor_run_doc_str(g, run, "appName", "appName");
+    creor_gen_kv_or_null(g, "threadId", run->hdr.thread);
+    creor_gen_kv_time(g, "createdAt", run->hdr.created_ms);
     creor_gen_kv_ngx(g, "request_id", &ctx->request_id);
     yajl_gen_map_close(g);
 
@@ -1627,7 +1643,6 @@ creor_runs_signal(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
     int            rc;
     MDB_txn       *txn;
-    yajl_gen       g;
     creor_run_t    run;
     creor_json_t  *action, *sig, *input;
 
@@ -1685,26 +1700,7 @@ creor_runs_signal(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return creor_fail_store(r, rc);
     }
 
-    rc = creor_run_commit(&ctx->mcf->store, txn, &run, 1);
-    if (rc != CREOR_STORE_OK) {
-        return creor_fail_store(r, rc);
-    }
-
-    creor_dispatch_kick();
-
-    g = creor_gen_create(r);
-    if (g == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    yajl_gen_map_open(g);
-    creor_gen_kv_ngx(g, "id", &run.id);
-    creor_gen_kv(g, "object", "run");
-    creor_gen_kv(g, "status", creor_run_status_name(run.hdr.status));
-    creor_gen_kv_ngx(g, "request_id", &ctx->request_id);
-    yajl_gen_map_close(g);
-
-    return creor_send_json(r, NGX_HTTP_ACCEPTED, g);
+    return creor_runs_accepted(r, ctx, txn, &run);
 }
 
 

@@ -361,6 +361,8 @@ ngx_int_t creor_runs_route_run(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     MDB_txn *txn, creor_run_t *run);
 ngx_int_t creor_runs_cancel_agent(creor_store_t *st, MDB_txn *txn,
     ngx_pool_t *pool, ngx_str_t *org, ngx_str_t *agent);
+ngx_int_t creor_runs_accepted(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    MDB_txn *txn, creor_run_t *run);
 ngx_int_t creor_runs_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_runs_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_runs_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
