@@ -458,6 +458,34 @@ my @OK_TYPES = qw(run.queued run.started step.started step.progress
     err_is($r, 409, 'RUN_NOT_AWAITING_INPUT', 'signal on another completed run');
 }
 
+# submit_input, and cancel while awaiting input
+{
+    my @ids = map { create_run({ appId => $APP,
+                                 inputs => { script => 'input' } })->{json}{id} }
+              1 .. 2;
+    for my $id (@ids) {
+        my $w = wait_run($id, sub { $_[0]{status} eq 'awaiting_input'
+                                    || $TERMINAL{$_[0]{status}} });
+        is($w->{status}, 'awaiting_input', 'input run: awaiting_input');
+    }
+    $r = api(POST => "/v1/runs/$ids[0]/signal",
+             json => { action => 'submit_input', input => { answer => 42 } });
+    is($r->{status}, 202, 'submit_input: 202') or diag($r->{body});
+    $r = api(POST => "/v1/runs/$ids[0]/signal", json => { action => 'reject' });
+    ok($r->{status} == 409 || $r->{status} == 202,
+       'second signal at once: 409 (or 202 if the leg already asked again)');
+    is(wait_run($ids[0])->{result}{text}, 'signal:submit_input:{"answer":42}',
+       'submit_input: the executor got the input');
+
+    $r = api(POST => "/v1/runs/$ids[1]/cancel");
+    is($r->{status}, 200, 'cancel awaiting_input: 200') or diag($r->{body});
+    is(wait_run($ids[1])->{status}, 'cancelled', 'cancel awaiting_input: cancelled');
+    $r = api(POST => "/v1/runs/$ids[1]/signal", json => { action => 'approve' });
+    err_is($r, 409, 'RUN_NOT_AWAITING_INPUT', 'signal after cancel');
+    is(scalar(my @l = $ex->requests_for($ids[1])), 1,
+       'cancel awaiting_input: no further leg');
+}
+
 ###########################################################################
 # Cancel
 
@@ -582,7 +610,7 @@ my ($FRUN, @FILES);
 {
     my $one = "hello file one\n";
     my $two = join('', map { chr($_ % 256) } 0 .. 4999)
-            . "\r\n--$BOUNDARY\r\nnot a boundary";
+            . "\r\n--" . substr($BOUNDARY, 0, 12) . "\r\nnot a boundary\r\n";
     my $body = multipart(
         [appId => $APP],
         [inputs => $JSONU->encode({ script => 'files', gateway => $GATEWAY })],
@@ -747,7 +775,7 @@ my @APP2_RUNS;
               [sort @FAIL{qw(fail500 cut executor_fail)}],
               'status=failed');
     $r = api(GET => '/v1/runs?status=cancelled&limit=100');
-    is(scalar @{$r->{json}{data} // []}, 2, 'status=cancelled');
+    is(scalar @{$r->{json}{data} // []}, 3, 'status=cancelled: the three cancelled runs');
 
     # pending = queued: park runs on an executor that cannot be reached?
     # No: runs leave queued at once; check the alias answers like queued.
@@ -818,6 +846,10 @@ my @APP2_RUNS;
         like(hdr($r, 'Content-Type') // '', qr{^application/json},
              "org B: $m $path is JSON");
     }
+    $r = api(GET => '/v1/apps/agent_00000000000000000000000000/runs');
+    err_is($r, 404, 'NOT_FOUND', 'GET /v1/apps/<unknown agent>/runs');
+    $r = api(GET => '/v1/apps/agent_00000000000000000000000000/runs/' . $OK);
+    err_is($r, 404, 'NOT_FOUND', 'GET /v1/apps/<unknown agent>/runs/:runId');
     $r = create_run({ appId => $APP }, token => $B->{token});
     err_is($r, 404, 'NOT_FOUND', "org B: POST /v1/runs with A's app");
     $r = api(GET => '/v1/runs?limit=100', token => $B->{token});
@@ -872,7 +904,7 @@ my @APP2_RUNS;
     is($first->{agentId}, $ag->{id}, 'agent run: agentId');
     $r = api(GET => "/v1/agents/$ag->{id}");
     is($r->{json}{status}, 'completed', 'agent: status completed');
-    is($r->{json}{runId}, $ag->{runId}, 'agent: runId kept');
+    is($r->{json}{runId}, $ag->{runId}, 'agent: runId');
 
     $r = api(POST => "/v1/agents/$ag->{id}/followup",
              json => { prompt => 'And goodbye' });
@@ -882,16 +914,36 @@ my @APP2_RUNS;
     isnt($fu->{id}, $ag->{runId}, 'followup: a new run');
     is($fu->{threadId}, $first->{threadId}, "followup: the agent's thread");
     is(wait_run($fu->{id})->{status}, 'completed', 'followup: completed');
-    my ($rq) = $ex->requests_for($fu->{id});
-    my $msgs = $rq ? $rq->{body}{thread}{messages} // [] : [];
-    my $all = $JSONU->encode($msgs);
-    like($all, qr/Say hello/, 'followup: thread has the first prompt');
-    like($all, qr/Hello world/, 'followup: thread has the first result');
-    like($all, qr/And goodbye/, 'followup: thread has the new prompt');
-    ok(@$msgs >= 3, 'followup: at least three messages') or diag($all);
-    ($rq) = $ex->requests_for($ag->{runId});
-    like($JSONU->encode($rq ? $rq->{body}{thread}{messages} : []),
-         qr/Say hello/, 'first run: thread has the prompt');
+    # thread.messages holds the earlier runs of the thread; the new prompt
+    # travels in run.inputs.prompt
+    my ($rq) = $ex->requests_for($ag->{runId});
+    is($rq && $rq->{body}{run}{inputs}{prompt}, 'Say hello',
+       'first run: executor gets the prompt in run.inputs');
+    is_deeply($rq ? $rq->{body}{thread}{messages} : undef, [],
+              'first run: no earlier messages');
+    ($rq) = $ex->requests_for($fu->{id});
+    is($rq && $rq->{body}{run}{inputs}{prompt}, 'And goodbye',
+       'followup: executor gets the new prompt in run.inputs');
+    is($rq && $rq->{body}{thread}{id}, $first->{threadId},
+       'followup: thread id');
+    is_deeply($rq ? $rq->{body}{thread}{messages} : undef,
+              [{ role => 'user', content => 'Say hello' },
+               { role => 'assistant', content => 'Hello world' }],
+              "followup: thread.messages has the first run's prompt and result");
+
+    # a second followup sees both earlier runs, oldest first
+    $r = api(POST => "/v1/agents/$ag->{id}/followup",
+             json => { prompt => 'Third' });
+    is($r->{status}, 202, 'second followup: 202') or diag($r->{body});
+    my $fu2 = $r->{json}{id} // '';
+    is(wait_run($fu2)->{status}, 'completed', 'second followup: completed');
+    ($rq) = $ex->requests_for($fu2);
+    is_deeply([map { $_->{content} }
+               @{$rq ? $rq->{body}{thread}{messages} // [] : []}],
+              ['Say hello', 'Hello world', 'And goodbye', 'Hello world'],
+              'second followup: both earlier runs in order');
+    $r = api(GET => "/v1/agents/$ag->{id}");
+    is($r->{json}{runId}, $fu2, 'agent: runId is its latest run');
 
     $r = api(POST => "/v1/agents/$ag->{id}/followup", json => {});
     err_is($r, 400, 'MISSING_FIELD', 'followup without prompt', 'prompt');
