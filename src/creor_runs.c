@@ -1345,7 +1345,10 @@ creor_runs_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 ngx_int_t
 creor_runs_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
+    char                  key[CREOR_STORE_KEY_MAX];
     u_char               *p;
+    MDB_val               val;
+    MDB_txn              *txn;
     ngx_int_t             rc;
     ngx_uint_t            offset;
     creor_page_t          pg;
@@ -1371,9 +1374,39 @@ creor_runs_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     if (ctx->route->flags & CREOR_ROUTE_APP) {
         f->agent = ctx->params[0];
 
+        /* the app must be one this key may see: else not found */
+
         if (!creor_is_id((char *) f->agent.data, f->agent.len, "agent_")) {
             return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
                               "No such app.");
+        }
+
+        ngx_snprintf((u_char *) key, sizeof(key), "a:%V:%V%Z", &ctx->who.org,
+                     &f->agent);
+
+        txn = creor_store_read(&ctx->mcf->store);
+        if (txn == NULL) {
+            return creor_fail_store(r, CREOR_STORE_ERROR);
+        }
+
+        rc = creor_store_get(&ctx->mcf->store, txn, key, &val);
+
+        if (rc == CREOR_STORE_OK && ctx->who.key.project[0]
+            && ngx_strncmp(val.mv_data, ctx->who.key.project, CREOR_ID_MAX)
+               != 0)
+        {
+            rc = CREOR_STORE_NOTFOUND;
+        }
+
+        creor_store_read_done(&ctx->mcf->store);
+
+        if (rc == CREOR_STORE_NOTFOUND) {
+            return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
+                              "No such app.");
+        }
+
+        if (rc != CREOR_STORE_OK) {
+            return creor_fail_store(r, rc);
         }
 
         if (creor_app_scope(r, ctx, &f->agent) != NGX_OK) {

@@ -33,7 +33,8 @@ my $exec_loc = sub {
 my $t = CreorTest->new(
     store_opts    => 'sync=off',
     http_config   => 'creor_executor /_exec; creor_run_lease 3s; '
-                   . 'creor_sse_keepalive 1s; client_max_body_size 120m;',
+                   . 'creor_sse_keepalive 1s; client_max_body_size 120m; '
+                   . 'add_header X-Worker-Pid $pid always;',
     server_config => $exec_loc->($ex->url),
 );
 my $GATEWAY = 'http://127.0.0.1:' . $t->port;
@@ -359,9 +360,20 @@ my @OK_TYPES = qw(run.queued run.started step.started step.progress
     is($r->{status}, 202, 'long: 202') or diag($r->{body});
     my $id = $r->{json}{id};
     my $s1 = $t->stream(GET => "/v1/runs/$id/events/stream", token => $TOK);
-    my $s2 = $t->stream(GET => "/v1/runs/$id/events/stream", token => $TOK);
     is($s1->status, 200, 'live: first subscriber 200');
+    my $pid1 = $s1->headers->{'x-worker-pid'} // '';
+    # the second subscriber: on the other worker if a few tries get there
+    my $s2;
+    for (1 .. 10) {
+        my $s = $t->stream(GET => "/v1/runs/$id/events/stream", token => $TOK);
+        $s2->close if $s2;
+        $s2 = $s;
+        last if ($s->headers->{'x-worker-pid'} // '') ne $pid1;
+    }
     is($s2->status, 200, 'live: second subscriber 200');
+    my $pid2 = $s2->headers->{'x-worker-pid'} // '';
+    ok($pid1 ne '' && $pid2 ne '', 'live: X-Worker-Pid on the streams');
+    diag("live: both subscribers on worker $pid1") if $pid1 eq $pid2;
 
     my $first = $s1->read_until(qr/\n\n/, 5);
     ok(defined $first, 'live: first frame arrives');
