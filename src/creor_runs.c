@@ -40,6 +40,8 @@ static ngx_int_t creor_runs_form(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_json_t **body, ngx_array_t *files);
 static ngx_int_t creor_runs_validate(ngx_http_request_t *r,
     creor_json_t *body);
+static void creor_runs_discard_files(ngx_http_request_t *r, ngx_str_t *dir,
+    creor_json_t *list);
 static ngx_int_t creor_runs_save_files(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, ngx_array_t *files, ngx_str_t *dir,
     creor_json_t *list);
@@ -696,41 +698,39 @@ creor_runs_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
     rc = creor_store_write(&ctx->mcf->store, &txn);
     if (rc != CREOR_STORE_OK) {
-        return creor_fail_store(r, rc);
+        rc = creor_fail_store(r, rc);
+        goto failed;
     }
 
     rc = creor_runs_start(r, ctx, &agent, creor_json_get(body, "inputs"), 0,
                           txn, &run);
     if (rc != NGX_OK) {
         mdb_txn_abort(txn);
-        return rc;
+        goto failed;
     }
 
     for (v = body->child; v; v = v->next) {
-        if (v->key.len == 6 && ngx_strncmp(v->key.data, "inputs", 6) == 0) {
-            continue;
-        }
-
-        if (v->key.len == 5 && ngx_strncmp(v->key.data, "appId", 5) == 0) {
-            continue;
-        }
-
-        if (v->key.len == 7 && ngx_strncmp(v->key.data, "agentId", 7) == 0) {
-            continue;
-        }
-
-        if (v->type != CREOR_JSON_NULL
-            && creor_json_set(run.doc, (char *) v->key.data, v) != NGX_OK)
+        if (v->type == CREOR_JSON_NULL
+            || (v->key.len == 6 && ngx_strncmp(v->key.data, "inputs", 6) == 0)
+            || (v->key.len == 5 && ngx_strncmp(v->key.data, "appId", 5) == 0)
+            || (v->key.len == 7
+                && ngx_strncmp(v->key.data, "agentId", 7) == 0))
         {
+            continue;
+        }
+
+        if (creor_json_set(run.doc, (char *) v->key.data, v) != NGX_OK) {
             mdb_txn_abort(txn);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            goto failed;
         }
     }
 
     if (list) {
         if (creor_json_set(run.doc, "files", list) != NGX_OK) {
             mdb_txn_abort(txn);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            goto failed;
         }
 
         /* the upload directory becomes the run's */
@@ -738,7 +738,8 @@ creor_runs_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         p = ngx_pnalloc(r->pool, ctx->mcf->files_path.len + run.id.len + 2);
         if (p == NULL) {
             mdb_txn_abort(txn);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            goto failed;
         }
 
         ngx_sprintf(p, "%V/%V%Z", &ctx->mcf->files_path, &run.id);
@@ -748,11 +749,28 @@ creor_runs_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                           ngx_rename_file_n " \"%s\" to \"%s\" failed",
                           dir.data, p);
             mdb_txn_abort(txn);
-            return creor_fail_store(r, CREOR_STORE_ERROR);
+            rc = creor_fail_store(r, CREOR_STORE_ERROR);
+            goto failed;
         }
+
+        dir.data = p;
     }
 
-    return creor_runs_accepted(r, ctx, txn, &run);
+    rc = creor_runs_accepted(r, ctx, txn, &run);
+
+    if (ctx->err_status < NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        return rc;
+    }
+
+failed:
+
+    /* no run, no attachments */
+
+    if (list) {
+        creor_runs_discard_files(r, &dir, list);
+    }
+
+    return rc;
 }
 
 
@@ -816,7 +834,7 @@ static ngx_int_t
 creor_runs_form(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_json_t **body, ngx_array_t *files)
 {
-    u_char        err[128];
+    u_char        err[128], *name;
     ngx_str_t     ct;
     ngx_uint_t    i;
     ngx_array_t   parts;
@@ -899,8 +917,15 @@ creor_runs_form(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
         }
 
         if (*f == NULL || part[i].is_file) {
+            name = ngx_pnalloc(r->pool, part[i].name.len + 1);
+            if (name == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_cpystrn(name, part[i].name.data, part[i].name.len + 1);
+
             return creor_fail(r, NGX_HTTP_BAD_REQUEST, "UNKNOWN_PARAMETER",
-                              *f ? *f : "?", "Unknown form field.");
+                              (char *) name, "Unknown form field.");
         }
 
         if (creor_json_get(obj, *f)) {
@@ -984,6 +1009,29 @@ creor_runs_validate(ngx_http_request_t *r, creor_json_t *body)
     }
 
     return NGX_OK;
+}
+
+
+static void
+creor_runs_discard_files(ngx_http_request_t *r, ngx_str_t *dir,
+    creor_json_t *list)
+{
+    u_char        name[NGX_MAX_PATH];
+    creor_json_t  *f, *id;
+
+    for (f = list->child; f; f = f->next) {
+        id = creor_json_get(f, "id");
+
+        if (id && dir->len + id->str.len + 2 < NGX_MAX_PATH) {
+            ngx_sprintf(name, "%s/%V%Z", dir->data, &id->str);
+            (void) ngx_delete_file(name);
+        }
+    }
+
+    if (ngx_delete_dir(dir->data) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, ngx_errno,
+                      ngx_delete_dir_n " \"%s\" failed", dir->data);
+    }
 }
 
 
