@@ -401,7 +401,6 @@ creor_dispatch_claim(ngx_str_t *id, int64_t now)
     ngx_str_t       body;
     ngx_pool_t     *pool;
     creor_run_t     run;
-    creor_json_t   *value;
     creor_store_t  *st;
 
     st = &creor_mcf->store;
@@ -436,27 +435,8 @@ creor_dispatch_claim(ngx_str_t *id, int64_t now)
         return;
     }
 
-    value = creor_json_new(pool, CREOR_JSON_OBJECT, NULL, 0);
-    if (value == NULL) {
-        mdb_txn_abort(txn);
-        ngx_destroy_pool(pool);
-        return;
-    }
-
     if (run.hdr.created_ms + (int64_t) creor_mcf->run_timeout <= now) {
-        if (creor_json_set(value, "reason_code",
-                           creor_json_new(pool, CREOR_JSON_STRING,
-                                          "RUN_TIMEOUT", 11))
-            == NGX_OK
-            && creor_run_event(st, txn, &run, "run.failed", 10, value)
-               == CREOR_STORE_OK)
-        {
-            (void) creor_run_commit(st, txn, &run, 1);
-
-        } else {
-            mdb_txn_abort(txn);
-        }
-
+        (void) creor_run_fail(st, txn, &run, "run.failed", "RUN_TIMEOUT");
         ngx_destroy_pool(pool);
         return;
     }
@@ -479,20 +459,11 @@ creor_dispatch_claim(ngx_str_t *id, int64_t now)
                       run.hdr.owner_pid);
     }
 
-    if (creor_executor.len == 0 || run.hdr.attempt > creor_mcf->executor_retries)
+    if (creor_executor.len == 0
+        || run.hdr.attempt > creor_mcf->executor_retries)
     {
-        if (creor_json_set(value, "reason_code",
-                           creor_json_new(pool, CREOR_JSON_STRING,
-                                          "EXECUTOR_UNAVAILABLE", 20))
-            == NGX_OK
-            && creor_run_event(st, txn, &run, "run.worker.failed", 17, value)
-               == CREOR_STORE_OK)
-        {
-            (void) creor_run_commit(st, txn, &run, 1);
-
-        } else {
-            mdb_txn_abort(txn);
-        }
+        (void) creor_run_fail(st, txn, &run, "run.worker.failed",
+                              "EXECUTOR_UNAVAILABLE");
 
         if (creor_executor.len == 0) {
             ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
@@ -828,7 +799,6 @@ creor_leg_finish(creor_leg_t *leg)
     MDB_txn        *txn;
     ngx_pool_t     *pool;
     creor_run_t     run;
-    creor_json_t   *value;
     creor_store_t  *st;
 
     st = &creor_mcf->store;
@@ -865,28 +835,17 @@ creor_leg_finish(creor_leg_t *leg)
                   &leg->run_id, leg->status, run.hdr.attempt);
 
     if (run.hdr.attempt > creor_mcf->executor_retries) {
-        value = creor_json_new(pool, CREOR_JSON_OBJECT, NULL, 0);
-
-        if (value == NULL
-            || creor_json_set(value, "reason_code",
-                              creor_json_new(pool, CREOR_JSON_STRING,
-                                             "EXECUTOR_UNAVAILABLE", 20))
-               != NGX_OK
-            || creor_run_event(st, txn, &run, "run.worker.failed", 17, value)
-               != CREOR_STORE_OK)
-        {
-            mdb_txn_abort(txn);
-            goto done;
-        }
-
-    } else {
-        backoff = 500 << (run.hdr.attempt - 1);
-
-        run.hdr.owner_pid = 0;
-        run.hdr.lease_ms = 0;
-        run.hdr.next_ms = now + ngx_min(backoff, CREOR_BACKOFF_MAX);
-        run.sync = 0;
+        (void) creor_run_fail(st, txn, &run, "run.worker.failed",
+                              "EXECUTOR_UNAVAILABLE");
+        goto done;
     }
+
+    backoff = 500 << (run.hdr.attempt - 1);
+
+    run.hdr.owner_pid = 0;
+    run.hdr.lease_ms = 0;
+    run.hdr.next_ms = now + ngx_min(backoff, CREOR_BACKOFF_MAX);
+    run.sync = 0;
 
     (void) creor_run_commit(st, txn, &run, 1);
 

@@ -51,6 +51,8 @@ static ngx_int_t creor_runs_offset(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, creor_page_t *pg, ngx_uint_t offset);
 static void creor_run_doc_str(yajl_gen g, creor_run_t *run, const char *name,
     const char *key);
+static void creor_run_doc_value(yajl_gen g, creor_run_t *run,
+    const char *name, ngx_uint_t empty);
 static void creor_file_signature(ngx_creor_main_conf_t *mcf, ngx_str_t *run,
     ngx_str_t *file, time_t expires, u_char *hex);
 static ngx_int_t creor_run_status_parse(ngx_str_t *s);
@@ -444,8 +446,6 @@ creor_run_commit(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
 void
 creor_run_json(yajl_gen g, creor_run_t *run)
 {
-    creor_json_t  *v;
-
     yajl_gen_map_open(g);
     creor_gen_kv_ngx(g, "id", &run->id);
     creor_gen_kv(g, "object", "run");
@@ -456,26 +456,9 @@ creor_run_json(yajl_gen g, creor_run_t *run)
     creor_gen_kv_or_null(g, "threadId", run->hdr.thread);
     creor_gen_kv_or_null(g, "projectId", run->hdr.project);
 
-    creor_gen_str(g, "inputs");
-    v = creor_json_get(run->doc, "inputs");
+    creor_run_doc_value(g, run, "inputs", CREOR_JSON_OBJECT);
 
-    if (v) {
-        creor_gen_value(g, v);
-
-    } else {
-        yajl_gen_map_open(g);
-        yajl_gen_map_close(g);
-    }
-
-    creor_gen_str(g, "result");
-    v = creor_json_get(run->doc, "result");
-
-    if (v) {
-        creor_gen_value(g, v);
-
-    } else {
-        yajl_gen_null(g);
-    }
+    creor_run_doc_value(g, run, "result", CREOR_JSON_NULL);
 
     creor_gen_kv_or_null(g, "errorCode", run->hdr.error_code);
 
@@ -489,31 +472,83 @@ creor_run_json(yajl_gen g, creor_run_t *run)
     creor_run_doc_str(g, run, "chatModelId", "chatModelId");
     creor_run_doc_str(g, run, "workspaceId", "workspaceId");
 
-    creor_gen_str(g, "metadata");
-    v = creor_json_get(run->doc, "metadata");
+    creor_run_doc_value(g, run, "metadata", CREOR_JSON_NULL);
 
-    if (v) {
-        creor_gen_value(g, v);
-
-    } else {
-        yajl_gen_null(g);
-    }
-
-    creor_gen_str(g, "files");
-    v = creor_json_get(run->doc, "files");
-
-    if (v) {
-        creor_gen_value(g, v);
-
-    } else {
-        yajl_gen_array_open(g);
-        yajl_gen_array_close(g);
-    }
+    creor_run_doc_value(g, run, "files", CREOR_JSON_ARRAY);
 
     creor_gen_kv_time(g, "createdAt", run->hdr.created_ms);
     creor_gen_kv_time(g, "startedAt", run->hdr.started_ms);
     creor_gen_kv_time(g, "completedAt", run->hdr.completed_ms);
     yajl_gen_map_close(g);
+}
+
+
+/* a member of the run's document, or an empty value of its kind */
+
+static void
+creor_run_doc_value(yajl_gen g, creor_run_t *run, const char *name,
+    ngx_uint_t empty)
+{
+    creor_json_t  *v;
+
+    creor_gen_str(g, name);
+    v = creor_json_get(run->doc, name);
+
+    if (v) {
+        creor_gen_value(g, v);
+        return;
+    }
+
+    switch (empty) {
+
+    case CREOR_JSON_OBJECT:
+        yajl_gen_map_open(g);
+        yajl_gen_map_close(g);
+        break;
+
+    case CREOR_JSON_ARRAY:
+        yajl_gen_array_open(g);
+        yajl_gen_array_close(g);
+        break;
+
+    default:
+        yajl_gen_null(g);
+        break;
+    }
+}
+
+
+/*
+ * Ends a run with a failure event of the module's own (RUN_TIMEOUT,
+ * EXECUTOR_UNAVAILABLE) and commits; txn is gone either way.
+ */
+
+ngx_int_t
+creor_run_fail(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
+    const char *type, const char *reason)
+{
+    int            rc;
+    creor_json_t  *value;
+
+    value = creor_json_new(run->pool, CREOR_JSON_OBJECT, NULL, 0);
+
+    if (value == NULL
+        || creor_json_set(value, "reason_code",
+                          creor_json_new(run->pool, CREOR_JSON_STRING, reason,
+                                         ngx_strlen(reason)))
+           != NGX_OK)
+    {
+        mdb_txn_abort(txn);
+        return CREOR_STORE_ERROR;
+    }
+
+    rc = creor_run_event(st, txn, run, type, ngx_strlen(type), value);
+    if (rc != CREOR_STORE_OK) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+
+    return creor_run_commit(st, txn, run, 1);
 }
 
 

@@ -350,6 +350,8 @@ ngx_int_t creor_run_event(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
     const char *type, size_t type_len, creor_json_t *value);
 ngx_int_t creor_run_commit(creor_store_t *st, MDB_txn *txn,
     creor_run_t *run, ngx_flag_t sync);
+ngx_int_t creor_run_fail(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
+    const char *type, const char *reason);
 void creor_run_json(yajl_gen g, creor_run_t *run);
 const char *creor_run_status_name(ngx_uint_t status);
 ngx_int_t creor_run_leg_body(creor_store_t *st, MDB_txn *txn,
