@@ -21,6 +21,8 @@ static ngx_int_t creor_keys_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     MDB_txn *txn, creor_key_rec_t *rec);
 static ngx_int_t creor_keys_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     MDB_val *key, MDB_val *val, yajl_gen g);
+static ngx_int_t creor_keys_issue(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    MDB_txn *txn, creor_key_rec_t *rec, ngx_uint_t status);
 static ngx_int_t creor_keys_send(ngx_http_request_t *r, ngx_uint_t status,
     creor_key_rec_t *rec, const char *token);
 static void creor_key_json(yajl_gen g, creor_key_rec_t *rec,
@@ -41,7 +43,6 @@ ngx_int_t
 creor_keys_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
     int               rc, role;
-    char              token[CREOR_ID_MAX + CREOR_SECRET_B62_LEN + 8];
     uint32_t          n, period, burst;
     MDB_txn          *txn;
     creor_json_t     *name, *v;
@@ -144,19 +145,7 @@ creor_keys_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    rc = creor_key_issue(&ctx->mcf->store, txn, &rec, token);
-
-    if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
-        return creor_fail_store(r, rc);
-    }
-
-    rc = creor_store_commit(txn);
-    if (rc != CREOR_STORE_OK) {
-        return creor_fail_store(r, rc);
-    }
-
-    return creor_keys_send(r, NGX_HTTP_CREATED, &rec, token);
+    return creor_keys_issue(r, ctx, txn, &rec, NGX_HTTP_CREATED);
 }
 
 
@@ -376,7 +365,6 @@ ngx_int_t
 creor_keys_rotate(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
     int               rc;
-    char              token[CREOR_ID_MAX + CREOR_SECRET_B62_LEN + 8];
     int64_t           grace;
     MDB_txn          *txn;
     creor_json_t     *v;
@@ -419,7 +407,20 @@ creor_keys_rotate(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     ngx_memcpy(rec.old_hash, rec.hash, sizeof(rec.hash));
     rec.old_expires_ms = grace ? creor_now_ms() + grace * 1000 : 0;
 
-    rc = creor_key_issue(&ctx->mcf->store, txn, &rec, token);
+    return creor_keys_issue(r, ctx, txn, &rec, NGX_HTTP_OK);
+}
+
+
+/* a new secret for rec, committed; the answer shows the token once */
+
+static ngx_int_t
+creor_keys_issue(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
+    creor_key_rec_t *rec, ngx_uint_t status)
+{
+    int   rc;
+    char  token[CREOR_ID_MAX + CREOR_SECRET_B62_LEN + 8];
+
+    rc = creor_key_issue(&ctx->mcf->store, txn, rec, token);
 
     if (rc != CREOR_STORE_OK) {
         mdb_txn_abort(txn);
@@ -431,7 +432,7 @@ creor_keys_rotate(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return creor_fail_store(r, rc);
     }
 
-    return creor_keys_send(r, NGX_HTTP_OK, &rec, token);
+    return creor_keys_send(r, status, rec, token);
 }
 
 
