@@ -1,0 +1,66 @@
+# A subscriber that does not read while thousands of events are stored
+# gets every one of them, in order, once it reads; nothing is dropped
+# and the worker does not buffer the backlog in memory.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use IO::Socket::INET;
+use Socket qw(SOL_SOCKET SO_RCVBUF);
+use Time::HiRes qw(sleep time);
+use CreorTest;
+use CreorExecutor;
+
+my $ex = CreorExecutor->new;
+my $t = CreorTest->new(
+    http_config   => 'creor_executor /_exec;',
+    server_config => 'location /_exec { internal; proxy_pass ' . $ex->url
+                   . '/run; proxy_buffering off; proxy_http_version 1.1; }');
+
+my $b = $t->bootstrap;
+my %auth = (token => $b->{token});
+my $proj = $t->req('POST', '/v1/projects', %auth, json => { name => 'p' })
+             ->{json}{id};
+my $agent = $t->req('POST', '/v1/agents', %auth,
+                    headers => { 'X-Project-Id' => $proj },
+                    json => { name => 'a', model => 'x/y' })->{json}{id};
+
+my $steps = 20000;
+my $run = $t->req('POST', '/v1/runs', %auth,
+                  json => { appId => $agent,
+                            inputs => { script => 'long', steps => $steps,
+                                        delay => 0 } })->{json}{id};
+ok($run, 'run created');
+
+# a small receive buffer, and no reading until the run is over
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $t->port)
+    or die "connect: $!";
+setsockopt($s, SOL_SOCKET, SO_RCVBUF, 32768);
+print $s "GET /v1/runs/$run/events/stream HTTP/1.1\r\nHost: t\r\n"
+       . "Authorization: Bearer $b->{token}\r\n\r\n";
+
+my $status = '';
+for (1 .. 300) {
+    $status = $t->req('GET', "/v1/runs/$run", %auth)->{json}{status};
+    last if $status eq 'completed';
+    sleep 0.1;
+}
+is($status, 'completed', 'the run completed while its subscriber slept');
+
+my ($buf, $t0) = ('', time);
+while (time - $t0 < 60) {
+    my $n = sysread($s, my $chunk, 4096);
+    last unless $n;
+    $buf .= $chunk;
+    last if $buf =~ /"type":"run\.completed".*\n\n/s;
+}
+
+my @ids = $buf =~ /^id: (\d+)$/mg;
+my $expect = $steps + 5;      # queued, started, step.started, done, completed
+is(scalar @ids, $expect, "all $expect events arrived");
+is_deeply(\@ids, [1 .. $expect], 'in order, none twice');
+
+$t->finish;
+$ex->stop;
+done_testing;
