@@ -880,7 +880,7 @@ creor_agents_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return creor_fail_store(r, rc);
     }
 
-    creor_dispatch_wakeup(ctx->mcf);
+    creor_dispatch_wakeup(ctx->mcf, NULL);
 
     g = creor_gen_create(r);
     if (g == NULL) {

@@ -141,8 +141,22 @@ creor_dispatch_kick(void)
  */
 
 void
-creor_dispatch_wakeup(ngx_creor_main_conf_t *mcf)
+creor_dispatch_wakeup(ngx_creor_main_conf_t *mcf, ngx_str_t *run_id)
 {
+    ngx_uint_t  i;
+
+    /* the slot first: a worker that sees the epoch move sees the slot */
+
+    if (run_id) {
+        (void) ngx_atomic_fetch_add(
+                           &mcf->shared->slots[creor_shared_slot(run_id)], 1);
+
+    } else {
+        for (i = 0; i < CREOR_SHARED_SLOTS; i++) {
+            (void) ngx_atomic_fetch_add(&mcf->shared->slots[i], 1);
+        }
+    }
+
     (void) ngx_atomic_fetch_add(&mcf->shared->epoch, 1);
 
     creor_sse_notify(mcf);

@@ -28,6 +28,8 @@ typedef struct {
     ngx_str_t               org;
     ngx_str_t               run_id;
     uint32_t                seq;        /* the last event sent */
+    ngx_uint_t              slot;       /* its run's wakeup counter */
+    ngx_atomic_uint_t       slot_seen;
     ngx_msec_t              keepalive;
     ngx_event_t             ping;
     ngx_chain_t            *free;
@@ -182,6 +184,8 @@ creor_events_stream(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     sse->run_id = run.id;
     sse->seq = (uint32_t) n;
     sse->keepalive = lcf->sse_keepalive;
+    sse->slot = creor_shared_slot(&run.id);
+    sse->slot_seen = ctx->mcf->shared->slots[sse->slot];
 
     r->headers_out.status = NGX_HTTP_OK;
     ngx_str_set(&r->headers_out.content_type, "text/event-stream");
@@ -245,8 +249,9 @@ creor_events_stream(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 void
 creor_sse_notify(ngx_creor_main_conf_t *mcf)
 {
-    ngx_queue_t  *q, *next;
-    creor_sse_t  *sse;
+    ngx_queue_t        *q, *next;
+    creor_sse_t        *sse;
+    ngx_atomic_uint_t   slot;
 
     if (!creor_streams_ready) {
         return;
@@ -262,6 +267,16 @@ creor_sse_notify(ngx_creor_main_conf_t *mcf)
         if (sse->finished || sse->r->connection->buffered) {
             continue;
         }
+
+        /* read the counter before the store: a later event moves it again */
+
+        slot = mcf->shared->slots[sse->slot];
+
+        if (slot == sse->slot_seen) {
+            continue;
+        }
+
+        sse->slot_seen = slot;
 
         if (creor_sse_send(sse) == NGX_ERROR) {
             creor_sse_finish(sse, NGX_ERROR);

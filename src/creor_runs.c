@@ -437,7 +437,7 @@ creor_run_commit(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
     }
 
     mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_creor_module);
-    creor_dispatch_wakeup(mcf);
+    creor_dispatch_wakeup(mcf, &run->id);
 
     return CREOR_STORE_OK;
 }

@@ -76,10 +76,20 @@ struct creor_json_s {
 };
 
 
-/* what worker processes share besides the store: a wakeup counter */
+#define CREOR_SHARED_SLOTS  4096
+
+/*
+ * What worker processes share besides the store: wakeup counters.
+ * epoch moves on every commit that stores events; slots[hash of the run]
+ * too, so a stream whose slot did not move need not look at the store.
+ */
 typedef struct {
-    ngx_atomic_t            epoch;      /* bumped on every new event */
+    ngx_atomic_t            epoch;
+    ngx_atomic_t            slots[CREOR_SHARED_SLOTS];
 } creor_shared_t;
+
+#define creor_shared_slot(id)                                                 \
+    (ngx_crc32_short((id)->data, (id)->len) % CREOR_SHARED_SLOTS)
 
 
 /* a rate: count per period, plus burst (SPEC 7) */
@@ -387,7 +397,7 @@ ngx_uint_t creor_sse_count(void);
 /* creor_dispatch.c */
 ngx_int_t creor_dispatch_init(ngx_cycle_t *cycle, ngx_creor_main_conf_t *mcf);
 void creor_dispatch_kick(void);
-void creor_dispatch_wakeup(ngx_creor_main_conf_t *mcf);
+void creor_dispatch_wakeup(ngx_creor_main_conf_t *mcf, ngx_str_t *run_id);
 ngx_int_t creor_leg_header_filter(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
 ngx_int_t creor_leg_body_filter(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,

@@ -410,7 +410,7 @@ ngx_creor_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     /* a wakeup counter the workers share: LMDB notifies nobody */
 
-    mcf->shm_zone = ngx_shared_memory_add(cf, &zone, 8 * ngx_pagesize,
+    mcf->shm_zone = ngx_shared_memory_add(cf, &zone, 64 * 1024,
                                           &ngx_creor_module);
     if (mcf->shm_zone == NULL) {
         return NGX_CONF_ERROR;
