@@ -11,6 +11,7 @@ rounds=${1:-3}
 secs=${2:-5}
 conns=${3:-16}
 build=${CREOR_BUILD:-$top/build}
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 port=${CREOR_BENCH_PORT:-18090}
 
 bench_mode() {
@@ -40,7 +41,7 @@ http {
     }
 }
 CONF
-    nginx -p "$dir/" -c "$dir/nginx.conf"
+    "$NGINX" -p "$dir/" -c "$dir/nginx.conf"
     sleep 0.5
 
     rates=""

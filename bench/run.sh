@@ -12,6 +12,7 @@ rounds=${1:-5}
 secs=${2:-5}
 conns=${3:-32}
 build=${CREOR_BUILD:-$top/build}
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 port=${CREOR_BENCH_PORT:-18080}
 dir=$(mktemp -d /tmp/creor-bench.XXXXXX)
 chmod 755 "$dir"
@@ -63,7 +64,7 @@ CONF
 }
 
 conf '{}' > "$dir/nginx.conf"
-nginx -p "$dir/" -c "$dir/nginx.conf"
+"$NGINX" -p "$dir/" -c "$dir/nginx.conf"
 sleep 0.5
 
 base=http://127.0.0.1:$port

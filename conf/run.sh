@@ -8,6 +8,7 @@ set -e
 top=$(cd "$(dirname "$0")/.." && pwd)
 run=${CREOR_RUN:-/tmp/creor-demo}
 mod="$top/build/ngx_creor_module.so"
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 
 if [ "$1" = "stop" ]; then
     [ -f "$run/logs/nginx.pid" ] && kill -QUIT "$(cat "$run/logs/nginx.pid")"
@@ -36,7 +37,7 @@ echo $! >"$run/runner.pid"
 sed "s#^load_module .*#load_module $mod;#" "$top/conf/nginx.conf" \
     > "$run/nginx.conf"
 
-nginx -p "$run/" -c "$run/nginx.conf" -e "$run/logs/error.log"
+"$NGINX" -p "$run/" -c "$run/nginx.conf" -e "$run/logs/error.log"
 
 org=$("$top/build/creor" --store "$run/store" org create "Demo")
 key=$("$top/build/creor" --store "$run/store" key create --org "$org" \
