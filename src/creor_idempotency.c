@@ -216,6 +216,10 @@ creor_idempotency_begin(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     ctx->idempotency_claimed = 1;
     ctx->idempotent = creor_idem_miss;
 
+    /* what the handler writes is synced with the stored response */
+
+    creor_store_defer_sync(st, 1);
+
     /* whatever way the request ends, a claim left over is released */
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
@@ -298,8 +302,11 @@ creor_idempotency_end(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     ctx->idempotency_claimed = 0;
     st = &ctx->mcf->store;
 
+    creor_store_defer_sync(st, 0);
+
     rc = creor_store_write(st, &txn);
     if (rc != CREOR_STORE_OK) {
+        (void) mdb_env_sync(st->env, 1);
         return NGX_ERROR;
     }
 
@@ -312,10 +319,13 @@ creor_idempotency_end(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 
         if (rc != CREOR_STORE_OK) {
             mdb_txn_abort(txn);
+            (void) mdb_env_sync(st->env, 1);
             return NGX_ERROR;
         }
 
-        return creor_idem_commit(st, txn, 0) == CREOR_STORE_OK
+        /* the handler's own writes, if any, are made durable by this */
+
+        return creor_idem_commit(st, txn, 1) == CREOR_STORE_OK
                ? NGX_OK : NGX_ERROR;
     }
 
@@ -346,6 +356,7 @@ creor_idempotency_end(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     buf = ngx_pnalloc(r->pool, sizeof(creor_idem_rec_t) + hlen + len);
     if (buf == NULL) {
         mdb_txn_abort(txn);
+        (void) mdb_env_sync(st->env, 1);
         return NGX_ERROR;
     }
 
@@ -389,6 +400,7 @@ creor_idempotency_end(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 
     if (rc != CREOR_STORE_OK) {
         mdb_txn_abort(txn);
+        (void) mdb_env_sync(st->env, 1);
 
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "creor: cannot store the response of an idempotent "
@@ -396,7 +408,7 @@ creor_idempotency_end(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    return creor_idem_commit(st, txn, ctx->mcf->sync) == CREOR_STORE_OK
+    return creor_idem_commit(st, txn, 1) == CREOR_STORE_OK
            ? NGX_OK : NGX_ERROR;
 }
 
@@ -512,17 +524,8 @@ creor_idempotency_replay(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 static ngx_int_t
 creor_idem_commit(creor_store_t *st, MDB_txn *txn, ngx_flag_t sync)
 {
-    int  rc;
-
-    if (sync) {
-        return creor_store_commit(txn);
-    }
-
-    mdb_env_set_flags(st->env, MDB_NOSYNC, 1);
-    rc = creor_store_commit(txn);
-    mdb_env_set_flags(st->env, MDB_NOSYNC, st->nosync);
-
-    return rc;
+    return sync ? creor_store_commit(txn)
+                : creor_store_commit_nosync(st, txn);
 }
 
 
@@ -542,7 +545,10 @@ creor_idem_cleanup(void *data)
     ctx->idempotency_claimed = 0;
     st = &ctx->mcf->store;
 
+    creor_store_defer_sync(st, 0);
+
     if (creor_store_write(st, &txn) != CREOR_STORE_OK) {
+        (void) mdb_env_sync(st->env, 1);
         return;
     }
 
@@ -550,10 +556,11 @@ creor_idem_cleanup(void *data)
 
     if (rc != CREOR_STORE_OK) {
         mdb_txn_abort(txn);
+        (void) mdb_env_sync(st->env, 1);
         return;
     }
 
-    (void) creor_idem_commit(st, txn, 0);
+    (void) creor_idem_commit(st, txn, 1);
 }
 
 

@@ -584,6 +584,16 @@ creor_dispatch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
     creor_store_read_done(&ctx->mcf->store);
 
+    /*
+     * Handlers answer before they return, which ends deferred syncing;
+     * one that did not must not leave the worker's commits unsynced.
+     */
+
+    if (ctx->mcf->store.deferred) {
+        creor_store_defer_sync(&ctx->mcf->store, 0);
+        (void) mdb_env_sync(ctx->mcf->store.env, 1);
+    }
+
     if (rc == NGX_DECLINED) {
         return creor_send_failure(r, ctx);
     }

@@ -423,14 +423,8 @@ creor_run_commit(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
         return rc;
     }
 
-    if (sync && run->sync) {
-        rc = creor_store_commit(txn);
-
-    } else {
-        mdb_env_set_flags(st->env, MDB_NOSYNC, 1);
-        rc = creor_store_commit(txn);
-        mdb_env_set_flags(st->env, MDB_NOSYNC, st->nosync);
-    }
+    rc = (sync && run->sync) ? creor_store_commit(txn)
+                             : creor_store_commit_nosync(st, txn);
 
     if (rc != CREOR_STORE_OK) {
         return rc;

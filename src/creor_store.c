@@ -376,6 +376,39 @@ creor_store_commit(MDB_txn *txn)
 }
 
 
+/* a commit that need not reach the disk now: a later synced one takes it */
+
+int
+creor_store_commit_nosync(creor_store_t *s, MDB_txn *txn)
+{
+    int  rc;
+
+    mdb_env_set_flags(s->env, MDB_NOSYNC, 1);
+    rc = creor_store_commit(txn);
+    mdb_env_set_flags(s->env, MDB_NOSYNC, s->nosync || s->deferred);
+
+    return rc;
+}
+
+
+/*
+ * While on, commits skip the fsync; the synced commit that ends the
+ * stretch (or the flush made when it is turned off) makes them durable
+ * together: one fsync for an idempotent request instead of two.
+ */
+
+void
+creor_store_defer_sync(creor_store_t *s, int on)
+{
+    if (s->nosync) {
+        return;
+    }
+
+    s->deferred = on;
+    mdb_env_set_flags(s->env, MDB_NOSYNC, on);
+}
+
+
 int
 creor_store_rc(int rc)
 {

@@ -37,6 +37,7 @@ typedef struct {
     MDB_txn     *rtxn;              /* reused read transaction */
     int          rtxn_active;
     int          nosync;
+    int          deferred;          /* commits wait for a later synced one */
     uint8_t      secret[CREOR_SERVER_SECRET_MAX];
     size_t       secret_len;
 } creor_store_t;
@@ -55,6 +56,8 @@ MDB_txn *creor_store_read(creor_store_t *s);
 void creor_store_read_done(creor_store_t *s);
 int creor_store_write(creor_store_t *s, MDB_txn **txn);
 int creor_store_commit(MDB_txn *txn);
+int creor_store_commit_nosync(creor_store_t *s, MDB_txn *txn);
+void creor_store_defer_sync(creor_store_t *s, int on);
 int creor_store_rc(int rc);
 
 int creor_store_get(creor_store_t *s, MDB_txn *txn, const char *key,
