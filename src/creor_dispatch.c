@@ -214,15 +214,9 @@ static void
 creor_legs_check(void)
 {
     MDB_txn           *txn;
-    ngx_pool_t        *pool;
     ngx_queue_t       *q, *next;
     creor_leg_t       *leg;
-    creor_run_t        run;
-
-    pool = ngx_create_pool(4096, ngx_cycle->log);
-    if (pool == NULL) {
-        return;
-    }
+    creor_run_hdr_t    hdr;
 
     for (q = ngx_queue_head(&creor_legs);
          q != ngx_queue_sentinel(&creor_legs);
@@ -240,11 +234,10 @@ creor_legs_check(void)
             break;
         }
 
-        if (creor_run_load_any(&creor_mcf->store, txn, pool, &leg->run_id,
-                               &run)
+        if (creor_run_header(&creor_mcf->store, txn, &leg->run_id, &hdr)
             == CREOR_STORE_OK
-            && !creor_run_terminal(run.hdr.status)
-            && run.hdr.owner_pid == (uint32_t) ngx_pid
+            && !creor_run_terminal(hdr.status)
+            && hdr.owner_pid == (uint32_t) ngx_pid
             && !leg->aborted)
         {
             creor_store_read_done(&creor_mcf->store);
@@ -259,8 +252,6 @@ creor_legs_check(void)
 
         creor_leg_destroy(leg);
     }
-
-    ngx_destroy_pool(pool);
 }
 
 
@@ -335,7 +326,7 @@ creor_dispatch_scan(int64_t now)
     ngx_pool_t       *pool;
     ngx_array_t       ids;
     MDB_cursor       *cur;
-    creor_run_t       run;
+    creor_run_hdr_t   hdr;
 
     pool = ngx_create_pool(8192, ngx_cycle->log);
     if (pool == NULL) {
@@ -382,12 +373,12 @@ creor_dispatch_scan(int64_t now)
 
         /* only what needs a write: free legs, timeouts, dead holders */
 
-        if (creor_run_load_any(&creor_mcf->store, txn, pool, id, &run)
+        if (creor_run_header(&creor_mcf->store, txn, id, &hdr)
             == CREOR_STORE_OK
-            && !creor_run_terminal(run.hdr.status)
-            && run.hdr.status != CREOR_RUN_AWAITING_INPUT
-            && run.hdr.created_ms + (int64_t) creor_mcf->run_timeout > now
-            && (run.hdr.lease_ms > now || run.hdr.next_ms > now
+            && !creor_run_terminal(hdr.status)
+            && hdr.status != CREOR_RUN_AWAITING_INPUT
+            && hdr.created_ms + (int64_t) creor_mcf->run_timeout > now
+            && (hdr.lease_ms > now || hdr.next_ms > now
                 || creor_nlegs >= CREOR_LEGS_MAX))
         {
             ids.nelts--;

@@ -181,6 +181,49 @@ creor_run_load_any(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
 }
 
 
+/* the header alone, by id: what the dispatcher looks at every tick */
+
+ngx_int_t
+creor_run_header(creor_store_t *st, MDB_txn *txn, ngx_str_t *id,
+    creor_run_hdr_t *hdr)
+{
+    int      rc;
+    char     key[CREOR_STORE_KEY_MAX];
+    MDB_val  val;
+
+    if (id->len >= CREOR_ID_MAX) {
+        return CREOR_STORE_NOTFOUND;
+    }
+
+    ngx_snprintf((u_char *) key, sizeof(key), "ri:%V%Z", id);
+
+    rc = creor_store_get(st, txn, key, &val);
+    if (rc != CREOR_STORE_OK) {
+        return rc;
+    }
+
+    if (val.mv_size >= CREOR_ID_MAX) {
+        return CREOR_STORE_ERROR;
+    }
+
+    ngx_snprintf((u_char *) key, sizeof(key), "r:%*s:%V%Z", val.mv_size,
+                 val.mv_data, id);
+
+    rc = creor_store_get(st, txn, key, &val);
+    if (rc != CREOR_STORE_OK) {
+        return rc;
+    }
+
+    if (val.mv_size <= sizeof(creor_run_hdr_t)) {
+        return CREOR_STORE_ERROR;
+    }
+
+    ngx_memcpy(hdr, val.mv_data, sizeof(creor_run_hdr_t));
+
+    return CREOR_STORE_OK;
+}
+
+
 ngx_int_t
 creor_run_save(creor_store_t *st, MDB_txn *txn, creor_run_t *run)
 {
@@ -1315,6 +1358,12 @@ creor_runs_start(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
                          0);
 
     if (rc == CREOR_STORE_OK) {
+        ngx_snprintf((u_char *) key, sizeof(key), "t:%V:%s:%s%Z",
+                     &ctx->who.org, run->hdr.thread, id);
+        rc = creor_store_put(st, txn, key, "", 0, 0);
+    }
+
+    if (rc == CREOR_STORE_OK) {
         rc = creor_run_queue(st, txn, run, 1);
     }
 
@@ -2037,11 +2086,10 @@ creor_run_leg_body(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
     size_t                  plen;
     MDB_val                 k, v;
     yajl_gen                g;
-    ngx_str_t               org, fid;
+    ngx_str_t               org, fid, id;
     MDB_cursor             *cur;
     creor_run_t             prior;
     creor_json_t           *agent, *files, *f, *x;
-    creor_run_hdr_t         hdr;
     ngx_creor_main_conf_t  *mcf;
 
     mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_creor_module);
@@ -2088,7 +2136,10 @@ creor_run_leg_body(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
     creor_gen_str(g, "messages");
     yajl_gen_array_open(g);
 
-    plen = ngx_snprintf((u_char *) key, sizeof(key), "r:%V:", &org)
+    /* "t:<org>:<thread>:<run>": the thread's runs in creation order */
+
+    plen = ngx_snprintf((u_char *) key, sizeof(key), "t:%V:%s:", &org,
+                        run->hdr.thread)
            - (u_char *) key;
 
     if (mdb_cursor_open(txn, st->dbi, &cur) != 0) {
@@ -2102,27 +2153,18 @@ creor_run_leg_body(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
          rc == 0 && k.mv_size > plen && ngx_memcmp(k.mv_data, key, plen) == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
     {
-        if (v.mv_size <= sizeof(creor_run_hdr_t)) {
-            continue;
-        }
+        id.data = (u_char *) k.mv_data + plen;
+        id.len = k.mv_size - plen;
 
-        ngx_memcpy(&hdr, v.mv_data, sizeof(creor_run_hdr_t));
-
-        if (ngx_strcmp(hdr.thread, run->hdr.thread) != 0
-            || hdr.created_ms > run->hdr.created_ms
-            || (k.mv_size - plen == run->id.len
-                && ngx_memcmp((u_char *) k.mv_data + plen, run->id.data,
-                              run->id.len) == 0))
+        if (id.len == run->id.len
+            && ngx_memcmp(id.data, run->id.data, id.len) >= 0)
         {
-            continue;
+            break;
         }
 
-        prior.doc = creor_json_parse(pool,
-                                     (u_char *) v.mv_data
-                                     + sizeof(creor_run_hdr_t),
-                                     v.mv_size - sizeof(creor_run_hdr_t),
-                                     err, sizeof(err));
-        if (prior.doc == NULL) {
+        if (creor_run_load(st, txn, pool, &org, &id, &prior)
+            != CREOR_STORE_OK)
+        {
             continue;
         }
 

@@ -355,6 +355,8 @@ ngx_int_t creor_run_load(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
     ngx_str_t *org, ngx_str_t *id, creor_run_t *run);
 ngx_int_t creor_run_load_any(creor_store_t *st, MDB_txn *txn,
     ngx_pool_t *pool, ngx_str_t *id, creor_run_t *run);
+ngx_int_t creor_run_header(creor_store_t *st, MDB_txn *txn, ngx_str_t *id,
+    creor_run_hdr_t *hdr);
 ngx_int_t creor_run_save(creor_store_t *st, MDB_txn *txn, creor_run_t *run);
 ngx_int_t creor_run_event(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
     const char *type, size_t type_len, creor_json_t *value);
