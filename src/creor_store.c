@@ -268,7 +268,8 @@ static int
 creor_store_secret_check(creor_store_t *s, uint8_t *out)
 {
     return creor_hash_secret(out, s->secret, s->secret_len,
-                             CREOR_SECRET_CHECK, sizeof(CREOR_SECRET_CHECK) - 1);
+                             CREOR_SECRET_CHECK,
+                             sizeof(CREOR_SECRET_CHECK) - 1);
 }
 
 
