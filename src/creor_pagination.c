@@ -315,7 +315,8 @@ creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     }
 
     step = pg->desc ? MDB_PREV : MDB_NEXT;
-    skip = pg->page_mode ? (pg->page - 1) * pg->limit : 0;
+    skip = pg->page_mode ? (pg->page - 1) * pg->limit
+                         : (pg->offset_mode ? pg->offset : 0);
     sent = 0;
     last.mv_size = 0;
     last.mv_data = NULL;
@@ -351,7 +352,9 @@ creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
         if (sent == pg->limit) {
             pg->has_more = 1;
 
-            if (!pg->page_mode) {
+            /* page and offset modes count every item for the total */
+
+            if (!pg->page_mode && !pg->offset_mode) {
                 break;
             }
 
@@ -386,7 +389,7 @@ creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     mdb_cursor_close(cur);
     creor_store_read_done(&ctx->mcf->store);
 
-    if (pg->has_more && !pg->page_mode) {
+    if (pg->has_more && !pg->page_mode && !pg->offset_mode) {
         if (creor_cursor_save(r, ctx, pg, &last) != NGX_OK) {
             return NGX_DECLINED;
         }
@@ -414,6 +417,12 @@ creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
         creor_gen_kv_bool(g, "hasNext", pg->page < pages);
         creor_gen_kv_bool(g, "hasPrev", pg->page > 1);
         yajl_gen_map_close(g);
+    }
+
+    if (pg->offset_mode) {
+        creor_gen_kv_int(g, "total", pg->total);
+        creor_gen_kv_int(g, "limit", pg->limit);
+        creor_gen_kv_int(g, "offset", pg->offset);
     }
 
     yajl_gen_map_close(g);

@@ -47,8 +47,6 @@ static ngx_int_t creor_runs_save_files(ngx_http_request_t *r,
     creor_json_t *list);
 static ngx_int_t creor_runs_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     MDB_val *key, MDB_val *val, yajl_gen g);
-static ngx_int_t creor_runs_offset(ngx_http_request_t *r,
-    ngx_creor_ctx_t *ctx, creor_page_t *pg, ngx_uint_t offset);
 static void creor_run_doc_str(yajl_gen g, creor_run_t *run, const char *name,
     const char *key);
 static void creor_run_doc_value(yajl_gen g, creor_run_t *run,
@@ -147,16 +145,13 @@ creor_run_load(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
 }
 
 
-/* by id alone, for the dispatcher and signed file URLs */
+/* "ri:<run>": the organization of a run known by id alone */
 
-ngx_int_t
-creor_run_load_any(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
-    ngx_str_t *id, creor_run_t *run)
+static ngx_int_t
+creor_run_org(creor_store_t *st, MDB_txn *txn, ngx_str_t *id, MDB_val *org)
 {
-    int        rc;
-    char       key[CREOR_STORE_KEY_MAX];
-    MDB_val    val;
-    ngx_str_t  org;
+    int   rc;
+    char  key[CREOR_STORE_KEY_MAX];
 
     if (id->len >= CREOR_ID_MAX) {
         return CREOR_STORE_NOTFOUND;
@@ -164,7 +159,27 @@ creor_run_load_any(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
 
     ngx_snprintf((u_char *) key, sizeof(key), "ri:%V%Z", id);
 
-    rc = creor_store_get(st, txn, key, &val);
+    rc = creor_store_get(st, txn, key, org);
+
+    if (rc == CREOR_STORE_OK && org->mv_size >= CREOR_ID_MAX) {
+        return CREOR_STORE_ERROR;
+    }
+
+    return rc;
+}
+
+
+/* by id alone, for the dispatcher and signed file URLs */
+
+ngx_int_t
+creor_run_load_any(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
+    ngx_str_t *id, creor_run_t *run)
+{
+    int        rc;
+    MDB_val    val;
+    ngx_str_t  org;
+
+    rc = creor_run_org(st, txn, id, &val);
     if (rc != CREOR_STORE_OK) {
         return rc;
     }
@@ -191,19 +206,9 @@ creor_run_header(creor_store_t *st, MDB_txn *txn, ngx_str_t *id,
     char     key[CREOR_STORE_KEY_MAX];
     MDB_val  val;
 
-    if (id->len >= CREOR_ID_MAX) {
-        return CREOR_STORE_NOTFOUND;
-    }
-
-    ngx_snprintf((u_char *) key, sizeof(key), "ri:%V%Z", id);
-
-    rc = creor_store_get(st, txn, key, &val);
+    rc = creor_run_org(st, txn, id, &val);
     if (rc != CREOR_STORE_OK) {
         return rc;
-    }
-
-    if (val.mv_size >= CREOR_ID_MAX) {
-        return CREOR_STORE_ERROR;
     }
 
     ngx_snprintf((u_char *) key, sizeof(key), "r:%*s:%V%Z", val.mv_size,
@@ -1476,7 +1481,6 @@ creor_runs_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     MDB_val               val;
     MDB_txn              *txn;
     ngx_int_t             rc;
-    ngx_uint_t            offset;
     creor_page_t          pg;
     creor_runs_filter_t  *f;
 
@@ -1563,23 +1567,22 @@ creor_runs_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     pg.prefix.len = ngx_sprintf(pg.prefix.data, "r:%V:", &ctx->who.org)
                     - pg.prefix.data;
 
-    rc = creor_arg_uint(r, ctx, "offset", 0, 1000000, &offset);
+    rc = creor_arg_uint(r, ctx, "offset", 0, 1000000, &pg.offset);
     if (rc == NGX_ERROR) {
         return NGX_DECLINED;
     }
 
     if (rc == NGX_OK) {
+
+        /* offset mode (seed 002) */
+
         if (creor_arg(ctx, "cursor")) {
             return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
                               "offset", "'offset' and 'cursor' cannot be "
                               "combined.");
         }
 
-        if (creor_page_parse(r, ctx, &pg, 0) != NGX_OK) {
-            return NGX_DECLINED;
-        }
-
-        return creor_runs_offset(r, ctx, &pg, offset);
+        pg.offset_mode = 1;
     }
 
     if (creor_page_parse(r, ctx, &pg, 0) != NGX_OK) {
@@ -1587,106 +1590,6 @@ creor_runs_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     }
 
     return creor_page_send(r, ctx, &pg, creor_runs_item);
-}
-
-
-/* offset mode (seed 002): the page mode walk, reported with offset */
-
-static ngx_int_t
-creor_runs_offset(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    creor_page_t *pg, ngx_uint_t offset)
-{
-    int           rc;
-    yajl_gen      g;
-    MDB_val       k, v;
-    MDB_txn      *txn;
-    ngx_uint_t    skip, sent, total;
-    MDB_cursor   *cur;
-    u_char       *end;
-
-    g = creor_gen_create(r);
-    if (g == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    txn = creor_store_read(&ctx->mcf->store);
-    if (txn == NULL || mdb_cursor_open(txn, ctx->mcf->store.dbi, &cur) != 0)
-    {
-        return creor_fail_store(r, CREOR_STORE_ERROR);
-    }
-
-    end = ngx_pnalloc(r->pool, pg->prefix.len);
-    if (end == NULL) {
-        mdb_cursor_close(cur);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(end, pg->prefix.data, pg->prefix.len);
-    end[pg->prefix.len - 1]++;
-
-    if (pg->desc) {
-        k.mv_data = end;
-        k.mv_size = pg->prefix.len;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        rc = (rc == MDB_NOTFOUND) ? mdb_cursor_get(cur, &k, &v, MDB_LAST)
-                                  : mdb_cursor_get(cur, &k, &v, MDB_PREV);
-
-    } else {
-        k.mv_data = pg->prefix.data;
-        k.mv_size = pg->prefix.len;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    }
-
-    skip = offset;
-    sent = 0;
-    total = 0;
-
-    yajl_gen_map_open(g);
-    creor_gen_kv(g, "object", "list");
-    creor_gen_str(g, "data");
-    yajl_gen_array_open(g);
-
-    for ( /* void */ ;
-         rc == 0 && k.mv_size > pg->prefix.len
-         && ngx_memcmp(k.mv_data, pg->prefix.data, pg->prefix.len) == 0;
-         rc = mdb_cursor_get(cur, &k, &v, pg->desc ? MDB_PREV : MDB_NEXT))
-    {
-        if (creor_runs_item(r, ctx, &k, &v, NULL) != NGX_OK) {
-            continue;
-        }
-
-        total++;
-
-        if (skip) {
-            skip--;
-            continue;
-        }
-
-        if (sent == pg->limit) {
-            continue;
-        }
-
-        if (creor_runs_item(r, ctx, &k, &v, g) != NGX_OK) {
-            mdb_cursor_close(cur);
-            return creor_fail_store(r, CREOR_STORE_ERROR);
-        }
-
-        sent++;
-    }
-
-    mdb_cursor_close(cur);
-    creor_store_read_done(&ctx->mcf->store);
-
-    yajl_gen_array_close(g);
-    creor_gen_kv_bool(g, "has_more", offset + sent < total);
-    creor_gen_str(g, "next_cursor");
-    yajl_gen_null(g);
-    creor_gen_kv_int(g, "total", total);
-    creor_gen_kv_int(g, "limit", pg->limit);
-    creor_gen_kv_int(g, "offset", offset);
-    yajl_gen_map_close(g);
-
-    return creor_send_json(r, NGX_HTTP_OK, g);
 }
 
 

@@ -250,6 +250,8 @@ typedef struct {
     ngx_flag_t              desc;
     ngx_flag_t              page_mode;
     ngx_uint_t              page;
+    ngx_flag_t              offset_mode;    /* runs (seed 002) */
+    ngx_uint_t              offset;
     ngx_str_t               after;      /* resume after this store key */
     ngx_str_t               filters;    /* canonical, binds the cursor */
     ngx_flag_t              has_more;
