@@ -566,79 +566,33 @@ creor_idem_cleanup(void *data)
 
 /* responses past their TTL and claims of dead workers, a batch a turn */
 
+static int
+creor_idem_expired(const MDB_val *val, int64_t now)
+{
+    creor_idem_rec_t  rec;
+
+    if (val->mv_size < sizeof(creor_idem_rec_t)) {
+        return 1;
+    }
+
+    ngx_memcpy(&rec, val->mv_data, sizeof(creor_idem_rec_t));
+
+    return !((rec.state == CREOR_IDEM_DONE && rec.expires_ms > now)
+             || (rec.state == CREOR_IDEM_CLAIMED
+                 && rec.lease_ms + CREOR_IDEM_LEASE > now));
+}
+
+
 void
 creor_idempotency_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log)
 {
-    int                rc;
-    int64_t            now;
-    MDB_val            k, v;
-    MDB_txn           *txn;
-    ngx_uint_t         n, seen;
-    MDB_cursor        *cur;
-    creor_idem_rec_t   rec;
+    size_t       n;
+    static char  from[CREOR_STORE_KEY_MAX];
 
-    if (creor_store_write(&mcf->store, &txn) != CREOR_STORE_OK) {
-        return;
-    }
-
-    if (mdb_cursor_open(txn, mcf->store.dbi, &cur) != 0) {
-        mdb_txn_abort(txn);
-        return;
-    }
-
-    now = creor_now_ms();
-    n = 0;
-    seen = 0;
-
-    /* resume where the last turn stopped, so every record is reached */
-
-    k.mv_data = mcf->purge_from[0] ? mcf->purge_from : (u_char *) "i:";
-    k.mv_size = ngx_strlen(k.mv_data);
-
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-         rc == 0 && k.mv_size > 2 && ngx_memcmp(k.mv_data, "i:", 2) == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    if (creor_store_purge(&mcf->store, "i:", from, CREOR_IDEM_PURGE,
+                          creor_now_ms(), creor_idem_expired, &n)
+        != CREOR_STORE_OK)
     {
-        if (++seen > CREOR_IDEM_PURGE * 5 || n == CREOR_IDEM_PURGE) {
-            break;
-        }
-
-        if (v.mv_size >= sizeof(creor_idem_rec_t)) {
-            ngx_memcpy(&rec, v.mv_data, sizeof(creor_idem_rec_t));
-
-            if ((rec.state == CREOR_IDEM_DONE && rec.expires_ms > now)
-                || (rec.state == CREOR_IDEM_CLAIMED
-                    && rec.lease_ms + CREOR_IDEM_LEASE > now))
-            {
-                continue;
-            }
-        }
-
-        if (mdb_cursor_del(cur, 0) != 0) {
-            break;
-        }
-
-        n++;
-    }
-
-    if (rc == 0 && k.mv_size > 2 && k.mv_size < sizeof(mcf->purge_from)
-        && ngx_memcmp(k.mv_data, "i:", 2) == 0)
-    {
-        ngx_memcpy(mcf->purge_from, k.mv_data, k.mv_size);
-        mcf->purge_from[k.mv_size] = '\0';
-
-    } else {
-        mcf->purge_from[0] = '\0';
-    }
-
-    mdb_cursor_close(cur);
-
-    if (n == 0) {
-        mdb_txn_abort(txn);
-        return;
-    }
-
-    if (creor_idem_commit(&mcf->store, txn, 0) != CREOR_STORE_OK) {
         ngx_log_error(NGX_LOG_WARN, log, 0,
                       "creor: idempotency purge failed");
     }

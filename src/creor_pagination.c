@@ -431,64 +431,35 @@ creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 }
 
 
+static int
+creor_cursor_expired(const MDB_val *val, int64_t now)
+{
+    int64_t  expires;
+
+    if (val->mv_size != sizeof(creor_cursor_rec_t)) {
+        return 1;
+    }
+
+    ngx_memcpy(&expires, val->mv_data, sizeof(int64_t));
+
+    return expires < now;
+}
+
+
 void
 creor_cursor_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log)
 {
-    int          rc;
-    int64_t      now, expires;
-    MDB_val      k, v;
-    MDB_txn     *txn;
-    ngx_uint_t   n, seen;
-    MDB_cursor  *cur;
+    size_t       n;
+    static char  from[CREOR_STORE_KEY_MAX];
 
-    if (creor_store_write(&mcf->store, &txn) != CREOR_STORE_OK) {
-        return;
-    }
-
-    if (mdb_cursor_open(txn, mcf->store.dbi, &cur) != 0) {
-        mdb_txn_abort(txn);
-        return;
-    }
-
-    now = creor_now_ms();
-    n = 0;
-    seen = 0;
-
-    k.mv_data = "c:";
-    k.mv_size = 2;
-
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-         rc == 0 && seen < CREOR_PURGE_BATCH * 10
-         && k.mv_size > 2 && ngx_memcmp(k.mv_data, "c:", 2) == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    if (creor_store_purge(&mcf->store, "c:", from, CREOR_PURGE_BATCH,
+                          creor_now_ms(), creor_cursor_expired, &n)
+        != CREOR_STORE_OK)
     {
-        seen++;
-
-        if (v.mv_size == sizeof(creor_cursor_rec_t)) {
-            ngx_memcpy(&expires, v.mv_data, sizeof(int64_t));
-
-            if (expires >= now) {
-                continue;
-            }
-        }
-
-        if (mdb_cursor_del(cur, 0) != 0 || ++n == CREOR_PURGE_BATCH) {
-            break;
-        }
-    }
-
-    mdb_cursor_close(cur);
-
-    if (n == 0) {
-        mdb_txn_abort(txn);
-        return;
-    }
-
-    if (creor_store_commit(txn) != CREOR_STORE_OK) {
         ngx_log_error(NGX_LOG_WARN, log, 0, "creor: cursor purge failed");
         return;
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
-                   "creor: purged %ui expired cursors", n);
+                   "creor: purged %uz expired cursors", n);
 }

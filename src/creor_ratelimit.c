@@ -286,55 +286,31 @@ creor_rl_headers(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 
 /* counters whose bucket is full again are the same as no counter */
 
+static int
+creor_rl_expired(const MDB_val *val, int64_t now)
+{
+    int64_t  tat;
+
+    if (val->mv_size != sizeof(int64_t)) {
+        return 1;
+    }
+
+    ngx_memcpy(&tat, val->mv_data, sizeof(int64_t));
+
+    return tat < now;
+}
+
+
 void
 creor_ratelimit_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log)
 {
-    int           rc;
-    int64_t       now, tat;
-    MDB_val       k, v;
-    MDB_txn      *txn;
-    ngx_uint_t    n;
-    MDB_cursor   *cur;
+    size_t       n;
+    static char  from[CREOR_STORE_KEY_MAX];
 
-    if (creor_store_write(&mcf->counters, &txn) != CREOR_STORE_OK) {
-        return;
-    }
-
-    if (mdb_cursor_open(txn, mcf->counters.dbi, &cur) != 0) {
-        mdb_txn_abort(txn);
-        return;
-    }
-
-    now = creor_now_us();
-    n = 0;
-
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-         rc == 0 && n < CREOR_RL_PURGE_BATCH;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    if (creor_store_purge(&mcf->counters, "", from, CREOR_RL_PURGE_BATCH,
+                          creor_now_us(), creor_rl_expired, &n)
+        != CREOR_STORE_OK)
     {
-        if (v.mv_size == sizeof(int64_t)) {
-            ngx_memcpy(&tat, v.mv_data, sizeof(int64_t));
-
-            if (tat >= now) {
-                continue;
-            }
-        }
-
-        if (mdb_cursor_del(cur, 0) != 0) {
-            break;
-        }
-
-        n++;
-    }
-
-    mdb_cursor_close(cur);
-
-    if (n == 0) {
-        mdb_txn_abort(txn);
-        return;
-    }
-
-    if (creor_store_commit(txn) != CREOR_STORE_OK) {
         ngx_log_error(NGX_LOG_WARN, log, 0, "creor: counter purge failed");
     }
 }

@@ -524,6 +524,91 @@ creor_store_make_id(creor_store_t *s, MDB_txn *txn, char *out, size_t size,
 }
 
 
+/*
+ * Deletes the entries under prefix that expired() says are expired: at
+ * most batch deletions and five times as many visits a call, resuming
+ * where the previous call stopped (from, CREOR_STORE_KEY_MAX bytes, ""
+ * at first), so a large collection is reached whole, a turn at a time,
+ * without one long write transaction.  Not synced: a purge lost with
+ * the machine is done again.
+ */
+
+int
+creor_store_purge(creor_store_t *s, const char *prefix, char *from,
+    size_t batch, int64_t now, creor_store_expired_pt expired,
+    size_t *purged)
+{
+    int          rc;
+    size_t       n, seen, plen;
+    MDB_val      k, v;
+    MDB_txn     *txn;
+    MDB_cursor  *cur;
+
+    *purged = 0;
+    plen = strlen(prefix);
+
+    rc = creor_store_write(s, &txn);
+    if (rc != CREOR_STORE_OK) {
+        return rc;
+    }
+
+    if (mdb_cursor_open(txn, s->dbi, &cur) != 0) {
+        mdb_txn_abort(txn);
+        return CREOR_STORE_ERROR;
+    }
+
+    k.mv_data = from[0] ? from : (char *) prefix;
+    k.mv_size = strlen(k.mv_data);
+
+    rc = k.mv_size ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
+                   : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+
+    for (n = 0, seen = 0;
+         rc == 0 && k.mv_size > plen && memcmp(k.mv_data, prefix, plen) == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    {
+        if (++seen > batch * 5 || n == batch) {
+            break;
+        }
+
+        if (!expired(&v, now)) {
+            continue;
+        }
+
+        if (mdb_cursor_del(cur, 0) != 0) {
+            break;
+        }
+
+        n++;
+    }
+
+    if (rc == 0 && k.mv_size > plen && k.mv_size < CREOR_STORE_KEY_MAX
+        && memcmp(k.mv_data, prefix, plen) == 0)
+    {
+        memcpy(from, k.mv_data, k.mv_size);
+        from[k.mv_size] = '\0';
+
+    } else {
+        from[0] = '\0';
+    }
+
+    mdb_cursor_close(cur);
+
+    if (n == 0) {
+        mdb_txn_abort(txn);
+        return CREOR_STORE_OK;
+    }
+
+    rc = creor_store_commit_nosync(s, txn);
+
+    if (rc == CREOR_STORE_OK) {
+        *purged = n;
+    }
+
+    return rc;
+}
+
+
 int
 creor_org_create(creor_store_t *s, const char *name, char *id)
 {

@@ -68,6 +68,11 @@ int creor_store_del(creor_store_t *s, MDB_txn *txn, const char *key);
 
 int creor_store_make_id(creor_store_t *s, MDB_txn *txn, char *out,
     size_t size, const char *prefix);
+typedef int (*creor_store_expired_pt)(const MDB_val *val, int64_t now);
+
+int creor_store_purge(creor_store_t *s, const char *prefix, char *from,
+    size_t batch, int64_t now, creor_store_expired_pt expired,
+    size_t *purged);
 int creor_org_create(creor_store_t *s, const char *name, char *id);
 int creor_project_create(creor_store_t *s, MDB_txn *txn, const char *org,
     creor_project_rec_t *rec, char *id);

@@ -114,7 +114,6 @@ typedef struct {
     ngx_int_t               request_id_index;
     creor_rate_t            global;
     ngx_msec_t              idempotency_ttl;
-    u_char                  purge_from[CREOR_STORE_KEY_MAX];
 
     ngx_msec_t              run_timeout;
     ngx_msec_t              run_lease;
