@@ -357,38 +357,9 @@ spew($short, '0123456789');
 ###########################################################################
 # 5. nginx -t on bad directive values (and the 10-byte secret file)
 
-my $cdir = tempdir('creor-conf-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-chmod 0755, $cdir;
-mkdir "$cdir/logs";
-my $so = $t->module_path;
+my $cdir = $t->conf_dir;
 
-sub conf_test {
-    my ($http, $loc) = @_;
-    my $conf = "$cdir/nginx.conf";
-    spew($conf, <<"EOF");
-load_module $so;
-error_log $cdir/logs/err.log;
-pid $cdir/logs/nginx.pid;
-events { worker_connections 64; }
-http {
-    client_body_temp_path $cdir/tmp_body;
-    proxy_temp_path $cdir/tmp_proxy;
-    fastcgi_temp_path $cdir/tmp_fastcgi;
-    uwsgi_temp_path $cdir/tmp_uwsgi;
-    scgi_temp_path $cdir/tmp_scgi;
-    access_log off;
-    $http
-    server {
-        listen 127.0.0.1:1;
-        location /v1/ { $loc }
-    }
-}
-EOF
-    my ($rc, $out, $err) = CreorTest::_run(
-        [$NGINX, '-t', '-p', "$cdir/", '-c', $conf,
-         '-e', "$cdir/logs/err.log"], $t->nginx_env);
-    return ($rc, $out . $err);
-}
+sub conf_test { return $t->conf_test(@_) }
 
 {
     my ($rc, $out) = conf_test("creor_store $cdir/store;", 'creor_api;');

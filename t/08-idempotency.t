@@ -87,33 +87,6 @@ sub own_headers {
                  grep { lc($_->[0]) !~ $PER_REQUEST } @{$r->{header_lines}}];
 }
 
-# Runs the requests [method, path, %opts] at once: one fresh connection
-# each, all opened (and accepted by either worker) first, then every
-# request written in one tight loop, then the answers read.  Responses
-# are in order, each with t0 (when it was sent).
-sub concurrent {
-    my ($inst, $reqs) = @_;
-    my @conns = map { CreorTest::Conn->new($inst, keepalive => 0, timeout => 20) }
-                @$reqs;
-    my @texts = map { my ($m, $p, %o) = @$_;
-                      CreorTest::build_request($m, $p, 0, %o) } @$reqs;
-    sleep 0.2;    # let the workers accept the connections
-    my @t0;
-    for my $i (0 .. $#conns) {
-        $t0[$i] = time;
-        $conns[$i]->send($texts[$i]);
-    }
-    my @rs;
-    for my $i (0 .. $#conns) {
-        my $r = $conns[$i]->read_response(method => $reqs->[$i][0]);
-        $r->{t0} = $t0[$i];
-        $r->{t1} = time;
-        $conns[$i]->close;
-        push @rs, $r;
-    }
-    return @rs;
-}
-
 ###########################################################################
 # Setup: org A with two projects, admin + user + project-bound keys; org B.
 
@@ -144,7 +117,7 @@ my %log_expect;    # request id => miss|hit|conflict
          headers => {'X-Project-Id' => $P1, 'Idempotency-Key' => $key},
          json => {name => $name, model => 'openai/gpt-4o'}]
     } 1 .. 100;
-    my @rs = concurrent($t, \@reqs);
+    my @rs = $t->concurrent(\@reqs);
 
     my (@created, @replayed, @busy, @other, %pids);
     for my $r (@rs) {

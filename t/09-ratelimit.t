@@ -57,39 +57,12 @@ sub is_429 {
     return $ok;
 }
 
-# Runs the requests [method, path, %opts] at once: one fresh connection
-# each, all opened (and accepted by either worker) first, then every
-# request written in one tight loop, then the answers read.  Responses
-# are in order, each with t0 (when it was sent).
-sub concurrent {
-    my ($inst, $reqs) = @_;
-    my @conns = map { CreorTest::Conn->new($inst, keepalive => 0, timeout => 20) }
-                @$reqs;
-    my @texts = map { my ($m, $p, %o) = @$_;
-                      CreorTest::build_request($m, $p, 0, %o) } @$reqs;
-    sleep 0.2;    # let the workers accept the connections
-    my @t0;
-    for my $i (0 .. $#conns) {
-        $t0[$i] = time;
-        $conns[$i]->send($texts[$i]);
-    }
-    my @rs;
-    for my $i (0 .. $#conns) {
-        my $r = $conns[$i]->read_response(method => $reqs->[$i][0]);
-        $r->{t0} = $t0[$i];
-        $r->{t1} = time;
-        $conns[$i]->close;
-        push @rs, $r;
-    }
-    return @rs;
-}
-
 ###########################################################################
 # 1. 100 concurrent requests from a fresh key: exactly 70 admitted
 
 {
     my $K = fresh_key($t, $boot->{org}, 'user');
-    my @rs = concurrent($t, [map { [GET => '/v1/agents', token => $K] } 1 .. 100]);
+    my @rs = $t->concurrent([map { [GET => '/v1/agents', token => $K] } 1 .. 100]);
     my @ok   = grep { $_->{status} == 200 } @rs;
     my @over = grep { $_->{status} == 429 } @rs;
     my %pids;
@@ -241,7 +214,7 @@ sub concurrent {
 # 6. Key guessing: the anonymous limit (60r/m, no burst) per address
 
 {
-    my @rs = concurrent($t, [map {
+    my @rs = $t->concurrent([map {
         [GET => '/v1/agents', token => "ck_bogus$_"]
     } 1 .. 100]);
     my %st;
@@ -295,40 +268,11 @@ $t->finish;
 ###########################################################################
 # 8. Bad directive values fail nginx -t, naming the directive
 
-my $cdir = tempdir('creor-conf-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-chmod 0755, $cdir;
-mkdir "$cdir/logs";
-my $so = $t->module_path;
+my $cdir = $t->conf_dir;
 
 sub conf_test {
     my ($http, $loc) = @_;
-    my $conf = "$cdir/nginx.conf";
-    open(my $fh, '>', $conf) or die "$conf: $!";
-    print $fh <<"EOF";
-load_module $so;
-error_log $cdir/logs/err.log;
-pid $cdir/logs/nginx.pid;
-events { worker_connections 64; }
-http {
-    client_body_temp_path $cdir/tmp_body;
-    proxy_temp_path $cdir/tmp_proxy;
-    fastcgi_temp_path $cdir/tmp_fastcgi;
-    uwsgi_temp_path $cdir/tmp_uwsgi;
-    scgi_temp_path $cdir/tmp_scgi;
-    access_log off;
-    creor_store $cdir/store;
-    $http
-    server {
-        listen 127.0.0.1:1;
-        location /v1/ { creor_api; $loc }
-    }
-}
-EOF
-    close $fh;
-    my ($rc, $out, $err) = CreorTest::_run(
-        [$NGINX, '-t', '-p', "$cdir/", '-c', $conf,
-         '-e', "$cdir/logs/err.log"], $t->nginx_env);
-    return ($rc, $out . $err);
+    return $t->conf_test("creor_store $cdir/store; $http", "creor_api; $loc");
 }
 
 {

@@ -427,6 +427,77 @@ sub conn {
 }
 
 # A request whose body is read incrementally (SSE, long polls).
+# Runs the requests [method, path, %opts] at once: one fresh connection
+# each, all opened (and accepted by either worker) first, then every
+# request written in one tight loop, then the answers read.  Responses
+# are in order, each with t0 (when it was sent).
+sub concurrent {
+    my ($self, $reqs) = @_;
+    my @conns = map { CreorTest::Conn->new($self, keepalive => 0,
+                                           timeout => 20) } @$reqs;
+    my @texts = map { my ($m, $p, %o) = @$_;
+                      build_request($m, $p, 0, %o) } @$reqs;
+    sleep 0.2;    # let the workers accept the connections
+    my @t0;
+    for my $i (0 .. $#conns) {
+        $t0[$i] = time;
+        $conns[$i]->send($texts[$i]);
+    }
+    my @rs;
+    for my $i (0 .. $#conns) {
+        my $r = $conns[$i]->read_response(method => $reqs->[$i][0]);
+        $r->{t0} = $t0[$i];
+        $r->{t1} = time;
+        $conns[$i]->close;
+        push @rs, $r;
+    }
+    return @rs;
+}
+
+# A directory for configurations that nginx -t checks (conf_test)
+sub conf_dir {
+    my ($self) = @_;
+    unless ($self->{conf_dir}) {
+        my $d = tempdir('creor-conf-XXXXXX', TMPDIR => 1,
+                        CLEANUP => !$ENV{CREOR_KEEP});
+        chmod 0755, $d;
+        mkdir "$d/logs";
+        $self->{conf_dir} = $d;
+    }
+    return $self->{conf_dir};
+}
+
+# nginx -t of a configuration with the module: $http inside http{},
+# $loc inside "location /v1/"; returns (exit code, output)
+sub conf_test {
+    my ($self, $http, $loc) = @_;
+    my $d = $self->conf_dir;
+    my $so = $self->module_path;
+    _write_file("$d/nginx.conf", <<"EOF");
+load_module $so;
+error_log $d/logs/err.log;
+pid $d/logs/nginx.pid;
+events { worker_connections 64; }
+http {
+    client_body_temp_path $d/tmp_body;
+    proxy_temp_path $d/tmp_proxy;
+    fastcgi_temp_path $d/tmp_fastcgi;
+    uwsgi_temp_path $d/tmp_uwsgi;
+    scgi_temp_path $d/tmp_scgi;
+    access_log off;
+    $http
+    server {
+        listen 127.0.0.1:1;
+        location /v1/ { $loc }
+    }
+}
+EOF
+    my ($rc, $out, $err) = _run([$NGINX, '-t', '-p', "$d/", '-c',
+                                 "$d/nginx.conf", '-e', "$d/logs/err.log"],
+                                $self->nginx_env);
+    return ($rc, $out . $err);
+}
+
 sub stream {
     my ($self, $method, $path, %o) = @_;
     return CreorTest::Stream->new($self, $method, $path, %o);
