@@ -20,7 +20,7 @@ CONF_FLAGS = $(shell test -f $(NGINX_SRC)/conf_flags && \
 
 SHELL := /bin/bash
 
-.PHONY: all module cli test test-asan asan run clean bench
+.PHONY: all module cli test test-asan asan run clean bench deb
 
 all: module cli
 
@@ -63,6 +63,16 @@ run: all
 
 bench: all
 	./bench/run.sh
+
+# The Debian package libnginx-mod-http-creor, built from a copy of the tree
+# by dpkg-buildpackage with Debian's nginx module helper (debian/).
+deb:
+	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb/src
+	tar -cf - --exclude=./build --exclude=./.git --exclude=node_modules . \
+	    | tar -xf - -C $(BUILD)/deb/src
+	cd $(BUILD)/deb/src && dpkg-buildpackage -b -us -uc \
+	    >../build.log 2>&1 || { tail -40 ../build.log; exit 1; }
+	ls $(BUILD)/deb/*.deb
 
 clean:
 	rm -rf build

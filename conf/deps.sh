@@ -5,7 +5,7 @@
 set -e
 
 PKGS="build-essential nginx nginx-dev liblmdb-dev libyajl-dev libssl-dev \
-      perl curl wrk iproute2 gdb"
+      perl curl wrk iproute2 gdb dpkg-dev debhelper"
 
 missing=""
 for p in $PKGS; do
