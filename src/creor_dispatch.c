@@ -53,6 +53,7 @@ typedef struct {
 static void creor_tick_handler(ngx_event_t *ev);
 static void creor_legs_check(void);
 static void creor_legs_renew(int64_t now);
+static void creor_legs_release(void);
 static void creor_dispatch_scan(int64_t now);
 static void creor_dispatch_claim(ngx_str_t *id, int64_t now);
 static ngx_int_t creor_leg_start(ngx_str_t *id, ngx_str_t *body);
@@ -188,18 +189,16 @@ creor_tick_handler(ngx_event_t *ev)
         }
     }
 
-    if (ngx_exiting || ngx_quit) {
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
 
-        /* clients of event streams reconnect to a new worker */
+        /*
+         * Clients of event streams reconnect to a new worker; legs are
+         * left to the next worker at once, not after their lease.
+         */
 
         creor_sse_shutdown();
+        creor_legs_release();
 
-        if (creor_nlegs == 0) {
-            return;
-        }
-    }
-
-    if (ngx_terminate) {
         return;
     }
 
@@ -305,6 +304,70 @@ creor_legs_renew(int64_t now)
     }
 
     ngx_destroy_pool(pool);
+}
+
+
+/*
+ * A worker that is going away (quit, reload, binary upgrade) closes its
+ * executor calls and gives their runs back: owner and lease cleared, the
+ * try not counted, so another worker, or the next nginx on this store,
+ * claims them at its next scan.  The executor sees its call closed, as
+ * after any failed try, and is called again for the whole leg.
+ */
+
+static void
+creor_legs_release(void)
+{
+    MDB_txn       *txn;
+    ngx_pool_t    *pool;
+    ngx_queue_t   *q;
+    creor_leg_t   *leg;
+    creor_run_t    run;
+
+    if (creor_nlegs == 0) {
+        return;
+    }
+
+    pool = ngx_create_pool(4096, ngx_cycle->log);
+
+    while (!ngx_queue_empty(&creor_legs)) {
+        q = ngx_queue_head(&creor_legs);
+        leg = ngx_queue_data(q, creor_leg_t, queue);
+
+        if (pool && !leg->ended
+            && creor_store_write(&creor_mcf->store, &txn) == CREOR_STORE_OK)
+        {
+            if (creor_run_load_any(&creor_mcf->store, txn, pool,
+                                   &leg->run_id, &run)
+                == CREOR_STORE_OK
+                && run.hdr.owner_pid == (uint32_t) ngx_pid
+                && !creor_run_terminal(run.hdr.status))
+            {
+                run.hdr.owner_pid = 0;
+                run.hdr.lease_ms = 0;
+                run.hdr.next_ms = 0;
+                run.sync = 0;
+
+                if (creor_run_commit(&creor_mcf->store, txn, &run, 0)
+                    == CREOR_STORE_OK)
+                {
+                    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                                  "creor: leaving the leg of %V to another "
+                                  "worker", &leg->run_id);
+                }
+
+            } else {
+                mdb_txn_abort(txn);
+            }
+        }
+
+        leg->aborted = 1;
+        creor_leg_destroy(leg);
+    }
+
+    if (pool) {
+        ngx_destroy_pool(pool);
+    }
 }
 
 

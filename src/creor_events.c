@@ -46,8 +46,13 @@ static ngx_int_t creor_sse_output(creor_sse_t *sse, u_char *data,
 static void creor_sse_finish(creor_sse_t *sse, ngx_int_t rc);
 static void creor_sse_writer(ngx_http_request_t *r);
 static void creor_sse_ping(ngx_event_t *ev);
+static ngx_int_t creor_sse_comment(creor_sse_t *sse, ngx_str_t *text);
 static void creor_sse_cleanup(void *data);
 
+
+static ngx_str_t  creor_sse_keepalive = ngx_string(": keepalive\n\n");
+static ngx_str_t  creor_sse_bye =
+    ngx_string(": server shutting down, reconnect with Last-Event-ID\n\n");
 
 static ngx_queue_t  creor_streams;
 static ngx_uint_t   creor_nstreams;
@@ -311,9 +316,13 @@ creor_sse_shutdown(void)
         next = ngx_queue_next(q);
         sse = ngx_queue_data(q, creor_sse_t, queue);
 
-        if (!sse->finished) {
-            creor_sse_finish(sse, NGX_OK);
+        if (sse->finished) {
+            continue;
         }
+
+        /* what a client logs; it resumes with Last-Event-ID */
+
+        creor_sse_finish(sse, creor_sse_comment(sse, &creor_sse_bye));
     }
 }
 
@@ -569,7 +578,6 @@ creor_sse_writer(ngx_http_request_t *r)
 static void
 creor_sse_ping(ngx_event_t *ev)
 {
-    u_char       *p;
     creor_sse_t  *sse;
 
     sse = ev->data;
@@ -579,17 +587,7 @@ creor_sse_ping(ngx_event_t *ev)
     }
 
     if (!sse->r->connection->buffered) {
-        p = ngx_alloc(sizeof(": keepalive\n\n") - 1, ev->log);
-        if (p == NULL) {
-            creor_sse_finish(sse, NGX_ERROR);
-            return;
-        }
-
-        ngx_memcpy(p, ": keepalive\n\n", sizeof(": keepalive\n\n") - 1);
-
-        if (creor_sse_output(sse, p, sizeof(": keepalive\n\n") - 1)
-            == NGX_ERROR)
-        {
+        if (creor_sse_comment(sse, &creor_sse_keepalive) != NGX_OK) {
             creor_sse_finish(sse, NGX_ERROR);
             return;
         }
@@ -598,6 +596,23 @@ creor_sse_ping(ngx_event_t *ev)
     }
 
     ngx_add_timer(ev, sse->keepalive);
+}
+
+
+static ngx_int_t
+creor_sse_comment(creor_sse_t *sse, ngx_str_t *text)
+{
+    u_char  *p;
+
+    p = ngx_alloc(text->len, sse->r->connection->log);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, text->data, text->len);
+
+    return creor_sse_output(sse, p, text->len) == NGX_ERROR ? NGX_ERROR
+                                                            : NGX_OK;
 }
 
 

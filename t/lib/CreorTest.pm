@@ -162,6 +162,8 @@ sub _write_conf {
         'master_process on;',
         "pid $dir/logs/nginx.pid;",
         "error_log $dir/logs/error.log info;",
+        # a binary upgrade starts the new master with these only
+        ($ENV{CREOR_ASAN} ? ('env LD_PRELOAD;', 'env ASAN_OPTIONS;') : ()),
         $self->{main_config},
         "events { worker_connections $self->{worker_connections}; }",
     );
@@ -304,6 +306,56 @@ sub reload {
     }
     die "reload: workers were not replaced within ${START_TIMEOUT}s\n"
         . $self->_log_tail;
+}
+
+# Start nginx again on the same conf and store, after stop().
+sub start {
+    my ($self) = @_;
+    die "nginx is running\n" if $self->{running};
+    $self->_start;
+    return $self->{pid};
+}
+
+# A binary upgrade as an operator does it: USR2 makes the master start a
+# new master (the same binary here) with new workers beside the old ones,
+# then QUIT ends the old master and its workers gracefully.  Returns the
+# new master's workers once the old processes are gone.
+sub upgrade {
+    my ($self) = @_;
+    die "nginx is not running\n" unless $self->{running};
+    my $dir = $self->{dir};
+    my $old = $self->{pid};
+    my @old_procs = ($old, $self->worker_pids);
+
+    kill 'USR2', $old or die "kill USR2 $old: $!";
+
+    my ($new, @workers);
+    my $deadline = time + $START_TIMEOUT;
+    while (time < $deadline) {
+        $new = _read_pid("$dir/logs/nginx.pid");
+        if ($new && $new != $old && -f "$dir/logs/nginx.pid.oldbin") {
+            local $self->{pid} = $new;
+            last if $self->_workers_ready;
+        }
+        sleep 0.02;
+    }
+    die "upgrade: no new master with workers within ${START_TIMEOUT}s\n"
+        . $self->_log_tail
+        unless $new && $new != $old;
+
+    $self->{pid} = $new;
+    delete $LIVE{$old};
+    $LIVE{$new} = $self;
+    weaken($LIVE{$new});
+
+    kill 'QUIT', $old or die "kill QUIT $old: $!";
+    $deadline = time + $STOP_TIMEOUT;
+    sleep 0.02 while time < $deadline && grep { _alive($_) } @old_procs;
+    die "upgrade: the old master and workers did not exit within "
+        . "${STOP_TIMEOUT}s\n" . $self->_log_tail
+        if grep { _alive($_) } @old_procs;
+
+    return $self->worker_pids;
 }
 
 # Graceful stop (QUIT), then KILL whatever is left after the timeout.
