@@ -12,6 +12,9 @@ for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
 done
 
+# the tests' npm packages need Node.js and npm (any recent ones will do)
+command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
+
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

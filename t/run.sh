@@ -9,6 +9,9 @@ cd "$top"
 
 conf/deps.sh
 make -s
+
+# the npm packages some tests use (t/package.json, its lock file)
+(cd t && npm ci --no-audit --no-fund --loglevel=error)
 prove -r t/
 
 make -s asan
