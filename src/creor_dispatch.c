@@ -161,6 +161,20 @@ creor_dispatch_wakeup(ngx_creor_main_conf_t *mcf, ngx_str_t *run_id)
     (void) ngx_atomic_fetch_add(&mcf->shared->epoch, 1);
 
     creor_sse_notify(mcf);
+    creor_wakeup_others();
+}
+
+
+/* another worker stored events: look now, not on the next tick */
+
+void
+creor_dispatch_poke(void)
+{
+    if (creor_tick.handler == NULL || creor_tick.posted) {
+        return;
+    }
+
+    ngx_post_event(&creor_tick, &ngx_posted_events);
 }
 
 
@@ -201,6 +215,8 @@ creor_tick_handler(ngx_event_t *ev)
 
         return;
     }
+
+    creor_wakeup_listen(creor_mcf, creor_nlegs || creor_sse_count());
 
     ngx_add_timer(ev, (creor_nlegs || creor_sse_count()) ? CREOR_TICK_BUSY
                                                          : CREOR_TICK_IDLE);
@@ -788,6 +804,7 @@ creor_leg_start(ngx_str_t *id, ngx_str_t *body)
     leg->renew_ms = creor_now_ms() + creor_mcf->run_lease / 3;
     ngx_queue_insert_tail(&creor_legs, &leg->queue);
     creor_nlegs++;
+    creor_wakeup_listen(creor_mcf, 1);
 
     ngx_http_run_posted_requests(c);
 

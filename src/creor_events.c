@@ -225,6 +225,7 @@ creor_events_stream(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
     ngx_queue_insert_tail(&creor_streams, &sse->queue);
     creor_nstreams++;
+    creor_wakeup_listen(ctx->mcf, 1);
 
     cln->handler = creor_sse_cleanup;
     cln->data = sse;

@@ -83,10 +83,21 @@ struct creor_json_s {
  * epoch moves on every commit that stores events; slots[hash of the run]
  * too, so a stream whose slot did not move need not look at the store.
  */
+#define CREOR_WAKEUP_MAX    64
+
 typedef struct {
     ngx_atomic_t            epoch;
     ngx_atomic_t            slots[CREOR_SHARED_SLOTS];
+    ngx_atomic_t            listening[CREOR_WAKEUP_MAX];    /* by worker */
 } creor_shared_t;
+
+
+/* the eventfds of a cycle's workers (creor_wakeup.c) */
+typedef struct {
+    int                     fd[CREOR_WAKEUP_MAX];
+    ngx_uint_t              n;
+    int                     listening;  /* closed by its connection */
+} creor_wakeup_t;
 
 #define creor_shared_slot(id)                                                 \
     (ngx_crc32_short((id)->data, (id)->len) % CREOR_SHARED_SLOTS)
@@ -122,6 +133,7 @@ typedef struct {
     ngx_http_conf_ctx_t    *api_ctx;    /* where legs' requests live */
     ngx_shm_zone_t         *shm_zone;
     creor_shared_t         *shared;
+    creor_wakeup_t         *wakeup;
 } ngx_creor_main_conf_t;
 
 
@@ -401,10 +413,20 @@ ngx_uint_t creor_sse_count(void);
 ngx_int_t creor_dispatch_init(ngx_cycle_t *cycle, ngx_creor_main_conf_t *mcf);
 void creor_dispatch_kick(void);
 void creor_dispatch_wakeup(ngx_creor_main_conf_t *mcf, ngx_str_t *run_id);
+void creor_dispatch_poke(void);
 ngx_int_t creor_leg_header_filter(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
 ngx_int_t creor_leg_body_filter(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     ngx_chain_t *in);
+
+/* creor_wakeup.c */
+ngx_int_t creor_wakeup_init_module(ngx_cycle_t *cycle,
+    ngx_creor_main_conf_t *mcf);
+ngx_int_t creor_wakeup_init_process(ngx_cycle_t *cycle,
+    ngx_creor_main_conf_t *mcf);
+void creor_wakeup_exit_process(void);
+void creor_wakeup_listen(ngx_creor_main_conf_t *mcf, ngx_flag_t on);
+void creor_wakeup_others(void);
 
 /* creor_multipart.c */
 typedef struct {

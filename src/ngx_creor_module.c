@@ -661,6 +661,10 @@ ngx_creor_init_module(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (creor_wakeup_init_module(cycle, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (geteuid() != 0) {
         return NGX_OK;
     }
@@ -747,6 +751,10 @@ ngx_creor_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (creor_wakeup_init_process(cycle, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     mcf->timer.handler = ngx_creor_housekeeping;
     mcf->timer.data = mcf;
     mcf->timer.log = cycle->log;
@@ -763,6 +771,8 @@ static void
 ngx_creor_exit_process(ngx_cycle_t *cycle)
 {
     ngx_creor_main_conf_t  *mcf;
+
+    creor_wakeup_exit_process();
 
     mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_creor_module);
 
