@@ -62,7 +62,7 @@ run: all
 	./conf/run.sh
 
 bench: all
-	./bench/run.sh
+	./bench/all.sh
 
 # The Debian package libnginx-mod-http-creor, built from a copy of the tree
 # by dpkg-buildpackage with Debian's nginx module helper (debian/).
