@@ -5,7 +5,7 @@
 set -e
 
 PKGS="build-essential nginx nginx-dev liblmdb-dev libyajl-dev libssl-dev \
-      perl curl wrk iproute2 gdb dpkg-dev debhelper"
+      perl curl wrk iproute2 gdb dpkg-dev debhelper lmdb-utils"
 
 missing=""
 for p in $PKGS; do
