@@ -152,10 +152,7 @@ creor_agents_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return creor_fail_store(r, rc);
     }
 
-    if (creor_project_context(r, ctx, txn) != NGX_OK) {
-        mdb_txn_abort(txn);
-        return NGX_DECLINED;
-    }
+    /* the key's project, or X-Project-Id's, checked by the scope */
 
     if (ctx->who.project.len == 0) {
         mdb_txn_abort(txn);
@@ -611,33 +608,18 @@ creor_agent_key(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, ngx_str_t *id,
 }
 
 
-/*
- * Reads the route's agent: one of another project (for a bound key) is
- * not found; another agent than a per-app key's own is 403, once it is
- * known to exist, so the answer tells nothing of other organizations.
- */
+/* reads the route's agent, which the scope checked: gone is not found */
 
 static ngx_int_t
 creor_agent_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
     char *key, MDB_val *val)
 {
-    int                 rc;
-    creor_agent_hdr_t  *hdr;
+    int  rc;
 
     rc = creor_store_get(&ctx->mcf->store, txn, key, val);
 
     if (rc == CREOR_STORE_OK && val->mv_size <= sizeof(creor_agent_hdr_t)) {
         rc = CREOR_STORE_ERROR;
-    }
-
-    if (rc == CREOR_STORE_OK && ctx->who.key.project[0]) {
-        hdr = val->mv_data;
-
-        if (ngx_strncmp(hdr->project, ctx->who.key.project, CREOR_ID_MAX)
-            != 0)
-        {
-            rc = CREOR_STORE_NOTFOUND;
-        }
     }
 
     if (rc == CREOR_STORE_NOTFOUND) {
@@ -649,14 +631,14 @@ creor_agent_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
         return creor_fail_store(r, rc);
     }
 
-    return creor_app_scope(r, ctx, &ctx->params[0]);
+    return NGX_OK;
 }
 
 
 ngx_int_t
 creor_agents_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
-    return creor_agents_send(r, ctx, &ctx->params[0], NGX_HTTP_OK);
+    return creor_agents_send(r, ctx, &ctx->ids[CREOR_ID_AGENT], NGX_HTTP_OK);
 }
 
 
@@ -717,7 +699,7 @@ creor_agents_update(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    if (creor_agent_key(r, ctx, &ctx->params[0], key) != NGX_OK) {
+    if (creor_agent_key(r, ctx, &ctx->ids[CREOR_ID_AGENT], key) != NGX_OK) {
         return NGX_DECLINED;
     }
 
@@ -810,7 +792,7 @@ creor_agents_followup(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                           "bytes.", CREOR_STRING_MAX);
     }
 
-    if (creor_agent_key(r, ctx, &ctx->params[0], key) != NGX_OK) {
+    if (creor_agent_key(r, ctx, &ctx->ids[CREOR_ID_AGENT], key) != NGX_OK) {
         return NGX_DECLINED;
     }
 
@@ -830,7 +812,7 @@ creor_agents_followup(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    rc = creor_runs_start(r, ctx, &ctx->params[0], inputs, 1, txn, &run);
+    rc = creor_runs_start(r, ctx, &ctx->ids[CREOR_ID_AGENT], inputs, 1, txn, &run);
     if (rc != NGX_OK) {
         mdb_txn_abort(txn);
         return rc;
@@ -849,7 +831,7 @@ creor_agents_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     MDB_txn   *txn;
     yajl_gen   g;
 
-    if (creor_agent_key(r, ctx, &ctx->params[0], key) != NGX_OK) {
+    if (creor_agent_key(r, ctx, &ctx->ids[CREOR_ID_AGENT], key) != NGX_OK) {
         return NGX_DECLINED;
     }
 
@@ -864,7 +846,7 @@ creor_agents_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     }
 
     rc = creor_runs_cancel_agent(&ctx->mcf->store, txn, r->pool,
-                                 &ctx->who.org, &ctx->params[0]);
+                                 &ctx->who.org, &ctx->ids[CREOR_ID_AGENT]);
 
     if (rc == CREOR_STORE_OK) {
         rc = creor_store_del(&ctx->mcf->store, txn, key);
@@ -888,7 +870,7 @@ creor_agents_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     }
 
     yajl_gen_map_open(g);
-    creor_gen_kv_ngx(g, "id", &ctx->params[0]);
+    creor_gen_kv_ngx(g, "id", &ctx->ids[CREOR_ID_AGENT]);
     creor_gen_kv(g, "object", "agent");
     creor_gen_kv_bool(g, "deleted", 1);
     yajl_gen_map_close(g);
@@ -1003,11 +985,7 @@ creor_agents_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_val *key,
     id.data = (u_char *) key->mv_data + 3 + ctx->who.org.len;
     id.len = key->mv_size - 3 - ctx->who.org.len;
 
-    if ((ctx->who.key.project[0]
-         && ngx_strcmp(hdr.project, ctx->who.key.project) != 0)
-        || (ctx->who.app.len
-            && (id.len != ctx->who.app.len
-                || ngx_strncmp(id.data, ctx->who.app.data, id.len) != 0))
+    if (!creor_scope_sees(ctx, hdr.project, &id)
         || (f->project
             && (ngx_strlen(hdr.project) != f->project->value.len
                 || ngx_strncmp(hdr.project, f->project->value.data,

@@ -4,7 +4,7 @@
  *
  * Credentials: the three accepted forms of a key, its record read from
  * the store on every request (so a revocation holds at once on every
- * worker), roles, project context and per-app scope.
+ * worker) and roles.  What a key may see is creor_scope.c's.
  */
 
 
@@ -291,79 +291,4 @@ creor_auth_touch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     }
 
     ctx->who.key.last_used_ms = now;
-}
-
-
-/*
- * The project a request works in: the key's own, or X-Project-Id, which
- * must name a project of the organization.  Leaves it empty if neither.
- */
-
-ngx_int_t
-creor_project_context(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    MDB_txn *txn)
-{
-    int         rc;
-    char        key[CREOR_STORE_KEY_MAX];
-    MDB_val     val;
-    ngx_str_t  *h;
-
-    h = creor_header(r, "X-Project-Id");
-
-    if (h == NULL) {
-        return NGX_OK;
-    }
-
-    if (ctx->who.project.len) {
-        if (h->len != ctx->who.project.len
-            || ngx_strncmp(h->data, ctx->who.project.data, h->len) != 0)
-        {
-            return creor_fail(r, NGX_HTTP_FORBIDDEN, "PERMISSION_DENIED",
-                              "projectId", "This key is bound to project "
-                              "%V.", &ctx->who.project);
-        }
-
-        return NGX_OK;
-    }
-
-    if (!creor_is_id((char *) h->data, h->len, "proj_")) {
-        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", "projectId",
-                          "No such project.");
-    }
-
-    ngx_snprintf((u_char *) key, sizeof(key), "p:%V:%V%Z", &ctx->who.org, h);
-
-    rc = creor_store_get(&ctx->mcf->store, txn, key, &val);
-
-    if (rc == CREOR_STORE_NOTFOUND) {
-        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", "projectId",
-                          "No such project.");
-    }
-
-    if (rc != CREOR_STORE_OK) {
-        return creor_fail_store(r, rc);
-    }
-
-    ctx->who.project = *h;
-
-    return NGX_OK;
-}
-
-
-/* a per-app key (seed 002) is for its own app only */
-
-ngx_int_t
-creor_app_scope(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    ngx_str_t *agent_id)
-{
-    if (ctx->who.app.len == 0
-        || (agent_id->len == ctx->who.app.len
-            && ngx_strncmp(agent_id->data, ctx->who.app.data, agent_id->len)
-               == 0))
-    {
-        return NGX_OK;
-    }
-
-    return creor_fail(r, NGX_HTTP_FORBIDDEN, "APP_SCOPE_RESTRICTED", NULL,
-                      "This key is restricted to app %V.", &ctx->who.app);
 }

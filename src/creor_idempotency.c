@@ -3,7 +3,7 @@
  * Copyright (C) ngx_creor_module authors
  *
  * Idempotency-Key (SPEC 6) for every POST and PATCH.  The first request
- * claims (organization, method, path, key) in one write transaction, so
+ * claims (credential, method, path, key) in one write transaction, so
  * of any number of concurrent requests on any workers exactly one runs;
  * its response (status, own headers, body) replaces the claim and is
  * replayed byte for byte until the TTL ends.
@@ -103,9 +103,14 @@ creor_idempotency_begin(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                           "ASCII characters.", CREOR_IDEM_KEY_MAX);
     }
 
-    /* scope: organization, method, path, key */
+    /*
+     * scope: the credential, method, path, key; a response made for one
+     * key (a token, say) is never replayed to another (SPEC 6)
+     */
 
     SHA256_Init(&sha);
+    SHA256_Update(&sha, ctx->who.key_id.data, ctx->who.key_id.len);
+    SHA256_Update(&sha, "", 1);
     SHA256_Update(&sha, r->method_name.data, r->method_name.len);
     SHA256_Update(&sha, "", 1);
     SHA256_Update(&sha, r->uri.data, r->uri.len);

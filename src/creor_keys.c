@@ -28,8 +28,7 @@ static ngx_int_t creor_keys_send(ngx_http_request_t *r, ngx_uint_t status,
 static void creor_key_json(yajl_gen g, creor_key_rec_t *rec,
     const char *token);
 static ngx_int_t creor_keys_ref(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    MDB_txn *txn, creor_json_t *v, const char *field, const char *prefix,
-    const char *kind, char *out);
+    const char *field, ngx_str_t *checked, char *out);
 
 
 static const char  *creor_key_fields[] = {
@@ -107,88 +106,47 @@ creor_keys_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                     sizeof(rec.rate_limit));
     }
 
+    /* the binding creor_scope_body() granted, once the types are right */
+
+    if (creor_keys_ref(r, ctx, "projectId", &ctx->ids[CREOR_ID_PROJECT],
+                       rec.project) != NGX_OK
+        || creor_keys_ref(r, ctx, "appId", &ctx->ids[CREOR_ID_AGENT],
+                          rec.app) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
     rc = creor_store_write(&ctx->mcf->store, &txn);
     if (rc != CREOR_STORE_OK) {
         return creor_fail_store(r, rc);
-    }
-
-    /* a key bound to a project issues keys of that project only */
-
-    v = creor_json_get(ctx->json, "projectId");
-
-    if (ctx->who.key.project[0]) {
-        if (v && (v->type != CREOR_JSON_STRING
-                  || ngx_strcmp(v->str.data, ctx->who.key.project) != 0))
-        {
-            mdb_txn_abort(txn);
-            return creor_fail(r, NGX_HTTP_FORBIDDEN, "PERMISSION_DENIED",
-                              "projectId", "This key is bound to project "
-                              "%s.", ctx->who.key.project);
-        }
-
-        ngx_cpystrn((u_char *) rec.project, (u_char *) ctx->who.key.project,
-                    sizeof(rec.project));
-
-    } else if (creor_keys_ref(r, ctx, txn, v, "projectId", "proj_",
-                              "p", rec.project)
-               != NGX_OK)
-    {
-        mdb_txn_abort(txn);
-        return NGX_DECLINED;
-    }
-
-    if (creor_keys_ref(r, ctx, txn, creor_json_get(ctx->json, "appId"),
-                       "appId", "agent_", "a", rec.app)
-        != NGX_OK)
-    {
-        mdb_txn_abort(txn);
-        return NGX_DECLINED;
     }
 
     return creor_keys_issue(r, ctx, txn, &rec, NGX_HTTP_CREATED);
 }
 
 
-/* an optional id of the organization's project ("p") or agent ("a") */
+/* a binding field: null, or a string whose id the scope checked */
 
 static ngx_int_t
-creor_keys_ref(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
-    creor_json_t *v, const char *field, const char *prefix, const char *kind,
-    char *out)
+creor_keys_ref(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    const char *field, ngx_str_t *checked, char *out)
 {
-    int      rc;
-    char     key[CREOR_STORE_KEY_MAX];
-    MDB_val  val;
+    creor_json_t  *v;
 
-    if (v == NULL || v->type == CREOR_JSON_NULL) {
-        return NGX_OK;
-    }
+    v = creor_json_get(ctx->json, field);
 
-    if (v->type != CREOR_JSON_STRING) {
+    if (v && v->type != CREOR_JSON_NULL && v->type != CREOR_JSON_STRING) {
         return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR", field,
                           "'%s' must be a string.", field);
     }
 
-    if (!creor_is_id((char *) v->str.data, v->str.len, prefix)) {
+    if (v && v->type == CREOR_JSON_STRING && checked->len == 0) {
         return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", field,
                           "No such %s.", field);
     }
 
-    ngx_snprintf((u_char *) key, sizeof(key), "%s:%V:%V%Z", kind,
-                 &ctx->who.org, &v->str);
-
-    rc = creor_store_get(&ctx->mcf->store, txn, key, &val);
-
-    if (rc == CREOR_STORE_NOTFOUND) {
-        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", field,
-                          "No such %s.", field);
-    }
-
-    if (rc != CREOR_STORE_OK) {
-        return creor_fail_store(r, rc);
-    }
-
-    ngx_cpystrn((u_char *) out, v->str.data, CREOR_ID_MAX);
+    ngx_cpystrn((u_char *) out, checked->data,
+                ngx_min(checked->len + 1, CREOR_ID_MAX));
 
     return NGX_OK;
 }
@@ -243,9 +201,7 @@ creor_keys_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_val *key,
         return NGX_ERROR;
     }
 
-    if (ctx->who.key.project[0]
-        && ngx_strcmp(rec.project, ctx->who.key.project) != 0)
-    {
+    if (!creor_scope_sees_key(ctx, &rec)) {
         return NGX_DECLINED;
     }
 
@@ -257,7 +213,7 @@ creor_keys_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_val *key,
 }
 
 
-/* the caller's organization's key named by the route, or NGX_DECLINED */
+/* the route's key, which the scope checked */
 
 static ngx_int_t
 creor_keys_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
@@ -267,23 +223,13 @@ creor_keys_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
     char        id[CREOR_ID_MAX];
     ngx_str_t  *p;
 
-    p = &ctx->params[0];
+    p = &ctx->ids[CREOR_ID_KEY];
 
-    if (!creor_is_id((char *) p->data, p->len, "key_")) {
-        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
-                          "No such API key.");
-    }
-
-    ngx_cpystrn((u_char *) id, p->data, p->len + 1);
+    ngx_cpystrn((u_char *) id, p->data, ngx_min(p->len + 1, sizeof(id)));
 
     rc = creor_key_get(&ctx->mcf->store, txn, id, rec);
 
-    if (rc == CREOR_STORE_NOTFOUND
-        || (rc == CREOR_STORE_OK
-            && (ngx_strcmp(rec->org, ctx->who.key.org) != 0
-                || (ctx->who.key.project[0]
-                    && ngx_strcmp(rec->project, ctx->who.key.project) != 0))))
-    {
+    if (rc == CREOR_STORE_NOTFOUND) {
         return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
                           "No such API key.");
     }

@@ -131,6 +131,7 @@ static ngx_int_t
 creor_projects_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     MDB_val *key, MDB_val *val, yajl_gen g)
 {
+    char                 sid[CREOR_ID_MAX];
     ngx_str_t            id;
     creor_project_rec_t  rec;
 
@@ -143,12 +144,13 @@ creor_projects_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     id.data = (u_char *) key->mv_data + 3 + ctx->who.org.len;
     id.len = key->mv_size - 3 - ctx->who.org.len;
 
-    /* a key bound to a project sees that project only */
+    if (id.len >= CREOR_ID_MAX) {
+        return NGX_ERROR;
+    }
 
-    if (ctx->who.key.project[0]
-        && (id.len != ngx_strlen(ctx->who.key.project)
-            || ngx_strncmp(id.data, ctx->who.key.project, id.len) != 0))
-    {
+    ngx_cpystrn((u_char *) sid, id.data, id.len + 1);
+
+    if (!creor_scope_sees(ctx, sid, NULL)) {
         return NGX_DECLINED;
     }
 
@@ -172,15 +174,7 @@ creor_projects_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     ngx_str_t           *id;
     creor_project_rec_t  rec;
 
-    id = &ctx->params[0];
-
-    if (!creor_is_id((char *) id->data, id->len, "proj_")
-        || (ctx->who.key.project[0]
-            && ngx_strncmp(id->data, ctx->who.key.project, id->len) != 0))
-    {
-        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
-                          "No such project.");
-    }
+    id = &ctx->ids[CREOR_ID_PROJECT];
 
     ngx_snprintf((u_char *) key, sizeof(key), "p:%V:%V%Z", &ctx->who.org, id);
 

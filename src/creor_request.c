@@ -3,7 +3,8 @@
  * Copyright (C) ngx_creor_module authors
  *
  * The request pipeline of a creor_api location: route, query, credentials,
- * permission, body, handler; and the JSON responses, errors included.
+ * permission, scope, body, handler; and the JSON responses, errors
+ * included.
  */
 
 
@@ -143,9 +144,12 @@ ngx_creor_handle(ngx_http_request_t *r)
         return creor_send_failure(r, ctx);
     }
 
+    /* what the key may see and do, before the body is read */
+
     if (creor_ratelimit(r, ctx) != NGX_OK
         || creor_check_permission(r, ctx) != NGX_OK
-        || creor_check_args(r, ctx) != NGX_OK)
+        || creor_check_args(r, ctx) != NGX_OK
+        || creor_scope_route(r, ctx) != NGX_OK)
     {
         ngx_http_discard_request_body(r);
         return creor_send_failure(r, ctx);
@@ -573,6 +577,12 @@ creor_dispatch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
             if (ctx->json->type != CREOR_JSON_OBJECT) {
                 creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR", NULL,
                            "The body must be a JSON object.");
+                return creor_send_failure(r, ctx);
+            }
+
+            /* a form's ids are checked by its handler once it is parsed */
+
+            if (creor_scope_body(r, ctx, ctx->json) != NGX_OK) {
                 return creor_send_failure(r, ctx);
             }
         }

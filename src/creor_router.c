@@ -2,8 +2,11 @@
 /*
  * Copyright (C) ngx_creor_module authors
  *
- * The route table of /v1: method, path pattern, handler, permission and
- * the query parameters each route accepts.
+ * The route table of /v1: method, path pattern, handler, permission, the
+ * query parameters each route accepts, and its scope: the kinds of ids it
+ * names (the pattern's ":kind" segments and body_ids) and what it does to
+ * them (action, creates).  creor_scope.c checks them before the handler
+ * runs and refuses to start with a route that declares no scope.
  */
 
 
@@ -34,6 +37,15 @@ static const char  *creor_q_runs[] = {
 static const char  *creor_q_stream[] = { "after", NULL };
 static const char  *creor_q_file[] = { "expires", "signature", NULL };
 
+/*
+ * Ids a body names, checked like the path's; for a route that creates a
+ * key they are the new key's binding (SPEC 4.2).
+ */
+static const char  *creor_b_runs[] = { "appId:agent", "agentId:agent", NULL };
+static const char  *creor_b_keys[] = {
+    "projectId:project", "appId:agent", NULL
+};
+
 #define CREOR_RUNS_NEW  (CREOR_ROUTE_MULTIPART                                \
                          |CREOR_ROUTE_IDEMPOTENCY_REQUIRED                    \
                          |CREOR_ROUTE_REPLAY_MARK)
@@ -42,85 +54,106 @@ static const char  *creor_q_file[] = { "expires", "signature", NULL };
 static creor_route_t  creor_routes[] = {
 
     { CREOR_GET, "/v1/projects", "projects.list",
-      creor_projects_list, CREOR_PERM_READ, "projects:read", creor_q_list, 0 },
+      creor_projects_list, CREOR_PERM_READ, "projects:read", creor_q_list, 0,
+      CREOR_DO_READ, 0, NULL },
 
     { CREOR_POST, "/v1/projects", "projects.create",
-      creor_projects_create, CREOR_PERM_ADMIN, "projects:create", NULL, 0 },
+      creor_projects_create, CREOR_PERM_ADMIN, "projects:create", NULL, 0,
+      CREOR_DO_CREATE, CREOR_ID_PROJECT, NULL },
 
-    { CREOR_GET, "/v1/projects/:id", "projects.get",
-      creor_projects_get, CREOR_PERM_READ, "projects:read", NULL, 0 },
+    { CREOR_GET, "/v1/projects/:project", "projects.get",
+      creor_projects_get, CREOR_PERM_READ, "projects:read", NULL, 0,
+      CREOR_DO_READ, 0, NULL },
 
     { CREOR_GET, "/v1/api-keys", "api_keys.list",
-      creor_keys_list, CREOR_PERM_ADMIN, "api_keys:read", creor_q_list, 0 },
+      creor_keys_list, CREOR_PERM_ADMIN, "api_keys:read", creor_q_list, 0,
+      CREOR_DO_READ, 0, NULL },
 
     { CREOR_POST, "/v1/api-keys", "api_keys.create",
-      creor_keys_create, CREOR_PERM_ADMIN, "api_keys:create", NULL, 0 },
+      creor_keys_create, CREOR_PERM_ADMIN, "api_keys:create", NULL, 0,
+      CREOR_DO_CREATE, CREOR_ID_KEY, creor_b_keys },
 
-    { CREOR_GET, "/v1/api-keys/:id", "api_keys.get",
-      creor_keys_get, CREOR_PERM_ADMIN, "api_keys:read", NULL, 0 },
+    { CREOR_GET, "/v1/api-keys/:key", "api_keys.get",
+      creor_keys_get, CREOR_PERM_ADMIN, "api_keys:read", NULL, 0,
+      CREOR_DO_READ, 0, NULL },
 
-    { CREOR_DELETE, "/v1/api-keys/:id", "api_keys.revoke",
-      creor_keys_revoke, CREOR_PERM_ADMIN, "api_keys:delete", NULL, 0 },
+    { CREOR_DELETE, "/v1/api-keys/:key", "api_keys.revoke",
+      creor_keys_revoke, CREOR_PERM_ADMIN, "api_keys:delete", NULL, 0,
+      CREOR_DO_DELETE, 0, NULL },
 
-    { CREOR_POST, "/v1/api-keys/:id/rotate", "api_keys.rotate",
-      creor_keys_rotate, CREOR_PERM_ADMIN, "api_keys:update", NULL, 0 },
+    { CREOR_POST, "/v1/api-keys/:key/rotate", "api_keys.rotate",
+      creor_keys_rotate, CREOR_PERM_ADMIN, "api_keys:update", NULL, 0,
+      CREOR_DO_UPDATE, 0, NULL },
 
     { CREOR_GET, "/v1/agents", "agents.list",
-      creor_agents_list, CREOR_PERM_READ, "agents:read", creor_q_agents, 0 },
+      creor_agents_list, CREOR_PERM_READ, "agents:read", creor_q_agents, 0,
+      CREOR_DO_READ, 0, NULL },
 
     { CREOR_POST, "/v1/agents", "agents.create",
-      creor_agents_create, CREOR_PERM_WRITE, "agents:create", NULL, 0 },
+      creor_agents_create, CREOR_PERM_WRITE, "agents:create", NULL, 0,
+      CREOR_DO_CREATE, CREOR_ID_AGENT, NULL },
 
-    { CREOR_GET, "/v1/agents/:id", "agents.get",
-      creor_agents_get, CREOR_PERM_READ, "agents:read", NULL, 0 },
+    { CREOR_GET, "/v1/agents/:agent", "agents.get",
+      creor_agents_get, CREOR_PERM_READ, "agents:read", NULL, 0,
+      CREOR_DO_READ, 0, NULL },
 
-    { CREOR_PATCH, "/v1/agents/:id", "agents.update",
-      creor_agents_update, CREOR_PERM_WRITE, "agents:update", NULL, 0 },
+    { CREOR_PATCH, "/v1/agents/:agent", "agents.update",
+      creor_agents_update, CREOR_PERM_WRITE, "agents:update", NULL, 0,
+      CREOR_DO_UPDATE, 0, NULL },
 
-    { CREOR_DELETE, "/v1/agents/:id", "agents.delete",
-      creor_agents_delete, CREOR_PERM_WRITE, "agents:delete", NULL, 0 },
+    { CREOR_DELETE, "/v1/agents/:agent", "agents.delete",
+      creor_agents_delete, CREOR_PERM_WRITE, "agents:delete", NULL, 0,
+      CREOR_DO_DELETE, 0, NULL },
 
-    { CREOR_POST, "/v1/agents/:id/followup", "agents.followup",
-      creor_agents_followup, CREOR_PERM_WRITE, "runs:create", NULL, 0 },
+    { CREOR_POST, "/v1/agents/:agent/followup", "agents.followup",
+      creor_agents_followup, CREOR_PERM_WRITE, "runs:create", NULL, 0,
+      CREOR_DO_CREATE, CREOR_ID_RUN, NULL },
 
     { CREOR_POST, "/v1/runs", "runs.create",
       creor_runs_create, CREOR_PERM_WRITE, "runs:create", NULL,
-      CREOR_RUNS_NEW },
+      CREOR_RUNS_NEW, CREOR_DO_CREATE, CREOR_ID_RUN, creor_b_runs },
 
     { CREOR_GET, "/v1/runs", "runs.list",
-      creor_runs_list, CREOR_PERM_READ, "runs:read", creor_q_runs, 0 },
+      creor_runs_list, CREOR_PERM_READ, "runs:read", creor_q_runs, 0,
+      CREOR_DO_READ, 0, NULL },
 
-    { CREOR_GET, "/v1/runs/:id", "runs.get",
-      creor_runs_get, CREOR_PERM_READ, "runs:read", NULL, 0 },
+    { CREOR_GET, "/v1/runs/:run", "runs.get",
+      creor_runs_get, CREOR_PERM_READ, "runs:read", NULL, 0,
+      CREOR_DO_READ, 0, NULL },
 
-    { CREOR_POST, "/v1/runs/:id/cancel", "runs.cancel",
-      creor_runs_cancel, CREOR_PERM_WRITE, "runs:update", NULL, 0 },
+    { CREOR_POST, "/v1/runs/:run/cancel", "runs.cancel",
+      creor_runs_cancel, CREOR_PERM_WRITE, "runs:update", NULL, 0,
+      CREOR_DO_UPDATE, 0, NULL },
 
-    { CREOR_POST, "/v1/runs/:id/signal", "runs.signal",
-      creor_runs_signal, CREOR_PERM_WRITE, "runs:update", NULL, 0 },
+    { CREOR_POST, "/v1/runs/:run/signal", "runs.signal",
+      creor_runs_signal, CREOR_PERM_WRITE, "runs:update", NULL, 0,
+      CREOR_DO_UPDATE, 0, NULL },
 
-    { CREOR_GET, "/v1/runs/:id/events", "runs.events",
-      creor_events_list, CREOR_PERM_READ, "runs:read", creor_q_list, 0 },
+    { CREOR_GET, "/v1/runs/:run/events", "runs.events",
+      creor_events_list, CREOR_PERM_READ, "runs:read", creor_q_list, 0,
+      CREOR_DO_READ, 0, NULL },
 
-    { CREOR_GET, "/v1/runs/:id/events/stream", "runs.stream",
-      creor_events_stream, CREOR_PERM_READ, "runs:read", creor_q_stream, 0 },
+    { CREOR_GET, "/v1/runs/:run/events/stream", "runs.stream",
+      creor_events_stream, CREOR_PERM_READ, "runs:read", creor_q_stream, 0,
+      CREOR_DO_READ, 0, NULL },
 
-    { CREOR_GET, "/v1/runs/:id/files/:fileId", "runs.file",
+    { CREOR_GET, "/v1/runs/:run/files/:file", "runs.file",
       creor_runs_file, CREOR_PERM_READ, "runs:read", creor_q_file,
-      CREOR_ROUTE_SIGNED },
+      CREOR_ROUTE_SIGNED, CREOR_DO_READ, 0, NULL },
 
-    { CREOR_POST, "/v1/apps/:appId/runs", "apps.runs.create",
+    { CREOR_POST, "/v1/apps/:agent/runs", "apps.runs.create",
       creor_runs_create, CREOR_PERM_WRITE, "runs:create", NULL,
-      CREOR_RUNS_NEW|CREOR_ROUTE_APP },
+      CREOR_RUNS_NEW|CREOR_ROUTE_APP, CREOR_DO_CREATE, CREOR_ID_RUN, NULL },
 
-    { CREOR_GET, "/v1/apps/:appId/runs", "apps.runs.list",
+    { CREOR_GET, "/v1/apps/:agent/runs", "apps.runs.list",
       creor_runs_list, CREOR_PERM_READ, "runs:read", creor_q_runs,
-      CREOR_ROUTE_APP },
+      CREOR_ROUTE_APP, CREOR_DO_READ, 0, NULL },
 
-    { CREOR_GET, "/v1/apps/:appId/runs/:runId", "apps.runs.get",
-      creor_runs_get, CREOR_PERM_READ, "runs:read", NULL, CREOR_ROUTE_APP },
+    { CREOR_GET, "/v1/apps/:agent/runs/:run", "apps.runs.get",
+      creor_runs_get, CREOR_PERM_READ, "runs:read", NULL, CREOR_ROUTE_APP,
+      CREOR_DO_READ, 0, NULL },
 
-    { 0, NULL, NULL, NULL, 0, NULL, NULL, 0 }
+    { 0, NULL, NULL, NULL, 0, NULL, NULL, 0, 0, 0, NULL }
 };
 
 
@@ -189,7 +222,14 @@ creor_route(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, ngx_str_t *allow)
 }
 
 
-/* ":name" matches one non-empty path segment */
+creor_route_t *
+creor_route_table(void)
+{
+    return creor_routes;
+}
+
+
+/* ":kind" matches one non-empty path segment */
 
 static ngx_int_t
 creor_route_match(const char *pattern, ngx_str_t *uri, ngx_str_t *params)

@@ -733,26 +733,24 @@ creor_runs_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    /* the URL's app wins over the body's (seed 002) */
+    /* a form's ids are checked once it is parsed, like a JSON body's */
 
-    if (ctx->route->flags & CREOR_ROUTE_APP) {
-        agent = ctx->params[0];
+    if (ctx->multipart && creor_scope_body(r, ctx, body) != NGX_OK) {
+        return NGX_DECLINED;
+    }
 
-    } else {
-        v = creor_json_get(body, "appId");
-        if (v == NULL) {
-            v = creor_json_get(body, "agentId");
-        }
+    /* the URL's app (seed 002), else the body's, as the scope checked */
 
-        if (v == NULL) {
+    agent = ctx->ids[CREOR_ID_AGENT];
+
+    if (agent.len == 0) {
+        if (creor_json_get(body, "appId") == NULL
+            && creor_json_get(body, "agentId") == NULL)
+        {
             return creor_fail(r, NGX_HTTP_BAD_REQUEST, "MISSING_FIELD",
                               "appId", "The 'appId' field is required.");
         }
 
-        agent = v->str;
-    }
-
-    if (!creor_is_id((char *) agent.data, agent.len, "agent_")) {
         return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", "appId",
                           "No such app.");
     }
@@ -1253,20 +1251,7 @@ creor_runs_start(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 
     st = &ctx->mcf->store;
 
-    if (creor_app_scope(r, ctx, agent_id) != NGX_OK) {
-
-        /* another organization's agent is not found, not forbidden */
-
-        ngx_snprintf((u_char *) key, sizeof(key), "a:%V:%V%Z",
-                     &ctx->who.org, agent_id);
-
-        if (creor_store_get(st, txn, key, &val) != CREOR_STORE_OK) {
-            return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", "appId",
-                              "No such app.");
-        }
-
-        return NGX_DECLINED;
-    }
+    /* the agent is one the scope checked, or the one just created */
 
     ngx_snprintf((u_char *) key, sizeof(key), "a:%V:%V%Z", &ctx->who.org,
                  agent_id);
@@ -1284,14 +1269,6 @@ creor_runs_start(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     }
 
     /* the agent's header: project[40], status[16], run[40], thread[40] */
-
-    if (ctx->who.key.project[0]
-        && ngx_strncmp(val.mv_data, ctx->who.key.project, CREOR_ID_MAX)
-           != 0)
-    {
-        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", "appId",
-                          "No such app.");
-    }
 
     ngx_memzero(run, sizeof(creor_run_t));
     run->pool = r->pool;
@@ -1388,46 +1365,16 @@ creor_runs_start(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 }
 
 
-/* the route's run: 404 if another organization's, 403 for another app */
+/* the route's run, which the scope checked: gone is not found */
 
 ngx_int_t
 creor_runs_route_run(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     MDB_txn *txn, creor_run_t *run)
 {
-    int         rc;
-    ngx_str_t  *id, *app, agent;
+    int  rc;
 
-    /* /v1/runs/:id, or /v1/apps/:appId/runs/:runId */
-
-    if (ctx->route->flags & CREOR_ROUTE_APP) {
-        app = &ctx->params[0];
-        id = &ctx->params[1];
-
-    } else {
-        app = NULL;
-        id = &ctx->params[0];
-    }
-
-    if (!creor_is_id((char *) id->data, id->len, "run_")) {
-        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
-                          "No such run.");
-    }
-
-    rc = creor_run_load(&ctx->mcf->store, txn, r->pool, &ctx->who.org, id,
-                        run);
-
-    if (rc == CREOR_STORE_OK) {
-        agent.data = (u_char *) run->hdr.agent;
-        agent.len = ngx_strlen(run->hdr.agent);
-
-        if ((app && (app->len != agent.len
-                     || ngx_strncmp(app->data, agent.data, agent.len) != 0))
-            || (ctx->who.key.project[0]
-                && ngx_strcmp(run->hdr.project, ctx->who.key.project) != 0))
-        {
-            rc = CREOR_STORE_NOTFOUND;
-        }
-    }
+    rc = creor_run_load(&ctx->mcf->store, txn, r->pool, &ctx->who.org,
+                        &ctx->ids[CREOR_ID_RUN], run);
 
     if (rc == CREOR_STORE_NOTFOUND) {
         return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
@@ -1438,7 +1385,7 @@ creor_runs_route_run(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
         return creor_fail_store(r, rc);
     }
 
-    return creor_app_scope(r, ctx, &agent);
+    return NGX_OK;
 }
 
 
@@ -1476,10 +1423,7 @@ creor_runs_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 ngx_int_t
 creor_runs_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
-    char                  key[CREOR_STORE_KEY_MAX];
     u_char               *p;
-    MDB_val               val;
-    MDB_txn              *txn;
     ngx_int_t             rc;
     creor_page_t          pg;
     creor_runs_filter_t  *f;
@@ -1501,48 +1445,9 @@ creor_runs_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                           "cancelled.");
     }
 
-    if (ctx->route->flags & CREOR_ROUTE_APP) {
-        f->agent = ctx->params[0];
+    /* /v1/apps/:agent/runs: the agent the scope checked */
 
-        /* the app must be one this key may see: else not found */
-
-        if (!creor_is_id((char *) f->agent.data, f->agent.len, "agent_")) {
-            return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
-                              "No such app.");
-        }
-
-        ngx_snprintf((u_char *) key, sizeof(key), "a:%V:%V%Z", &ctx->who.org,
-                     &f->agent);
-
-        txn = creor_store_read(&ctx->mcf->store);
-        if (txn == NULL) {
-            return creor_fail_store(r, CREOR_STORE_ERROR);
-        }
-
-        rc = creor_store_get(&ctx->mcf->store, txn, key, &val);
-
-        if (rc == CREOR_STORE_OK && ctx->who.key.project[0]
-            && ngx_strncmp(val.mv_data, ctx->who.key.project, CREOR_ID_MAX)
-               != 0)
-        {
-            rc = CREOR_STORE_NOTFOUND;
-        }
-
-        creor_store_read_done(&ctx->mcf->store);
-
-        if (rc == CREOR_STORE_NOTFOUND) {
-            return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
-                              "No such app.");
-        }
-
-        if (rc != CREOR_STORE_OK) {
-            return creor_fail_store(r, rc);
-        }
-
-        if (creor_app_scope(r, ctx, &f->agent) != NGX_OK) {
-            return NGX_DECLINED;
-        }
-    }
+    f->agent = ctx->ids[CREOR_ID_AGENT];
 
     ctx->data = f;
 
@@ -1597,7 +1502,7 @@ static ngx_int_t
 creor_runs_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_val *key,
     MDB_val *val, yajl_gen g)
 {
-    ngx_str_t             id;
+    ngx_str_t             id, agent;
     creor_run_t           run;
     creor_run_hdr_t       hdr;
     creor_runs_filter_t  *f;
@@ -1607,7 +1512,12 @@ creor_runs_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_val *key,
     }
 
     ngx_memcpy(&hdr, val->mv_data, sizeof(creor_run_hdr_t));
+    hdr.agent[CREOR_ID_MAX - 1] = '\0';
+    hdr.project[CREOR_ID_MAX - 1] = '\0';
     f = ctx->data;
+
+    agent.data = (u_char *) hdr.agent;
+    agent.len = ngx_strlen(hdr.agent);
 
     if ((f->status
          && (ngx_int_t) hdr.status
@@ -1615,12 +1525,7 @@ creor_runs_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_val *key,
         || (f->agent.len
             && (ngx_strlen(hdr.agent) != f->agent.len
                 || ngx_strncmp(hdr.agent, f->agent.data, f->agent.len) != 0))
-        || (ctx->who.app.len
-            && (ngx_strlen(hdr.agent) != ctx->who.app.len
-                || ngx_strncmp(hdr.agent, ctx->who.app.data,
-                               ctx->who.app.len) != 0))
-        || (ctx->who.key.project[0]
-            && ngx_strcmp(hdr.project, ctx->who.key.project) != 0))
+        || !creor_scope_sees(ctx, hdr.project, &agent))
     {
         return NGX_DECLINED;
     }

@@ -41,7 +41,26 @@
 #define CREOR_ROUTE_MULTIPART             0x02  /* body may be form-data */
 #define CREOR_ROUTE_SIGNED                0x04  /* signed URL, no key */
 #define CREOR_ROUTE_REPLAY_MARK           0x08  /* replay adds "replayed" */
-#define CREOR_ROUTE_APP                   0x10  /* /v1/apps/:appId/... */
+#define CREOR_ROUTE_APP                   0x10  /* /v1/apps/:agent/... */
+
+/*
+ * Kinds of ids a request names: a route pattern's ":project", ":key",
+ * ":agent", ":run", ":file", and the body ids a route declares
+ * ("appId:agent").  creor_scope.c checks each against the credential.
+ */
+#define CREOR_ID_NONE        0
+#define CREOR_ID_PROJECT     1
+#define CREOR_ID_KEY         2
+#define CREOR_ID_AGENT       3
+#define CREOR_ID_RUN         4
+#define CREOR_ID_FILE        5
+#define CREOR_ID_KINDS       6
+
+/* what a route does to what it names (the route table's action) */
+#define CREOR_DO_READ        1
+#define CREOR_DO_CREATE      2
+#define CREOR_DO_UPDATE      3
+#define CREOR_DO_DELETE      4
 
 /* run statuses (SPEC 8.3) */
 #define CREOR_RUN_QUEUED          1
@@ -207,6 +226,9 @@ typedef struct {
     const char             *perm_name;
     const char            **query;      /* accepted query parameters */
     ngx_uint_t              flags;
+    ngx_uint_t              action;     /* CREOR_DO_*; 0 fails startup */
+    ngx_uint_t              creates;    /* CREOR_ID_* a create makes */
+    const char            **body_ids;   /* "field:kind" the body names */
 } creor_route_t;
 
 
@@ -220,6 +242,7 @@ struct ngx_creor_ctx_s {
     ngx_creor_main_conf_t  *mcf;
     creor_route_t          *route;
     ngx_str_t               params[CREOR_ROUTE_PARAMS];
+    ngx_str_t               ids[CREOR_ID_KINDS];    /* checked: scope.c */
     ngx_array_t             args;       /* of creor_arg_t */
     creor_principal_t       who;
     ngx_flag_t              authenticated;
@@ -303,6 +326,7 @@ ngx_int_t creor_check_fields(ngx_http_request_t *r, creor_json_t *obj,
 /* creor_router.c */
 ngx_int_t creor_route(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     ngx_str_t *allow);
+creor_route_t *creor_route_table(void);
 
 /* creor_json.c */
 creor_json_t *creor_json_parse(ngx_pool_t *pool, u_char *data, size_t len,
@@ -335,10 +359,15 @@ const char *creor_json_type_name(creor_json_t *v);
 ngx_int_t creor_authenticate(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_check_permission(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
-ngx_int_t creor_project_context(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    MDB_txn *txn);
-ngx_int_t creor_app_scope(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    ngx_str_t *agent_id);
+
+/* creor_scope.c */
+ngx_int_t creor_scope_init(ngx_conf_t *cf);
+ngx_int_t creor_scope_route(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_scope_body(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_json_t *body);
+ngx_flag_t creor_scope_sees(ngx_creor_ctx_t *ctx, const char *project,
+    ngx_str_t *agent);
+ngx_flag_t creor_scope_sees_key(ngx_creor_ctx_t *ctx, creor_key_rec_t *rec);
 
 /* creor_ratelimit.c */
 ngx_int_t creor_ratelimit(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);

@@ -30,6 +30,7 @@ static char *ngx_creor_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_creor_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_creor_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+static ngx_int_t ngx_creor_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_creor_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_creor_init_process(ngx_cycle_t *cycle);
 static void ngx_creor_exit_process(ngx_cycle_t *cycle);
@@ -142,7 +143,7 @@ static ngx_command_t  ngx_creor_commands[] = {
 
 static ngx_http_module_t  ngx_creor_module_ctx = {
     ngx_creor_add_variables,               /* preconfiguration */
-    creor_error_filter_init,               /* postconfiguration */
+    ngx_creor_postconfiguration,           /* postconfiguration */
 
     ngx_creor_create_main_conf,            /* create main configuration */
     ngx_creor_init_main_conf,              /* init main configuration */
@@ -588,6 +589,19 @@ ngx_creor_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf->handler = ngx_creor_handle;
 
     return NGX_CONF_OK;
+}
+
+
+/* a route table whose scope is not declared stops here, and nginx -t */
+
+static ngx_int_t
+ngx_creor_postconfiguration(ngx_conf_t *cf)
+{
+    if (creor_scope_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return creor_error_filter_init(cf);
 }
 
 
