@@ -812,7 +812,8 @@ creor_agents_followup(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    rc = creor_runs_start(r, ctx, &ctx->ids[CREOR_ID_AGENT], inputs, 1, txn, &run);
+    rc = creor_runs_start(r, ctx, &ctx->ids[CREOR_ID_AGENT], inputs, 1, txn,
+                          &run);
     if (rc != NGX_OK) {
         mdb_txn_abort(txn);
         return rc;

@@ -68,6 +68,8 @@ static const char  *creor_run_fields[] = {
 
 static const char  *creor_signal_fields[] = { "action", "input", NULL };
 
+static const char  *creor_cancel_fields[] = { NULL };
+
 
 const char *
 creor_run_status_name(ngx_uint_t status)
@@ -1558,6 +1560,10 @@ creor_runs_cancel(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     MDB_txn      *txn;
     yajl_gen      g;
     creor_run_t   run;
+
+    if (creor_check_fields(r, ctx->json, creor_cancel_fields, "") != NGX_OK) {
+        return NGX_DECLINED;
+    }
 
     rc = creor_store_write(&ctx->mcf->store, &txn);
     if (rc != CREOR_STORE_OK) {
