@@ -557,7 +557,7 @@ creor_scope_grant(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
     creor_json_t *body, ngx_uint_t kind, const char *field)
 {
     char               *own;
-    ngx_str_t          *bound;
+    ngx_str_t          *bound, id;
     creor_json_t       *v;
     creor_scope_res_t   res;
 
@@ -567,13 +567,13 @@ creor_scope_grant(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
 
     v = creor_json_get(body, field);
 
-    if (v == NULL) {
+    if (v == NULL && (kind == CREOR_ID_PROJECT || own[0] == '\0')) {
         bound->data = (u_char *) own;
         bound->len = ngx_strlen(own);
         return NGX_OK;
     }
 
-    if (v->type == CREOR_JSON_NULL) {
+    if (v && v->type == CREOR_JSON_NULL) {
         if (own[0]) {
             return creor_fail(r, NGX_HTTP_FORBIDDEN, "PERMISSION_DENIED",
                               field, "This key is bound to %s %s: it cannot "
@@ -584,7 +584,7 @@ creor_scope_grant(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
         return NGX_OK;
     }
 
-    if (v->type != CREOR_JSON_STRING) {
+    if (v && v->type != CREOR_JSON_STRING) {
         return NGX_OK;
     }
 
@@ -599,7 +599,21 @@ creor_scope_grant(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
         return NGX_OK;
     }
 
-    if (creor_scope_id(r, ctx, txn, kind, &v->str, field, &res) != NGX_OK) {
+    if (kind == CREOR_ID_PROJECT) {
+        return creor_scope_id(r, ctx, txn, kind, &v->str, field, NULL);
+    }
+
+    /* an app, the body's or the creator's: of the new key's project */
+
+    if (v) {
+        id = v->str;
+
+    } else {
+        id.data = (u_char *) own;
+        id.len = ngx_strlen(own);
+    }
+
+    if (creor_scope_id(r, ctx, txn, kind, &id, field, &res) != NGX_OK) {
         return NGX_DECLINED;
     }
 
