@@ -579,12 +579,13 @@ creor_dispatch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                            "The body must be a JSON object.");
                 return creor_send_failure(r, ctx);
             }
+        }
 
-            /* a form's ids are checked by its handler once it is parsed */
+        /* a form's ids are checked by its handler once it is parsed */
 
-            if (creor_scope_body(r, ctx, ctx->json) != NGX_OK) {
-                return creor_send_failure(r, ctx);
-            }
+        if (!ctx->multipart && creor_scope_body(r, ctx, ctx->json) != NGX_OK)
+        {
+            return creor_send_failure(r, ctx);
         }
     }
 

@@ -282,6 +282,10 @@ my @HOSTILE = (
     ['huge number',        'body', { body => '{"zzz":1e999999}' }, 'any', undef],
     ['name of wrong type', 'body', { body => '{"name":{"a":[1]}}' }, 'any', undef],
     ['object for every id field', 'body', { body => 'IDS' },     'any', undef],
+    ['Idempotency-Key with a control', 'body', { idem => "a\x01b" },
+                                                                  400, 'INVALID_IDEMPOTENCY_KEY'],
+    ['Idempotency-Key of 300 bytes', 'body', { idem => 'k' x 300 },
+                                                                  400, 'INVALID_IDEMPOTENCY_KEY'],
     ['text/plain',         'body', { body => '{}', ct => 'text/plain' },
                                                                   415, 'UNSUPPORTED_MEDIA_TYPE'],
     ['body over the limit', 'body', { body => '{"a":"' . ('y' x (1100 * 1024)) . '"}' },
@@ -320,9 +324,23 @@ for my $rt (@routes) {
         my $r = $t->req($rt->{http} => $path, token => $A->{token},
                         (defined $body
                          ? (body => $body, headers => {
-                                'Content-Type' => $x->{ct} // 'application/json' })
+                                'Content-Type' => $x->{ct} // 'application/json',
+                                (defined $x->{idem}
+                                 ? ('Idempotency-Key' => $x->{idem}) : ()) })
                          : ()));
         envelope_ok($r, $st eq 'any' ? [] : $st, $code, undef, "$name: $n");
+    }
+
+    # each id the body names, of a wrong type
+    for my $b (@{$rt->{body}}) {
+        my $field = $b->[0];
+        for my $bad (5, 1.5, [], {}, JSON::PP::true, '', 'x' x 3000) {
+            my $shown = ref $bad ? JSON::PP->new->allow_nonref->encode($bad)
+                      : length $bad > 20 ? length($bad) . ' bytes' : "'$bad'";
+            envelope_ok(api($rt->{http} => path_of($rt),
+                            json => { name => 'n', $field => $bad }),
+                        [], undef, undef, "$field $shown: $n");
+        }
     }
 }
 
