@@ -44,6 +44,8 @@ static const char *creor_scope_pattern(creor_route_t *rt, ngx_uint_t *kinds);
 static ngx_int_t creor_scope_id(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     MDB_txn *txn, ngx_uint_t kind, ngx_str_t *id, const char *param,
     creor_scope_res_t *res);
+static int creor_scope_record(ngx_creor_ctx_t *ctx, ngx_uint_t kind,
+    ngx_str_t *id, MDB_val *val, creor_scope_res_t *res);
 static ngx_int_t creor_scope_create(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, MDB_txn *txn);
 static ngx_int_t creor_scope_grant(ngx_http_request_t *r,
@@ -54,6 +56,12 @@ static ngx_int_t creor_scope_not_found(ngx_http_request_t *r,
 static ngx_uint_t creor_scope_kind(const char *name, size_t len);
 static ngx_flag_t creor_str_is(ngx_str_t *s, const char *c);
 
+
+/*
+ * A new kind: its CREOR_ID_* in ngx_creor.h and a line here; a stored
+ * resource whose record does not start with a project or a run's header
+ * is the organization's (creor_scope_record()).
+ */
 
 static creor_kind_t  creor_kinds[CREOR_ID_KINDS] = {
     { NULL, NULL, NULL, NULL },
@@ -117,11 +125,10 @@ creor_scope_init(ngx_conf_t *cf)
         {
             why = "a write is no GET and needs the write or admin permission";
 
-        } else if ((rt->action == CREOR_DO_CREATE)
-                   != (rt->creates > CREOR_ID_NONE
-                       && rt->creates < CREOR_ID_KINDS))
+        } else if (rt->creates >= CREOR_ID_KINDS
+                   || (rt->creates && rt->action != CREOR_DO_CREATE))
         {
-            why = "a create, and only a create, names the kind it creates";
+            why = "only a create names a kind it creates";
 
         } else if (rt->creates == CREOR_ID_RUN && !agent) {
             why = "a run is created in an agent the path or body names";
@@ -165,6 +172,11 @@ creor_scope_pattern(creor_route_t *rt, ngx_uint_t *kinds)
 
         if (n == CREOR_ROUTE_PARAMS) {
             return "too many ids in the path";
+        }
+
+        if (kind == CREOR_ID_FILE && (n == 0 || kinds[n - 1] != CREOR_ID_RUN))
+        {
+            return "a file is named after its run";
         }
 
         kinds[n++] = kind;
@@ -359,7 +371,6 @@ creor_scope_id(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
     ngx_str_t           agent;
     creor_kind_t       *k;
     creor_key_rec_t     rec;
-    creor_run_hdr_t     hdr;
     creor_scope_res_t   own;
 
     k = &creor_kinds[kind];
@@ -404,46 +415,7 @@ creor_scope_id(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
             break;
         }
 
-        if (kind == CREOR_ID_PROJECT) {
-            ngx_cpystrn((u_char *) res->project, id->data, id->len + 1);
-            break;
-        }
-
-        if (kind == CREOR_ID_AGENT) {
-
-            /* an agent's record starts with its project (creor_agents.c) */
-
-            if (val.mv_size <= CREOR_ID_MAX) {
-                rc = CREOR_STORE_ERROR;
-                break;
-            }
-
-            ngx_cpystrn((u_char *) res->project, val.mv_data, CREOR_ID_MAX);
-            ngx_cpystrn((u_char *) res->agent, id->data, id->len + 1);
-            break;
-        }
-
-        /* a run */
-
-        if (val.mv_size <= sizeof(creor_run_hdr_t)) {
-            rc = CREOR_STORE_ERROR;
-            break;
-        }
-
-        ngx_memcpy(&hdr, val.mv_data, sizeof(creor_run_hdr_t));
-        ngx_cpystrn((u_char *) res->project, (u_char *) hdr.project,
-                    CREOR_ID_MAX);
-        ngx_cpystrn((u_char *) res->agent, (u_char *) hdr.agent,
-                    CREOR_ID_MAX);
-
-        /* /v1/apps/:agent/runs/:run: a run of that agent only */
-
-        if (ctx->ids[CREOR_ID_AGENT].len
-            && !creor_str_is(&ctx->ids[CREOR_ID_AGENT], res->agent))
-        {
-            rc = CREOR_STORE_NOTFOUND;
-        }
-
+        rc = creor_scope_record(ctx, kind, id, &val, res);
         break;
     }
 
@@ -478,6 +450,64 @@ creor_scope_id(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * Where a stored resource lives: its project and agent, read from the
+ * fixed start of its record.  A kind of no project (a new one, such as
+ * webhooks) is an organization's: wider than any bound key.
+ */
+
+static int
+creor_scope_record(ngx_creor_ctx_t *ctx, ngx_uint_t kind, ngx_str_t *id,
+    MDB_val *val, creor_scope_res_t *res)
+{
+    creor_run_hdr_t  hdr;
+
+    switch (kind) {
+
+    case CREOR_ID_PROJECT:
+        ngx_cpystrn((u_char *) res->project, id->data, id->len + 1);
+        return CREOR_STORE_OK;
+
+    case CREOR_ID_AGENT:
+
+        /* an agent's record starts with its project (creor_agents.c) */
+
+        if (val->mv_size <= CREOR_ID_MAX) {
+            return CREOR_STORE_ERROR;
+        }
+
+        ngx_cpystrn((u_char *) res->project, val->mv_data, CREOR_ID_MAX);
+        ngx_cpystrn((u_char *) res->agent, id->data, id->len + 1);
+        return CREOR_STORE_OK;
+
+    case CREOR_ID_RUN:
+        if (val->mv_size <= sizeof(creor_run_hdr_t)) {
+            return CREOR_STORE_ERROR;
+        }
+
+        ngx_memcpy(&hdr, val->mv_data, sizeof(creor_run_hdr_t));
+        ngx_cpystrn((u_char *) res->project, (u_char *) hdr.project,
+                    CREOR_ID_MAX);
+        ngx_cpystrn((u_char *) res->agent, (u_char *) hdr.agent,
+                    CREOR_ID_MAX);
+
+        /* /v1/apps/:agent/runs/:run: a run of that agent only */
+
+        if (ctx->ids[CREOR_ID_AGENT].len
+            && !creor_str_is(&ctx->ids[CREOR_ID_AGENT], res->agent))
+        {
+            return CREOR_STORE_NOTFOUND;
+        }
+
+        return CREOR_STORE_OK;
+
+    default:
+        return (ctx->who.key.project[0] || ctx->who.key.app[0])
+               ? CREOR_STORE_NOTFOUND : CREOR_STORE_OK;
+    }
 }
 
 
