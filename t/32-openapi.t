@@ -61,9 +61,15 @@ for my $path (keys %{$api->{paths}}) {
     }
 }
 
-is_deeply([sort grep { !$documented{$_} } keys %routes], [],
+# the table names its path ids by kind (":agent"), the document as the
+# seeds do ("{appId}"): paths are compared by shape
+sub shape { (my $s = $_[0]) =~ s/\{\w+\}/{}/g; return $s }
+my %route_shape = map { shape($_) => 1 } keys %routes;
+my %doc_shape   = map { shape($_) => 1 } keys %documented;
+
+is_deeply([sort grep { !$doc_shape{$_} } keys %route_shape], [],
           'every route in the table is documented');
-is_deeply([sort grep { !$routes{$_} } keys %documented], [],
+is_deeply([sort grep { !$route_shape{$_} } keys %doc_shape], [],
           'every documented operation is a route');
 
 ###########################################################################
