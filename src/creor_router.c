@@ -33,6 +33,7 @@ static const char  *creor_q_runs[] = {
 };
 static const char  *creor_q_stream[] = { "after", NULL };
 static const char  *creor_q_file[] = { "expires", "signature", NULL };
+static const char  *creor_q_usage[] = { "start", "end", "group_by", NULL };
 
 #define CREOR_RUNS_NEW  (CREOR_ROUTE_MULTIPART                                \
                          |CREOR_ROUTE_IDEMPOTENCY_REQUIRED                    \
@@ -119,6 +120,9 @@ static creor_route_t  creor_routes[] = {
 
     { CREOR_GET, "/v1/apps/:appId/runs/:runId", "apps.runs.get",
       creor_runs_get, CREOR_PERM_READ, "runs:read", NULL, CREOR_ROUTE_APP },
+
+    { CREOR_GET, "/v1/usage", "usage.get",
+      creor_usage_get, CREOR_PERM_READ, "usage:read", creor_q_usage, 0 },
 
     { 0, NULL, NULL, NULL, 0, NULL, NULL, 0 }
 };
