@@ -458,6 +458,12 @@ creor_usage_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
         } else {
             creor_usage_dims_str(&d, creor_usage_group_dim[by], &name);
+
+            /* the store may have been written by another tool */
+
+            if (!creor_utf8_valid(name.data, name.len)) {
+                name.len = 0;
+            }
         }
 
         ngx_memcpy(&rec, v.mv_data, sizeof(creor_usage_rec_t));
