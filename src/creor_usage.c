@@ -54,6 +54,7 @@ static ngx_int_t creor_usage_group(ngx_pool_t *pool, ngx_rbtree_t *tree,
     ngx_array_t *groups, ngx_str_t *name, creor_usage_rec_t *rec);
 static int ngx_libc_cdecl creor_usage_cmp(const void *a, const void *b);
 static void creor_usage_counts(yajl_gen g, creor_usage_rec_t *rec);
+static void creor_usage_gen_date(yajl_gen g, u_char *day);
 
 
 /* the worker's table: at most CREOR_USAGE_BATCH entries, always */
@@ -306,7 +307,6 @@ creor_usage_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     int                   rc;
     char                  first[CREOR_USAGE_DAY_LEN + 1];
     char                  last[CREOR_USAGE_DAY_LEN + 1];
-    u_char                date[sizeof("yyyy-mm-dd")];
     size_t                plen;
     int64_t               start, end, now;
     MDB_val               k, v;
@@ -496,13 +496,10 @@ creor_usage_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     creor_gen_kv(g, "object", "usage");
     creor_gen_kv(g, "group_by", creor_usage_group_by[by]);
 
-    ngx_sprintf(date, "%*s-%*s-%*s", 4, first, 2, first + 4, 2, first + 6);
     creor_gen_str(g, "start");
-    yajl_gen_string(g, date, sizeof("yyyy-mm-dd") - 1);
-
-    ngx_sprintf(date, "%*s-%*s-%*s", 4, last, 2, last + 4, 2, last + 6);
+    creor_usage_gen_date(g, (u_char *) first);
     creor_gen_str(g, "end");
-    yajl_gen_string(g, date, sizeof("yyyy-mm-dd") - 1);
+    creor_usage_gen_date(g, (u_char *) last);
 
     creor_gen_str(g, "data");
     yajl_gen_array_open(g);
@@ -517,9 +514,7 @@ creor_usage_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         name = gr[i]->sn.str;
 
         if (by == 0) {
-            ngx_sprintf(date, "%*s-%*s-%*s", 4, name.data, 2, name.data + 4,
-                        2, name.data + 6);
-            yajl_gen_string(g, date, sizeof("yyyy-mm-dd") - 1);
+            creor_usage_gen_date(g, name.data);
 
         } else if (name.len) {
             creor_gen_ngx_str(g, &name);
@@ -793,4 +788,21 @@ creor_usage_counts(yajl_gen g, creor_usage_rec_t *rec)
     creor_gen_kv_int(g, "output_tokens", rec->output_tokens);
     creor_gen_kv_int(g, "total_tokens",
                      rec->input_tokens + rec->output_tokens);
+}
+
+
+/* "yyyymmdd" of a key as "yyyy-mm-dd" */
+
+static void
+creor_usage_gen_date(yajl_gen g, u_char *day)
+{
+    u_char  date[sizeof("yyyy-mm-dd") - 1];
+
+    ngx_memcpy(date, day, 4);
+    date[4] = '-';
+    ngx_memcpy(date + 5, day + 4, 2);
+    date[7] = '-';
+    ngx_memcpy(date + 8, day + 6, 2);
+
+    yajl_gen_string(g, date, sizeof(date));
 }
