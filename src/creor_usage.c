@@ -313,6 +313,7 @@ creor_usage_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     MDB_txn              *txn;
     yajl_gen              g;
     ngx_str_t             name, s;
+    ngx_int_t             has_start, has_end;
     ngx_uint_t            by, i;
     MDB_cursor           *cur;
     ngx_array_t           groups;
@@ -347,23 +348,23 @@ creor_usage_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     }
 
     now = creor_now_ms();
-    start = -1;
-    end = -1;
 
-    if (creor_usage_time_arg(r, ctx, "start", 0, &start) != NGX_OK
-        || creor_usage_time_arg(r, ctx, "end", 1, &end) != NGX_OK)
-    {
+    has_start = creor_usage_time_arg(r, ctx, "start", 0, &start);
+    has_end = creor_usage_time_arg(r, ctx, "end", 1, &end);
+
+    if (has_start == NGX_ERROR || has_end == NGX_ERROR) {
         return NGX_DECLINED;
     }
 
     /* the last 30 days, today included, unless told otherwise */
 
-    if (end == -1) {
-        end = (start == -1 || start <= now) ? now : start;
+    if (has_end == NGX_DECLINED) {
+        end = (has_start == NGX_DECLINED || start <= now) ? now : start;
     }
 
-    if (start == -1) {
-        start = end - end % CREOR_DAY_MS - (CREOR_USAGE_DAYS - 1) * CREOR_DAY_MS;
+    if (has_start == NGX_DECLINED) {
+        start = end - end % CREOR_DAY_MS
+                - (CREOR_USAGE_DAYS - 1) * CREOR_DAY_MS;
     }
 
     if (start > end) {
@@ -553,7 +554,7 @@ creor_usage_dims_str(creor_usage_dims_t *d, ngx_uint_t i, ngx_str_t *s)
 }
 
 
-/* NGX_OK with *ms left alone if the argument is absent */
+/* NGX_OK and *ms, NGX_DECLINED if absent, NGX_ERROR (failed) if bad */
 
 static ngx_int_t
 creor_usage_time_arg(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
@@ -564,7 +565,7 @@ creor_usage_time_arg(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     arg = creor_arg(ctx, name);
 
     if (arg == NULL) {
-        return NGX_OK;
+        return NGX_DECLINED;
     }
 
     if (creor_usage_parse_time(&arg->value, end, ms) != NGX_OK) {

@@ -195,7 +195,8 @@ for my $c (@CLI) {
     push @o, '--project', $c->{project} if $c->{project};
     push @o, '--key', $c->{key} if $c->{key};
     push @o, '--agent', $c->{agent} if $c->{agent};
-    like($t->cli('usage', 'add', @o), qr/^u:\Q$ORG\E:/, "usage add $c->{date}");
+    like($t->cli('usage', 'add', @o), qr/^u:\Q$ORG\E:/,
+         "usage add $c->{date}");
     push @REC, $c;
 }
 
