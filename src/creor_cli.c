@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "creor_store.h"
@@ -31,6 +32,8 @@ static int creor_cli_org(creor_cli_t *cli);
 static int creor_cli_project(creor_cli_t *cli);
 static int creor_cli_key(creor_cli_t *cli);
 static int creor_cli_stats(creor_cli_t *cli);
+static int creor_cli_usage_add(creor_cli_t *cli);
+static int creor_cli_count(const char *s, int64_t *out);
 static int creor_cli_usage(void);
 
 
@@ -81,6 +84,10 @@ main(int argc, char **argv)
         return creor_cli_stats(&cli);
     }
 
+    if (strcmp(cli.argv[0], "usage") == 0) {
+        return creor_cli_usage_add(&cli);
+    }
+
     return creor_cli_usage();
 }
 
@@ -96,7 +103,10 @@ creor_cli_usage(void)
         " [--app AGENT] [--name N]\n"
         "  key list --org ORG\n"
         "  key revoke KEY_ID\n"
-        "  stats\n");
+        "  stats\n"
+        "  usage add --org ORG [--date YYYY-MM-DD] [--project P]"
+        " [--key KEY_ID] [--agent AGENT] [--model M] [--requests N]"
+        " [--runs N] [--input N] [--output N]\n");
 
     return 2;
 }
@@ -511,6 +521,177 @@ creor_cli_stats(creor_cli_t *cli)
 
     printf("store\t%s\nused_bytes\t%zu\nmap_size\t%zu\nentries\t%zu\n",
            cli->store, used, map_size, entries);
+
+    return 0;
+}
+
+
+/*
+ * Adds to the usage aggregates of one day: imports from another meter,
+ * corrections, and the tests' records of other days.
+ */
+
+static int
+creor_cli_usage_add(creor_cli_t *cli)
+{
+    int                  i, rc;
+    char                 key[CREOR_USAGE_KEY_MAX], org[CREOR_STORE_KEY_MAX];
+    char                 day[CREOR_USAGE_DAY_LEN + 1];
+    size_t               len;
+    MDB_val              val;
+    MDB_txn             *txn;
+    struct tm            tm;
+    const char          *date, *v;
+    creor_store_t        s;
+    creor_usage_rec_t    rec;
+    creor_usage_dims_t   d;
+
+    static const char   *dims[] = {
+        "--org", "--project", "--key", "--agent", "--model"
+    };
+    static const char   *prefixes[] = { "org_", "proj_", "key_", "agent_" };
+
+    if (cli->argc < 2 || strcmp(cli->argv[1], "add") != 0) {
+        return creor_cli_usage();
+    }
+
+    memset(&d, 0, sizeof(d));
+
+    for (i = 0; i < CREOR_USAGE_DIMS; i++) {
+        v = creor_cli_opt(cli, dims[i]);
+
+        if (v == NULL) {
+            if (i == CREOR_USAGE_ORG) {
+                return creor_cli_usage();
+            }
+
+            d.data[i] = "";
+            continue;
+        }
+
+        if (i != CREOR_USAGE_MODEL && !creor_is_id(v, strlen(v), prefixes[i]))
+        {
+            fprintf(stderr, "creor: %s must be an id %s<ulid>\n", dims[i],
+                    prefixes[i]);
+            return 2;
+        }
+
+        d.data[i] = v;
+        d.len[i] = strlen(v);
+    }
+
+    memset(&rec, 0, sizeof(rec));
+
+    if (creor_cli_count(creor_cli_opt(cli, "--requests"), &rec.requests)
+        || creor_cli_count(creor_cli_opt(cli, "--runs"), &rec.runs)
+        || creor_cli_count(creor_cli_opt(cli, "--input"), &rec.input_tokens)
+        || creor_cli_count(creor_cli_opt(cli, "--output"),
+                           &rec.output_tokens))
+    {
+        fprintf(stderr, "creor: counts are integers from 0 to 10^15\n");
+        return 2;
+    }
+
+    date = creor_cli_opt(cli, "--date");
+
+    if (date == NULL) {
+        creor_usage_day(d.day, creor_now_ms());
+
+    } else {
+        memset(&tm, 0, sizeof(tm));
+
+        /* the day must exist: it is the same once normalized */
+
+        for (i = 0; i < 10; i++) {
+            if ((i == 4 || i == 7) ? date[i] != '-'
+                                   : (date[i] < '0' || date[i] > '9'))
+            {
+                break;
+            }
+        }
+
+        if (i != 10 || date[10] != '\0') {
+            fprintf(stderr, "creor: --date must be YYYY-MM-DD\n");
+            return 2;
+        }
+
+        tm.tm_year = atoi(date) - 1900;
+        tm.tm_mon = atoi(date + 5) - 1;
+        tm.tm_mday = atoi(date + 8);
+
+        creor_usage_day(d.day, (int64_t) timegm(&tm) * 1000);
+        snprintf(day, sizeof(day), "%.4s%.2s%.2s", date, date + 5, date + 8);
+
+        if (strcmp(day, d.day) != 0) {
+            fprintf(stderr, "creor: no such date: %s\n", date);
+            return 2;
+        }
+    }
+
+    if (creor_usage_key(key, &len, &d) != CREOR_STORE_OK) {
+        fprintf(stderr, "creor: bad dimensions\n");
+        return 2;
+    }
+
+    if (creor_cli_open(cli, &s) != 0) {
+        return 1;
+    }
+
+    rc = creor_store_write(&s, &txn);
+
+    if (rc == CREOR_STORE_OK) {
+        snprintf(org, sizeof(org), "o:%s", d.data[CREOR_USAGE_ORG]);
+
+        rc = creor_store_get(&s, txn, org, &val);
+
+        if (rc == CREOR_STORE_OK) {
+            rc = creor_usage_merge(&s, txn, key, len, &rec);
+        }
+
+        if (rc == CREOR_STORE_OK) {
+            rc = creor_store_commit(txn);
+
+        } else {
+            mdb_txn_abort(txn);
+        }
+    }
+
+    creor_store_close(&s);
+
+    if (rc != CREOR_STORE_OK) {
+        fprintf(stderr, "creor: cannot add the usage%s\n",
+                rc == CREOR_STORE_NOTFOUND ? ": no such organization" : "");
+        return 1;
+    }
+
+    printf("%.*s\n", (int) len, key);
+
+    return 0;
+}
+
+
+/* absent is 0 */
+
+static int
+creor_cli_count(const char *s, int64_t *out)
+{
+    char       *end;
+    long long   n;
+
+    if (s == NULL) {
+        return 0;
+    }
+
+    errno = 0;
+    n = strtoll(s, &end, 10);
+
+    if (errno || end == s || *end || n < 0 || n > 1000000000000000LL
+        || s[0] == '-' || s[0] == '+' || s[0] == ' ')
+    {
+        return -1;
+    }
+
+    *out = n;
 
     return 0;
 }

@@ -74,6 +74,20 @@ typedef struct {
 } creor_key_rec_t;
 
 
+/*
+ * Usage of one organization, day, project, key, agent and model:
+ * "u:<org>:<yyyymmdd>:<project>:<key id>:<agent>:<model>" (SPEC 9.3).
+ */
+typedef struct {
+    uint32_t    version;
+    uint32_t    reserved;
+    int64_t     requests;
+    int64_t     runs;
+    int64_t     input_tokens;
+    int64_t     output_tokens;
+} creor_usage_rec_t;
+
+
 /* A token split into its parts; pointers into the caller's buffer. */
 typedef struct {
     const char  *ulid;              /* CREOR_ULID_LEN chars */

@@ -36,6 +36,7 @@ static const char  *creor_q_runs[] = {
 };
 static const char  *creor_q_stream[] = { "after", NULL };
 static const char  *creor_q_file[] = { "expires", "signature", NULL };
+static const char  *creor_q_usage[] = { "start", "end", "group_by", NULL };
 
 /*
  * Ids a body names, checked like the path's; for a route that creates a
@@ -151,6 +152,10 @@ static creor_route_t  creor_routes[] = {
 
     { CREOR_GET, "/v1/apps/:agent/runs/:run", "apps.runs.get",
       creor_runs_get, CREOR_PERM_READ, "runs:read", NULL, CREOR_ROUTE_APP,
+      CREOR_DO_READ, 0, NULL },
+
+    { CREOR_GET, "/v1/usage", "usage.get",
+      creor_usage_get, CREOR_PERM_READ, "usage:read", creor_q_usage, 0,
       CREOR_DO_READ, 0, NULL },
 
     { 0, NULL, NULL, NULL, 0, NULL, NULL, 0, 0, 0, NULL }

@@ -444,6 +444,13 @@ creor_run_event(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
     run->hdr.status = status;
     run->sync = 1;
 
+    if (creor_run_terminal(status)) {
+        rc = creor_usage_run(st, txn, run);
+        if (rc != CREOR_STORE_OK) {
+            return rc;
+        }
+    }
+
     rc = creor_run_queue(st, txn, run, status == CREOR_RUN_RUNNING
                                        || status == CREOR_RUN_QUEUED);
     if (rc != CREOR_STORE_OK) {
@@ -1332,6 +1339,21 @@ creor_runs_start(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 
     if (creor_json_set(run->doc, "inputs", inputs) != NGX_OK
         || (v && creor_json_set(run->doc, "appName", v) != NGX_OK))
+    {
+        return NGX_ERROR;
+    }
+
+    /* for the usage aggregates; not part of the run's public object */
+
+    v = creor_json_get(agent, "model");
+
+    if ((v && v->type == CREOR_JSON_STRING
+         && creor_json_set(run->doc, "agentModel", v) != NGX_OK)
+        || creor_json_set(run->doc, "keyId",
+                          creor_json_new(r->pool, CREOR_JSON_STRING,
+                                         (char *) ctx->who.key_id.data,
+                                         ctx->who.key_id.len))
+           != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -521,8 +521,6 @@ static ngx_int_t
 creor_scope_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     MDB_txn *txn)
 {
-    ngx_str_t  *h;
-
     switch (ctx->route->creates) {
 
     case CREOR_ID_PROJECT:
@@ -546,6 +544,21 @@ creor_scope_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     default:
         return NGX_OK;
     }
+
+    return creor_scope_project(r, ctx, txn);
+}
+
+
+/*
+ * X-Project-Id: the project an organization key works in; a bound key
+ * may only name its own.  Sets ctx->who.project.
+ */
+
+ngx_int_t
+creor_scope_project(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    MDB_txn *txn)
+{
+    ngx_str_t  *h;
 
     h = creor_header(r, "X-Project-Id");
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/hmac.h>
@@ -21,6 +22,7 @@
 
 
 static int creor_store_secret_check(creor_store_t *s, uint8_t *out);
+static void creor_usage_digits(char *out, int v, int width);
 
 
 int
@@ -770,4 +772,186 @@ creor_key_put(creor_store_t *s, MDB_txn *txn, creor_key_rec_t *rec)
     snprintf(key, sizeof(key), "k:%s", rec->id);
 
     return creor_store_put(s, txn, key, rec, sizeof(creor_key_rec_t), 0);
+}
+
+
+/* "yyyymmdd" of the UTC day of ms, kept within years 1970..9999 */
+
+void
+creor_usage_day(char *out, int64_t ms)
+{
+    time_t     t;
+    struct tm  tm;
+
+    if (ms < 0) {
+        ms = 0;
+
+    } else if (ms > 253402300799999LL) {
+        ms = 253402300799999LL;
+    }
+
+    t = (time_t) (ms / 1000);
+    gmtime_r(&t, &tm);
+
+    creor_usage_digits(out, tm.tm_year + 1900, 4);
+    creor_usage_digits(out + 4, tm.tm_mon + 1, 2);
+    creor_usage_digits(out + 6, tm.tm_mday, 2);
+    out[CREOR_USAGE_DAY_LEN] = '\0';
+}
+
+
+static void
+creor_usage_digits(char *out, int v, int width)
+{
+    while (width--) {
+        out[width] = (char) ('0' + v % 10);
+        v /= 10;
+    }
+}
+
+
+/*
+ * "u:<org>:<day>:<project>:<key>:<agent>:<model>": organization, then
+ * day first, so a date range of one organization is one range of keys.
+ * The ids cannot hold a ':' and the model comes last, so any model name
+ * parses back; one longer than CREOR_USAGE_MODEL_MAX bytes is cut at a
+ * character boundary.
+ */
+
+int
+creor_usage_key(char *out, size_t *len, const creor_usage_dims_t *d)
+{
+    int     i;
+    char   *p;
+    size_t  n;
+
+    if (d->len[CREOR_USAGE_ORG] == 0 || strlen(d->day) != CREOR_USAGE_DAY_LEN)
+    {
+        return CREOR_STORE_ERROR;
+    }
+
+    p = out;
+    memcpy(p, "u:", 2);
+    p += 2;
+
+    for (i = 0; i < CREOR_USAGE_DIMS; i++) {
+        n = d->len[i];
+
+        if (i == CREOR_USAGE_MODEL) {
+            if (n > CREOR_USAGE_MODEL_MAX) {
+                n = CREOR_USAGE_MODEL_MAX;
+
+                while (n && ((unsigned char) d->data[i][n] & 0xc0) == 0x80) {
+                    n--;
+                }
+            }
+
+        } else if (n >= CREOR_ID_MAX
+                   || (n && memchr(d->data[i], ':', n) != NULL))
+        {
+            return CREOR_STORE_ERROR;
+        }
+
+        if (n) {
+            memcpy(p, d->data[i], n);
+            p += n;
+        }
+
+        if (i == CREOR_USAGE_ORG) {
+            *p++ = ':';
+            memcpy(p, d->day, CREOR_USAGE_DAY_LEN);
+            p += CREOR_USAGE_DAY_LEN;
+        }
+
+        if (i != CREOR_USAGE_MODEL) {
+            *p++ = ':';
+        }
+    }
+
+    *len = p - out;
+
+    return CREOR_STORE_OK;
+}
+
+
+/* the dimensions point into key */
+
+int
+creor_usage_parse(const char *key, size_t len, creor_usage_dims_t *d)
+{
+    int          i;
+    const char  *p, *last, *c;
+
+    if (len < 2 || memcmp(key, "u:", 2) != 0) {
+        return CREOR_STORE_ERROR;
+    }
+
+    p = key + 2;
+    last = key + len;
+
+    for (i = 0; i < CREOR_USAGE_MODEL; i++) {
+        c = memchr(p, ':', last - p);
+        if (c == NULL) {
+            return CREOR_STORE_ERROR;
+        }
+
+        d->data[i] = p;
+        d->len[i] = c - p;
+        p = c + 1;
+
+        if (i == CREOR_USAGE_ORG) {
+            if (last - p < CREOR_USAGE_DAY_LEN + 1
+                || p[CREOR_USAGE_DAY_LEN] != ':')
+            {
+                return CREOR_STORE_ERROR;
+            }
+
+            memcpy(d->day, p, CREOR_USAGE_DAY_LEN);
+            d->day[CREOR_USAGE_DAY_LEN] = '\0';
+            p += CREOR_USAGE_DAY_LEN + 1;
+        }
+    }
+
+    d->data[CREOR_USAGE_MODEL] = p;
+    d->len[CREOR_USAGE_MODEL] = last - p;
+
+    return CREOR_STORE_OK;
+}
+
+
+/* adds to the aggregate: one read and one write, whatever its history */
+
+int
+creor_usage_merge(creor_store_t *s, MDB_txn *txn, const char *key,
+    size_t len, const creor_usage_rec_t *add)
+{
+    int                rc;
+    MDB_val            k, v;
+    creor_usage_rec_t  rec;
+
+    k.mv_data = (void *) key;
+    k.mv_size = len;
+
+    rc = mdb_get(txn, s->dbi, &k, &v);
+
+    if (rc == 0 && v.mv_size == sizeof(creor_usage_rec_t)) {
+        memcpy(&rec, v.mv_data, sizeof(creor_usage_rec_t));
+
+    } else if (rc == 0 || rc == MDB_NOTFOUND) {
+        memset(&rec, 0, sizeof(creor_usage_rec_t));
+
+    } else {
+        return creor_store_rc(rc);
+    }
+
+    rec.version = 1;
+    rec.requests += add->requests;
+    rec.runs += add->runs;
+    rec.input_tokens += add->input_tokens;
+    rec.output_tokens += add->output_tokens;
+
+    v.mv_data = &rec;
+    v.mv_size = sizeof(creor_usage_rec_t);
+
+    return creor_store_rc(mdb_put(txn, s->dbi, &k, &v, 0));
 }

@@ -31,6 +31,26 @@
 #define CREOR_STORE_EPHEMERAL   2       /* counters: no fsync at all */
 
 
+/* a usage aggregate's dimensions, in the order of its key */
+#define CREOR_USAGE_ORG         0
+#define CREOR_USAGE_PROJECT     1
+#define CREOR_USAGE_KEY         2
+#define CREOR_USAGE_AGENT       3
+#define CREOR_USAGE_MODEL       4
+#define CREOR_USAGE_DIMS        5
+
+#define CREOR_USAGE_KEY_MAX     480     /* LMDB's limit is 511 */
+#define CREOR_USAGE_MODEL_MAX   256     /* longer names are cut */
+#define CREOR_USAGE_DAY_LEN     8       /* yyyymmdd */
+
+
+typedef struct {
+    const char  *data[CREOR_USAGE_DIMS];
+    size_t       len[CREOR_USAGE_DIMS];
+    char         day[CREOR_USAGE_DAY_LEN + 1];
+} creor_usage_dims_t;
+
+
 typedef struct {
     MDB_env     *env;
     MDB_dbi      dbi;
@@ -73,6 +93,11 @@ typedef int (*creor_store_expired_pt)(const MDB_val *val, int64_t now);
 int creor_store_purge(creor_store_t *s, const char *prefix, char *from,
     size_t batch, int64_t now, creor_store_expired_pt expired,
     size_t *purged);
+void creor_usage_day(char *out, int64_t ms);
+int creor_usage_key(char *out, size_t *len, const creor_usage_dims_t *d);
+int creor_usage_parse(const char *key, size_t len, creor_usage_dims_t *d);
+int creor_usage_merge(creor_store_t *s, MDB_txn *txn, const char *key,
+    size_t len, const creor_usage_rec_t *add);
 int creor_org_create(creor_store_t *s, const char *name, char *id);
 int creor_project_create(creor_store_t *s, MDB_txn *txn, const char *org,
     creor_project_rec_t *rec, char *id);

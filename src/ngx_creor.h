@@ -298,6 +298,21 @@ typedef ngx_int_t (*creor_page_item_pt)(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, MDB_val *key, MDB_val *val, yajl_gen g);
 
 
+/* a finished chat completion or run, for the usage aggregates */
+typedef struct {
+    ngx_str_t               org;
+    ngx_str_t               project;    /* may be empty */
+    ngx_str_t               key_id;     /* may be empty */
+    ngx_str_t               agent;      /* may be empty */
+    ngx_str_t               model;      /* "provider/name" as asked */
+    int64_t                 input_tokens;
+    int64_t                 output_tokens;
+    ngx_uint_t              requests;   /* 1 for a chat completion */
+    ngx_uint_t              runs;       /* 1 for a finished run */
+    int64_t                 time_ms;    /* when it finished */
+} creor_usage_t;
+
+
 extern ngx_module_t  ngx_creor_module;
 
 
@@ -368,6 +383,8 @@ ngx_int_t creor_scope_body(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 ngx_flag_t creor_scope_sees(ngx_creor_ctx_t *ctx, const char *project,
     ngx_str_t *agent);
 ngx_flag_t creor_scope_sees_key(ngx_creor_ctx_t *ctx, creor_key_rec_t *rec);
+ngx_int_t creor_scope_project(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    MDB_txn *txn);
 
 /* creor_ratelimit.c */
 ngx_int_t creor_ratelimit(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
@@ -456,6 +473,13 @@ ngx_int_t creor_wakeup_init_process(ngx_cycle_t *cycle,
 void creor_wakeup_exit_process(void);
 void creor_wakeup_listen(ngx_creor_main_conf_t *mcf, ngx_flag_t on);
 void creor_wakeup_others(void);
+
+/* creor_usage.c */
+ngx_int_t creor_usage_add(ngx_creor_main_conf_t *mcf, creor_usage_t *u,
+    ngx_log_t *log);
+void creor_usage_flush(ngx_log_t *log);
+ngx_int_t creor_usage_run(creor_store_t *st, MDB_txn *txn, creor_run_t *run);
+ngx_int_t creor_usage_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 
 /* creor_multipart.c */
 typedef struct {

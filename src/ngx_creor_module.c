@@ -791,6 +791,7 @@ ngx_creor_exit_process(ngx_cycle_t *cycle)
     mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_creor_module);
 
     if (mcf && mcf->opened) {
+        creor_usage_flush(cycle->log);
         creor_store_close(&mcf->counters);
         creor_store_close(&mcf->store);
         mcf->opened = 0;
