@@ -427,12 +427,15 @@ creor_agent_put(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
     ngx_str_t *org, creor_json_t *agent, creor_agent_hdr_t *hdr,
     ngx_str_t *json)
 {
-    char           key[CREOR_STORE_KEY_MAX];
-    u_char        *buf;
-    yajl_gen       g;
-    ngx_str_t      out;
-    const char   **name;
-    creor_json_t  *v, *settings;
+    int                 rc;
+    char                key[CREOR_STORE_KEY_MAX];
+    u_char             *buf;
+    MDB_val             old;
+    yajl_gen            g;
+    ngx_str_t           out;
+    const char        **name;
+    creor_json_t       *v, *settings;
+    creor_agent_hdr_t  *prev;
 
     settings = creor_json_get(agent, "settings");
 
@@ -491,6 +494,22 @@ creor_agent_put(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
 
     if (json) {
         *json = out;
+    }
+
+    /* the counts by status move in the same transaction */
+
+    rc = creor_store_get(st, txn, key, &old);
+
+    if (rc == CREOR_STORE_OK && old.mv_size > sizeof(creor_agent_hdr_t)) {
+        prev = old.mv_data;
+        rc = creor_counts_agent(st, txn, prev->status, hdr->status);
+
+    } else if (rc == CREOR_STORE_NOTFOUND) {
+        rc = creor_counts_agent(st, txn, NULL, hdr->status);
+    }
+
+    if (rc != CREOR_STORE_OK) {
+        return rc;
     }
 
     return creor_store_put(st, txn, key, buf,
@@ -828,6 +847,7 @@ creor_agents_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
     int        rc;
     char       key[CREOR_STORE_KEY_MAX];
+    char       status[CREOR_AGENT_STATUS_MAX];
     MDB_val    val;
     MDB_txn   *txn;
     yajl_gen   g;
@@ -846,8 +866,18 @@ creor_agents_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
+    /* the value is gone with the transaction's next write */
+
+    ngx_cpystrn((u_char *) status,
+                (u_char *) ((creor_agent_hdr_t *) val.mv_data)->status,
+                sizeof(status));
+
     rc = creor_runs_cancel_agent(&ctx->mcf->store, txn, r->pool,
                                  &ctx->who.org, &ctx->ids[CREOR_ID_AGENT]);
+
+    if (rc == CREOR_STORE_OK) {
+        rc = creor_counts_agent(&ctx->mcf->store, txn, status, NULL);
+    }
 
     if (rc == CREOR_STORE_OK) {
         rc = creor_store_del(&ctx->mcf->store, txn, key);

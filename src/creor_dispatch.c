@@ -888,6 +888,9 @@ creor_leg_finish(creor_leg_t *leg)
 
     st = &creor_mcf->store;
 
+    creor_metrics_leg(leg->ended ? CREOR_LEG_OK
+                      : (leg->aborted ? CREOR_LEG_ABORTED : CREOR_LEG_FAILED));
+
     if (leg->ended || leg->aborted) {
         creor_leg_destroy(leg);
         return;

@@ -226,6 +226,7 @@ creor_events_stream(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     ngx_queue_insert_tail(&creor_streams, &sse->queue);
     creor_nstreams++;
     creor_wakeup_listen(ctx->mcf, 1);
+    creor_metrics_sse(1);
 
     cln->handler = creor_sse_cleanup;
     cln->data = sse;
@@ -635,6 +636,7 @@ creor_sse_finish(creor_sse_t *sse, ngx_int_t rc)
 
     ngx_queue_remove(&sse->queue);
     creor_nstreams--;
+    creor_metrics_sse(-1);
 
     if (rc == NGX_OK) {
         rc = ngx_http_send_special(r, NGX_HTTP_LAST);
@@ -660,6 +662,7 @@ creor_sse_cleanup(void *data)
 
         ngx_queue_remove(&sse->queue);
         creor_nstreams--;
+        creor_metrics_sse(-1);
     }
 
     for (cl = sse->busy; cl; cl = cl->next) {

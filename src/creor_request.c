@@ -92,6 +92,10 @@ ngx_creor_handle(ngx_http_request_t *r)
     if (rc != NGX_OK) {
         ngx_http_discard_request_body(r);
 
+        if (rc == NGX_HTTP_NOT_ALLOWED && r->method == NGX_HTTP_OPTIONS) {
+            return creor_cors_options(r, ctx, &allow);
+        }
+
         if (rc == NGX_HTTP_NOT_ALLOWED) {
             if (creor_add_header(r, "Allow", &allow) != NGX_OK) {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -121,6 +125,22 @@ ngx_creor_handle(ngx_http_request_t *r)
         if (creor_runs_check_signature(r, ctx) != NGX_OK
             || creor_check_args(r, ctx) != NGX_OK)
         {
+            return creor_send_failure(r, ctx);
+        }
+
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return creor_dispatch(r, ctx);
+    }
+
+    /* health answers monitors and load balancers, which hold no key */
+
+    if (ctx->route->flags & CREOR_ROUTE_PUBLIC) {
+        if (creor_check_args(r, ctx) != NGX_OK) {
+            ngx_http_discard_request_body(r);
             return creor_send_failure(r, ctx);
         }
 
@@ -291,6 +311,10 @@ creor_error_header_filter(ngx_http_request_t *r)
 
     if (ctx && ctx->leg) {
         return creor_leg_header_filter(r, ctx);
+    }
+
+    if (lcf->api && r == r->main && creor_cors_headers(r) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     if (!lcf->api || r != r->main

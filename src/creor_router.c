@@ -158,6 +158,14 @@ static creor_route_t  creor_routes[] = {
       creor_usage_get, CREOR_PERM_READ, "usage:read", creor_q_usage, 0,
       CREOR_DO_READ, 0, NULL },
 
+    { CREOR_GET, "/v1/system/health", "system.health",
+      creor_system_health, 0, NULL, NULL, CREOR_ROUTE_PUBLIC,
+      CREOR_DO_READ, 0, NULL },
+
+    { CREOR_GET, "/v1/system/status", "system.status",
+      creor_system_status, CREOR_PERM_ADMIN, "system:read", NULL, 0,
+      CREOR_DO_READ, 0, NULL },
+
     { 0, NULL, NULL, NULL, 0, NULL, NULL, 0, 0, 0, NULL }
 };
 

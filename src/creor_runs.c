@@ -234,9 +234,12 @@ creor_run_header(creor_store_t *st, MDB_txn *txn, ngx_str_t *id,
 ngx_int_t
 creor_run_save(creor_store_t *st, MDB_txn *txn, creor_run_t *run)
 {
-    u_char     *buf;
-    yajl_gen    g;
-    ngx_str_t   doc;
+    int               rc;
+    u_char           *buf;
+    MDB_val           old;
+    uint32_t          status;
+    yajl_gen          g;
+    ngx_str_t         doc;
 
     g = creor_gen_pool(run->pool);
     if (g == NULL) {
@@ -252,6 +255,24 @@ creor_run_save(creor_store_t *st, MDB_txn *txn, creor_run_t *run)
     buf = ngx_pnalloc(run->pool, sizeof(creor_run_hdr_t) + doc.len);
     if (buf == NULL) {
         return CREOR_STORE_ERROR;
+    }
+
+    /* the counts by status move in the same transaction */
+
+    rc = creor_store_get(st, txn, run->key, &old);
+
+    if (rc == CREOR_STORE_OK && old.mv_size > sizeof(creor_run_hdr_t)) {
+        ngx_memcpy(&status, (u_char *) old.mv_data
+                            + offsetof(creor_run_hdr_t, status),
+                   sizeof(uint32_t));
+        rc = creor_counts_run(st, txn, status, run->hdr.status);
+
+    } else if (rc == CREOR_STORE_NOTFOUND) {
+        rc = creor_counts_run(st, txn, 0, run->hdr.status);
+    }
+
+    if (rc != CREOR_STORE_OK) {
+        return rc;
     }
 
     run->hdr.version = CREOR_RUN_VERSION;

@@ -61,6 +61,9 @@
 #define CREOR_DO_CREATE      2
 #define CREOR_DO_UPDATE      3
 #define CREOR_DO_DELETE      4
+#define CREOR_ROUTE_PUBLIC                0x20  /* no credentials: health */
+
+#define CREOR_VERSION             "0.2.0"
 
 /* run statuses (SPEC 8.3) */
 #define CREOR_RUN_QUEUED          1
@@ -103,11 +106,13 @@ struct creor_json_s {
  * too, so a stream whose slot did not move need not look at the store.
  */
 #define CREOR_WAKEUP_MAX    64
+typedef struct creor_metrics_s  creor_metrics_t;
 
 typedef struct {
     ngx_atomic_t            epoch;
     ngx_atomic_t            slots[CREOR_SHARED_SLOTS];
     ngx_atomic_t            listening[CREOR_WAKEUP_MAX];    /* by worker */
+    creor_metrics_t        *metrics;    /* creor_metrics.c */
 } creor_shared_t;
 
 
@@ -163,7 +168,19 @@ typedef struct {
     creor_rate_t            rate;
     creor_rate_t            anonymous;
     ngx_flag_t              idempotency_required;
+    ngx_array_t            *cors;       /* allowed origins; empty: off */
 } ngx_creor_loc_conf_t;
+
+
+/* agents and runs by status, kept with every change (creor_system.c) */
+#define CREOR_COUNTS_MAX     8
+
+typedef struct {
+    uint32_t                version;
+    uint32_t                reserved;
+    int64_t                 runs[CREOR_COUNTS_MAX];     /* CREOR_RUN_* */
+    int64_t                 agents[CREOR_COUNTS_MAX];   /* idle, queued... */
+} creor_counts_t;
 
 
 /* a run's fixed part: what the dispatcher and lists read */
@@ -480,6 +497,44 @@ ngx_int_t creor_usage_add(ngx_creor_main_conf_t *mcf, creor_usage_t *u,
 void creor_usage_flush(ngx_log_t *log);
 ngx_int_t creor_usage_run(creor_store_t *st, MDB_txn *txn, creor_run_t *run);
 ngx_int_t creor_usage_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+/* creor_system.c */
+ngx_int_t creor_system_health(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_system_status(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_counts_init(creor_store_t *st, ngx_log_t *log);
+ngx_int_t creor_counts_read(creor_store_t *st, creor_counts_t *counts);
+ngx_int_t creor_counts_run(creor_store_t *st, MDB_txn *txn, ngx_uint_t from,
+    ngx_uint_t to);
+ngx_int_t creor_counts_agent(creor_store_t *st, MDB_txn *txn,
+    const char *from, const char *to);
+const char *creor_agent_status_name(ngx_uint_t i);
+
+/* creor_metrics.c: host-wide counts in the shared zone */
+#define CREOR_LEG_OK         0      /* a leg-ending event arrived */
+#define CREOR_LEG_FAILED     1      /* error status, refused, cut short */
+#define CREOR_LEG_ABORTED    2      /* the run went on without it */
+
+ngx_int_t creor_metrics_init(ngx_conf_t *cf);
+creor_metrics_t *creor_metrics_zone(ngx_slab_pool_t *shpool);
+void creor_metrics_attach(creor_shared_t *shared);
+char *creor_metrics_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+void creor_metrics_leg(ngx_uint_t outcome);
+void creor_metrics_chat(ngx_str_t *model, int64_t in, int64_t out);
+void creor_metrics_provider(ngx_msec_t duration, ngx_uint_t ok);
+void creor_metrics_webhook(ngx_uint_t ok);
+void creor_metrics_sse(ngx_int_t delta);
+ngx_uint_t creor_metrics_sse_count(void);
+void creor_metrics_last(ngx_uint_t provider, int64_t *ok_ms,
+    int64_t *fail_ms);
+int64_t creor_metrics_started(void);
+ngx_int_t creor_metrics_health_due(ngx_uint_t *store_ok,
+    ngx_uint_t *counters_ok);
+void creor_metrics_health_set(ngx_uint_t store_ok, ngx_uint_t counters_ok);
+
+/* creor_cors.c */
+char *creor_cors_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t creor_cors_options(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    ngx_str_t *allow);
+ngx_int_t creor_cors_headers(ngx_http_request_t *r);
 
 /* creor_multipart.c */
 typedef struct {

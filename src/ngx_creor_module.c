@@ -137,6 +137,20 @@ static ngx_command_t  ngx_creor_commands[] = {
       offsetof(ngx_creor_loc_conf_t, idempotency_required),
       NULL },
 
+    { ngx_string("creor_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      creor_metrics_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("creor_cors"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      creor_cors_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_creor_loc_conf_t, cors),
+      NULL },
+
       ngx_null_command
 };
 
@@ -341,6 +355,7 @@ ngx_creor_create_loc_conf(ngx_conf_t *cf)
     lcf->api = NGX_CONF_UNSET;
     lcf->idempotency_required = NGX_CONF_UNSET;
     lcf->sse_keepalive = NGX_CONF_UNSET_MSEC;
+    lcf->cors = NGX_CONF_UNSET_PTR;
 
     return lcf;
 }
@@ -358,6 +373,7 @@ ngx_creor_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->executor, prev->executor, "");
     ngx_conf_merge_msec_value(conf->sse_keepalive, prev->sse_keepalive,
                               15000);
+    ngx_conf_merge_ptr_value(conf->cors, prev->cors, NULL);
 
     /* SPEC 7 defaults: 60r/m burst=10 a credential, 60r/m an address */
 
@@ -409,9 +425,9 @@ ngx_creor_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /* a wakeup counter the workers share: LMDB notifies nobody */
+    /* wakeup counters and metrics the workers share: LMDB notifies nobody */
 
-    mcf->shm_zone = ngx_shared_memory_add(cf, &zone, 64 * 1024,
+    mcf->shm_zone = ngx_shared_memory_add(cf, &zone, 256 * 1024,
                                           &ngx_creor_module);
     if (mcf->shm_zone == NULL) {
         return NGX_CONF_ERROR;
@@ -542,6 +558,7 @@ ngx_creor_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     if (omcf) {
         mcf->shared = omcf->shared;
+        creor_metrics_attach(mcf->shared);
         return NGX_OK;
     }
 
@@ -549,6 +566,7 @@ ngx_creor_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     if (shm_zone->shm.exists) {
         mcf->shared = shpool->data;
+        creor_metrics_attach(mcf->shared);
         return NGX_OK;
     }
 
@@ -557,7 +575,13 @@ ngx_creor_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_ERROR;
     }
 
+    mcf->shared->metrics = creor_metrics_zone(shpool);
+    if (mcf->shared->metrics == NULL) {
+        return NGX_ERROR;
+    }
+
     shpool->data = mcf->shared;
+    creor_metrics_attach(mcf->shared);
 
     return NGX_OK;
 }
@@ -597,11 +621,13 @@ ngx_creor_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_creor_postconfiguration(ngx_conf_t *cf)
 {
-    if (creor_scope_init(cf) != NGX_OK) {
+    if (creor_scope_init(cf) != NGX_OK
+        || creor_error_filter_init(cf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    return creor_error_filter_init(cf);
+    return creor_metrics_init(cf);
 }
 
 
@@ -760,6 +786,12 @@ ngx_creor_init_process(ngx_cycle_t *cycle)
     }
 
     mcf->opened = 1;
+
+    /* once in a store's life: counts of what an older version stored */
+
+    if (creor_counts_init(&mcf->store, cycle->log) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     if (mcf->api_ctx && creor_dispatch_init(cycle, mcf) != NGX_OK) {
         return NGX_ERROR;

@@ -1,0 +1,925 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ *
+ * Host-wide metrics in the shared zone, counted by every worker with
+ * atomic adds: requests by route and status with their durations (a log
+ * phase handler), idempotency outcomes, rate limited requests, executor
+ * legs, provider calls and chat tokens (the chat code calls in), event
+ * stream subscribers; and the creor_metrics location that serves them in
+ * Prometheus' text format 0.0.4.  The last outcome of executor and
+ * provider calls is what /v1/system/health reports of them.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_creor.h"
+
+
+/* route slots: the table's first, then three of our own */
+#define CREOR_M_ROUTES       64
+#define CREOR_M_NONE         (CREOR_M_ROUTES - 3)   /* no route matched */
+#define CREOR_M_OPTIONS      (CREOR_M_ROUTES - 2)
+#define CREOR_M_OTHER        (CREOR_M_ROUTES - 1)   /* past the slots */
+
+#define CREOR_M_STATUSES     40
+#define CREOR_M_BOUNDS       11     /* histogram buckets, +Inf aside */
+#define CREOR_M_MODELS       32     /* the last one is "other" */
+#define CREOR_M_MODEL_LEN    64
+
+#define CREOR_M_IDEMPOTENT   3      /* miss, hit, conflict */
+#define CREOR_M_LEGS         3
+#define CREOR_M_HEALTH_EVERY 1000   /* ms between real health checks */
+
+#define CREOR_M_LINE         512
+
+
+typedef struct {
+    ngx_atomic_t            buckets[CREOR_M_BOUNDS + 1];
+    ngx_atomic_t            sum_ms;
+} creor_histogram_t;
+
+
+typedef struct {
+    ngx_atomic_t            in;
+    ngx_atomic_t            out;
+    ngx_atomic_t            len;        /* set last: the name is written */
+    u_char                  name[CREOR_M_MODEL_LEN];
+} creor_metrics_model_t;
+
+
+struct creor_metrics_s {
+    ngx_atomic_t            start_ms;
+    ngx_atomic_t            requests[CREOR_M_ROUTES][CREOR_M_STATUSES];
+    creor_histogram_t       duration[CREOR_M_ROUTES];
+    ngx_atomic_t            ratelimited;
+    ngx_atomic_t            idempotent[CREOR_M_IDEMPOTENT];
+    ngx_atomic_t            legs[CREOR_M_LEGS];
+    ngx_atomic_t            webhooks[2];    /* failure, success */
+    ngx_atomic_t            sse;
+    creor_histogram_t       provider;
+
+    /* last success and failure (ms): [0] executor, [1] provider */
+    ngx_atomic_t            last_ok[2];
+    ngx_atomic_t            last_fail[2];
+
+    ngx_atomic_t            health_ms;
+    ngx_atomic_t            health_store;
+    ngx_atomic_t            health_counters;
+
+    ngx_atomic_t            models_lock;
+    creor_metrics_model_t   models[CREOR_M_MODELS];
+};
+
+
+/* where the exposition is written: a chain of buffers from the pool */
+typedef struct {
+    ngx_pool_t             *pool;
+    ngx_chain_t            *out;
+    ngx_chain_t           **last;
+    ngx_buf_t              *b;
+    size_t                  size;
+} creor_exposition_t;
+
+
+static ngx_int_t creor_metrics_log(ngx_http_request_t *r);
+static ngx_uint_t creor_metrics_status(ngx_uint_t status);
+static void creor_histogram_observe(creor_histogram_t *h,
+    const ngx_msec_t *bounds, ngx_msec_t ms);
+static ngx_uint_t creor_metrics_model(ngx_str_t *model);
+static ngx_int_t creor_metrics_handler(ngx_http_request_t *r);
+static ngx_int_t creor_metrics_write(ngx_http_request_t *r,
+    creor_exposition_t *e);
+static ngx_int_t creor_exp_printf(creor_exposition_t *e, const char *fmt,
+    ...);
+static ngx_int_t creor_exp_head(creor_exposition_t *e, const char *name,
+    const char *type, const char *help);
+static ngx_int_t creor_exp_histogram(creor_exposition_t *e,
+    const char *name, const char *labels, creor_histogram_t *h,
+    const char **le);
+static const char *creor_metrics_route_name(ngx_uint_t i, ngx_uint_t n);
+
+
+static creor_metrics_t  *creor_metrics;
+
+
+/* exact statuses worth a series of their own; others by class */
+
+static ngx_uint_t  creor_metrics_codes[] = {
+    200, 201, 202, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 406,
+    408, 409, 410, 411, 412, 413, 414, 415, 416, 422, 429, 431, 444, 499,
+    500, 501, 502, 503, 504, 505, 0
+};
+
+static const char  *creor_metrics_classes[] = {
+    "1xx", "2xx", "3xx", "4xx", "5xx"
+};
+
+#define CREOR_M_CLASS  (CREOR_M_STATUSES - 5)
+
+
+static const ngx_msec_t  creor_request_bounds[CREOR_M_BOUNDS] = {
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
+};
+
+static const char  *creor_request_le[CREOR_M_BOUNDS + 1] = {
+    "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",
+    "10", "+Inf"
+};
+
+static const ngx_msec_t  creor_provider_bounds[CREOR_M_BOUNDS] = {
+    100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000
+};
+
+static const char  *creor_provider_le[CREOR_M_BOUNDS + 1] = {
+    "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30", "60", "120", "300",
+    "+Inf"
+};
+
+static const char  *creor_idempotent_names[CREOR_M_IDEMPOTENT] = {
+    "miss", "hit", "conflict"
+};
+
+static const char  *creor_leg_names[CREOR_M_LEGS] = {
+    "ok", "failed", "aborted"
+};
+
+
+ngx_int_t
+creor_metrics_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = creor_metrics_log;
+
+    return NGX_OK;
+}
+
+
+/* in the master, when the zone is made; workers inherit the pointer */
+
+creor_metrics_t *
+creor_metrics_zone(ngx_slab_pool_t *shpool)
+{
+    creor_metrics_t  *m;
+
+    m = ngx_slab_calloc(shpool, sizeof(creor_metrics_t));
+    if (m == NULL) {
+        return NULL;
+    }
+
+    m->start_ms = creor_now_ms();
+    m->health_store = 1;
+    m->health_counters = 1;
+
+    ngx_memcpy(m->models[CREOR_M_MODELS - 1].name, "other", 5);
+    m->models[CREOR_M_MODELS - 1].len = 5;
+
+    return m;
+}
+
+
+void
+creor_metrics_attach(creor_shared_t *shared)
+{
+    creor_metrics = shared->metrics;
+}
+
+
+static ngx_int_t
+creor_metrics_log(ngx_http_request_t *r)
+{
+    ngx_int_t              ms;
+    ngx_uint_t             route, status, i, n;
+    ngx_time_t            *tp;
+    creor_route_t         *rt;
+    ngx_creor_ctx_t       *ctx;
+    ngx_creor_loc_conf_t  *lcf;
+
+    if (creor_metrics == NULL) {
+        return NGX_OK;
+    }
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_creor_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
+
+    /* executor calls are requests of ours too, counted as legs */
+
+    if ((ctx == NULL && !lcf->api) || (ctx && ctx->leg)) {
+        return NGX_OK;
+    }
+
+    if (r->method == NGX_HTTP_OPTIONS) {
+        route = CREOR_M_OPTIONS;
+
+    } else if (ctx && ctx->route) {
+        rt = creor_route_table();
+        route = ctx->route - rt;
+
+        for (n = 0; rt[n].pattern; n++) { /* void */ }
+
+        if (route >= n || route >= CREOR_M_NONE) {
+            route = CREOR_M_OTHER;
+        }
+
+    } else {
+        route = CREOR_M_NONE;
+    }
+
+    /* as $status has it */
+
+    status = r->err_status ? r->err_status : r->headers_out.status;
+
+    ngx_atomic_fetch_add(&creor_metrics->requests[route]
+                                             [creor_metrics_status(status)],
+                         1);
+
+    tp = ngx_timeofday();
+    ms = (ngx_int_t) ((tp->sec - r->start_sec) * 1000
+                      + (tp->msec - r->start_msec));
+
+    creor_histogram_observe(&creor_metrics->duration[route],
+                            creor_request_bounds, ngx_max(ms, 0));
+
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    if (ctx->err_status == NGX_HTTP_TOO_MANY_REQUESTS) {
+        ngx_atomic_fetch_add(&creor_metrics->ratelimited, 1);
+    }
+
+    for (i = 0; ctx->idempotent.len && i < CREOR_M_IDEMPOTENT; i++) {
+        if (ctx->idempotent.len == ngx_strlen(creor_idempotent_names[i])
+            && ngx_strncmp(ctx->idempotent.data, creor_idempotent_names[i],
+                           ctx->idempotent.len) == 0)
+        {
+            ngx_atomic_fetch_add(&creor_metrics->idempotent[i], 1);
+            break;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+creor_metrics_status(ngx_uint_t status)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; creor_metrics_codes[i]; i++) {
+        if (creor_metrics_codes[i] == status) {
+            return i;
+        }
+    }
+
+    /* 0 (nothing sent) and the unusual go to their class, or 5xx */
+
+    if (status >= 100 && status < 600) {
+        return CREOR_M_CLASS + status / 100 - 1;
+    }
+
+    return CREOR_M_CLASS + 4;
+}
+
+
+static void
+creor_histogram_observe(creor_histogram_t *h, const ngx_msec_t *bounds,
+    ngx_msec_t ms)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < CREOR_M_BOUNDS; i++) {
+        if (ms <= bounds[i]) {
+            break;
+        }
+    }
+
+    ngx_atomic_fetch_add(&h->buckets[i], 1);
+    ngx_atomic_fetch_add(&h->sum_ms, ms);
+}
+
+
+void
+creor_metrics_leg(ngx_uint_t outcome)
+{
+    if (creor_metrics == NULL || outcome >= CREOR_M_LEGS) {
+        return;
+    }
+
+    ngx_atomic_fetch_add(&creor_metrics->legs[outcome], 1);
+
+    if (outcome == CREOR_LEG_OK) {
+        creor_metrics->last_ok[0] = creor_now_ms();
+
+    } else if (outcome == CREOR_LEG_FAILED) {
+        creor_metrics->last_fail[0] = creor_now_ms();
+    }
+}
+
+
+void
+creor_metrics_provider(ngx_msec_t duration, ngx_uint_t ok)
+{
+    if (creor_metrics == NULL) {
+        return;
+    }
+
+    creor_histogram_observe(&creor_metrics->provider, creor_provider_bounds,
+                            duration);
+
+    if (ok) {
+        creor_metrics->last_ok[1] = creor_now_ms();
+
+    } else {
+        creor_metrics->last_fail[1] = creor_now_ms();
+    }
+}
+
+
+void
+creor_metrics_chat(ngx_str_t *model, int64_t in, int64_t out)
+{
+    creor_metrics_model_t  *m;
+
+    if (creor_metrics == NULL) {
+        return;
+    }
+
+    m = &creor_metrics->models[creor_metrics_model(model)];
+
+    ngx_atomic_fetch_add(&m->in, ngx_max(in, 0));
+    ngx_atomic_fetch_add(&m->out, ngx_max(out, 0));
+}
+
+
+/*
+ * The model's slot: names are taken by first use, under a lock, and never
+ * change; past the slots every model is "other", so clients that make up
+ * names cannot grow the series.
+ */
+
+static ngx_uint_t
+creor_metrics_model(ngx_str_t *model)
+{
+    u_char                  c, name[CREOR_M_MODEL_LEN];
+    size_t                  len, n;
+    ngx_uint_t              i;
+    creor_metrics_model_t  *m;
+
+    len = ngx_min(model->len, CREOR_M_MODEL_LEN);
+
+    /* label values as Prometheus reads them, nothing to escape */
+
+    for (n = 0; n < len; n++) {
+        c = model->data[n];
+        name[n] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+                   || (c >= '0' && c <= '9') || c == '.' || c == '_'
+                   || c == '-' || c == '/' || c == ':') ? c : '_';
+    }
+
+    if (len == 0) {
+        return CREOR_M_MODELS - 1;
+    }
+
+    for (i = 0; i < CREOR_M_MODELS - 1; i++) {
+        m = &creor_metrics->models[i];
+
+        if (m->len == 0) {
+            ngx_spinlock(&creor_metrics->models_lock, ngx_pid, 1024);
+
+            if (m->len == 0) {
+                ngx_memcpy(m->name, name, len);
+                ngx_memory_barrier();
+                m->len = len;
+                ngx_unlock(&creor_metrics->models_lock);
+                return i;
+            }
+
+            ngx_unlock(&creor_metrics->models_lock);
+        }
+
+        if (m->len == len && ngx_memcmp(m->name, name, len) == 0) {
+            return i;
+        }
+    }
+
+    return CREOR_M_MODELS - 1;
+}
+
+
+void
+creor_metrics_webhook(ngx_uint_t ok)
+{
+    if (creor_metrics) {
+        ngx_atomic_fetch_add(&creor_metrics->webhooks[ok ? 1 : 0], 1);
+    }
+}
+
+
+void
+creor_metrics_sse(ngx_int_t delta)
+{
+    if (creor_metrics) {
+        ngx_atomic_fetch_add(&creor_metrics->sse, delta);
+    }
+}
+
+
+ngx_uint_t
+creor_metrics_sse_count(void)
+{
+    ngx_atomic_int_t  n;
+
+    if (creor_metrics == NULL) {
+        return creor_sse_count();
+    }
+
+    n = (ngx_atomic_int_t) creor_metrics->sse;
+
+    return n > 0 ? (ngx_uint_t) n : 0;
+}
+
+
+void
+creor_metrics_last(ngx_uint_t provider, int64_t *ok_ms, int64_t *fail_ms)
+{
+    provider = provider ? 1 : 0;
+
+    *ok_ms = creor_metrics ? (int64_t) creor_metrics->last_ok[provider] : 0;
+    *fail_ms = creor_metrics ? (int64_t) creor_metrics->last_fail[provider]
+                             : 0;
+}
+
+
+int64_t
+creor_metrics_started(void)
+{
+    return creor_metrics ? (int64_t) creor_metrics->start_ms : creor_now_ms();
+}
+
+
+/*
+ * NGX_OK: the caller checks now and reports with _health_set();
+ * NGX_DECLINED: the last check's results, less than a second old.
+ */
+
+ngx_int_t
+creor_metrics_health_due(ngx_uint_t *store_ok, ngx_uint_t *counters_ok)
+{
+    int64_t           now;
+    ngx_atomic_uint_t  last;
+
+    if (creor_metrics == NULL) {
+        return NGX_OK;
+    }
+
+    now = creor_now_ms();
+    last = creor_metrics->health_ms;
+
+    if (now - (int64_t) last >= CREOR_M_HEALTH_EVERY
+        && ngx_atomic_cmp_set(&creor_metrics->health_ms, last, now))
+    {
+        return NGX_OK;
+    }
+
+    *store_ok = creor_metrics->health_store;
+    *counters_ok = creor_metrics->health_counters;
+
+    return NGX_DECLINED;
+}
+
+
+void
+creor_metrics_health_set(ngx_uint_t store_ok, ngx_uint_t counters_ok)
+{
+    if (creor_metrics) {
+        creor_metrics->health_store = store_ok;
+        creor_metrics->health_counters = counters_ok;
+    }
+}
+
+
+char *
+creor_metrics_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler == creor_metrics_handler) {
+        return "is duplicate";
+    }
+
+    clcf->handler = creor_metrics_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+creor_metrics_handler(ngx_http_request_t *r)
+{
+    ngx_int_t            rc;
+    creor_exposition_t   e;
+
+    static ngx_str_t  type =
+        ngx_string("text/plain; version=0.0.4; charset=utf-8");
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (creor_metrics == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "creor_metrics: no creor_store is configured");
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    ngx_memzero(&e, sizeof(creor_exposition_t));
+    e.pool = r->pool;
+    e.last = &e.out;
+
+    if (creor_metrics_write(r, &e) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_type = type;
+    r->headers_out.content_type_len = type.len;
+    r->headers_out.content_length_n = e.size;
+
+    if (e.size == 0 || r->method == NGX_HTTP_HEAD) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    e.b->last_buf = 1;
+    e.b->last_in_chain = 1;
+
+    return ngx_http_output_filter(r, e.out);
+}
+
+
+static ngx_int_t
+creor_metrics_write(ngx_http_request_t *r, creor_exposition_t *e)
+{
+    size_t                  used, map_size, entries;
+    ngx_uint_t              i, j, n, total;
+    const char             *name;
+    creor_counts_t          counts;
+    creor_route_t          *rt;
+    creor_metrics_t        *m;
+    creor_metrics_model_t  *model;
+    ngx_creor_main_conf_t  *mcf;
+    u_char                  labels[128];
+
+    m = creor_metrics;
+    mcf = creor_main_conf(r);
+
+    rt = creor_route_table();
+    for (n = 0; rt[n].pattern; n++) { /* void */ }
+
+    if (creor_exp_head(e, "creor_info", "gauge",
+                       "The module's version.") != NGX_OK
+        || creor_exp_printf(e, "creor_info{version=\"%s\"} 1\n",
+                            CREOR_VERSION) != NGX_OK
+        || creor_exp_head(e, "creor_start_time_seconds", "gauge",
+                          "When the metrics zone was made, Unix time.")
+           != NGX_OK
+        || creor_exp_printf(e, "creor_start_time_seconds %L\n",
+                            (int64_t) m->start_ms / 1000) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* requests: series that have counted something */
+
+    if (creor_exp_head(e, "creor_http_requests_total", "counter",
+                       "Requests answered by creor_api locations, by route "
+                       "and status.") != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < CREOR_M_ROUTES; i++) {
+        name = creor_metrics_route_name(i, n);
+        if (name == NULL) {
+            continue;
+        }
+
+        for (j = 0; j < CREOR_M_STATUSES; j++) {
+            if (m->requests[i][j] == 0) {
+                continue;
+            }
+
+            if ((j < CREOR_M_CLASS && creor_metrics_codes[j] == 0)) {
+                continue;
+            }
+
+            if (j < CREOR_M_CLASS && creor_metrics_codes[j]) {
+                if (creor_exp_printf(e, "creor_http_requests_total{route=\"%s\""
+                                     ",status=\"%ui\"} %uA\n", name,
+                                     creor_metrics_codes[j],
+                                     m->requests[i][j])
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+
+                continue;
+            }
+
+            if (creor_exp_printf(e, "creor_http_requests_total{route=\"%s\","
+                                 "status=\"%s\"} %uA\n", name,
+                                 creor_metrics_classes[j - CREOR_M_CLASS],
+                                 m->requests[i][j])
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    if (creor_exp_head(e, "creor_http_request_duration_seconds", "histogram",
+                       "Time from the first byte of a request to its log "
+                       "line, by route; event streams count while open.")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < CREOR_M_ROUTES; i++) {
+        name = creor_metrics_route_name(i, n);
+        if (name == NULL) {
+            continue;
+        }
+
+        for (total = 0, j = 0; j <= CREOR_M_BOUNDS; j++) {
+            total += m->duration[i].buckets[j];
+        }
+
+        if (total == 0) {
+            continue;
+        }
+
+        ngx_snprintf(labels, sizeof(labels), "route=\"%s\"%Z", name);
+
+        if (creor_exp_histogram(e, "creor_http_request_duration_seconds",
+                                (char *) labels, &m->duration[i],
+                                creor_request_le)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (creor_exp_head(e, "creor_ratelimited_total", "counter",
+                       "Requests refused with 429 by a rate limit.") != NGX_OK
+        || creor_exp_printf(e, "creor_ratelimited_total %uA\n",
+                            m->ratelimited) != NGX_OK
+        || creor_exp_head(e, "creor_idempotent_total", "counter",
+                          "Requests with an Idempotency-Key, by outcome.")
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < CREOR_M_IDEMPOTENT; i++) {
+        if (creor_exp_printf(e, "creor_idempotent_total{outcome=\"%s\"} %uA\n",
+                             creor_idempotent_names[i], m->idempotent[i])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    /* what the store holds: the counts record, one read */
+
+    if (mcf->opened && creor_counts_read(&mcf->store, &counts) == NGX_OK) {
+
+        if (creor_exp_head(e, "creor_runs", "gauge",
+                           "Runs in the store, by status.") != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        for (i = CREOR_RUN_QUEUED; i <= CREOR_RUN_CANCELLED; i++) {
+            if (creor_exp_printf(e, "creor_runs{status=\"%s\"} %L\n",
+                                 creor_run_status_name(i), counts.runs[i])
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+
+        if (creor_exp_head(e, "creor_agents", "gauge",
+                           "Agents in the store, by status.") != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        for (i = 1; creor_agent_status_name(i); i++) {
+            if (creor_exp_printf(e, "creor_agents{status=\"%s\"} %L\n",
+                                 creor_agent_status_name(i), counts.agents[i])
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    if (creor_exp_head(e, "creor_executor_legs_total", "counter",
+                       "Executor calls, by how they ended.") != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < CREOR_M_LEGS; i++) {
+        if (creor_exp_printf(e, "creor_executor_legs_total{outcome=\"%s\"} "
+                             "%uA\n", creor_leg_names[i], m->legs[i])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (creor_exp_head(e, "creor_chat_tokens_total", "counter",
+                       "Chat completion tokens, by direction and model.")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < CREOR_M_MODELS; i++) {
+        model = &m->models[i];
+
+        if (model->len == 0 || (model->in == 0 && model->out == 0)) {
+            continue;
+        }
+
+        if (creor_exp_printf(e, "creor_chat_tokens_total{direction=\"in\","
+                             "model=\"%*s\"} %uA\n"
+                             "creor_chat_tokens_total{direction=\"out\","
+                             "model=\"%*s\"} %uA\n",
+                             (size_t) model->len, model->name, model->in,
+                             (size_t) model->len, model->name, model->out)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (creor_exp_head(e, "creor_provider_duration_seconds", "histogram",
+                       "Duration of model provider calls.") != NGX_OK
+        || creor_exp_histogram(e, "creor_provider_duration_seconds", NULL,
+                               &m->provider, creor_provider_le) != NGX_OK
+        || creor_exp_head(e, "creor_webhook_deliveries_total", "counter",
+                          "Webhook delivery attempts, by outcome.") != NGX_OK
+        || creor_exp_printf(e, "creor_webhook_deliveries_total"
+                            "{outcome=\"success\"} %uA\n"
+                            "creor_webhook_deliveries_total"
+                            "{outcome=\"failure\"} %uA\n",
+                            m->webhooks[1], m->webhooks[0]) != NGX_OK
+        || creor_exp_head(e, "creor_sse_subscribers", "gauge",
+                          "Open event streams.") != NGX_OK
+        || creor_exp_printf(e, "creor_sse_subscribers %ui\n",
+                            creor_metrics_sse_count()) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (mcf->opened
+        && creor_store_stats(&mcf->store, &used, &map_size, &entries)
+           == CREOR_STORE_OK)
+    {
+        if (creor_exp_head(e, "creor_store_bytes", "gauge",
+                           "Bytes of the store's map in use.") != NGX_OK
+            || creor_exp_printf(e, "creor_store_bytes %uz\n", used) != NGX_OK
+            || creor_exp_head(e, "creor_store_map_bytes", "gauge",
+                              "Size of the store's map (map_size).")
+               != NGX_OK
+            || creor_exp_printf(e, "creor_store_map_bytes %uz\n", map_size)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static const char *
+creor_metrics_route_name(ngx_uint_t i, ngx_uint_t n)
+{
+    switch (i) {
+    case CREOR_M_NONE:
+        return "none";
+    case CREOR_M_OPTIONS:
+        return "options";
+    case CREOR_M_OTHER:
+        return "other";
+    default:
+        return i < n ? creor_route_table()[i].name : NULL;
+    }
+}
+
+
+static ngx_int_t
+creor_exp_head(creor_exposition_t *e, const char *name, const char *type,
+    const char *help)
+{
+    return creor_exp_printf(e, "# HELP %s %s\n# TYPE %s %s\n", name, help,
+                            name, type);
+}
+
+
+/* buckets are counted apart; their running sum is what Prometheus reads */
+
+static ngx_int_t
+creor_exp_histogram(creor_exposition_t *e, const char *name,
+    const char *labels, creor_histogram_t *h, const char **le)
+{
+    ngx_uint_t         j;
+    const char        *sep;
+    ngx_atomic_uint_t  total, sum;
+
+    sep = labels ? "," : "";
+    labels = labels ? labels : "";
+
+    sum = h->sum_ms;
+
+    for (total = 0, j = 0; j <= CREOR_M_BOUNDS; j++) {
+        total += h->buckets[j];
+
+        if (creor_exp_printf(e, "%s_bucket{%s%sle=\"%s\"} %uA\n", name,
+                             labels, sep, le[j], total)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (labels[0]) {
+        return creor_exp_printf(e, "%s_sum{%s} %uA.%03uA\n%s_count{%s} %uA\n",
+                                name, labels, sum / 1000, sum % 1000,
+                                name, labels, total);
+    }
+
+    return creor_exp_printf(e, "%s_sum %uA.%03uA\n%s_count %uA\n",
+                            name, sum / 1000, sum % 1000, name, total);
+}
+
+
+static ngx_int_t
+creor_exp_printf(creor_exposition_t *e, const char *fmt, ...)
+{
+    u_char       *p;
+    va_list       args;
+    ngx_chain_t  *cl;
+
+    if (e->b == NULL || (size_t) (e->b->end - e->b->last) < CREOR_M_LINE) {
+        e->b = ngx_create_temp_buf(e->pool, 16384);
+        cl = ngx_alloc_chain_link(e->pool);
+        if (e->b == NULL || cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        cl->buf = e->b;
+        cl->next = NULL;
+        *e->last = cl;
+        e->last = &cl->next;
+    }
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(e->b->last, e->b->last + CREOR_M_LINE, fmt, args);
+    va_end(args);
+
+    e->size += p - e->b->last;
+    e->b->last = p;
+
+    return NGX_OK;
+}
