@@ -265,6 +265,7 @@ creor_legs_check(void)
                       "creor: closing the executor call of %V",
                       &leg->run_id);
 
+        creor_metrics_leg(CREOR_LEG_ABORTED);
         creor_leg_destroy(leg);
     }
 }
