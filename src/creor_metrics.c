@@ -100,10 +100,11 @@ static ngx_int_t creor_exp_head(creor_exposition_t *e, const char *name,
 static ngx_int_t creor_exp_histogram(creor_exposition_t *e,
     const char *name, const char *labels, creor_histogram_t *h,
     const char **le);
-static const char *creor_metrics_route_name(ngx_uint_t i, ngx_uint_t n);
+static const char *creor_metrics_route_name(ngx_uint_t i);
 
 
 static creor_metrics_t  *creor_metrics;
+static ngx_uint_t        creor_metrics_nroutes;
 
 
 /* exact statuses worth a series of their own; others by class */
@@ -151,8 +152,18 @@ static const char  *creor_leg_names[CREOR_M_LEGS] = {
 ngx_int_t
 creor_metrics_init(ngx_conf_t *cf)
 {
+    creor_route_t              *rt;
     ngx_http_handler_pt        *h;
     ngx_http_core_main_conf_t  *cmcf;
+
+    rt = creor_route_table();
+
+    for (creor_metrics_nroutes = 0;
+         rt[creor_metrics_nroutes].pattern;
+         creor_metrics_nroutes++)
+    {
+        /* void */
+    }
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
@@ -201,9 +212,8 @@ static ngx_int_t
 creor_metrics_log(ngx_http_request_t *r)
 {
     ngx_int_t              ms;
-    ngx_uint_t             route, status, i, n;
+    ngx_uint_t             route, status, i;
     ngx_time_t            *tp;
-    creor_route_t         *rt;
     ngx_creor_ctx_t       *ctx;
     ngx_creor_loc_conf_t  *lcf;
 
@@ -224,12 +234,9 @@ creor_metrics_log(ngx_http_request_t *r)
         route = CREOR_M_OPTIONS;
 
     } else if (ctx && ctx->route) {
-        rt = creor_route_table();
-        route = ctx->route - rt;
+        route = ctx->route - creor_route_table();
 
-        for (n = 0; rt[n].pattern; n++) { /* void */ }
-
-        if (route >= n || route >= CREOR_M_NONE) {
+        if (route >= creor_metrics_nroutes || route >= CREOR_M_NONE) {
             route = CREOR_M_OTHER;
         }
 
@@ -587,20 +594,16 @@ static ngx_int_t
 creor_metrics_write(ngx_http_request_t *r, creor_exposition_t *e)
 {
     size_t                  used, map_size, entries;
-    ngx_uint_t              i, j, n, total;
+    ngx_uint_t              i, j, total;
     const char             *name;
     creor_counts_t          counts;
-    creor_route_t          *rt;
     creor_metrics_t        *m;
     creor_metrics_model_t  *model;
     ngx_creor_main_conf_t  *mcf;
-    u_char                  labels[128];
+    u_char                  labels[128], status[NGX_INT_T_LEN + 1];
 
     m = creor_metrics;
     mcf = creor_main_conf(r);
-
-    rt = creor_route_table();
-    for (n = 0; rt[n].pattern; n++) { /* void */ }
 
     if (creor_exp_head(e, "creor_info", "gauge",
                        "The module's version.") != NGX_OK
@@ -625,7 +628,7 @@ creor_metrics_write(ngx_http_request_t *r, creor_exposition_t *e)
     }
 
     for (i = 0; i < CREOR_M_ROUTES; i++) {
-        name = creor_metrics_route_name(i, n);
+        name = creor_metrics_route_name(i);
         if (name == NULL) {
             continue;
         }
@@ -635,26 +638,17 @@ creor_metrics_write(ngx_http_request_t *r, creor_exposition_t *e)
                 continue;
             }
 
-            if ((j < CREOR_M_CLASS && creor_metrics_codes[j] == 0)) {
-                continue;
-            }
+            if (j < CREOR_M_CLASS) {
+                ngx_sprintf(status, "%ui%Z", creor_metrics_codes[j]);
 
-            if (j < CREOR_M_CLASS && creor_metrics_codes[j]) {
-                if (creor_exp_printf(e, "creor_http_requests_total{route=\"%s\""
-                                     ",status=\"%ui\"} %uA\n", name,
-                                     creor_metrics_codes[j],
-                                     m->requests[i][j])
-                    != NGX_OK)
-                {
-                    return NGX_ERROR;
-                }
-
-                continue;
+            } else {
+                ngx_cpystrn(status,
+                            (u_char *) creor_metrics_classes[j - CREOR_M_CLASS],
+                            sizeof(status));
             }
 
             if (creor_exp_printf(e, "creor_http_requests_total{route=\"%s\","
-                                 "status=\"%s\"} %uA\n", name,
-                                 creor_metrics_classes[j - CREOR_M_CLASS],
+                                 "status=\"%s\"} %uA\n", name, status,
                                  m->requests[i][j])
                 != NGX_OK)
             {
@@ -672,7 +666,7 @@ creor_metrics_write(ngx_http_request_t *r, creor_exposition_t *e)
     }
 
     for (i = 0; i < CREOR_M_ROUTES; i++) {
-        name = creor_metrics_route_name(i, n);
+        name = creor_metrics_route_name(i);
         if (name == NULL) {
             continue;
         }
@@ -833,7 +827,7 @@ creor_metrics_write(ngx_http_request_t *r, creor_exposition_t *e)
 
 
 static const char *
-creor_metrics_route_name(ngx_uint_t i, ngx_uint_t n)
+creor_metrics_route_name(ngx_uint_t i)
 {
     switch (i) {
     case CREOR_M_NONE:
@@ -843,7 +837,8 @@ creor_metrics_route_name(ngx_uint_t i, ngx_uint_t n)
     case CREOR_M_OTHER:
         return "other";
     default:
-        return i < n ? creor_route_table()[i].name : NULL;
+        return i < creor_metrics_nroutes ? creor_route_table()[i].name
+                                         : NULL;
     }
 }
 

@@ -473,6 +473,15 @@ promtool_ok($smr->{body}, 'small instance');
 $small->finish;
 
 ###########################################################################
+# The sample Prometheus configuration and alert rules of docs/operations.md
+
+for my $cmd ('check config prometheus.yml', 'check rules creor-alerts.yml',
+             'test rules creor-alerts.test.yml') {
+    my $out = `cd $CreorTest::ROOT/conf/prometheus && promtool $cmd 2>&1`;
+    is($? >> 8, 0, "promtool $cmd") or diag($out);
+}
+
+###########################################################################
 # Configuration
 
 for my $case (
