@@ -379,6 +379,7 @@ creor_legs_release(void)
         }
 
         leg->aborted = 1;
+        creor_metrics_leg(CREOR_LEG_ABORTED);
         creor_leg_destroy(leg);
     }
 
