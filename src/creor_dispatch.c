@@ -890,10 +890,8 @@ creor_leg_finish(creor_leg_t *leg)
 
     st = &creor_mcf->store;
 
-    creor_metrics_leg(leg->ended ? CREOR_LEG_OK
-                      : (leg->aborted ? CREOR_LEG_ABORTED : CREOR_LEG_FAILED));
-
     if (leg->ended || leg->aborted) {
+        creor_metrics_leg(leg->ended ? CREOR_LEG_OK : CREOR_LEG_ABORTED);
         creor_leg_destroy(leg);
         return;
     }
@@ -913,9 +911,14 @@ creor_leg_finish(creor_leg_t *leg)
         || creor_run_terminal(run.hdr.status)
         || run.hdr.owner_pid != (uint32_t) ngx_pid)
     {
+        /* the run went on without this call: cancelled, taken over */
+
+        creor_metrics_leg(CREOR_LEG_ABORTED);
         mdb_txn_abort(txn);
         goto done;
     }
+
+    creor_metrics_leg(CREOR_LEG_FAILED);
 
     now = creor_now_ms();
     run.hdr.attempt++;

@@ -201,15 +201,15 @@ is($sse->headers->{'access-control-allow-origin'}, $ORIGIN,
    'stream: Access-Control-Allow-Origin');
 like($sse->headers->{'access-control-expose-headers'} // '',
      qr/\bX-Request-Id\b/, 'stream: exposed headers');
-my ($m) = scrape();
-is($m->{'creor_sse_subscribers'}, 1, 'metrics: one SSE subscriber');
+ok(wait_for(sub { ((scrape())[0]{creor_sse_subscribers} // '') eq '1' }, 5),
+   'metrics: one SSE subscriber');
 is(status()->{sse_subscribers}, 1, 'status: one SSE subscriber');
 
 $r = api(POST => "/v1/runs/$long/cancel");
 is($r->{status}, 200, 'cancel the running run') or diag($r->{body});
 ok(wait_for(sub { $sse->done }, 10), 'stream ends with the run');
 $sse->close;
-ok(wait_for(sub { (scrape())[0]{creor_sse_subscribers} eq '0' }, 10),
+ok(wait_for(sub { ((scrape())[0]{creor_sse_subscribers} // '') eq '0' }, 10),
    'metrics: no SSE subscriber after the stream ends');
 
 $r = api(DELETE => "/v1/agents/$agents[0]");
@@ -232,11 +232,14 @@ for (1 .. 20) {
 diag('projects.list served by workers ' . join(', ', sort keys %pids))
     if keys %pids < 2;
 
-# every scrape, whichever worker answers it, counts all workers' requests
+# a request is counted at its log phase, just after its answer went out;
+# then every scrape, whichever worker answers it, has all workers' requests
+my $PL = 'creor_http_requests_total{route="projects.list",status="200"}';
+wait_for(sub { ((scrape())[0]{$PL} // 0) == $before + 20 }, 5);
 my %seen;
 for (1 .. 6) {
     my ($mm, $rr) = scrape();
-    $seen{$mm->{'creor_http_requests_total{route="projects.list",status="200"}'} // 0}++;
+    $seen{$mm->{$PL} // 0}++;
 }
 is_deeply([keys %seen], [$before + 20],
           'metrics: projects.list counted once each, on every scrape');
@@ -255,11 +258,15 @@ is($r->{status}, 409, 'idempotency conflict') or diag($r->{body});
 api(POST => '/v1/projects', body => 'x' x 2000,
     headers => { 'Content-Type' => 'application/json' });
 
-my ($mx, $mr) = scrape();
-is($mr->{status}, 200, 'metrics: 200');
-is($mr->{headers}{'content-type'}, 'text/plain; version=0.0.4; charset=utf-8',
-   'metrics: text format 0.0.4');
-promtool_ok($mr->{body}, 'main instance');
+# legs are counted when their call ends, a moment after their run's
+# last event: scrape until the counts are in (or the time is up)
+my ($mx, $mr);
+sub metrics_in {
+    my ($want) = @_;
+    ($mx, $mr) = scrape();
+    return !grep { my ($k, $v) = @$_; !ref $v && ($mx->{$k} // '') ne $v }
+                 @$want;
+}
 
 my @expect = (
     # [series, expected value or regex, name]
@@ -289,6 +296,14 @@ my @expect = (
      . 'le="+Inf"}', qr/^[1-9]\d*$/, 'duration histogram +Inf'],
     ['creor_provider_duration_seconds_count', 0, 'no provider calls'],
 );
+wait_for(sub { metrics_in(\@expect)
+               && ($mx->{'creor_executor_legs_total{outcome="ok"}'} // 0) >= 2
+             }, 10);
+is($mr->{status}, 200, 'metrics: 200');
+is($mr->{headers}{'content-type'}, 'text/plain; version=0.0.4; charset=utf-8',
+   'metrics: text format 0.0.4');
+promtool_ok($mr->{body}, 'main instance');
+
 for my $e (@expect) {
     my ($k, $v, $name) = @$e;
     if (ref $v) {
@@ -449,7 +464,10 @@ ok(!grep(/^access-control-|^vary$/, keys %{$r->{headers}}),
 my @st = map { $small->req(GET => '/v1/projects', token => 'creor_bad')->{status} }
          1 .. 5;
 ok((grep { $_ == 429 } @st) >= 1, 'anonymous limit: 429s') or diag "@st";
-my ($sm, $smr) = scrape($small);
+my ($sm, $smr);
+wait_for(sub { ($sm, $smr) = scrape($small);
+               ($sm->{creor_ratelimited_total} // -1)
+               == grep { $_ == 429 } @st }, 5);
 is($sm->{creor_ratelimited_total}, scalar(grep { $_ == 429 } @st),
    'metrics: creor_ratelimited_total');
 
