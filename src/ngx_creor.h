@@ -374,6 +374,7 @@ ngx_flag_t creor_utf8_valid(u_char *p, size_t len);
 const char *creor_json_type_name(creor_json_t *v);
 
 /* creor_auth.c */
+ngx_int_t creor_auth_init(ngx_conf_t *cf);
 ngx_int_t creor_authenticate(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_check_permission(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);

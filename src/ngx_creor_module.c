@@ -612,12 +612,17 @@ ngx_creor_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* a route table whose scope is not declared stops here, and nginx -t */
+/*
+ * A route table whose scope is not declared stops here, and nginx -t;
+ * the Authorization header's handler is replaced (creor_auth.c).
+ */
 
 static ngx_int_t
 ngx_creor_postconfiguration(ngx_conf_t *cf)
 {
-    if (creor_scope_init(cf) != NGX_OK) {
+    if (creor_scope_init(cf) != NGX_OK
+        || creor_auth_init(cf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
