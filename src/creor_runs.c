@@ -1059,7 +1059,19 @@ creor_runs_validate(ngx_http_request_t *r, creor_json_t *body)
     for (f = creor_run_fields; *f; f++) {
         v = creor_json_get(body, *f);
 
-        if (v == NULL || v->type == CREOR_JSON_NULL) {
+        if (v == NULL) {
+            continue;
+        }
+
+        /* optional fields may be null, the app a run is of may not */
+
+        if (v->type == CREOR_JSON_NULL) {
+            if (ngx_strcmp(*f, "appId") == 0 || ngx_strcmp(*f, "agentId") == 0)
+            {
+                return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                                  *f, "'%s' must be an agent id.", *f);
+            }
+
             continue;
         }
 
