@@ -18,7 +18,8 @@ use CreorTest;
 
 # distinct addresses flooded; CREOR_FLOOD overrides
 my $FLOOD    = $ENV{CREOR_FLOOD} // 40000;
-my $PIPELINE = 250;     # requests written at once, then one authenticated
+# requests written at once, then one authenticated: at most 160 of those
+my $PIPELINE = $FLOOD > 40000 ? int(($FLOOD + 159) / 160) : 250;
 
 # counters=1m: room for about 2000 anonymous counters; without eviction
 # 40000 fill the map several times over.  200r/h per key (160 probes)
