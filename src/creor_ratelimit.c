@@ -23,7 +23,7 @@
 #include "ngx_creor.h"
 
 
-#define CREOR_RL_PURGE_BATCH  2000
+#define CREOR_RL_PURGE_BATCH   2000
 #define CREOR_RL_EVICT_SAMPLE  8
 
 /* bytes of map per anonymous counter allowed: a quarter of the map */
