@@ -98,7 +98,7 @@ ngx_int_t
 creor_agents_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
     int                 rc;
-    char                id[CREOR_ID_MAX], now[32];
+    char                id[CREOR_ID_MAX], now[CREOR_TIME_LEN];
     size_t              n;
     MDB_txn            *txn;
     ngx_str_t           json, sid;
@@ -705,7 +705,7 @@ ngx_int_t
 creor_agents_update(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
     int                 rc;
-    char                key[CREOR_STORE_KEY_MAX], now[32];
+    char                key[CREOR_STORE_KEY_MAX], now[CREOR_TIME_LEN];
     size_t              n;
     u_char              err[128];
     MDB_val             val;

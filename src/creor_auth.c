@@ -34,10 +34,116 @@ typedef struct {
 } creor_hash_memo_t;
 
 
+static ngx_int_t creor_auth_header(ngx_http_request_t *r, ngx_table_elt_t *h,
+    ngx_uint_t offset);
+static void creor_auth_hide_user(ngx_http_request_t *r);
 static ngx_int_t creor_auth_hash(creor_store_t *store, creor_token_t *tok,
     uint8_t *hash);
 static ngx_int_t creor_auth_token(ngx_http_request_t *r, ngx_str_t *token);
 static void creor_auth_touch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+
+
+/*
+ * Secrets never reach a log (SPEC 4.2), whatever the log configuration:
+ * the core's handler of the Authorization header is replaced, in this
+ * configuration's headers hash only, by one that refuses a duplicate
+ * without quoting the values (nginx's own message logs both at "info")
+ * and keeps $remote_user of a Basic token to its public part.
+ */
+
+ngx_int_t
+creor_auth_init(ngx_conf_t *cf)
+{
+    ngx_uint_t                  key;
+    ngx_hash_t                 *hash;
+    ngx_hash_elt_t             *elt;
+    ngx_http_header_t          *hh, *own;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    static u_char               name[] = "authorization";
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+    hash = &cmcf->headers_in_hash;
+
+    key = ngx_hash_key(name, sizeof(name) - 1);
+
+    hh = ngx_hash_find(hash, key, name, sizeof(name) - 1);
+    if (hh == NULL) {
+        return NGX_OK;
+    }
+
+    own = ngx_palloc(cf->pool, sizeof(ngx_http_header_t));
+    if (own == NULL) {
+        return NGX_ERROR;
+    }
+
+    *own = *hh;
+    own->handler = creor_auth_header;
+
+    /*
+     * the entry's value points into the core's static table, shared by
+     * every configuration: only this hash's slot is changed
+     */
+
+    for (elt = hash->buckets[key % hash->size];
+         elt->value != hh;
+         elt = (ngx_hash_elt_t *) ngx_align_ptr(&elt->name[0] + elt->len,
+                                                sizeof(void *)))
+    {
+        /* void */
+    }
+
+    elt->value = own;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+creor_auth_header(ngx_http_request_t *r, ngx_table_elt_t *h,
+    ngx_uint_t offset)
+{
+    ngx_table_elt_t  **ph;
+
+    ph = (ngx_table_elt_t **) ((char *) &r->headers_in + offset);
+
+    if (*ph != NULL) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "client sent duplicate header line: \"%V\"", &h->key);
+
+        ngx_http_finalize_request(r, NGX_HTTP_BAD_REQUEST);
+        return NGX_ERROR;
+    }
+
+    *ph = h;
+
+    creor_auth_hide_user(r);
+
+    return NGX_OK;
+}
+
+
+/*
+ * $remote_user (in the "combined" log format) is the Basic user name,
+ * which is the whole token in "curl -u TOKEN:".  An empty name with data
+ * is what ngx_http_auth_basic_user() takes as "no user" without decoding
+ * the header again: $remote_user is "-" for a token ($creor_key_id names
+ * the key once authenticated).
+ */
+
+static void
+creor_auth_hide_user(ngx_http_request_t *r)
+{
+    ngx_str_t  *user;
+
+    user = &r->headers_in.user;
+
+    if (ngx_http_auth_basic_user(r) == NGX_ERROR
+        || (user->len >= 3 && ngx_strncmp(user->data, "ck_", 3) == 0))
+    {
+        ngx_str_set(user, "");
+    }
+}
 
 
 ngx_int_t

@@ -367,7 +367,7 @@ static int
 creor_cli_key_list(creor_cli_t *cli, creor_store_t *s)
 {
     int              rc;
-    char             prefix[CREOR_STORE_KEY_MAX], created[32];
+    char             prefix[CREOR_STORE_KEY_MAX], created[CREOR_TIME_LEN];
     size_t           plen;
     MDB_val          k, v;
     MDB_txn         *txn;

@@ -364,14 +364,44 @@ creor_rate_parse(const char *p, size_t len, uint32_t *count,
 size_t
 creor_time_rfc3339(char *out, int64_t ms)
 {
+    int        n;
     time_t     t;
     struct tm  tm;
 
-    t = (time_t) (ms / 1000);
-    gmtime_r(&t, &tm);
+    /*
+     * RFC 3339 has years 0000 to 9999: a time outside 1970..9999 (a
+     * damaged record, a clock gone wrong) is clamped, so the text is
+     * always 24 bytes of valid syntax
+     */
 
-    return (size_t) snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-                             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                             tm.tm_hour, tm.tm_min, tm.tm_sec,
-                             (int) (ms % 1000));
+    if (ms < 0) {
+        ms = 0;
+
+    } else if (ms > CREOR_TIME_MAX_MS) {
+        ms = CREOR_TIME_MAX_MS;
+    }
+
+    t = (time_t) (ms / 1000);
+
+    if (gmtime_r(&t, &tm) == NULL) {
+        tm.tm_year = 70;
+        tm.tm_mon = 0;
+        tm.tm_mday = 1;
+        tm.tm_hour = 0;
+        tm.tm_min = 0;
+        tm.tm_sec = 0;
+    }
+
+    n = snprintf(out, CREOR_TIME_LEN, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (ms % 1000));
+
+    /* snprintf() returns what it would have written, not what it wrote */
+
+    if (n < 0) {
+        out[0] = '\0';
+        return 0;
+    }
+
+    return n < CREOR_TIME_LEN ? (size_t) n : CREOR_TIME_LEN - 1;
 }

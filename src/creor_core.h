@@ -112,6 +112,9 @@ int creor_role_parse(const char *p, size_t len);
 const char *creor_role_name(uint32_t role);
 int creor_rate_parse(const char *p, size_t len, uint32_t *count,
     uint32_t *period_ms, uint32_t *burst);
+/* out has CREOR_TIME_LEN bytes; returns the length written */
+#define CREOR_TIME_LEN      32
+#define CREOR_TIME_MAX_MS   INT64_C(253402300799999)   /* 9999-12-31 */
 size_t creor_time_rfc3339(char *out, int64_t ms);
 
 

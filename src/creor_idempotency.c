@@ -38,6 +38,7 @@ typedef struct {
 } creor_idem_rec_t;
 
 
+static void creor_idem_update(SHA256_CTX *sha, ngx_str_t *s);
 static void creor_idem_fingerprint(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, uint8_t *out);
 static ngx_flag_t creor_idem_claim_dead(creor_idem_rec_t *rec, int64_t now);
@@ -262,7 +263,12 @@ static void
 creor_idem_fingerprint(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     uint8_t *out)
 {
-    SHA256_CTX  sha;
+    u_char         err[128];
+    ngx_str_t      ct;
+    ngx_uint_t     i;
+    SHA256_CTX     sha;
+    ngx_array_t    parts;
+    creor_part_t  *part;
 
     SHA256_Init(&sha);
     SHA256_Update(&sha, r->method_name.data, r->method_name.len);
@@ -270,14 +276,61 @@ creor_idem_fingerprint(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     SHA256_Update(&sha, r->uri.data, r->uri.len);
     SHA256_Update(&sha, "", 1);
 
+    ngx_str_null(&ct);
+
     if (r->headers_in.content_type) {
-        SHA256_Update(&sha, r->headers_in.content_type->value.data,
-                      r->headers_in.content_type->value.len);
+        ct = r->headers_in.content_type->value;
     }
 
+    /*
+     * form data: the parts, not the bytes, so that a retry with another
+     * boundary (every client makes a new one) is the same request; a body
+     * that does not parse is fingerprinted as bytes and refused later
+     */
+
+    if (ctx->multipart
+        && creor_multipart_parse(r->pool, &ct, &ctx->body, &parts, err,
+                                 sizeof(err))
+           == NGX_OK)
+    {
+        SHA256_Update(&sha, "multipart/form-data",
+                      sizeof("multipart/form-data"));
+
+        part = parts.elts;
+
+        for (i = 0; i < parts.nelts; i++) {
+            creor_idem_update(&sha, &part[i].name);
+            creor_idem_update(&sha, part[i].is_file ? &part[i].filename
+                                                    : NULL);
+            creor_idem_update(&sha, &part[i].content_type);
+            creor_idem_update(&sha, &part[i].data);
+        }
+
+        SHA256_Final(out, &sha);
+        return;
+    }
+
+    SHA256_Update(&sha, ct.data, ct.len);
     SHA256_Update(&sha, "", 1);
     SHA256_Update(&sha, ctx->body.data, ctx->body.len);
     SHA256_Final(out, &sha);
+}
+
+
+/* a string with its length, so that no two lists of strings hash alike */
+
+static void
+creor_idem_update(SHA256_CTX *sha, ngx_str_t *s)
+{
+    uint64_t  len;
+
+    len = s ? s->len + 1 : 0;
+
+    SHA256_Update(sha, &len, sizeof(uint64_t));
+
+    if (s) {
+        SHA256_Update(sha, s->data, s->len);
+    }
 }
 
 

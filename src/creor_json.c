@@ -631,7 +631,7 @@ creor_gen_kv_bool(yajl_gen g, const char *key, ngx_flag_t value)
 void
 creor_gen_kv_time(yajl_gen g, const char *key, int64_t ms)
 {
-    char  buf[32];
+    char  buf[CREOR_TIME_LEN];
 
     creor_gen_str(g, key);
 

@@ -259,6 +259,16 @@ creor_status_error(ngx_uint_t status, const char **code, const char **msg)
         *msg = "The service is unavailable.";
         return status;
 
+    case NGX_HTTP_NOT_IMPLEMENTED:
+        *code = "NOT_IMPLEMENTED";
+        *msg = "The request's transfer coding is not supported.";
+        return status;
+
+    case NGX_HTTP_VERSION_NOT_SUPPORTED:
+        *code = "HTTP_VERSION_NOT_SUPPORTED";
+        *msg = "The HTTP version is not supported.";
+        return status;
+
     default:
         if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
             *code = "INTERNAL_ERROR";
@@ -1024,6 +1034,9 @@ creor_error_type(ngx_uint_t status)
         return "provider_error";
     case NGX_HTTP_SERVICE_UNAVAILABLE:
         return "service_unavailable";
+    case NGX_HTTP_NOT_IMPLEMENTED:
+    case NGX_HTTP_VERSION_NOT_SUPPORTED:
+        return "invalid_request";       /* the client's, though 5xx */
     default:
         return status >= 500 ? "internal_error" : "invalid_request";
     }

@@ -54,6 +54,8 @@ static void creor_run_doc_value(yajl_gen g, creor_run_t *run,
 static void creor_file_signature(ngx_creor_main_conf_t *mcf, ngx_str_t *run,
     ngx_str_t *file, time_t expires, u_char *hex);
 static ngx_int_t creor_run_status_parse(ngx_str_t *s);
+static ngx_int_t creor_runs_file_headers(ngx_http_request_t *r,
+    creor_json_t *f, ngx_str_t *fid);
 
 
 static const char  *creor_run_statuses[] = {
@@ -1080,7 +1082,19 @@ creor_runs_validate(ngx_http_request_t *r, creor_json_t *body)
     for (f = creor_run_fields; *f; f++) {
         v = creor_json_get(body, *f);
 
-        if (v == NULL || v->type == CREOR_JSON_NULL) {
+        if (v == NULL) {
+            continue;
+        }
+
+        /* optional fields may be null, the app a run is of may not */
+
+        if (v->type == CREOR_JSON_NULL) {
+            if (ngx_strcmp(*f, "appId") == 0 || ngx_strcmp(*f, "agentId") == 0)
+            {
+                return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                                  *f, "'%s' must be an agent id.", *f);
+            }
+
             continue;
         }
 
@@ -1887,6 +1901,10 @@ creor_runs_file(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     ngx_str_set(&h->key, "X-Request-Id");
     h->value = ctx->request_id;
 
+    if (creor_runs_file_headers(r, f, fid) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     ctx->sending = 1;
 
     if (of.size == 0 || r->method == NGX_HTTP_HEAD) {
@@ -1924,6 +1942,67 @@ creor_runs_file(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * An upload is served as a download, never rendered: its type is the
+ * client's, and text/html would be active content on the API's origin,
+ * fetched by signed URL without a key.  The name: "filename" with the
+ * bytes outside a safe set replaced, "filename*" with all of them
+ * (RFC 6266).
+ */
+
+static ngx_int_t
+creor_runs_file_headers(ngx_http_request_t *r, creor_json_t *f,
+    ngx_str_t *fid)
+{
+    u_char        *p, c;
+    size_t         i;
+    ngx_str_t      name, v;
+    creor_json_t  *n;
+
+    static ngx_str_t  nosniff = ngx_string("nosniff");
+
+    n = creor_json_get(f, "name");
+
+    name = (n && n->type == CREOR_JSON_STRING && n->str.len) ? n->str : *fid;
+
+    v.data = ngx_pnalloc(r->pool,
+                         sizeof("attachment; filename=\"\"; "
+                                "filename*=UTF-8''") - 1
+                         + name.len
+                         + name.len
+                         + 2 * ngx_escape_uri(NULL, name.data, name.len,
+                                              NGX_ESCAPE_URI_COMPONENT));
+    if (v.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(v.data, "attachment; filename=\"",
+                   sizeof("attachment; filename=\"") - 1);
+
+    for (i = 0; i < name.len; i++) {
+        c = name.data[i];
+        *p++ = (isalnum(c) || c == '.' || c == '_' || c == '-' || c == ' ')
+               ? c : '_';
+    }
+
+    p = ngx_cpymem(p, "\"; filename*=UTF-8''",
+                   sizeof("\"; filename*=UTF-8''") - 1);
+
+    p = (u_char *) ngx_escape_uri(p, name.data, name.len,
+                                  NGX_ESCAPE_URI_COMPONENT);
+
+    v.len = p - v.data;
+
+    if (creor_add_header(r, "Content-Disposition", &v) != NGX_OK
+        || creor_add_header(r, "X-Content-Type-Options", &nosniff) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

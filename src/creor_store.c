@@ -63,6 +63,13 @@ creor_store_open(creor_store_t *s, const char *path, size_t map_size,
         goto failed;
     }
 
+    /* named databases: the counters' anonymous ones */
+
+    rc = mdb_env_set_maxdbs(s->env, 8);
+    if (rc != 0) {
+        goto failed;
+    }
+
     /*
      * MDB_NOTLS: a worker keeps one read transaction for its life and
      * may open a write transaction while it is reset.

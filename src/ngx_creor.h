@@ -145,6 +145,9 @@ typedef struct {
     creor_store_t           store;
     ngx_flag_t              opened;
     creor_store_t           counters;   /* rate limits: no fsync */
+    size_t                  counters_size;
+    MDB_dbi                 counters_anon;  /* by address, bounded */
+    size_t                  counters_anon_max;
     ngx_event_t             timer;
     ngx_int_t               request_id_index;
     creor_rate_t            global;
@@ -388,6 +391,7 @@ ngx_flag_t creor_utf8_valid(u_char *p, size_t len);
 const char *creor_json_type_name(creor_json_t *v);
 
 /* creor_auth.c */
+ngx_int_t creor_auth_init(ngx_conf_t *cf);
 ngx_int_t creor_authenticate(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_check_permission(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
@@ -408,6 +412,7 @@ ngx_int_t creor_ratelimit(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_ratelimit_anonymous(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
 void creor_ratelimit_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
+ngx_int_t creor_ratelimit_init(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
 char *creor_rate_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* creor_idempotency.c */

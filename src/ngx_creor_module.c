@@ -281,6 +281,7 @@ ngx_creor_create_main_conf(ngx_conf_t *cf)
      */
 
     mcf->map_size = NGX_CONF_UNSET_SIZE;
+    mcf->counters_size = NGX_CONF_UNSET_SIZE;
     mcf->sync = NGX_CONF_UNSET;
     mcf->request_id_index = NGX_ERROR;
     mcf->idempotency_ttl = NGX_CONF_UNSET_MSEC;
@@ -300,6 +301,7 @@ ngx_creor_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_str_t  name = ngx_string("request_id");
 
     ngx_conf_init_size_value(mcf->map_size, 1024 * 1024 * 1024);
+    ngx_conf_init_size_value(mcf->counters_size, CREOR_COUNTERS_MAP_SIZE);
     ngx_conf_init_value(mcf->sync, 1);
     ngx_conf_init_msec_value(mcf->idempotency_ttl, 86400000);
     ngx_conf_init_msec_value(mcf->run_timeout, 600000);
@@ -455,6 +457,24 @@ ngx_creor_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             }
 
             mcf->map_size = (size_t) size;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "counters=", 9) == 0) {
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
+
+            size = ngx_parse_offset(&s);
+
+            if (size == NGX_ERROR || size < 256 * 1024) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid counters size \"%V\" in "
+                                   "\"creor_store\", at least 256k",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            mcf->counters_size = (size_t) size;
             continue;
         }
 
@@ -616,12 +636,16 @@ ngx_creor_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* a route table whose scope is not declared stops here, and nginx -t */
+/*
+ * A route table whose scope is not declared stops here, and nginx -t;
+ * the Authorization header's handler is replaced (creor_auth.c).
+ */
 
 static ngx_int_t
 ngx_creor_postconfiguration(ngx_conf_t *cf)
 {
     if (creor_scope_init(cf) != NGX_OK
+        || creor_auth_init(cf) != NGX_OK
         || creor_error_filter_init(cf) != NGX_OK)
     {
         return NGX_ERROR;
@@ -766,12 +790,17 @@ ngx_creor_init_process(ngx_cycle_t *cycle)
     ngx_cpystrn(ngx_cpymem(path, mcf->path.data, mcf->path.len),
                 (u_char *) "/counters", sizeof("/counters"));
 
-    if (creor_store_open(&mcf->counters, (char *) path,
-                         CREOR_COUNTERS_MAP_SIZE, CREOR_STORE_EPHEMERAL,
-                         err, sizeof(err))
+    if (creor_store_open(&mcf->counters, (char *) path, mcf->counters_size,
+                         CREOR_STORE_EPHEMERAL, err, sizeof(err))
         != CREOR_STORE_OK)
     {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0, "creor_store: %s", err);
+        creor_store_close(&mcf->store);
+        return NGX_ERROR;
+    }
+
+    if (creor_ratelimit_init(mcf, cycle->log) != NGX_OK) {
+        creor_store_close(&mcf->counters);
         creor_store_close(&mcf->store);
         return NGX_ERROR;
     }

@@ -278,9 +278,9 @@ ok(scalar(my @p = $ex->pids) >= 1, 'server running');
     my $closed = time;
     close $s;
     $rec = $ex->wait_for(sub { my ($x) = grep { defined $_->{closed_at} }
-                                           $ex->requests_for($id); $x }, 1);
-    ok($rec, 'hang: closed_at recorded within 1 s');
-    ok($rec && $rec->{closed_at} - $closed < 1 && $rec->{closed_at} >= $closed,
+                                           $ex->requests_for($id); $x }, 5);
+    ok($rec, 'hang: closed_at recorded');
+    ok($rec && $rec->{closed_at} - $closed < 3 && $rec->{closed_at} >= $closed,
        'hang: closed_at is the close time');
 }
 
@@ -366,19 +366,20 @@ sub read_resp_more {
        'keep-alive: same handler');
 }
 
-# concurrency
+# concurrency: three runs of 2 s each take 6 s one after another; the
+# bound leaves 2.5 s to a busy host
 {
     my $t0 = time;
     my @s = map { send_req($ex->port, json => run_body(
                       inputs => { script => 'long', steps => 4,
-                                  delay => 0.2 })) } 1 .. 3;
+                                  delay => 0.5 })) } 1 .. 3;
     my @r = map { read_resp($_) } @s;
     close $_ for @s;
     my $took = time - $t0;
     is(scalar(grep { $_->{terminated} } @r), 3, 'long: three complete');
     is($r[0]{events}[-1]{value}{result}{text}, '1 2 3 4 ', 'long: text');
     is(scalar @{$r[0]{lines}}, 7, 'long: steps lines');
-    ok($took < 1.8, 'requests are served concurrently') or diag("took $took");
+    ok($took < 4.5, 'requests are served concurrently') or diag("took $took");
 }
 
 my @all = $ex->requests;
@@ -417,7 +418,8 @@ is_deeply([map { $_->{at} } @all], [sort { $a <=> $b } map { $_->{at} } @all],
     ok(@p >= 2, 'server and a hanging handler');
     my $t0 = time;
     $ex->stop;
-    ok(time - $t0 < 3, 'stop is quick');
+    # quicker than the 5 s after which stop() kills
+    ok(time - $t0 < 4.5, 'stop is quick');
     is_deeply([CreorExecutor::_group_pids($spid)], [],
               'nothing left in the process group');
     ok(!(grep { kill 0, $_ } @p), 'all gone');

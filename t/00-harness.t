@@ -16,8 +16,10 @@ my $t = CreorTest->new(
 
 unlike($t->conf_text, qr/load_module|creor_/, 'no module lines in conf');
 like($t->conf_text, qr/listen 127\.0\.0\.1:${\ $t->port};/, 'listen port');
-ok(-d $t->store, 'store dir exists');
-ok($t->pid, 'master pid');
+is(sprintf('%o', ((stat $t->store)[2] // 0) & 07777), '777',
+   'store dir writable by the worker user');
+like(CreorTest::_slurp('/proc/' . $t->pid . '/cmdline') // '',
+     qr/^nginx: master process/, 'pid file names the nginx master');
 is(scalar(my @w = $t->worker_pids), 2, 'two workers');
 
 my $r = $t->req(GET => '/plain');

@@ -441,25 +441,25 @@ err_is(api(GET => "/v1/api-keys/key_$unknown_ulid", token => $A),
     ok(!exists $r->{json}{token}, 'GET after rotate has no token');
     is($r->{json}{revokedAt}, undef, 'rotated key is not revoked');
 
-    # gracePeriod 2
+    # gracePeriod 5: room for a busy host to make its requests inside it
     $r = api(POST => '/v1/api-keys', token => $A, json => {name => 'rot2', role => 'user'});
     $k = $r->{json};
     $old = $k->{token};
     is(api(GET => '/v1/agents', token => $old)->{status}, 200, 'rot2 works before rotate');
     my $t0 = time;
-    $r = api(POST => "/v1/api-keys/$k->{id}/rotate", token => $A, json => {gracePeriod => 2});
-    is($r->{status}, 200, 'rotate gracePeriod 2') or diag $r->{body};
+    $r = api(POST => "/v1/api-keys/$k->{id}/rotate", token => $A, json => {gracePeriod => 5});
+    is($r->{status}, 200, 'rotate gracePeriod 5') or diag $r->{body};
     $new = $r->{json}{token} // '';
     ($rs, $pids) = spread(10, 100, GET => '/v1/agents', token => $old);
     my $elapsed = time - $t0;
     SKIP: {
-        skip 'machine too slow for the 2 s grace window', 2 if $elapsed > 1.5;
+        skip 'machine too slow for the 5 s grace window', 2 if $elapsed > 4.5;
         is(scalar(grep { $_->{status} == 200 } @$rs), scalar @$rs,
            'old token still works during grace period (all workers)');
         is(scalar keys %$pids, 2, 'both workers answered during grace');
     }
     is(api(GET => '/v1/agents', token => $new)->{status}, 200, 'new token works during grace');
-    sleep(3.2 - (time - $t0)) if time - $t0 < 3.2;
+    sleep(6.2 - (time - $t0)) if time - $t0 < 6.2;
     ($rs, $pids) = spread(20, 200, GET => '/v1/agents', token => $old);
     @bad = grep { $_->{status} != 401 } @$rs;
     is(scalar @bad, 0, 'old token 401 after grace period expired (all workers)')
@@ -518,8 +518,8 @@ err_is(api(GET => "/v1/api-keys/key_$unknown_ulid", token => $A),
     like($row{$user_id}[4] // '', $TS, 'key list created column');
     is($row{$admin_id}[1], 'admin', 'key list row for admin key');
 
-    my $out = $t->cli('key', 'revoke', $user_id);
-    pass('key revoke exit 0');
+    my ($revoke_rc, undef, $err) = $t->cli_status('key', 'revoke', $user_id);
+    is($revoke_rc, 0, 'key revoke exits 0') or diag($err);
     my ($rs, $pids) = spread(20, 200, GET => '/v1/agents', token => $user);
     my @bad = grep { !($_->{status} == 401
                        && ($_->{json}{error}{code} // '') eq 'AUTH_KEY_REVOKED') } @$rs;

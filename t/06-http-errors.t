@@ -16,7 +16,8 @@ my %TYPE = (
     403 => 'permission_denied',    404 => 'not_found',
     405 => 'invalid_request',      409 => 'conflict',
     413 => 'invalid_request',      415 => 'invalid_request',
-    503 => 'service_unavailable',
+    501 => 'invalid_request',      503 => 'service_unavailable',
+    505 => 'invalid_request',
 );
 
 # status, code, type, content type, X-Request-Id == request_id
@@ -315,6 +316,34 @@ is(scalar @workers, 2, 'two workers alive');
     is($s->req(GET => "/v1/projects/$sp", token => $sb->{token})->{status}, 200,
        'store full: project readable');
     $s->finish('store full: no [alert]/[crit] in error.log');
+}
+
+###########################################################################
+# nginx's own 405/501/505 (TRACE, an unknown transfer coding, HTTP/2.0 on
+# a plain listener), with the error_page line of the shipped conf/
+
+{
+    my ($line) = grep { /^\s*error_page\b.*\/v1\/_error;/ }
+                 split /\n/, CreorTest::_slurp("$CreorTest::ROOT/conf/nginx.conf");
+    ok(defined $line, 'conf/nginx.conf: an error_page to /v1/_error');
+    my $e = CreorTest->new(store_opts => 'sync=off',
+                           server_config => $line // '');
+    for my $case (
+        ['TRACE', 405, 'METHOD_NOT_ALLOWED',
+         "TRACE /v1/agents HTTP/1.1\r\nHost: x\r\n\r\n"],
+        ['unknown transfer coding', 501, 'NOT_IMPLEMENTED',
+         "POST /v1/agents HTTP/1.1\r\nHost: x\r\n"
+         . "Transfer-Encoding: gzip, chunked\r\n\r\n"],
+        ['HTTP/2.0 request line', 505, 'HTTP_VERSION_NOT_SUPPORTED',
+         "GET /v1/agents HTTP/2.0\r\nHost: x\r\n\r\n"],
+        ['HTTP/3.1 request line', 505, 'HTTP_VERSION_NOT_SUPPORTED',
+         "GET /v1/agents HTTP/3.1\r\nHost: x\r\n\r\n"],
+    ) {
+        my ($name, $status, $code, $raw) = @$case;
+        my $r = $e->req(GET => undef, raw => $raw, timeout => 10);
+        error_ok($r, $status, $code, "nginx's own $status: $name");
+    }
+    $e->finish("nginx's own errors: no alerts");
 }
 
 is_deeply([$t->worker_pids], \@workers, 'workers unchanged: no crash');

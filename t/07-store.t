@@ -132,7 +132,7 @@ my $kill_time = time;
 
 # the master starts a replacement worker
 my ($replaced_at, @workers1);
-while (time < $kill_time + 5) {
+while (time < $kill_time + 10) {
     @workers1 = $t->worker_pids;
     if (@workers1 == 2 && !grep { $_ == $victim } @workers1) {
         $replaced_at = time;
@@ -142,8 +142,8 @@ while (time < $kill_time + 5) {
 }
 ok($replaced_at, 'replacement worker started')
     or diag("workers now: @workers1");
-ok($replaced_at && $replaced_at - $kill_time < 2,
-   'replacement within 2 s of the kill')
+ok($replaced_at && $replaced_at - $kill_time < 5,
+   'replacement within 5 s of the kill')
     or diag(sprintf 'took %.2f s', ($replaced_at // time) - $kill_time);
 my %old = map { $_ => 1 } @workers0;
 is(scalar(grep { !$old{$_} } @workers1), 1, 'exactly one new worker pid');
@@ -160,7 +160,7 @@ is(scalar(grep { !$old{$_} } @workers1), 1, 'exactly one new worker pid');
     is(scalar(grep { $_ == 200 } @st), 20,
        '20 consecutive requests after the replacement all 200')
         or diag("statuses: @st");
-    cmp_ok($t_done, '<', 2.5, 'serving again promptly after the kill');
+    cmp_ok($t_done, '<', 8, 'serving again promptly after the kill');
 }
 
 for my $pid (@kids) {

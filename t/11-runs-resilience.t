@@ -169,27 +169,28 @@ sub start_again {
 {
     my $c = $t->conn;
     my $t0 = time;
+    # the run takes 6 s: answers within 2.5 s were not held by it
     my $r = create_run($t, $tok, $agent,
-                       { script => 'long', steps => 30, delay => 0.1 }, $c);
+                       { script => 'long', steps => 30, delay => 0.2 }, $c);
     my $post_took = time - $t0;
     is($r->{status}, 202, 'keepalive: run created 202') or diag($r->{body});
     my $id = $r->{json}{id} // 'none';
-    cmp_ok($post_took, '<', 0.5, 'keepalive: 202 answered at once')
+    cmp_ok($post_took, '<', 2.5, 'keepalive: 202 answered at once')
         or diag(sprintf 'POST took %.3f s', $post_took);
 
     $t0 = time;
     my $g = $c->req(GET => "/v1/runs/$id", token => $tok, timeout => 5);
     my $get_took = time - $t0;
     is($g->{status}, 200, 'keepalive: GET on the same connection 200');
-    cmp_ok($get_took, '<', 0.5,
-           'keepalive: GET on the same connection answers within 0.5 s')
+    cmp_ok($get_took, '<', 2.5,
+           'keepalive: GET on the same connection answers at once')
         or diag(sprintf 'GET took %.3f s', $get_took);
     like($g->{json}{status} // '', qr/^(?:queued|running)$/,
          'keepalive: run is queued or running');
     ok(!$c->closed, 'keepalive: connection still open');
     $c->close;
 
-    my $run = wait_status($t, $tok, $id, 15, keys %TERMINAL);
+    my $run = wait_status($t, $tok, $id, 25, keys %TERMINAL);
     is($run && $run->{status}, 'completed', 'keepalive: run completed');
 }
 
@@ -466,12 +467,13 @@ $t->no_alerts_ok('no alerts besides the killed worker',
     my ($call) = $ex->wait_for(sub { $ex->requests_for($id) }, 5);
     ok($call, 'timeout: executor called');
 
-    my $run = wait_status($t5, $b5->{token}, $id, 8, keys %TERMINAL);
+    my $run = wait_status($t5, $b5->{token}, $id, 15, keys %TERMINAL);
     my $took = time - $t0;
     is($run && $run->{status}, 'failed', 'timeout: run failed')
         or diag(explain($run // get_run($t5, $b5->{token}, $id)));
     is($run && $run->{errorCode}, 'RUN_TIMEOUT', 'timeout: errorCode RUN_TIMEOUT');
-    cmp_ok($took, '<', 5, 'timeout: failed within about 5 s')
+    # creor_run_timeout 2s against a leg that hangs 30 s
+    cmp_ok($took, '<', 10, 'timeout: failed within 10 s')
         or diag(sprintf 'took %.2f s', $took);
     cmp_ok($took, '>=', 1.8, 'timeout: not before creor_run_timeout')
         or diag(sprintf 'took %.2f s', $took);

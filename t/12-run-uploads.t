@@ -1,4 +1,5 @@
-# Attachments of a run that is not created leave nothing on disk.
+# Attachments of a run that is not created leave nothing on disk; a
+# download is an attachment, with a safe file name, never sniffed.
 use strict;
 use warnings;
 use FindBin;
@@ -15,8 +16,10 @@ sub form {
     my $bd = 'XyZzY' . int(rand 1e9);
     my $body = '';
     for my $f (@{ $fields{parts} }) {
+        my $fn = defined $f->[2] ? $f->[2] =~ s/(["\\])/\\$1/gr : undef;
         $body .= "--$bd\r\nContent-Disposition: form-data; name=\"$f->[0]\""
-               . (defined $f->[2] ? "; filename=\"$f->[2]\"" : '')
+               . (defined $fn ? "; filename=\"$fn\"" : '')
+               . (defined $f->[3] ? "\r\nContent-Type: $f->[3]" : '')
                . "\r\n\r\n$f->[1]\r\n";
     }
     $body .= "--$bd--\r\n";
@@ -46,6 +49,52 @@ for my $c (@cases) {
 opendir(my $dh, $files) or die "opendir $files: $!";
 my @left = grep { !/^\.\.?$/ } readdir $dh;
 is_deeply(\@left, [], 'no upload left in the files directory');
+
+# Downloads: [name, type, expected Content-Disposition]
+{
+    my $proj = $t->cli('project', 'create', '--org', $b->{org}, 'Up');
+    my $r = $t->req(POST => '/v1/agents', token => $b->{token},
+                    headers => ['X-Project-Id' => $proj],
+                    json => {name => 'up', model => 'p/m'});
+    is($r->{status}, 201, 'downloads: agent') or diag($r->{body});
+    my $app = $r->{json}{id} // 'none';
+
+    my @files = (
+        ['page.html', 'text/html',
+         q{attachment; filename="page.html"; filename*=UTF-8''page.html}],
+        ['a "quoted"; name.txt', 'text/plain',
+         q{attachment; filename="a _quoted__ name.txt"; }
+         . q{filename*=UTF-8''a%20%22quoted%22%3B%20name.txt}],
+        ["r\xc3\xa9sum\xc3\xa9.pdf", 'application/pdf',
+         q{attachment; filename="r__sum__.pdf"; }
+         . q{filename*=UTF-8''r%C3%A9sum%C3%A9.pdf}],
+        ['../../etc/pass\\wd', 'image/svg+xml',
+         q{attachment; filename=".._.._etc_pass_wd"; }
+         . q{filename*=UTF-8''..%2F..%2Fetc%2Fpass%5Cwd}],
+    );
+    my @parts = map { [files => "<b>file $_</b>", @{$files[$_]}[0, 1]] }
+                0 .. $#files;
+    $r = $t->req(POST => '/v1/runs', token => $b->{token},
+                 form(parts => [[appId => $app], @parts]));
+    is($r->{status}, 202, 'downloads: run with files') or diag($r->{body});
+    my $run = $r->{json}{id} // 'none';
+    $r = $t->req(GET => "/v1/runs/$run", token => $b->{token});
+    my @stored = @{$r->{json}{files} // []};
+    is(scalar @stored, scalar @files, 'downloads: files on the run');
+
+    for my $i (0 .. $#files) {
+        my ($name, $type, $disp) = @{$files[$i]};
+        my $d = $t->req(GET => "/v1/runs/$run/files/"
+                               . ($stored[$i]{id} // 'none'),
+                        token => $b->{token});
+        is($d->{status}, 200, "download $i: 200");
+        is($d->{body}, "<b>file $i</b>", "download $i: bytes");
+        is($d->{headers}{'x-content-type-options'}, 'nosniff',
+           "download $i ($type): nosniff");
+        is($d->{headers}{'content-disposition'}, $disp,
+           "download $i: attachment with a safe name");
+    }
+}
 
 $t->finish;
 done_testing;
