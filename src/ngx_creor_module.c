@@ -37,6 +37,11 @@ static void ngx_creor_exit_process(ngx_cycle_t *cycle);
 static void ngx_creor_housekeeping(ngx_event_t *ev);
 
 
+static ngx_conf_num_bounds_t  creor_json_max_values_bounds = {
+    ngx_conf_check_num_bounds, 1, -1
+};
+
+
 static ngx_command_t  ngx_creor_commands[] = {
 
     { ngx_string("creor_store"),
@@ -129,6 +134,13 @@ static ngx_command_t  ngx_creor_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_creor_loc_conf_t, sse_keepalive),
       NULL },
+
+    { ngx_string("creor_json_max_values"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_creor_loc_conf_t, json_max_values),
+      &creor_json_max_values_bounds },
 
     { ngx_string("creor_idempotency_required"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
@@ -341,6 +353,7 @@ ngx_creor_create_loc_conf(ngx_conf_t *cf)
     lcf->api = NGX_CONF_UNSET;
     lcf->idempotency_required = NGX_CONF_UNSET;
     lcf->sse_keepalive = NGX_CONF_UNSET_MSEC;
+    lcf->json_max_values = NGX_CONF_UNSET_UINT;
 
     return lcf;
 }
@@ -358,6 +371,8 @@ ngx_creor_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->executor, prev->executor, "");
     ngx_conf_merge_msec_value(conf->sse_keepalive, prev->sse_keepalive,
                               15000);
+    ngx_conf_merge_uint_value(conf->json_max_values, prev->json_max_values,
+                              CREOR_JSON_MAX_VALUES);
 
     /* SPEC 7 defaults: 60r/m burst=10 a credential, 60r/m an address */
 
