@@ -35,10 +35,11 @@ static ngx_int_t ngx_creor_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_creor_init_process(ngx_cycle_t *cycle);
 static void ngx_creor_exit_process(ngx_cycle_t *cycle);
 static void ngx_creor_housekeeping(ngx_event_t *ev);
+static char *ngx_creor_at_least_one(ngx_conf_t *cf, void *post, void *data);
 
 
-static ngx_conf_num_bounds_t  creor_json_max_values_bounds = {
-    ngx_conf_check_num_bounds, 1, -1
+static ngx_conf_post_t  creor_json_max_values_post = {
+    ngx_creor_at_least_one
 };
 
 
@@ -140,7 +141,7 @@ static ngx_command_t  ngx_creor_commands[] = {
       ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_creor_loc_conf_t, json_max_values),
-      &creor_json_max_values_bounds },
+      &creor_json_max_values_post },
 
     { ngx_string("creor_idempotency_required"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
@@ -841,4 +842,19 @@ ngx_creor_housekeeping(ngx_event_t *ev)
     creor_ratelimit_purge(mcf, ev->log);
 
     ngx_add_timer(ev, CREOR_HOUSEKEEPING_INTERVAL);
+}
+
+
+/* nginx's own bounds check would not name the directive */
+
+static char *
+ngx_creor_at_least_one(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_int_t  *np = data;
+
+    if (*np < 1) {
+        return "must be at least 1";
+    }
+
+    return NGX_CONF_OK;
 }
