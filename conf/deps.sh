@@ -5,7 +5,8 @@
 set -e
 
 PKGS="build-essential nginx nginx-dev liblmdb-dev libyajl-dev libssl-dev \
-      perl curl wrk iproute2 gdb dpkg-dev debhelper lmdb-utils"
+      perl curl wrk iproute2 gdb dpkg-dev debhelper lmdb-utils strace \
+      libfaketime"
 
 missing=""
 for p in $PKGS; do
