@@ -6,7 +6,7 @@ set -e
 
 PKGS="build-essential nginx nginx-dev liblmdb-dev libyajl-dev libssl-dev \
       perl curl wrk iproute2 gdb dpkg-dev debhelper lmdb-utils prometheus \
-      chromium"
+      chromium strace libfaketime"
 
 missing=""
 for p in $PKGS; do

@@ -30,6 +30,7 @@
 #define CREOR_LEGS_MAX         256      /* a worker's executor calls */
 #define CREOR_LINE_MAX         (1024 * 1024)
 #define CREOR_BACKOFF_MAX      30000
+#define CREOR_READ_CHUNK       (64 * 1024)
 
 
 typedef struct {
@@ -46,6 +47,7 @@ typedef struct {
     unsigned                ended:1;    /* a leg-ending event arrived */
     unsigned                done:1;     /* the call is over */
     unsigned                aborted:1;  /* the run went on without it */
+    unsigned                failed:1;   /* a broken reply: a failed try */
     unsigned                destroyed:1;
 } creor_leg_t;
 
@@ -75,6 +77,7 @@ static ngx_queue_t              creor_legs;
 static ngx_uint_t               creor_nlegs;
 static ngx_event_t              creor_tick;
 static ngx_atomic_uint_t        creor_epoch_seen;
+static ngx_flag_t               creor_legs_failed;
 static int64_t                  creor_next_scan;
 static ngx_creor_main_conf_t   *creor_mcf;
 static ngx_str_t                creor_executor;
@@ -187,8 +190,9 @@ creor_tick_handler(ngx_event_t *ev)
     now = creor_now_ms();
     epoch = creor_mcf->shared->epoch;
 
-    if (epoch != creor_epoch_seen) {
+    if (epoch != creor_epoch_seen || creor_legs_failed) {
         creor_epoch_seen = epoch;
+        creor_legs_failed = 0;
         creor_sse_notify(creor_mcf);
         creor_legs_check();
     }
@@ -223,7 +227,10 @@ creor_tick_handler(ngx_event_t *ev)
 }
 
 
-/* legs whose run was cancelled, timed out or taken over are closed */
+/*
+ * Legs whose run was cancelled, timed out or taken over are closed; so
+ * are calls whose reply broke the contract, as a failed try.
+ */
 
 static void
 creor_legs_check(void)
@@ -241,6 +248,15 @@ creor_legs_check(void)
         leg = ngx_queue_data(q, creor_leg_t, queue);
 
         if (leg->done) {
+            continue;
+        }
+
+        if (leg->failed && !leg->aborted) {
+            ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                          "creor: closing the executor call of %V",
+                          &leg->run_id);
+
+            creor_leg_finish(leg);
             continue;
         }
 
@@ -933,7 +949,9 @@ creor_leg_finish(creor_leg_t *leg)
         goto done;
     }
 
-    backoff = 500 << (run.hdr.attempt - 1);
+    /* 0.5 s, 1 s, 2 s... up to 30 s, whatever the number of retries */
+
+    backoff = (int64_t) 500 << ngx_min(run.hdr.attempt - 1, 16);
 
     run.hdr.owner_pid = 0;
     run.hdr.lease_ms = 0;
@@ -1053,6 +1071,7 @@ creor_leg_body_filter(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     ngx_chain_t *in)
 {
     u_char        *buf;
+    off_t          off;
     ssize_t        n;
     ngx_buf_t     *b;
     ngx_pool_t    *pool;
@@ -1062,12 +1081,14 @@ creor_leg_body_filter(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 
     leg = ctx->leg;
     pool = NULL;
+    buf = NULL;
 
     for (cl = in; cl; cl = cl->next) {
         b = cl->buf;
 
         if (leg->status >= 200 && leg->status < 300
-            && !leg->ended && !leg->aborted && !leg->destroyed)
+            && !leg->ended && !leg->aborted && !leg->failed
+            && !leg->destroyed)
         {
             if (pool == NULL) {
                 pool = ngx_create_pool(16384, r->connection->log);
@@ -1084,25 +1105,41 @@ creor_leg_body_filter(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
                                    pool)
                     != NGX_OK)
                 {
-                    leg->aborted = 1;
+                    leg->failed = 1;
                 }
 
-            } else if (b->in_file && b->file_last > b->file_pos) {
-                n = b->file_last - b->file_pos;
+            } else if (b->in_file) {
 
-                buf = ngx_pnalloc(pool, n);
+                /* a reply buffered to disk (proxy_buffering on): by pieces */
+
                 if (buf == NULL) {
-                    ngx_destroy_pool(pool);
-                    return NGX_ERROR;
+                    buf = ngx_pnalloc(pool, CREOR_READ_CHUNK);
+                    if (buf == NULL) {
+                        ngx_destroy_pool(pool);
+                        return NGX_ERROR;
+                    }
                 }
 
-                n = ngx_read_file(b->file, buf, n, b->file_pos);
-
-                if (n == NGX_ERROR
-                    || creor_leg_feed(leg, buf, n, &lines, pool) != NGX_OK)
+                for (off = b->file_pos; off < b->file_last && !leg->failed;
+                     off += n)
                 {
-                    leg->aborted = 1;
+                    n = ngx_min(b->file_last - off, CREOR_READ_CHUNK);
+                    n = ngx_read_file(b->file, buf, n, off);
+
+                    if (n <= 0
+                        || creor_leg_feed(leg, buf, n, &lines, pool)
+                           != NGX_OK)
+                    {
+                        leg->failed = 1;
+                    }
                 }
+            }
+
+            if (leg->failed) {
+
+                /* the tick closes the call and schedules the next try */
+
+                creor_legs_failed = 1;
             }
         }
 
@@ -1264,8 +1301,9 @@ creor_leg_events(creor_leg_t *leg, ngx_array_t *lines, ngx_pool_t *pool)
             continue;
         }
 
-        ev = creor_json_parse(pool, line[i].data, line[i].len, err,
-                              sizeof(err));
+        ev = creor_json_parse_max(pool, line[i].data, line[i].len,
+                                  CREOR_JSON_MAX_VALUES, NULL, err,
+                                  sizeof(err));
         type = creor_json_get(ev, "type");
         value = creor_json_get(ev, "value");
 

@@ -43,6 +43,7 @@ static ngx_int_t creor_events_item(ngx_http_request_t *r,
 static ngx_int_t creor_sse_send(creor_sse_t *sse);
 static ngx_int_t creor_sse_output(creor_sse_t *sse, u_char *data,
     size_t len);
+static ngx_int_t creor_sse_wait(creor_sse_t *sse);
 static void creor_sse_finish(creor_sse_t *sse, ngx_int_t rc);
 static void creor_sse_writer(ngx_http_request_t *r);
 static void creor_sse_ping(ngx_event_t *ev);
@@ -525,10 +526,40 @@ creor_sse_output(creor_sse_t *sse, u_char *data, size_t len)
         return NGX_ERROR;
     }
 
-    if (r->connection->buffered
-        && ngx_handle_write_event(r->connection->write, 0) != NGX_OK)
-    {
+    return creor_sse_wait(sse);
+}
+
+
+/*
+ * A client that stops reading is given send_timeout to take something,
+ * as ngx_http_writer() does, then closed: its batch is freed with it.
+ */
+
+static ngx_int_t
+creor_sse_wait(creor_sse_t *sse)
+{
+    ngx_event_t               *wev;
+    ngx_http_request_t        *r;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    r = sse->r;
+    wev = r->connection->write;
+
+    if (!r->connection->buffered) {
+        if (wev->timer_set) {
+            ngx_del_timer(wev);
+        }
+
+        return NGX_OK;
+    }
+
+    if (ngx_handle_write_event(wev, 0) != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    if (!wev->delayed) {
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+        ngx_add_timer(wev, clcf->send_timeout);
     }
 
     return NGX_OK;
@@ -550,22 +581,21 @@ creor_sse_writer(ngx_http_request_t *r)
     }
 
     if (r->connection->write->timedout) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, NGX_ETIMEDOUT,
+                      "client timed out");
+        r->connection->timedout = 1;
         creor_sse_finish(sse, NGX_HTTP_REQUEST_TIME_OUT);
         return;
     }
 
     rc = ngx_http_output_filter(r, NULL);
 
-    if (rc == NGX_ERROR) {
+    if (rc == NGX_ERROR || creor_sse_wait(sse) != NGX_OK) {
         creor_sse_finish(sse, NGX_ERROR);
         return;
     }
 
     if (r->connection->buffered) {
-        if (ngx_handle_write_event(r->connection->write, 0) != NGX_OK) {
-            creor_sse_finish(sse, NGX_ERROR);
-        }
-
         return;
     }
 

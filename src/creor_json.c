@@ -3,8 +3,9 @@
  * Copyright (C) ngx_creor_module authors
  *
  * JSON through yajl: a request body is parsed into a tree allocated from
- * the request pool, so nothing is freed by hand and a hostile body costs
- * at most its own size; responses are made with yajl's generator.
+ * the request pool, so nothing is freed by hand; a hostile body costs at
+ * most a copy of its strings and creor_json_max_values nodes of 72 bytes.
+ * Responses are made with yajl's generator.
  */
 
 
@@ -23,12 +24,21 @@
 
 
 typedef struct {
-    ngx_pool_t     *pool;
-    creor_json_t   *root;
-    creor_json_t   *cur;            /* open array or object */
-    ngx_str_t       key;            /* pending member name */
-    ngx_uint_t      depth;
-    const char     *error;
+    creor_json_t   *node;
+    creor_json_t   *last;           /* its last child */
+} creor_json_open_t;
+
+
+typedef struct {
+    ngx_pool_t         *pool;
+    creor_json_t       *root;
+    ngx_str_t           key;        /* pending member name */
+    ngx_uint_t          depth;      /* open arrays and objects */
+    ngx_uint_t          values;
+    ngx_uint_t          max;        /* values allowed, 0: any number */
+    ngx_flag_t          too_many;
+    const char         *error;
+    creor_json_open_t   open[CREOR_JSON_MAX_DEPTH];
 } creor_json_parser_t;
 
 
@@ -65,9 +75,27 @@ creor_json_t *
 creor_json_parse(ngx_pool_t *pool, u_char *data, size_t len, u_char *err,
     size_t errlen)
 {
+    return creor_json_parse_max(pool, data, len, 0, NULL, err, errlen);
+}
+
+
+/*
+ * Values are counted as yajl reports them: a body with more than max is
+ * refused when the first value too many is seen, so the tree it would
+ * have made (72 bytes a value) is never built.
+ */
+
+creor_json_t *
+creor_json_parse_max(ngx_pool_t *pool, u_char *data, size_t len,
+    ngx_uint_t max, ngx_flag_t *too_many, u_char *err, size_t errlen)
+{
     yajl_handle           h;
     yajl_status           st;
     creor_json_parser_t   p;
+
+    if (too_many) {
+        *too_many = 0;
+    }
 
     if (creor_json_check_text(data, len) != NGX_OK) {
         ngx_cpystrn(err, (u_char *) "The body is not valid UTF-8 text, or has "
@@ -77,6 +105,7 @@ creor_json_parse(ngx_pool_t *pool, u_char *data, size_t len, u_char *err,
 
     ngx_memzero(&p, sizeof(creor_json_parser_t));
     p.pool = pool;
+    p.max = max;
 
     h = yajl_alloc(&creor_json_callbacks, NULL, &p);
     if (h == NULL) {
@@ -91,6 +120,10 @@ creor_json_parse(ngx_pool_t *pool, u_char *data, size_t len, u_char *err,
     }
 
     if (st != yajl_status_ok) {
+        if (too_many) {
+            *too_many = p.too_many;
+        }
+
         if (p.error) {
             ngx_cpystrn(err, (u_char *) p.error, errlen);
 
@@ -292,7 +325,14 @@ creor_json_check_text(u_char *p, size_t len)
 static creor_json_t *
 creor_json_add(creor_json_parser_t *p, ngx_uint_t type)
 {
-    creor_json_t  *v, *c;
+    creor_json_t       *v, *c, *cur;
+    creor_json_open_t  *open;
+
+    if (p->max && ++p->values > p->max) {
+        p->error = "The body has too many JSON values.";
+        p->too_many = 1;
+        return NULL;
+    }
 
     v = ngx_pcalloc(p->pool, sizeof(creor_json_t));
     if (v == NULL) {
@@ -303,18 +343,21 @@ creor_json_add(creor_json_parser_t *p, ngx_uint_t type)
     v->type = type;
     v->pool = p->pool;
 
-    if (p->cur == NULL) {
+    if (p->depth == 0) {
         p->root = v;
         return v;
     }
 
-    if (p->cur->type == CREOR_JSON_OBJECT) {
-        if (p->cur->count == CREOR_JSON_MAX_MEMBERS) {
+    open = &p->open[p->depth - 1];
+    cur = open->node;
+
+    if (cur->type == CREOR_JSON_OBJECT) {
+        if (cur->count == CREOR_JSON_MAX_MEMBERS) {
             p->error = "An object has too many members.";
             return NULL;
         }
 
-        for (c = p->cur->child; c; c = c->next) {
+        for (c = cur->child; c; c = c->next) {
             if (c->key.len == p->key.len
                 && ngx_memcmp(c->key.data, p->key.data, p->key.len) == 0)
             {
@@ -326,17 +369,15 @@ creor_json_add(creor_json_parser_t *p, ngx_uint_t type)
         v->key = p->key;
     }
 
-    v->parent = p->cur;
-
-    if (p->cur->last) {
-        p->cur->last->next = v;
+    if (open->last) {
+        open->last->next = v;
 
     } else {
-        p->cur->child = v;
+        cur->child = v;
     }
 
-    p->cur->last = v;
-    p->cur->count++;
+    open->last = v;
+    cur->count++;
 
     return v;
 }
@@ -426,7 +467,7 @@ creor_json_open(creor_json_parser_t *p, ngx_uint_t type)
 {
     creor_json_t  *v;
 
-    if (++p->depth > CREOR_JSON_MAX_DEPTH) {
+    if (p->depth == CREOR_JSON_MAX_DEPTH) {
         p->error = "JSON nesting is too deep.";
         return 0;
     }
@@ -436,7 +477,9 @@ creor_json_open(creor_json_parser_t *p, ngx_uint_t type)
         return 0;
     }
 
-    p->cur = v;
+    p->open[p->depth].node = v;
+    p->open[p->depth].last = NULL;
+    p->depth++;
 
     return 1;
 }
@@ -471,7 +514,6 @@ creor_json_end(void *ctx)
     creor_json_parser_t  *p = ctx;
 
     p->depth--;
-    p->cur = p->cur->parent;
 
     return 1;
 }
@@ -772,7 +814,6 @@ creor_json_set(creor_json_t *obj, const char *name, creor_json_t *src)
 
     v->key.data = (u_char *) name;
     v->key.len = ngx_strlen(name);
-    v->parent = obj;
     v->next = NULL;
 
     for (pp = &obj->child; *pp; pp = &(*pp)->next) {
@@ -784,16 +825,11 @@ creor_json_set(creor_json_t *obj, const char *name, creor_json_t *src)
             v->next = c->next;
             *pp = v;
 
-            if (obj->last == c) {
-                obj->last = v;
-            }
-
             return NGX_OK;
         }
     }
 
     *pp = v;
-    obj->last = v;
     obj->count++;
 
     return NGX_OK;
@@ -804,25 +840,17 @@ void
 creor_json_unset(creor_json_t *obj, const char *name)
 {
     size_t         len;
-    creor_json_t  *c, **pp, *prev;
+    creor_json_t  *c, **pp;
 
     len = ngx_strlen(name);
-    prev = NULL;
 
     for (pp = &obj->child; *pp; pp = &(*pp)->next) {
         c = *pp;
 
         if (c->key.len == len && ngx_memcmp(c->key.data, name, len) == 0) {
             *pp = c->next;
-
-            if (obj->last == c) {
-                obj->last = prev;
-            }
-
             obj->count--;
             return;
         }
-
-        prev = c;
     }
 }

@@ -29,11 +29,27 @@ static ngx_int_t creor_check_args(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 static ngx_int_t creor_check_content_type(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
 static void creor_body_handler(ngx_http_request_t *r);
-static ngx_int_t creor_body_collect(ngx_http_request_t *r,
-    ngx_creor_ctx_t *ctx);
+static ngx_int_t creor_body_step(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+static void creor_steps_handler(ngx_event_t *ev);
+static void creor_steps_cleanup(void *data);
 static ngx_int_t creor_dispatch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 static ngx_int_t creor_send_failure(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
+
+
+/* work that is spread over turns of the event loop (creor_steps()) */
+
+typedef struct {
+    ngx_event_t             ev;
+    ngx_http_request_t     *r;
+    creor_step_pt           step;
+
+    /* creor_body_step(): where the body is read up to */
+    ngx_chain_t            *cl;
+    off_t                   off;
+    u_char                 *pos;
+    unsigned                started:1;
+} creor_steps_t;
 
 
 static ngx_str_t  creor_json_type = ngx_string("application/json");
@@ -501,78 +517,200 @@ creor_body_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
 
-    if (creor_body_collect(r, ctx) != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
+    rc = creor_body_step(r, ctx);
 
-    rc = creor_dispatch(r, ctx);
+    if (rc == NGX_AGAIN) {
+        rc = creor_steps(r, ctx, creor_body_step);
+    }
 
     ngx_http_finalize_request(r, rc);
 }
 
 
-/* the body as one piece of memory, from buffers or the temporary file */
+/*
+ * The body as one piece of memory, from buffers or the temporary file,
+ * read CREOR_IO_CHUNK a turn; then the request goes on.
+ */
 
 static ngx_int_t
-creor_body_collect(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+creor_body_step(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
-    u_char       *p;
-    size_t        len;
-    ssize_t       n;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
+    size_t          len;
+    ssize_t         n;
+    ngx_buf_t      *b;
+    ngx_chain_t    *cl;
+    creor_steps_t  *st;
 
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        return NGX_OK;
-    }
+    st = ctx->steps;
 
-    len = 0;
+    if (st == NULL || !st->started) {
 
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-        len += b->in_file ? (size_t) (b->file_last - b->file_pos)
-                          : (size_t) (b->last - b->pos);
-    }
+        len = 0;
 
-    if (len == 0) {
-        return NGX_OK;
-    }
+        if (r->request_body) {
+            for (cl = r->request_body->bufs; cl; cl = cl->next) {
+                b = cl->buf;
+                len += b->in_file ? (size_t) (b->file_last - b->file_pos)
+                                  : (size_t) (b->last - b->pos);
+            }
+        }
 
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
+        if (len == 0) {
+            return creor_dispatch(r, ctx);
+        }
 
-    ctx->body.data = p;
-    ctx->body.len = len;
+        ctx->body.data = ngx_pnalloc(r->pool, len);
+        if (ctx->body.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
 
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
+        ctx->body.len = len;
 
-        if (b->in_file) {
-            n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
-                              b->file_pos);
-            if (n != b->file_last - b->file_pos) {
-                return NGX_ERROR;
+        if (st == NULL) {
+            st = ngx_pcalloc(r->pool, sizeof(creor_steps_t));
+            if (st == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
-            p += n;
+            ctx->steps = st;
+        }
+
+        st->started = 1;
+        st->cl = r->request_body->bufs;
+        st->off = st->cl->buf->file_pos;
+        st->pos = ctx->body.data;
+    }
+
+    len = CREOR_IO_CHUNK;
+
+    while (st->cl) {
+        b = st->cl->buf;
+
+        if (!b->in_file) {
+            st->pos = ngx_cpymem(st->pos, b->pos, b->last - b->pos);
+
+        } else if (st->off < b->file_last) {
+            if (len == 0) {
+                return NGX_AGAIN;
+            }
+
+            n = ngx_read_file(b->file, st->pos,
+                              ngx_min((off_t) len, b->file_last - st->off),
+                              st->off);
+            if (n <= 0) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            st->pos += n;
+            st->off += n;
+            len -= n;
             continue;
         }
 
-        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+        st->cl = st->cl->next;
+
+        if (st->cl) {
+            st->off = st->cl->buf->file_pos;
+        }
     }
 
-    return NGX_OK;
+    return creor_dispatch(r, ctx);
+}
+
+
+/*
+ * Runs step() on the next turn of the event loop, and on the turns after
+ * while it says NGX_AGAIN, so that a large body or upload never holds the
+ * worker in one long call: other connections are served between the
+ * pieces.  The final result of step() finalizes the request; the caller
+ * returns NGX_DONE, as given.
+ */
+
+ngx_int_t
+creor_steps(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, creor_step_pt step)
+{
+    creor_steps_t       *st;
+    ngx_pool_cleanup_t  *cln;
+
+    st = ctx->steps;
+
+    if (st == NULL) {
+        st = ngx_pcalloc(r->pool, sizeof(creor_steps_t));
+        if (st == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->steps = st;
+    }
+
+    if (st->r == NULL) {
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        cln->handler = creor_steps_cleanup;
+        cln->data = st;
+
+        st->r = r;
+        st->ev.handler = creor_steps_handler;
+        st->ev.data = st;
+        st->ev.log = r->connection->log;
+    }
+
+    st->step = step;
+
+    r->main->count++;
+    ngx_post_event(&st->ev, &ngx_posted_next_events);
+
+    return NGX_DONE;
+}
+
+
+static void
+creor_steps_handler(ngx_event_t *ev)
+{
+    ngx_int_t            rc;
+    creor_steps_t       *st;
+    ngx_connection_t    *c;
+    ngx_creor_ctx_t     *ctx;
+    ngx_http_request_t  *r;
+
+    st = ev->data;
+    r = st->r;
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
+
+    rc = st->step(r, ctx);
+
+    if (rc == NGX_AGAIN) {
+        ngx_post_event(ev, &ngx_posted_next_events);
+        return;
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+creor_steps_cleanup(void *data)
+{
+    creor_steps_t  *st = data;
+
+    if (st->ev.posted) {
+        ngx_delete_posted_event(&st->ev);
+    }
 }
 
 
 static ngx_int_t
 creor_dispatch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
-    ngx_int_t  rc;
-    u_char     err[128];
+    u_char                 err[128];
+    ngx_int_t              rc;
+    ngx_flag_t             too_many;
+    ngx_creor_loc_conf_t  *lcf;
 
     if (r->method & CREOR_METHOD_BODY) {
 
@@ -600,11 +738,22 @@ creor_dispatch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
             ctx->json->pool = r->pool;
 
         } else {
-            ctx->json = creor_json_parse(r->pool, ctx->body.data,
-                                         ctx->body.len, err, sizeof(err));
+            lcf = ngx_http_get_module_loc_conf(r, ngx_creor_module);
+
+            ctx->json = creor_json_parse_max(r->pool, ctx->body.data,
+                                             ctx->body.len,
+                                             lcf->json_max_values, &too_many,
+                                             err, sizeof(err));
             if (ctx->json == NULL) {
-                creor_fail(r, NGX_HTTP_BAD_REQUEST, "INVALID_JSON", NULL,
-                           "%s", err);
+                if (too_many) {
+                    creor_fail(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                               "BODY_TOO_LARGE", NULL, "%s", err);
+
+                } else {
+                    creor_fail(r, NGX_HTTP_BAD_REQUEST, "INVALID_JSON", NULL,
+                               "%s", err);
+                }
+
                 return creor_send_failure(r, ctx);
             }
 
@@ -623,8 +772,15 @@ creor_dispatch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         }
     }
 
-    rc = ctx->route->handler(r, ctx);
+    return creor_handler_done(r, ctx, ctx->route->handler(r, ctx));
+}
 
+
+/* what follows a handler, or the last step of one (creor_steps()) */
+
+ngx_int_t
+creor_handler_done(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, ngx_int_t rc)
+{
     /* a read transaction never outlives the event that opened it */
 
     creor_store_read_done(&ctx->mcf->store);

@@ -34,6 +34,25 @@ typedef struct {
 } creor_runs_filter_t;
 
 
+/* a run being created, and its attachments being written */
+
+typedef struct {
+    creor_json_t           *body;
+    ngx_str_t               agent;
+    ngx_array_t             files;      /* of creor_part_t */
+    ngx_str_t               dir;        /* "<files path>/.up-<random>" */
+    creor_json_t           *list;       /* the files' objects */
+    creor_json_t          **tail;
+    ngx_uint_t              next;       /* the file being written */
+    size_t                  off;        /* and how much of it */
+    ngx_fd_t                fd;
+    u_char                  name[NGX_MAX_PATH];
+    char                    id[CREOR_ID_MAX];
+} creor_runs_new_t;
+
+
+static ngx_int_t creor_runs_create_run(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx, creor_runs_new_t *nr);
 static ngx_int_t creor_runs_body(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_json_t **body, ngx_array_t *files);
 static ngx_int_t creor_runs_form(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
@@ -42,9 +61,13 @@ static ngx_int_t creor_runs_validate(ngx_http_request_t *r,
     creor_json_t *body);
 static void creor_runs_discard_files(ngx_http_request_t *r, ngx_str_t *dir,
     creor_json_t *list);
-static ngx_int_t creor_runs_save_files(ngx_http_request_t *r,
-    ngx_creor_ctx_t *ctx, ngx_array_t *files, ngx_str_t *dir,
-    creor_json_t *list);
+static ngx_int_t creor_runs_upload_dir(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx, creor_runs_new_t *nr);
+static ngx_int_t creor_runs_write_step(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx);
+static ngx_int_t creor_runs_file_item(ngx_http_request_t *r,
+    creor_runs_new_t *nr, creor_part_t *part);
+static void creor_runs_upload_cleanup(void *data);
 static ngx_int_t creor_runs_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     MDB_val *key, MDB_val *val, yajl_gen g);
 static void creor_run_doc_str(yajl_gen g, creor_run_t *run, const char *name,
@@ -741,43 +764,45 @@ creor_runs_cancel_agent(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
 ngx_int_t
 creor_runs_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
-    int             rc;
-    u_char         *p;
-    MDB_txn        *txn;
-    ngx_str_t       agent, dir;
-    ngx_array_t     files;
-    creor_run_t     run;
-    creor_json_t   *body, *v, *list;
+    ngx_int_t          rc;
+    creor_runs_new_t  *nr;
 
-    body = NULL;
-
-    if (ngx_array_init(&files, r->pool, 2, sizeof(creor_part_t)) != NGX_OK) {
+    nr = ngx_pcalloc(r->pool, sizeof(creor_runs_new_t));
+    if (nr == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ctx->multipart ? creor_runs_form(r, ctx, &body, &files)
-                        : creor_runs_body(r, ctx, &body, &files);
+    nr->fd = NGX_INVALID_FILE;
+
+    if (ngx_array_init(&nr->files, r->pool, 2, sizeof(creor_part_t))
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ctx->multipart ? creor_runs_form(r, ctx, &nr->body, &nr->files)
+                        : creor_runs_body(r, ctx, &nr->body, &nr->files);
     if (rc != NGX_OK) {
         return rc;
     }
 
-    if (creor_runs_validate(r, body) != NGX_OK) {
+    if (creor_runs_validate(r, nr->body) != NGX_OK) {
         return NGX_DECLINED;
     }
 
     /* a form's ids are checked once it is parsed, like a JSON body's */
 
-    if (ctx->multipart && creor_scope_body(r, ctx, body) != NGX_OK) {
+    if (ctx->multipart && creor_scope_body(r, ctx, nr->body) != NGX_OK) {
         return NGX_DECLINED;
     }
 
     /* the URL's app (seed 002), else the body's, as the scope checked */
 
-    agent = ctx->ids[CREOR_ID_AGENT];
+    nr->agent = ctx->ids[CREOR_ID_AGENT];
 
-    if (agent.len == 0) {
-        if (creor_json_get(body, "appId") == NULL
-            && creor_json_get(body, "agentId") == NULL)
+    if (nr->agent.len == 0) {
+        if (creor_json_get(nr->body, "appId") == NULL
+            && creor_json_get(nr->body, "agentId") == NULL)
         {
             return creor_fail(r, NGX_HTTP_BAD_REQUEST, "MISSING_FIELD",
                               "appId", "The 'appId' field is required.");
@@ -787,21 +812,34 @@ creor_runs_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                           "No such app.");
     }
 
-    ngx_str_null(&dir);
-    list = NULL;
-
-    if (files.nelts) {
-        list = creor_json_new(r->pool, CREOR_JSON_ARRAY, NULL, 0);
-        if (list == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        /* written before the transaction, which must stay short */
-
-        if (creor_runs_save_files(r, ctx, &files, &dir, list) != NGX_OK) {
-            return NGX_DECLINED;
-        }
+    if (nr->files.nelts == 0) {
+        return creor_runs_create_run(r, ctx, nr);
     }
+
+    /*
+     * Attachments are written before the transaction, which must stay
+     * short, and a piece a turn of the event loop (creor_steps())
+     */
+
+    if (creor_runs_upload_dir(r, ctx, nr) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    ctx->data = nr;
+
+    return creor_steps(r, ctx, creor_runs_write_step);
+}
+
+
+static ngx_int_t
+creor_runs_create_run(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_runs_new_t *nr)
+{
+    int             rc;
+    u_char         *p;
+    MDB_txn        *txn;
+    creor_run_t     run;
+    creor_json_t   *v;
 
     rc = creor_store_write(&ctx->mcf->store, &txn);
     if (rc != CREOR_STORE_OK) {
@@ -809,14 +847,14 @@ creor_runs_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         goto failed;
     }
 
-    rc = creor_runs_start(r, ctx, &agent, creor_json_get(body, "inputs"), 0,
-                          txn, &run);
+    rc = creor_runs_start(r, ctx, &nr->agent,
+                          creor_json_get(nr->body, "inputs"), 0, txn, &run);
     if (rc != NGX_OK) {
         mdb_txn_abort(txn);
         goto failed;
     }
 
-    for (v = body->child; v; v = v->next) {
+    for (v = nr->body->child; v; v = v->next) {
         if (v->type == CREOR_JSON_NULL
             || (v->key.len == 6 && ngx_strncmp(v->key.data, "inputs", 6) == 0)
             || (v->key.len == 5 && ngx_strncmp(v->key.data, "appId", 5) == 0)
@@ -833,8 +871,8 @@ creor_runs_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         }
     }
 
-    if (list) {
-        if (creor_json_set(run.doc, "files", list) != NGX_OK) {
+    if (nr->list) {
+        if (creor_json_set(run.doc, "files", nr->list) != NGX_OK) {
             mdb_txn_abort(txn);
             rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
             goto failed;
@@ -851,16 +889,16 @@ creor_runs_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
         ngx_sprintf(p, "%V/%V%Z", &ctx->mcf->files_path, &run.id);
 
-        if (ngx_rename_file(dir.data, p) == NGX_FILE_ERROR) {
+        if (ngx_rename_file(nr->dir.data, p) == NGX_FILE_ERROR) {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno,
                           ngx_rename_file_n " \"%s\" to \"%s\" failed",
-                          dir.data, p);
+                          nr->dir.data, p);
             mdb_txn_abort(txn);
             rc = creor_fail_store(r, CREOR_STORE_ERROR);
             goto failed;
         }
 
-        dir.data = p;
+        nr->dir.data = p;
     }
 
     rc = creor_runs_accepted(r, ctx, txn, &run);
@@ -873,8 +911,8 @@ failed:
 
     /* no run, no attachments */
 
-    if (list) {
-        creor_runs_discard_files(r, &dir, list);
+    if (nr->list) {
+        creor_runs_discard_files(r, &nr->dir, nr->list);
     }
 
     return rc;
@@ -941,14 +979,17 @@ static ngx_int_t
 creor_runs_form(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_json_t **body, ngx_array_t *files)
 {
-    u_char        err[128], *name;
-    ngx_str_t     ct;
-    ngx_uint_t    i;
-    ngx_array_t   parts;
-    const char  **f;
-    creor_part_t *part, *file;
-    creor_json_t *obj, *v;
+    u_char                 err[128], *name;
+    ngx_str_t              ct;
+    ngx_flag_t             too_many;
+    ngx_uint_t             i;
+    ngx_array_t            parts;
+    const char           **f;
+    creor_part_t          *part, *file;
+    creor_json_t          *obj, *v;
+    ngx_creor_loc_conf_t  *lcf;
 
+    lcf = ngx_http_get_module_loc_conf(r, ngx_creor_module);
     ct = r->headers_in.content_type->value;
 
     if (creor_multipart_parse(r->pool, &ct, &ctx->body, &parts, err,
@@ -1050,10 +1091,15 @@ creor_runs_form(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 
         if (ngx_strcmp(*f, "inputs") == 0 || ngx_strcmp(*f, "metadata") == 0)
         {
-            v = creor_json_parse(r->pool, part[i].data.data,
-                                 part[i].data.len, err, sizeof(err));
+            v = creor_json_parse_max(r->pool, part[i].data.data,
+                                     part[i].data.len, lcf->json_max_values,
+                                     &too_many, err, sizeof(err));
             if (v == NULL) {
-                return creor_fail(r, NGX_HTTP_BAD_REQUEST, "INVALID_JSON",
+                return creor_fail(r, too_many
+                                     ? NGX_HTTP_REQUEST_ENTITY_TOO_LARGE
+                                     : NGX_HTTP_BAD_REQUEST,
+                                  too_many ? "BODY_TOO_LARGE"
+                                           : "INVALID_JSON",
                                   *f, "'%s': %s", *f, err);
             }
 
@@ -1160,17 +1206,11 @@ creor_runs_discard_files(ngx_http_request_t *r, ngx_str_t *dir,
  */
 
 static ngx_int_t
-creor_runs_save_files(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    ngx_array_t *files, ngx_str_t *dir, creor_json_t *list)
+creor_runs_upload_dir(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_runs_new_t *nr)
 {
-    u_char         *p, rnd[12], name[NGX_MAX_PATH];
-    char            id[CREOR_ID_MAX];
-    ssize_t         n;
-    ngx_fd_t        fd;
-    ngx_uint_t      i;
-    creor_part_t   *part;
-    creor_json_t   *item;
-    ngx_str_t       ct;
+    u_char              *p, rnd[12];
+    ngx_pool_cleanup_t  *cln;
 
     if (ctx->mcf->files_path.len + 64 > NGX_MAX_PATH
         || creor_random(rnd, sizeof(rnd)) != 0)
@@ -1178,101 +1218,186 @@ creor_runs_save_files(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
         return creor_fail_store(r, CREOR_STORE_ERROR);
     }
 
-    dir->data = ngx_pnalloc(r->pool, ctx->mcf->files_path.len + 32);
-    if (dir->data == NULL) {
+    nr->list = creor_json_new(r->pool, CREOR_JSON_ARRAY, NULL, 0);
+    nr->dir.data = ngx_pnalloc(r->pool, ctx->mcf->files_path.len + 32);
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+
+    if (nr->list == NULL || nr->dir.data == NULL || cln == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_sprintf(dir->data, "%V/.up-", &ctx->mcf->files_path);
+    nr->tail = &nr->list->child;
+
+    cln->handler = creor_runs_upload_cleanup;
+    cln->data = nr;
+
+    p = ngx_sprintf(nr->dir.data, "%V/.up-", &ctx->mcf->files_path);
     p = ngx_hex_dump(p, rnd, sizeof(rnd));
     *p = '\0';
-    dir->len = p - dir->data;
+    nr->dir.len = p - nr->dir.data;
 
-    if (ngx_create_dir(dir->data, 0700) == NGX_FILE_ERROR) {
+    if (ngx_create_dir(nr->dir.data, 0700) == NGX_FILE_ERROR) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno,
-                      ngx_create_dir_n " \"%s\" failed", dir->data);
+                      ngx_create_dir_n " \"%s\" failed", nr->dir.data);
         return creor_fail_store(r, CREOR_STORE_ERROR);
     }
 
-    part = files->elts;
+    return NGX_OK;
+}
 
-    for (i = 0; i < files->nelts; i++) {
 
-        if (creor_make_id(id, sizeof(id), "file_") != 0) {
-            return creor_fail_store(r, CREOR_STORE_ERROR);
-        }
+/*
+ * Writes CREOR_IO_CHUNK of the attachments a turn; after the last piece,
+ * creates the run.
+ */
 
-        ngx_sprintf(name, "%V/%s%Z", dir, id);
+static ngx_int_t
+creor_runs_write_step(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    size_t             n;
+    ssize_t            written;
+    ngx_int_t          rc;
+    creor_part_t      *part;
+    creor_runs_new_t  *nr;
 
-        fd = ngx_open_file(name, NGX_FILE_WRONLY, NGX_FILE_CREATE_OR_OPEN,
-                           0600);
-        if (fd == NGX_INVALID_FILE) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno,
-                          ngx_open_file_n " \"%s\" failed", name);
-            return creor_fail_store(r, CREOR_STORE_ERROR);
-        }
+    nr = ctx->data;
 
-        n = ngx_write_fd(fd, part[i].data.data, part[i].data.len);
-
-        ngx_close_file(fd);
-
-        if (n != (ssize_t) part[i].data.len) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno,
-                          "writing \"%s\" failed", name);
-            return creor_fail_store(r, CREOR_STORE_FULL);
-        }
-
-        item = creor_json_new(r->pool, CREOR_JSON_OBJECT, NULL, 0);
-        if (item == NULL) {
-            return NGX_ERROR;
-        }
-
-        ct = part[i].content_type;
-
-        if (ct.len == 0 || !creor_utf8_valid(ct.data, ct.len)) {
-            ngx_str_set(&ct, "application/octet-stream");
-        }
-
-        p = ngx_pnalloc(r->pool, NGX_OFF_T_LEN);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        if (creor_json_set(item, "id",
-                           creor_json_new(r->pool, CREOR_JSON_STRING, id,
-                                          ngx_strlen(id))) != NGX_OK
-            || creor_json_set(item, "name",
-                              creor_json_new(r->pool, CREOR_JSON_STRING,
-                                             (char *) part[i].filename.data,
-                                             part[i].filename.len)) != NGX_OK
-            || creor_json_set(item, "type",
-                              creor_json_new(r->pool, CREOR_JSON_STRING,
-                                             (char *) ct.data, ct.len))
-               != NGX_OK
-            || creor_json_set(item, "size",
-                              creor_json_new(r->pool, CREOR_JSON_NUMBER,
-                                             (char *) p,
-                                             ngx_sprintf(p, "%uz",
-                                                         part[i].data.len)
-                                             - p)) != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        item->key.len = 0;
-
-        if (list->last) {
-            list->last->next = item;
-
-        } else {
-            list->child = item;
-        }
-
-        list->last = item;
-        list->count++;
+    if (nr->next == nr->files.nelts) {
+        return creor_handler_done(r, ctx, creor_runs_create_run(r, ctx, nr));
     }
 
+    part = (creor_part_t *) nr->files.elts + nr->next;
+
+    if (nr->fd == NGX_INVALID_FILE) {
+
+        if (creor_make_id(nr->id, sizeof(nr->id), "file_") != 0) {
+            rc = creor_fail_store(r, CREOR_STORE_ERROR);
+            goto failed;
+        }
+
+        ngx_sprintf(nr->name, "%V/%s%Z", &nr->dir, nr->id);
+
+        nr->fd = ngx_open_file(nr->name, NGX_FILE_WRONLY,
+                               NGX_FILE_CREATE_OR_OPEN, 0600);
+        if (nr->fd == NGX_INVALID_FILE) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno,
+                          ngx_open_file_n " \"%s\" failed", nr->name);
+            rc = creor_fail_store(r, CREOR_STORE_ERROR);
+            goto failed;
+        }
+
+        nr->off = 0;
+    }
+
+    n = ngx_min(part->data.len - nr->off, CREOR_IO_CHUNK);
+
+    written = ngx_write_fd(nr->fd, part->data.data + nr->off, n);
+
+    if (written != (ssize_t) n) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno,
+                      "writing \"%s\" failed", nr->name);
+        rc = creor_fail_store(r, CREOR_STORE_FULL);
+        goto failed;
+    }
+
+    nr->off += n;
+
+    if (nr->off < part->data.len) {
+        return NGX_AGAIN;
+    }
+
+    ngx_close_file(nr->fd);
+    nr->fd = NGX_INVALID_FILE;
+
+    if (creor_runs_file_item(r, nr, part) != NGX_OK) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto failed;
+    }
+
+    nr->next++;
+
+    return NGX_AGAIN;
+
+failed:
+
+    if (nr->fd != NGX_INVALID_FILE) {
+        ngx_close_file(nr->fd);
+        nr->fd = NGX_INVALID_FILE;
+        (void) ngx_delete_file(nr->name);
+    }
+
+    creor_runs_discard_files(r, &nr->dir, nr->list);
+
+    return creor_handler_done(r, ctx, rc);
+}
+
+
+/* the file's object in the run: id, name, type, size */
+
+static ngx_int_t
+creor_runs_file_item(ngx_http_request_t *r, creor_runs_new_t *nr,
+    creor_part_t *part)
+{
+    u_char        *p;
+    ngx_str_t      ct;
+    creor_json_t  *item;
+
+    item = creor_json_new(r->pool, CREOR_JSON_OBJECT, NULL, 0);
+    if (item == NULL) {
+        return NGX_ERROR;
+    }
+
+    ct = part->content_type;
+
+    if (ct.len == 0 || !creor_utf8_valid(ct.data, ct.len)) {
+        ngx_str_set(&ct, "application/octet-stream");
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_OFF_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (creor_json_set(item, "id",
+                       creor_json_new(r->pool, CREOR_JSON_STRING, nr->id,
+                                      ngx_strlen(nr->id))) != NGX_OK
+        || creor_json_set(item, "name",
+                          creor_json_new(r->pool, CREOR_JSON_STRING,
+                                         (char *) part->filename.data,
+                                         part->filename.len)) != NGX_OK
+        || creor_json_set(item, "type",
+                          creor_json_new(r->pool, CREOR_JSON_STRING,
+                                         (char *) ct.data, ct.len))
+           != NGX_OK
+        || creor_json_set(item, "size",
+                          creor_json_new(r->pool, CREOR_JSON_NUMBER,
+                                         (char *) p,
+                                         ngx_sprintf(p, "%uz",
+                                                     part->data.len)
+                                         - p)) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    item->key.len = 0;
+
+    *nr->tail = item;
+    nr->tail = &item->next;
+    nr->list->count++;
+
     return NGX_OK;
+}
+
+
+static void
+creor_runs_upload_cleanup(void *data)
+{
+    creor_runs_new_t  *nr = data;
+
+    if (nr->fd != NGX_INVALID_FILE) {
+        ngx_close_file(nr->fd);
+        nr->fd = NGX_INVALID_FILE;
+    }
 }
 
 

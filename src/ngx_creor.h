@@ -26,6 +26,7 @@
 #define CREOR_JSON_OBJECT    6
 
 #define CREOR_JSON_MAX_DEPTH 32
+#define CREOR_JSON_MAX_VALUES  100000   /* creor_json_max_values default */
 
 /* permissions a role grants */
 #define CREOR_PERM_READ      0x01
@@ -78,22 +79,29 @@
 #define CREOR_FILES_MAX           10
 #define CREOR_FILE_SIZE_MAX       (10 * 1024 * 1024)
 
+/* the most a request's body or upload is read or written in one call */
+#define CREOR_IO_CHUNK            (256 * 1024)
+
 #define CREOR_LIST_MAX       100
 #define CREOR_CURSOR_TTL     86400000   /* ms */
 
 
 typedef struct creor_json_s  creor_json_t;
 
+/*
+ * A value of a parsed document: 72 bytes, a bound of the memory a body
+ * costs (creor_json_max_values of them); the parser keeps the open
+ * containers and their last children itself.
+ */
+
 struct creor_json_s {
-    ngx_uint_t              type;
+    uint32_t                type;
+    uint32_t                count;      /* children */
     ngx_str_t               key;        /* member name inside an object */
     ngx_str_t               str;        /* string, or number as written */
     double                  num;
-    ngx_uint_t              count;      /* children */
     creor_json_t           *child;
-    creor_json_t           *last;
     creor_json_t           *next;
-    creor_json_t           *parent;
     ngx_pool_t             *pool;       /* where its copies are made */
 };
 
@@ -172,6 +180,7 @@ typedef struct {
     creor_rate_t            anonymous;
     ngx_flag_t              idempotency_required;
     ngx_array_t            *cors;       /* allowed origins; empty: off */
+    ngx_uint_t              json_max_values;
 } ngx_creor_loc_conf_t;
 
 
@@ -236,6 +245,10 @@ typedef struct ngx_creor_ctx_s  ngx_creor_ctx_t;
 typedef ngx_int_t (*creor_handler_pt)(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
 
+/* one piece of a request's work: NGX_AGAIN for more on the next turn */
+typedef ngx_int_t (*creor_step_pt)(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx);
+
 
 typedef struct {
     ngx_uint_t              method;
@@ -294,6 +307,7 @@ struct ngx_creor_ctx_s {
 
     void                   *leg;        /* an executor call (dispatch) */
     void                   *sse;        /* an event stream */
+    void                   *steps;      /* work over turns (creor_steps) */
 };
 
 
@@ -338,6 +352,10 @@ extern ngx_module_t  ngx_creor_module;
 
 /* creor_request.c */
 ngx_int_t ngx_creor_handle(ngx_http_request_t *r);
+ngx_int_t creor_steps(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_step_pt step);
+ngx_int_t creor_handler_done(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    ngx_int_t rc);
 ngx_int_t creor_error_filter_init(ngx_conf_t *cf);
 ngx_int_t creor_send_json(ngx_http_request_t *r, ngx_uint_t status,
     yajl_gen g);
@@ -366,6 +384,9 @@ creor_route_t *creor_route_table(void);
 /* creor_json.c */
 creor_json_t *creor_json_parse(ngx_pool_t *pool, u_char *data, size_t len,
     u_char *err, size_t errlen);
+creor_json_t *creor_json_parse_max(ngx_pool_t *pool, u_char *data,
+    size_t len, ngx_uint_t max, ngx_flag_t *too_many, u_char *err,
+    size_t errlen);
 creor_json_t *creor_json_get(creor_json_t *obj, const char *name);
 creor_json_t *creor_json_new(ngx_pool_t *pool, ngx_uint_t type,
     const char *s, size_t len);

@@ -35,6 +35,12 @@ static ngx_int_t ngx_creor_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_creor_init_process(ngx_cycle_t *cycle);
 static void ngx_creor_exit_process(ngx_cycle_t *cycle);
 static void ngx_creor_housekeeping(ngx_event_t *ev);
+static char *ngx_creor_at_least_one(ngx_conf_t *cf, void *post, void *data);
+
+
+static ngx_conf_post_t  creor_json_max_values_post = {
+    ngx_creor_at_least_one
+};
 
 
 static ngx_command_t  ngx_creor_commands[] = {
@@ -129,6 +135,13 @@ static ngx_command_t  ngx_creor_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_creor_loc_conf_t, sse_keepalive),
       NULL },
+
+    { ngx_string("creor_json_max_values"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_creor_loc_conf_t, json_max_values),
+      &creor_json_max_values_post },
 
     { ngx_string("creor_idempotency_required"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
@@ -358,6 +371,7 @@ ngx_creor_create_loc_conf(ngx_conf_t *cf)
     lcf->idempotency_required = NGX_CONF_UNSET;
     lcf->sse_keepalive = NGX_CONF_UNSET_MSEC;
     lcf->cors = NGX_CONF_UNSET_PTR;
+    lcf->json_max_values = NGX_CONF_UNSET_UINT;
 
     return lcf;
 }
@@ -376,6 +390,8 @@ ngx_creor_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->sse_keepalive, prev->sse_keepalive,
                               15000);
     ngx_conf_merge_ptr_value(conf->cors, prev->cors, NULL);
+    ngx_conf_merge_uint_value(conf->json_max_values, prev->json_max_values,
+                              CREOR_JSON_MAX_VALUES);
 
     /* SPEC 7 defaults: 60r/m burst=10 a credential, 60r/m an address */
 
@@ -887,4 +903,19 @@ ngx_creor_housekeeping(ngx_event_t *ev)
     creor_ratelimit_purge(mcf, ev->log);
 
     ngx_add_timer(ev, CREOR_HOUSEKEEPING_INTERVAL);
+}
+
+
+/* nginx's own bounds check would not name the directive */
+
+static char *
+ngx_creor_at_least_one(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_int_t  *np = data;
+
+    if (*np < 1) {
+        return "must be at least 1";
+    }
+
+    return NGX_CONF_OK;
 }

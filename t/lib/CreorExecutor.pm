@@ -20,7 +20,8 @@ package CreorExecutor;
 #     ok (default)   step.started, 3 x step.progress (content_delta "Hel",
 #                    "lo ", "world"), step.done, run.completed
 #     long           like ok with run.inputs.steps (20) progress lines,
-#                    delay 0.2 s
+#                    delay 0.2 s; run.inputs.pad adds that many bytes to
+#                    each content_delta
 #     input          without a signal: step.started, run.awaiting_input;
 #                    with one: run.completed, result.text
 #                    "signal:ACTION:" . JSON(signal.input) (or "")
@@ -33,6 +34,9 @@ package CreorExecutor;
 #     executor_fail  step.started, run.failed {reason_code: TOOL_ERROR}
 #     garbage        lines that are not JSON, a line without "type", then
 #                    run.completed
+#     longline       step.started, then a step.progress line of
+#                    run.inputs.size (1200000) bytes, then nothing for
+#                    run.inputs.hang (60) s, like hang
 #     files          run.completed, result.text = JSON of the files array;
 #                    each file url is fetched (relative ones under
 #                    run.inputs.gateway) and reported in result.artifacts
@@ -65,7 +69,8 @@ our $IDLE_TIMEOUT = 30;     # keep-alive connection idle time
 our $STOP_TIMEOUT = 5;
 
 my %SCRIPTS = map { $_ => 1 }
-    qw(ok long input fail500 failonce cut hang executor_fail garbage files);
+    qw(ok long input fail500 failonce cut hang executor_fail garbage files
+       longline);
 
 # Running executors (weak), stopped at END even if the test died half way.
 my %LIVE;
@@ -625,11 +630,13 @@ sub script_long {
     my ($c, $body, $inputs) = @_;
     my $steps = $inputs->{steps};
     $steps = 20 unless defined $steps && !ref $steps && $steps =~ /^\d+$/;
+    my $pad = $inputs->{pad};
+    $pad = 0 unless defined $pad && !ref $pad && $pad =~ /^\d+$/;
     $c->event('step.started', { step_id => 'step_1', name => 'respond' });
     my $text = '';
     for my $i (1 .. $steps) {
         $c->pause($c->{delay});
-        $c->delta("$i ");
+        $c->delta("$i " . ('.' x $pad));
         $text .= "$i ";
     }
     $c->pause($c->{delay});
@@ -674,6 +681,18 @@ sub script_hang {
     my $secs = $inputs->{hang};
     $secs = 60 unless defined $secs && !ref $secs && $secs =~ /^\d*\.?\d+$/;
     $c->event('step.started', { step_id => 'step_1', name => 'respond' });
+    $c->pause($secs);
+    return 0;
+}
+
+sub script_longline {
+    my ($c, $body, $inputs) = @_;
+    my $size = $inputs->{size};
+    $size = 1200000 unless defined $size && !ref $size && $size =~ /^\d+$/;
+    my $secs = $inputs->{hang};
+    $secs = 60 unless defined $secs && !ref $secs && $secs =~ /^\d*\.?\d+$/;
+    $c->event('step.started', { step_id => 'step_1', name => 'respond' });
+    $c->delta('x' x $size);
     $c->pause($secs);
     return 0;
 }

@@ -89,6 +89,7 @@ sub new {
         rate_limits   => $o{rate_limits}   // 0,
         main_config   => $o{main_config}   // '',
         worker_connections => $o{worker_connections} // 1024,
+        env           => $o{env}           // {},
         owner         => $$,
     }, $class;
 
@@ -203,17 +204,19 @@ sub _write_conf {
     _write_file($self->conf_file, $text);
 }
 
-# Environment for nginx and the CLI: sanitizer settings in ASAN mode.
+# Environment for nginx and the CLI: new(env => {...}) for nginx (an
+# LD_PRELOAD there comes after libasan's), sanitizer settings in ASAN mode.
 sub _child_env {
     my ($self, $for_nginx) = @_;
-    return () unless $ENV{CREOR_ASAN};
-    my %env = (ASAN_OPTIONS => 'detect_leaks=0:abort_on_error=0:log_path='
-                               . "$self->{dir}/logs/asan");
+    my %env = $for_nginx ? %{$self->{env}} : ();
+    return %env unless $ENV{CREOR_ASAN};
+    $env{ASAN_OPTIONS} = 'detect_leaks=0:abort_on_error=0:log_path='
+                         . "$self->{dir}/logs/asan";
     if ($for_nginx) {
         chomp(my $lib = `gcc -print-file-name=libasan.so`);
         die "libasan.so not found (gcc -print-file-name gave '$lib')\n"
             unless File::Spec->file_name_is_absolute($lib) && -e $lib;
-        $env{LD_PRELOAD} = $lib;
+        $env{LD_PRELOAD} = join ':', $lib, grep { defined } $env{LD_PRELOAD};
     }
     return %env;
 }
