@@ -155,7 +155,7 @@ creor_agents_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     /* the key's project, or X-Project-Id's, checked by the scope */
 
     if (ctx->who.project.len == 0) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return creor_fail(r, NGX_HTTP_BAD_REQUEST, "MISSING_FIELD",
                           "projectId", "Creating an agent needs a project: "
                           "a key bound to one, or an X-Project-Id header.");
@@ -164,7 +164,7 @@ creor_agents_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     rc = creor_store_make_id(&ctx->mcf->store, txn, id, sizeof(id),
                              "agent_");
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return creor_fail_store(r, rc);
     }
 
@@ -194,7 +194,7 @@ creor_agents_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                           creor_json_new(r->pool, CREOR_JSON_STRING, now, n))
            != NGX_OK)
     {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -203,7 +203,7 @@ creor_agents_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     rc = creor_agent_put(&ctx->mcf->store, txn, r->pool, &ctx->who.org,
                          agent, &hdr, &json);
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return creor_fail_store(r, rc);
     }
 
@@ -221,7 +221,7 @@ creor_agents_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     inputs = creor_json_new(r->pool, CREOR_JSON_OBJECT, NULL, 0);
     if (inputs == NULL || creor_json_set(inputs, "prompt", prompt) != NGX_OK)
     {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -230,7 +230,7 @@ creor_agents_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
     rc = creor_runs_start(r, ctx, &sid, inputs, 0, txn, &run);
     if (rc != NGX_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return rc;
     }
 
@@ -730,7 +730,7 @@ creor_agents_update(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     }
 
     if (creor_agent_load(r, ctx, txn, key, &val) != NGX_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return NGX_DECLINED;
     }
 
@@ -743,14 +743,14 @@ creor_agents_update(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                              err, sizeof(err));
 
     if (agent == NULL || agent->type != CREOR_JSON_OBJECT) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "creor: agent record %s is damaged: %s", key, err);
         return creor_fail_store(r, CREOR_STORE_ERROR);
     }
 
     if (creor_agent_apply(r, agent, ctx->json) != NGX_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return NGX_DECLINED;
     }
 
@@ -760,14 +760,14 @@ creor_agents_update(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                        creor_json_new(r->pool, CREOR_JSON_STRING, now, n))
         != NGX_OK)
     {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     rc = creor_agent_put(&ctx->mcf->store, txn, r->pool, &ctx->who.org,
                          agent, &hdr, &json);
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return creor_fail_store(r, rc);
     }
 
@@ -827,14 +827,14 @@ creor_agents_followup(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     }
 
     if (creor_agent_load(r, ctx, txn, key, &val) != NGX_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return NGX_DECLINED;
     }
 
     rc = creor_runs_start(r, ctx, &ctx->ids[CREOR_ID_AGENT], inputs, 1, txn,
                           &run);
     if (rc != NGX_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return rc;
     }
 
@@ -862,7 +862,7 @@ creor_agents_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     }
 
     if (creor_agent_load(r, ctx, txn, key, &val) != NGX_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return NGX_DECLINED;
     }
 
@@ -884,7 +884,7 @@ creor_agents_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     }
 
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return creor_fail_store(r, rc);
     }
 

@@ -382,15 +382,22 @@ creor_auth_touch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     if (rc != CREOR_STORE_OK
         || now - rec.last_used_ms < CREOR_LAST_USED_GRANULARITY)
     {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return;
     }
 
     rec.last_used_ms = now;
 
-    if (creor_key_put(store, txn, &rec) != CREOR_STORE_OK
-        || creor_store_commit(txn) != CREOR_STORE_OK)
-    {
+    rc = creor_key_put(store, txn, &rec);
+
+    if (rc != CREOR_STORE_OK) {
+        creor_store_abort(txn);
+
+    } else {
+        rc = creor_store_commit(txn);
+    }
+
+    if (rc != CREOR_STORE_OK) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "creor: cannot record lastUsedAt of %s", rec.id);
         return;

@@ -268,7 +268,7 @@ creor_cli_project(creor_cli_t *cli)
             rc = creor_store_commit(txn);
 
         } else {
-            mdb_txn_abort(txn);
+            creor_store_abort(txn);
         }
     }
 
@@ -329,7 +329,7 @@ creor_cli_key_create(creor_cli_t *cli, creor_store_t *s)
     snprintf(key, sizeof(key), "o:%s", org);
 
     if (creor_store_get(s, txn, key, &val) != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         fprintf(stderr, "creor: no such organization: %s\n", org);
         return 1;
     }
@@ -338,7 +338,7 @@ creor_cli_key_create(creor_cli_t *cli, creor_store_t *s)
         snprintf(key, sizeof(key), "p:%s:%s", org, project);
 
         if (creor_store_get(s, txn, key, &val) != CREOR_STORE_OK) {
-            mdb_txn_abort(txn);
+            creor_store_abort(txn);
             fprintf(stderr, "creor: no such project: %s\n", project);
             return 1;
         }
@@ -347,7 +347,7 @@ creor_cli_key_create(creor_cli_t *cli, creor_store_t *s)
     rc = creor_key_issue(s, txn, &rec, token);
 
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         fprintf(stderr, "creor: cannot create the key\n");
         return 1;
     }
@@ -439,7 +439,7 @@ creor_cli_key_revoke(creor_cli_t *cli, creor_store_t *s)
 
     rc = creor_key_get(s, txn, cli->argv[2], &rec);
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         fprintf(stderr, "creor: no such key: %s\n", cli->argv[2]);
         return 1;
     }
@@ -447,15 +447,22 @@ creor_cli_key_revoke(creor_cli_t *cli, creor_store_t *s)
     if (rec.revoked_ms == 0) {
         rec.revoked_ms = creor_now_ms();
 
-        if (creor_key_put(s, txn, &rec) != CREOR_STORE_OK
-            || creor_store_commit(txn) != CREOR_STORE_OK)
-        {
+        rc = creor_key_put(s, txn, &rec);
+
+        if (rc != CREOR_STORE_OK) {
+            creor_store_abort(txn);
+
+        } else {
+            rc = creor_store_commit(txn);
+        }
+
+        if (rc != CREOR_STORE_OK) {
             fprintf(stderr, "creor: cannot revoke the key\n");
             return 1;
         }
 
     } else {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
     }
 
     printf("%s\n", rec.id);
@@ -652,7 +659,7 @@ creor_cli_usage_add(creor_cli_t *cli)
             rc = creor_store_commit(txn);
 
         } else {
-            mdb_txn_abort(txn);
+            creor_store_abort(txn);
         }
     }
 

@@ -71,6 +71,8 @@ static void creor_leg_events(creor_leg_t *leg, ngx_array_t *lines,
 static creor_leg_t *creor_leg_find(ngx_str_t *id);
 static void creor_leg_line_free(void *data);
 static void creor_leg_empty_handler(ngx_event_t *ev);
+static void creor_dispatch_failed(ngx_str_t *id, const char *what,
+    ngx_int_t rc);
 
 
 static ngx_queue_t              creor_legs;
@@ -187,6 +189,10 @@ creor_tick_handler(ngx_event_t *ev)
     int64_t            now;
     ngx_atomic_uint_t  epoch;
 
+    /* what the executor's replies wrote since the last tick has ended */
+
+    creor_store_guard(creor_mcf, ev->log);
+
     now = creor_now_ms();
     epoch = creor_mcf->shared->epoch;
 
@@ -290,6 +296,7 @@ creor_legs_check(void)
 static void
 creor_legs_renew(int64_t now)
 {
+    int            rc;
     MDB_txn       *txn;
     ngx_pool_t    *pool;
     ngx_queue_t   *q;
@@ -321,7 +328,7 @@ creor_legs_renew(int64_t now)
             || run.hdr.owner_pid != (uint32_t) ngx_pid
             || creor_run_terminal(run.hdr.status))
         {
-            mdb_txn_abort(txn);
+            creor_store_abort(txn);
             leg->aborted = 1;
             continue;
         }
@@ -329,10 +336,13 @@ creor_legs_renew(int64_t now)
         run.hdr.lease_ms = now + creor_mcf->run_lease;
         run.sync = 0;
 
-        if (creor_run_commit(&creor_mcf->store, txn, &run, 0)
-            == CREOR_STORE_OK)
-        {
+        rc = creor_run_commit(&creor_mcf->store, txn, &run, 0);
+
+        if (rc == CREOR_STORE_OK) {
             leg->renew_ms = now + creor_mcf->run_lease / 3;
+
+        } else {
+            creor_dispatch_failed(&leg->run_id, "renew the lease of", rc);
         }
     }
 
@@ -390,7 +400,7 @@ creor_legs_release(void)
                 }
 
             } else {
-                mdb_txn_abort(txn);
+                creor_store_abort(txn);
             }
         }
 
@@ -530,7 +540,7 @@ creor_dispatch_claim(ngx_str_t *id, int64_t now)
             (void) creor_store_commit(txn);
 
         } else {
-            mdb_txn_abort(txn);
+            creor_store_abort(txn);
         }
 
         ngx_destroy_pool(pool);
@@ -538,7 +548,11 @@ creor_dispatch_claim(ngx_str_t *id, int64_t now)
     }
 
     if (run.hdr.created_ms + (int64_t) creor_mcf->run_timeout <= now) {
-        (void) creor_run_fail(st, txn, &run, "run.failed", "RUN_TIMEOUT");
+        rc = creor_run_fail(st, txn, &run, "run.failed", "RUN_TIMEOUT");
+        if (rc != CREOR_STORE_OK) {
+            creor_dispatch_failed(id, "time out", rc);
+        }
+
         ngx_destroy_pool(pool);
         return;
     }
@@ -546,7 +560,7 @@ creor_dispatch_claim(ngx_str_t *id, int64_t now)
     if (run.hdr.lease_ms > now || run.hdr.next_ms > now
         || creor_leg_find(id) || creor_nlegs >= CREOR_LEGS_MAX)
     {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         ngx_destroy_pool(pool);
         return;
     }
@@ -564,8 +578,11 @@ creor_dispatch_claim(ngx_str_t *id, int64_t now)
     if (creor_executor.len == 0
         || run.hdr.attempt > creor_mcf->executor_retries)
     {
-        (void) creor_run_fail(st, txn, &run, "run.worker.failed",
-                              "EXECUTOR_UNAVAILABLE");
+        rc = creor_run_fail(st, txn, &run, "run.worker.failed",
+                            "EXECUTOR_UNAVAILABLE");
+        if (rc != CREOR_STORE_OK) {
+            creor_dispatch_failed(id, "fail", rc);
+        }
 
         if (creor_executor.len == 0) {
             ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
@@ -584,15 +601,23 @@ creor_dispatch_claim(ngx_str_t *id, int64_t now)
     if (run.hdr.status == CREOR_RUN_QUEUED) {
         rc = creor_run_event(st, txn, &run, "run.started", 11, NULL);
         if (rc != CREOR_STORE_OK) {
-            mdb_txn_abort(txn);
+            creor_store_abort(txn);
+            creor_dispatch_failed(id, "claim", rc);
             ngx_destroy_pool(pool);
             return;
         }
     }
 
-    if (creor_run_leg_body(st, txn, pool, &run, &body) != NGX_OK
-        || creor_run_commit(st, txn, &run, 1) != CREOR_STORE_OK)
-    {
+    if (creor_run_leg_body(st, txn, pool, &run, &body) != NGX_OK) {
+        creor_store_abort(txn);
+        creor_dispatch_failed(id, "claim", CREOR_STORE_ERROR);
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    rc = creor_run_commit(st, txn, &run, 1);
+    if (rc != CREOR_STORE_OK) {
+        creor_dispatch_failed(id, "claim", rc);
         ngx_destroy_pool(pool);
         return;
     }
@@ -898,6 +923,7 @@ creor_leg_parent_handler(ngx_http_request_t *r)
 static void
 creor_leg_finish(creor_leg_t *leg)
 {
+    ngx_int_t       rc;
     int64_t         now, backoff;
     MDB_txn        *txn;
     ngx_pool_t     *pool;
@@ -930,7 +956,7 @@ creor_leg_finish(creor_leg_t *leg)
         /* the run went on without this call: cancelled, taken over */
 
         creor_metrics_leg(CREOR_LEG_ABORTED);
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         goto done;
     }
 
@@ -944,8 +970,12 @@ creor_leg_finish(creor_leg_t *leg)
                   &leg->run_id, leg->status, run.hdr.attempt);
 
     if (run.hdr.attempt > creor_mcf->executor_retries) {
-        (void) creor_run_fail(st, txn, &run, "run.worker.failed",
-                              "EXECUTOR_UNAVAILABLE");
+        rc = creor_run_fail(st, txn, &run, "run.worker.failed",
+                            "EXECUTOR_UNAVAILABLE");
+        if (rc != CREOR_STORE_OK) {
+            creor_dispatch_failed(&leg->run_id, "fail", rc);
+        }
+
         goto done;
     }
 
@@ -958,7 +988,10 @@ creor_leg_finish(creor_leg_t *leg)
     run.hdr.next_ms = now + ngx_min(backoff, CREOR_BACKOFF_MAX);
     run.sync = 0;
 
-    (void) creor_run_commit(st, txn, &run, 1);
+    rc = creor_run_commit(st, txn, &run, 1);
+    if (rc != CREOR_STORE_OK) {
+        creor_dispatch_failed(&leg->run_id, "retry", rc);
+    }
 
 done:
 
@@ -1281,7 +1314,7 @@ creor_leg_events(creor_leg_t *leg, ngx_array_t *lines, ngx_pool_t *pool)
     {
         /* cancelled, timed out or taken over: the tick closes the call */
 
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         leg->aborted = 1;
         return;
     }
@@ -1327,7 +1360,13 @@ creor_leg_events(creor_leg_t *leg, ngx_array_t *lines, ngx_pool_t *pool)
                              type->str.len, value);
 
         if (rc != CREOR_STORE_OK) {
-            mdb_txn_abort(txn);
+            creor_store_abort(txn);
+
+            if (rc != NGX_DECLINED) {
+                creor_dispatch_failed(&leg->run_id, "record the events of",
+                                      rc);
+            }
+
             leg->aborted = 1;
             return;
         }
@@ -1340,7 +1379,25 @@ creor_leg_events(creor_leg_t *leg, ngx_array_t *lines, ngx_pool_t *pool)
         }
     }
 
-    if (creor_run_commit(st, txn, &run, 1) != CREOR_STORE_OK) {
+    rc = creor_run_commit(st, txn, &run, 1);
+
+    if (rc != CREOR_STORE_OK) {
+        creor_dispatch_failed(&leg->run_id, "record the events of", rc);
         leg->aborted = 1;
     }
+}
+
+
+/*
+ * A store failure costs the background work one turn: the run stays
+ * queued or leased and is taken up again, as after a worker's death.
+ */
+
+static void
+creor_dispatch_failed(ngx_str_t *id, const char *what, ngx_int_t rc)
+{
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "creor: cannot %s %V: %s", what, id,
+                  rc == CREOR_STORE_FULL ? "the store is full"
+                                         : "the store failed");
 }

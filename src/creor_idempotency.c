@@ -155,7 +155,7 @@ creor_idempotency_begin(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
             if (ngx_memcmp(cur.fingerprint, rec.fingerprint,
                            sizeof(rec.fingerprint)) != 0)
             {
-                mdb_txn_abort(txn);
+                creor_store_abort(txn);
                 ctx->idempotent = creor_idem_conflict;
 
                 return creor_fail(r, NGX_HTTP_CONFLICT,
@@ -165,7 +165,7 @@ creor_idempotency_begin(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
             }
 
             if (cur.state == CREOR_IDEM_CLAIMED) {
-                mdb_txn_abort(txn);
+                creor_store_abort(txn);
                 ctx->idempotent = creor_idem_conflict;
                 ctx->retry_after = 1;
 
@@ -179,12 +179,12 @@ creor_idempotency_begin(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
             p = ngx_pnalloc(r->pool, val.mv_size);
             if (p == NULL) {
-                mdb_txn_abort(txn);
+                creor_store_abort(txn);
                 return NGX_ERROR;
             }
 
             ngx_memcpy(p, val.mv_data, val.mv_size);
-            mdb_txn_abort(txn);
+            creor_store_abort(txn);
 
             ctx->idempotent = creor_idem_hit;
             ctx->replay.data = p;
@@ -194,7 +194,7 @@ creor_idempotency_begin(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         }
 
     } else if (rc != CREOR_STORE_OK && rc != CREOR_STORE_NOTFOUND) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return creor_fail_store(r, rc);
     }
 
@@ -205,7 +205,7 @@ creor_idempotency_begin(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     rc = creor_store_put(st, txn, (char *) ctx->idempotency_key, &rec,
                          sizeof(rec), 0);
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return creor_fail_store(r, rc);
     }
 
@@ -376,7 +376,7 @@ creor_idempotency_end(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
         rc = creor_store_del(st, txn, (char *) ctx->idempotency_key);
 
         if (rc != CREOR_STORE_OK) {
-            mdb_txn_abort(txn);
+            creor_store_abort(txn);
             (void) mdb_env_sync(st->env, 1);
             return NGX_ERROR;
         }
@@ -413,7 +413,7 @@ creor_idempotency_end(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 
     buf = ngx_pnalloc(r->pool, sizeof(creor_idem_rec_t) + hlen + len);
     if (buf == NULL) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         (void) mdb_env_sync(st->env, 1);
         return NGX_ERROR;
     }
@@ -457,7 +457,7 @@ creor_idempotency_end(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
                          sizeof(creor_idem_rec_t) + hlen + len, 0);
 
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         (void) mdb_env_sync(st->env, 1);
 
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
@@ -613,7 +613,7 @@ creor_idem_cleanup(void *data)
     rc = creor_store_del(st, txn, (char *) ctx->idempotency_key);
 
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         (void) mdb_env_sync(st->env, 1);
         return;
     }
@@ -651,7 +651,7 @@ creor_idempotency_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log)
                           creor_now_ms(), creor_idem_expired, &n)
         != CREOR_STORE_OK)
     {
-        ngx_log_error(NGX_LOG_WARN, log, 0,
+        ngx_log_error(NGX_LOG_ERR, log, 0,
                       "creor: idempotency purge failed");
     }
 }

@@ -276,12 +276,12 @@ creor_keys_revoke(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     }
 
     if (creor_keys_load(r, ctx, txn, &rec) != NGX_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return NGX_DECLINED;
     }
 
     if (rec.revoked_ms) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return creor_keys_send(r, NGX_HTTP_OK, &rec, NULL);
     }
 
@@ -289,7 +289,7 @@ creor_keys_revoke(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
     rc = creor_key_put(&ctx->mcf->store, txn, &rec);
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return creor_fail_store(r, rc);
     }
 
@@ -340,12 +340,12 @@ creor_keys_rotate(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     }
 
     if (creor_keys_load(r, ctx, txn, &rec) != NGX_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return NGX_DECLINED;
     }
 
     if (rec.revoked_ms) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return creor_fail(r, NGX_HTTP_CONFLICT, "KEY_REVOKED", NULL,
                           "A revoked key cannot be rotated.");
     }
@@ -369,7 +369,7 @@ creor_keys_issue(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
     rc = creor_key_issue(&ctx->mcf->store, txn, rec, token);
 
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return creor_fail_store(r, rc);
     }
 

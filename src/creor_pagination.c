@@ -235,7 +235,7 @@ creor_cursor_save(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 
     rc = creor_store_put(&ctx->mcf->store, txn, key, &rec, sizeof(rec), 0);
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return creor_fail_store(r, rc);
     }
 
@@ -456,7 +456,7 @@ creor_cursor_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log)
                           creor_now_ms(), creor_cursor_expired, &n)
         != CREOR_STORE_OK)
     {
-        ngx_log_error(NGX_LOG_WARN, log, 0, "creor: cursor purge failed");
+        ngx_log_error(NGX_LOG_ERR, log, 0, "creor: cursor purge failed");
         return;
     }
 

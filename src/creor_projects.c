@@ -81,7 +81,7 @@ creor_projects_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                               id);
 
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return creor_fail_store(r, rc);
     }
 

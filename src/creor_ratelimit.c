@@ -252,7 +252,7 @@ creor_rl_update(ngx_creor_main_conf_t *mcf, creor_rl_check_t *checks,
             }
 
         } else if (rc != CREOR_STORE_OK && rc != CREOR_STORE_NOTFOUND) {
-            mdb_txn_abort(txn);
+            creor_store_abort(txn);
             return rc;
         }
 
@@ -272,7 +272,7 @@ creor_rl_update(ngx_creor_main_conf_t *mcf, creor_rl_check_t *checks,
     }
 
     if (*denied) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return CREOR_STORE_OK;
     }
 
@@ -282,7 +282,7 @@ creor_rl_update(ngx_creor_main_conf_t *mcf, creor_rl_check_t *checks,
         if (!c->found && c->dbi == mcf->counters_anon) {
             rc = creor_rl_evict(mcf, txn, now);
             if (rc != CREOR_STORE_OK) {
-                mdb_txn_abort(txn);
+                creor_store_abort(txn);
                 return rc;
             }
         }
@@ -294,7 +294,7 @@ creor_rl_update(ngx_creor_main_conf_t *mcf, creor_rl_check_t *checks,
 
         rc = creor_store_rc(mdb_put(txn, c->dbi, &key, &val, 0));
         if (rc != CREOR_STORE_OK) {
-            mdb_txn_abort(txn);
+            creor_store_abort(txn);
             return rc;
         }
     }
@@ -423,7 +423,7 @@ creor_rl_relieve(ngx_creor_main_conf_t *mcf, ngx_log_t *log, int64_t now)
             (void) creor_store_commit(txn);
 
         } else {
-            mdb_txn_abort(txn);
+            creor_store_abort(txn);
         }
     }
 
@@ -545,7 +545,7 @@ creor_ratelimit_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log)
                               creor_rl_expired, &n)
             != CREOR_STORE_OK)
         {
-            ngx_log_error(NGX_LOG_WARN, log, 0,
+            ngx_log_error(NGX_LOG_ERR, log, 0,
                           "creor: counter purge failed");
         }
     }
@@ -569,7 +569,7 @@ creor_ratelimit_init(ngx_creor_main_conf_t *mcf, ngx_log_t *log)
             rc = creor_store_commit(txn);
 
         } else {
-            mdb_txn_abort(txn);
+            creor_store_abort(txn);
         }
     }
 

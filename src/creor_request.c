@@ -523,6 +523,8 @@ creor_body_handler(ngx_http_request_t *r)
         rc = creor_steps(r, ctx, creor_body_step);
     }
 
+    creor_store_guard(ctx->mcf, r->connection->log);
+
     ngx_http_finalize_request(r, rc);
 }
 

@@ -313,6 +313,7 @@ static ngx_int_t
 creor_run_queue(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
     ngx_flag_t on)
 {
+    int   rc;
     char  key[CREOR_STORE_KEY_MAX];
 
     ngx_snprintf((u_char *) key, sizeof(key), "q:%V%Z", &run->id);
@@ -321,8 +322,11 @@ creor_run_queue(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
         return creor_store_put(st, txn, key, "", 0, 0);
     }
 
-    return creor_store_del(st, txn, key) == CREOR_STORE_ERROR
-           ? CREOR_STORE_ERROR : CREOR_STORE_OK;
+    rc = creor_store_del(st, txn, key);
+
+    /* not queued is as good; a failed delete fails the transaction */
+
+    return rc == CREOR_STORE_NOTFOUND ? CREOR_STORE_OK : rc;
 }
 
 
@@ -522,7 +526,7 @@ creor_run_commit(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
 
     rc = creor_run_save(st, txn, run);
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return rc;
     }
 
@@ -635,13 +639,13 @@ creor_run_fail(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
                                          ngx_strlen(reason)))
            != NGX_OK)
     {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return CREOR_STORE_ERROR;
     }
 
     rc = creor_run_event(st, txn, run, type, ngx_strlen(type), value);
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return rc;
     }
 
@@ -850,7 +854,7 @@ creor_runs_create_run(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     rc = creor_runs_start(r, ctx, &nr->agent,
                           creor_json_get(nr->body, "inputs"), 0, txn, &run);
     if (rc != NGX_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         goto failed;
     }
 
@@ -865,7 +869,7 @@ creor_runs_create_run(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
         }
 
         if (creor_json_set(run.doc, (char *) v->key.data, v) != NGX_OK) {
-            mdb_txn_abort(txn);
+            creor_store_abort(txn);
             rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
             goto failed;
         }
@@ -873,7 +877,7 @@ creor_runs_create_run(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 
     if (nr->list) {
         if (creor_json_set(run.doc, "files", nr->list) != NGX_OK) {
-            mdb_txn_abort(txn);
+            creor_store_abort(txn);
             rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
             goto failed;
         }
@@ -882,7 +886,7 @@ creor_runs_create_run(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 
         p = ngx_pnalloc(r->pool, ctx->mcf->files_path.len + run.id.len + 2);
         if (p == NULL) {
-            mdb_txn_abort(txn);
+            creor_store_abort(txn);
             rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
             goto failed;
         }
@@ -893,7 +897,7 @@ creor_runs_create_run(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
             ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno,
                           ngx_rename_file_n " \"%s\" to \"%s\" failed",
                           nr->dir.data, p);
-            mdb_txn_abort(txn);
+            creor_store_abort(txn);
             rc = creor_fail_store(r, CREOR_STORE_ERROR);
             goto failed;
         }
@@ -1753,12 +1757,12 @@ creor_runs_cancel(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     }
 
     if (creor_runs_route_run(r, ctx, txn, &run) != NGX_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return NGX_DECLINED;
     }
 
     if (creor_run_terminal(run.hdr.status)) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return creor_fail(r, NGX_HTTP_CONFLICT, "RUN_NOT_CANCELLABLE", NULL,
                           "The run is already %s.",
                           creor_run_status_name(run.hdr.status));
@@ -1767,7 +1771,7 @@ creor_runs_cancel(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     rc = creor_run_event(&ctx->mcf->store, txn, &run, "run.cancelled", 13,
                          NULL);
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return creor_fail_store(r, rc);
     }
 
@@ -1838,12 +1842,12 @@ creor_runs_signal(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     }
 
     if (creor_runs_route_run(r, ctx, txn, &run) != NGX_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return NGX_DECLINED;
     }
 
     if (run.hdr.status != CREOR_RUN_AWAITING_INPUT) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return creor_fail(r, NGX_HTTP_CONFLICT, "RUN_NOT_AWAITING_INPUT",
                           NULL, "The run is %s, not awaiting input.",
                           creor_run_status_name(run.hdr.status));
@@ -1851,7 +1855,7 @@ creor_runs_signal(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
     rc = creor_run_event(&ctx->mcf->store, txn, &run, "run.signal", 10, sig);
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return creor_fail_store(r, rc);
     }
 

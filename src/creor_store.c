@@ -15,14 +15,28 @@
 #include <openssl/hmac.h>
 #include <openssl/evp.h>
 
+#define CREOR_STORE_INTERNAL
+
 #include "creor_store.h"
 
 
 #define CREOR_SECRET_CHECK  "creor-secret-check"
 
+/* LMDB has one writer per environment; a process uses a few at most */
+#define CREOR_STORE_WRITERS  8
+
 
 static int creor_store_secret_check(creor_store_t *s, uint8_t *out);
 static void creor_usage_digits(char *out, int v, int width);
+static void creor_store_forget(MDB_txn *txn);
+
+
+/*
+ * The write transactions this process has open.  One left open holds
+ * LMDB's writer lock, and every writer of every process waits for it.
+ */
+
+static MDB_txn  *creor_store_writers[CREOR_STORE_WRITERS];
 
 
 int
@@ -137,6 +151,8 @@ failed:
 void
 creor_store_close(creor_store_t *s)
 {
+    (void) creor_store_release(s);
+
     if (s->rtxn) {
         mdb_txn_abort(s->rtxn);
         s->rtxn = NULL;
@@ -206,14 +222,14 @@ creor_store_init_secret(creor_store_t *s, const uint8_t *file_secret,
         } else if (rc == CREOR_STORE_NOTFOUND) {
             rc = creor_store_get(s, txn, "m:secret_check", &val);
             if (rc == CREOR_STORE_OK) {
-                mdb_txn_abort(txn);
+                creor_store_abort(txn);
                 snprintf(err, errlen, "the store's keys were made with a "
                          "secret file; give it with --secret-file");
                 return CREOR_STORE_ERROR;
             }
 
             if (creor_random(s->secret, CREOR_SECRET_LEN) != 0) {
-                mdb_txn_abort(txn);
+                creor_store_abort(txn);
                 snprintf(err, errlen, "no random bytes");
                 return CREOR_STORE_ERROR;
             }
@@ -223,20 +239,20 @@ creor_store_init_secret(creor_store_t *s, const uint8_t *file_secret,
             rc = creor_store_put(s, txn, "m:secret", s->secret,
                                  s->secret_len, 0);
             if (rc != CREOR_STORE_OK) {
-                mdb_txn_abort(txn);
+                creor_store_abort(txn);
                 snprintf(err, errlen, "cannot store the secret");
                 return rc;
             }
 
         } else {
-            mdb_txn_abort(txn);
+            creor_store_abort(txn);
             snprintf(err, errlen, "cannot read the secret");
             return CREOR_STORE_ERROR;
         }
     }
 
     if (creor_store_secret_check(s, check) != 0) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         snprintf(err, errlen, "HMAC failed");
         return CREOR_STORE_ERROR;
     }
@@ -247,19 +263,19 @@ creor_store_init_secret(creor_store_t *s, const uint8_t *file_secret,
         if (val.mv_size != CREOR_HASH_LEN
             || !creor_hash_equal(val.mv_data, check))
         {
-            mdb_txn_abort(txn);
+            creor_store_abort(txn);
             snprintf(err, errlen, "the secret does not match the one the "
                      "store's keys were made with");
             return CREOR_STORE_ERROR;
         }
 
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return CREOR_STORE_OK;
     }
 
     rc = creor_store_put(s, txn, "m:secret_check", check, CREOR_HASH_LEN, 0);
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         snprintf(err, errlen, "cannot store the secret check");
         return rc;
     }
@@ -363,7 +379,11 @@ creor_store_read_done(creor_store_t *s)
 int
 creor_store_write(creor_store_t *s, MDB_txn **txn)
 {
-    int  rc;
+    int  rc, i;
+
+    /* a transaction of ours still open would wait for itself forever */
+
+    s->left_open += creor_store_release(s);
 
     rc = mdb_txn_begin(s->env, NULL, 0, txn);
 
@@ -375,14 +395,79 @@ creor_store_write(creor_store_t *s, MDB_txn **txn)
         rc = mdb_txn_begin(s->env, NULL, 0, txn);
     }
 
-    return creor_store_rc(rc);
+    if (rc != 0) {
+        return creor_store_rc(rc);
+    }
+
+    for (i = 0; i < CREOR_STORE_WRITERS; i++) {
+        if (creor_store_writers[i] == NULL) {
+            creor_store_writers[i] = *txn;
+            break;
+        }
+    }
+
+    return CREOR_STORE_OK;
 }
 
+
+/* LMDB ends the transaction whether the commit succeeds or not */
 
 int
 creor_store_commit(MDB_txn *txn)
 {
+    creor_store_forget(txn);
+
     return creor_store_rc(mdb_txn_commit(txn));
+}
+
+
+void
+creor_store_abort(MDB_txn *txn)
+{
+    creor_store_forget(txn);
+
+    mdb_txn_abort(txn);
+}
+
+
+/*
+ * Aborts the write transaction of s that a path left open, if any, and
+ * says how many it found: the caller logs what is a bug.
+ */
+
+int
+creor_store_release(creor_store_t *s)
+{
+    int       i, n;
+    MDB_txn  *txn;
+
+    n = 0;
+
+    for (i = 0; i < CREOR_STORE_WRITERS; i++) {
+        txn = creor_store_writers[i];
+
+        if (txn != NULL && mdb_txn_env(txn) == s->env) {
+            creor_store_writers[i] = NULL;
+            mdb_txn_abort(txn);
+            n++;
+        }
+    }
+
+    return n;
+}
+
+
+static void
+creor_store_forget(MDB_txn *txn)
+{
+    int  i;
+
+    for (i = 0; i < CREOR_STORE_WRITERS; i++) {
+        if (creor_store_writers[i] == txn) {
+            creor_store_writers[i] = NULL;
+            return;
+        }
+    }
 }
 
 
@@ -562,7 +647,7 @@ creor_store_purge(creor_store_t *s, const char *prefix, char *from,
     }
 
     if (mdb_cursor_open(txn, s->dbi, &cur) != 0) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return CREOR_STORE_ERROR;
     }
 
@@ -604,7 +689,7 @@ creor_store_purge(creor_store_t *s, const char *prefix, char *from,
     mdb_cursor_close(cur);
 
     if (n == 0) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return CREOR_STORE_OK;
     }
 
@@ -638,7 +723,7 @@ creor_org_create(creor_store_t *s, const char *name, char *id)
 
     rc = creor_store_make_id(s, txn, id, CREOR_ID_MAX, "org_");
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return rc;
     }
 
@@ -646,7 +731,7 @@ creor_org_create(creor_store_t *s, const char *name, char *id)
 
     rc = creor_store_put(s, txn, key, &rec, sizeof(rec), MDB_NOOVERWRITE);
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return rc;
     }
 

@@ -58,6 +58,7 @@ typedef struct {
     int          rtxn_active;
     int          nosync;
     int          deferred;          /* commits wait for a later synced one */
+    int          left_open;         /* write transactions a path forgot */
     uint8_t      secret[CREOR_SERVER_SECRET_MAX];
     size_t       secret_len;
 } creor_store_t;
@@ -72,10 +73,19 @@ int creor_store_init_secret(creor_store_t *s, const uint8_t *file_secret,
 int creor_store_stats(creor_store_t *s, size_t *used, size_t *map_size,
     size_t *entries);
 
+/*
+ * A write transaction begun with creor_store_write() ends with
+ * creor_store_commit() (which ends it even when it fails) or
+ * creor_store_abort(), never with LMDB's own calls: the store keeps
+ * track of it, and creor_store_release() ends one a path forgot.
+ */
+
 MDB_txn *creor_store_read(creor_store_t *s);
 void creor_store_read_done(creor_store_t *s);
 int creor_store_write(creor_store_t *s, MDB_txn **txn);
 int creor_store_commit(MDB_txn *txn);
+void creor_store_abort(MDB_txn *txn);
+int creor_store_release(creor_store_t *s);
 int creor_store_commit_nosync(creor_store_t *s, MDB_txn *txn);
 void creor_store_defer_sync(creor_store_t *s, int on);
 int creor_store_rc(int rc);
@@ -106,6 +116,13 @@ int creor_key_issue(creor_store_t *s, MDB_txn *txn, creor_key_rec_t *rec,
 int creor_key_get(creor_store_t *s, MDB_txn *txn, const char *id,
     creor_key_rec_t *rec);
 int creor_key_put(creor_store_t *s, MDB_txn *txn, creor_key_rec_t *rec);
+
+
+/* outside the store, transactions begin and end through it only */
+
+#ifndef CREOR_STORE_INTERNAL
+#pragma GCC poison mdb_txn_begin mdb_txn_commit mdb_txn_abort
+#endif
 
 
 #endif /* _CREOR_STORE_H_INCLUDED_ */

@@ -139,7 +139,7 @@ creor_health_write(creor_store_t *st)
 
     rc = creor_store_put(st, txn, CREOR_HEALTH_KEY, &now, sizeof(now), 0);
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return 0;
     }
 
@@ -465,7 +465,7 @@ creor_counts_init(creor_store_t *st, ngx_log_t *log)
     rc = creor_store_get(st, txn, CREOR_COUNTS_KEY, &val);
 
     if (rc != CREOR_STORE_NOTFOUND) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         return NGX_OK;
     }
 
@@ -484,7 +484,7 @@ creor_counts_init(creor_store_t *st, ngx_log_t *log)
     }
 
     if (rc != CREOR_STORE_OK) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
         goto failed;
     }
 

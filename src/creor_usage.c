@@ -206,7 +206,7 @@ creor_usage_flush_batch(ngx_log_t *log)
                                    creor_usage_batch[i].len,
                                    &creor_usage_batch[i].rec);
             if (rc != CREOR_STORE_OK) {
-                mdb_txn_abort(txn);
+                creor_store_abort(txn);
                 break;
             }
         }

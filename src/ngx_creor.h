@@ -350,6 +350,9 @@ typedef struct {
 extern ngx_module_t  ngx_creor_module;
 
 
+/* ngx_creor_module.c */
+void creor_store_guard(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
+
 /* creor_request.c */
 ngx_int_t ngx_creor_handle(ngx_http_request_t *r);
 ngx_int_t creor_steps(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,

@@ -29,6 +29,7 @@ static char *ngx_creor_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_creor_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_creor_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_creor_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_creor_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 static ngx_int_t ngx_creor_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_creor_init_module(ngx_cycle_t *cycle);
@@ -646,9 +647,22 @@ ngx_creor_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_creor_handle;
+    clcf->handler = ngx_creor_handler;
 
     return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_creor_handler(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_creor_handle(r);
+
+    creor_store_guard(creor_main_conf(r), r->connection->log);
+
+    return rc;
 }
 
 
@@ -902,6 +916,8 @@ ngx_creor_housekeeping(ngx_event_t *ev)
     creor_idempotency_purge(mcf, ev->log);
     creor_ratelimit_purge(mcf, ev->log);
 
+    creor_store_guard(mcf, ev->log);
+
     ngx_add_timer(ev, CREOR_HOUSEKEEPING_INTERVAL);
 }
 
@@ -918,4 +934,33 @@ ngx_creor_at_least_one(ngx_conf_t *cf, void *post, void *data)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * Called when an event's work is done, where no transaction may be open:
+ * ends a write transaction that a forgotten path left, which would hold
+ * LMDB's writer lock and stop every writer of every process.
+ */
+
+void
+creor_store_guard(ngx_creor_main_conf_t *mcf, ngx_log_t *log)
+{
+    int  n;
+
+    if (!mcf->opened) {
+        return;
+    }
+
+    n = creor_store_release(&mcf->store) + mcf->store.left_open
+        + creor_store_release(&mcf->counters) + mcf->counters.left_open;
+
+    if (n) {
+        mcf->store.left_open = 0;
+        mcf->counters.left_open = 0;
+
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "creor_store: %d write transactions were left open, "
+                      "aborted", n);
+    }
 }
