@@ -1,5 +1,6 @@
 # Builds build/ngx_creor_module.so against an nginx source tree (Debian's
-# nginx-dev headers by default) and build/creor, the admin command line.
+# nginx-dev headers by default) and build/creor, the admin command line;
+# and build/mdbfault.so, the tests' store fault injection (t/lib/mdbfault.c).
 
 NGINX_SRC ?= /usr/share/nginx/src
 BUILD     ?= build
@@ -20,13 +21,15 @@ CONF_FLAGS = $(shell test -f $(NGINX_SRC)/conf_flags && \
 
 SHELL := /bin/bash
 
-.PHONY: all module cli test test-asan asan run clean bench deb
+.PHONY: all module cli fault test test-asan asan run clean bench deb
 
-all: module cli
+all: module cli fault
 
 module: $(BUILD)/ngx_creor_module.so
 
 cli: $(BUILD)/creor
+
+fault: $(BUILD)/mdbfault.so
 
 $(NGXDIR)/src/Makefile: config
 	rm -rf $(NGXDIR) && mkdir -p $(NGXDIR)
@@ -48,6 +51,12 @@ $(BUILD)/creor: $(CLI_SRC) src/creor_store.h src/creor_core.h
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) $(SAN) -Wall -Wextra -Wno-unused-parameter \
 	    -o $@.tmp $(CLI_SRC) -llmdb -lcrypto && mv $@.tmp $@
+
+# preloaded after libasan in ASan runs: built without the sanitizer
+$(BUILD)/mdbfault.so: t/lib/mdbfault.c
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS) -Wall -Wextra -shared -fPIC -o $@.tmp $< -ldl \
+	    && mv $@.tmp $@
 
 test: all
 	prove -r t/

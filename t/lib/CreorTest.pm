@@ -20,6 +20,10 @@ package CreorTest;
 #     NGINX_BIN    nginx binary (default /usr/sbin/nginx)
 #     CREOR_ASAN   preload libasan into nginx; sanitizer logs go to logs/asan.*
 #     CREOR_KEEP   keep the instance directory after the test
+#
+# new(preload => [LIB, ...]) preloads libraries (after libasan) into nginx
+# and the CLI, e.g. build/mdbfault.so (t/lib/mdbfault.c); env => {...} is
+# nginx's environment, cli_env => {...} the CLI's.
 
 use strict;
 use warnings;
@@ -89,6 +93,8 @@ sub new {
         rate_limits   => $o{rate_limits}   // 0,
         main_config   => $o{main_config}   // '',
         worker_connections => $o{worker_connections} // 1024,
+        preload       => $o{preload}       // [],
+        cli_env       => $o{cli_env}       // {},
         env           => $o{env}           // {},
         owner         => $$,
     }, $class;
@@ -204,20 +210,26 @@ sub _write_conf {
     _write_file($self->conf_file, $text);
 }
 
-# Environment for nginx and the CLI: new(env => {...}) for nginx (an
-# LD_PRELOAD there comes after libasan's), sanitizer settings in ASAN mode.
+# Environment for nginx and the CLI: new(env => {...}) for nginx,
+# new(cli_env => {...}) for the CLI, new(preload => [...]) for both, with
+# libasan first in LD_PRELOAD in ASAN mode (the ASan CLI links it, but a
+# preloaded library would come before it), and sanitizer settings.
 sub _child_env {
     my ($self, $for_nginx) = @_;
-    my %env = $for_nginx ? %{$self->{env}} : ();
-    return %env unless $ENV{CREOR_ASAN};
-    $env{ASAN_OPTIONS} = 'detect_leaks=0:abort_on_error=0:log_path='
-                         . "$self->{dir}/logs/asan";
-    if ($for_nginx) {
-        chomp(my $lib = `gcc -print-file-name=libasan.so`);
-        die "libasan.so not found (gcc -print-file-name gave '$lib')\n"
-            unless File::Spec->file_name_is_absolute($lib) && -e $lib;
-        $env{LD_PRELOAD} = join ':', $lib, grep { defined } $env{LD_PRELOAD};
+    my %env = %{$for_nginx ? $self->{env} : $self->{cli_env}};
+    my @preload = (@{$self->{preload}},
+                   grep { defined } delete $env{LD_PRELOAD});
+    if ($ENV{CREOR_ASAN}) {
+        $env{ASAN_OPTIONS} = 'detect_leaks=0:abort_on_error=0:log_path='
+                             . "$self->{dir}/logs/asan";
+        if ($for_nginx || @preload) {
+            chomp(my $lib = `gcc -print-file-name=libasan.so`);
+            die "libasan.so not found (gcc -print-file-name gave '$lib')\n"
+                unless File::Spec->file_name_is_absolute($lib) && -e $lib;
+            unshift @preload, $lib;
+        }
     }
+    $env{LD_PRELOAD} = join ':', @preload if @preload;
     return %env;
 }
 
@@ -444,6 +456,16 @@ sub cli_status {
     return _run([$bin, '--store', $self->store, @args], {$self->_child_env(0)});
 }
 
+# cli_status() that gives up after $secs: exit code -1 (the CLI killed) if
+# it had not finished by then.
+sub cli_timed {
+    my ($self, $secs, @args) = @_;
+    my $bin = $self->cli_path;
+    die "CLI not built: $bin (run make)\n" unless -x $bin;
+    return _run([$bin, '--store', $self->store, @args], {$self->_child_env(0)},
+                $secs);
+}
+
 # Stdout without the trailing newline; dies with stderr on failure.
 sub cli {
     my ($self, @args) = @_;
@@ -599,7 +621,7 @@ sub decode_json_or_undef {
 
 # Run a command, return (exit code, stdout, stderr).
 sub _run {
-    my ($cmd, $env) = @_;
+    my ($cmd, $env, $timeout) = @_;
     my ($out, $err) = (File::Temp->new, File::Temp->new);
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
@@ -611,7 +633,18 @@ sub _run {
         print STDERR "exec $cmd->[0]: $!\n";
         POSIX::_exit(127);
     }
-    waitpid($pid, 0);
+    if (defined $timeout) {
+        my $deadline = time + $timeout;
+        sleep 0.01 while waitpid($pid, WNOHANG) == 0 && time < $deadline;
+        if (kill(0, $pid) && waitpid($pid, WNOHANG) == 0) {
+            kill 'KILL', $pid;
+            waitpid($pid, 0);
+            return (-1, _slurp($out->filename) // '',
+                    _slurp($err->filename) // '');
+        }
+    } else {
+        waitpid($pid, 0);
+    }
     my $rc = $? & 127 ? 128 + ($? & 127) : $? >> 8;
     return ($rc, _slurp($out->filename) // '', _slurp($err->filename) // '');
 }
