@@ -287,7 +287,7 @@ mdbfault_fail(int op, MDB_txn *txn, MDB_val *key)
 
     c = &mdbfault_conf;
 
-    if (c->mode == MDBFAULT_OFF || !(c->ops & op)
+    if (c->mode == MDBFAULT_OFF
         || (c->pid && c->pid != (long) mdbfault_pid))
     {
         return 0;
@@ -307,6 +307,10 @@ mdbfault_fail(int op, MDB_txn *txn, MDB_val *key)
         } else if (c->ops & MDBFAULT_COMMIT) {
             mdbfault_mark(txn, 1);
         }
+    }
+
+    if (!(c->ops & op)) {
+        return 0;
     }
 
     if (c->limit && mdbfault_failed >= c->limit) {
