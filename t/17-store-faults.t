@@ -533,6 +533,10 @@ for my $route (@ROUTES) {
        . scalar(@ACK) . ' read again)') or diag(join "\n", @lost);
 }
 
+# the guard that aborts a forgotten transaction never had to
+unlike($t->error_log_text, qr/write transactions? (?:was|were) left open/,
+       'every path ended its own write transaction');
+
 faults(mode => 'random', p => '0.5', err => 'EIO');
 quit_ok($t, 'under faults');
 faults_off();
@@ -638,6 +642,8 @@ $t->finish('faults: no [alert]/[crit] in error.log');
     ($rc, $out, $err) = $s->cli_timed($DEADLINE, 'org', 'create', 'again');
     is($rc, 0, 'full map: creor writes after the deletes') or diag($err);
 
+    unlike($s->error_log_text, qr/write transactions? (?:was|were) left open/,
+           'full map: every path ended its own write transaction');
     quit_ok($s, 'full map');
     $s->finish('full map: no [alert]/[crit] in error.log');
 }
