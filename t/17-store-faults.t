@@ -584,9 +584,11 @@ $t->finish('faults: no [alert]/[crit] in error.log');
         envelope_is($sr, 503, 'STORE_FULL', "full map: $name ($n fit)");
     }
 
+    # LMDB fits a write by its size: these are no smaller than those that
+    # just failed, and nothing was committed since
     for my $w (['api-keys create', POST => '/v1/api-keys', { name => 'k' }],
                ['agents create', POST => '/v1/agents',
-                { name => 'n', model => 'x/y' }],
+                { name => 'n', model => 'x/y', systemPrompt => $prompt }],
                ['agents patch', PATCH => "/v1/agents/$big[0]",
                 { systemPrompt => 'Q' x 20000 }],
                ['projects create', POST => '/v1/projects', { name => 'p' }],
@@ -601,10 +603,11 @@ $t->finish('faults: no [alert]/[crit] in error.log');
         envelope_is($sr, 503, 'STORE_FULL', "full map: $name");
     }
 
+    # an organization is smaller than any of those: it may still fit
     my ($rc, $out, $err) = $s->cli_timed($DEADLINE, 'org', 'create', 'full');
-    ok($rc == 1 && $err =~ /^creor: /,
-       "full map: creor org create fails and says so (exit $rc)")
-        or diag($err);
+    ok($rc == 0 || ($rc == 1 && $err =~ /^creor: /),
+       "full map: creor org create ends in time, 0 or 1 saying why "
+       . "(exit $rc)") or diag($err);
 
     my $reads = grep { $s->req(GET => "/v1/agents/$_", token => $tok,
                                timeout => $DEADLINE)->{status} == 200 } @big;
