@@ -44,7 +44,8 @@ my $t = CreorTest->new(
                    . '/run; proxy_buffering off; proxy_http_version 1.1; '
                    . 'proxy_read_timeout 60s; }',
     preload       => [$LIB],
-    env           => { MDBFAULT_CTL => $CTL, MDBFAULT_LOG => $FLOG });
+    env           => { MDBFAULT_CTL => $CTL, MDBFAULT_LOG => $FLOG },
+    cli_env       => { MDBFAULT_CTL => $CTL, MDBFAULT_LOG => $FLOG });
 
 ###########################################################################
 # Helpers
