@@ -454,7 +454,7 @@ creor_error_filter_init(ngx_conf_t *cf)
     ngx_http_next_body_filter = ngx_http_top_body_filter;
     ngx_http_top_body_filter = creor_error_body_filter;
 
-    return NGX_OK;
+    return creor_chat_filter_init(cf);
 }
 
 
@@ -1232,7 +1232,8 @@ creor_error_body(ngx_http_request_t *r, ngx_uint_t status, const char *code,
     yajl_gen_map_open(g);
     creor_gen_str(g, "error");
     yajl_gen_map_open(g);
-    creor_gen_kv(g, "type", creor_error_type(status));
+    creor_gen_kv(g, "type",
+                 ctx->err_type ? ctx->err_type : creor_error_type(status));
     creor_gen_kv(g, "code", code);
 
     /* names from the request are checked UTF-8; never emit bad text */

@@ -166,6 +166,10 @@ static creor_route_t  creor_routes[] = {
       creor_system_status, CREOR_PERM_ADMIN, "system:read", NULL, 0,
       CREOR_DO_READ, 0, NULL },
 
+    { CREOR_POST, "/v1/chat/completions", "chat.completions",
+      creor_chat_create, CREOR_PERM_WRITE, "chat:create", NULL, 0,
+      CREOR_DO_CREATE, 0, NULL },
+
     { 0, NULL, NULL, NULL, 0, NULL, NULL, 0, 0, 0, NULL }
 };
 

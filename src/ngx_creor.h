@@ -181,7 +181,16 @@ typedef struct {
     ngx_flag_t              idempotency_required;
     ngx_array_t            *cors;       /* allowed origins; empty: off */
     ngx_uint_t              json_max_values;
+    ngx_array_t            *providers;  /* of creor_provider_t */
+    ngx_uint_t              provider_retries;
 } ngx_creor_loc_conf_t;
+
+
+/* creor_provider name uri; */
+typedef struct {
+    ngx_str_t               name;
+    ngx_str_t               uri;
+} creor_provider_t;
 
 
 /* agents and runs by status, kept with every change (creor_system.c) */
@@ -289,6 +298,7 @@ struct ngx_creor_ctx_s {
     ngx_uint_t              err_status;
     const char             *err_code;
     const char             *err_param;
+    const char             *err_type;       /* instead of the status' */
     ngx_str_t               err_message;
     ngx_uint_t              retry_after;
 
@@ -308,6 +318,10 @@ struct ngx_creor_ctx_s {
     void                   *leg;        /* an executor call (dispatch) */
     void                   *sse;        /* an event stream */
     void                   *steps;      /* work over turns (creor_steps) */
+    void                   *chat;       /* a provider call (chat) */
+
+    ngx_str_t               tokens_in;
+    ngx_str_t               tokens_out;
 };
 
 
@@ -564,6 +578,11 @@ char *creor_cors_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t creor_cors_options(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     ngx_str_t *allow);
 ngx_int_t creor_cors_headers(ngx_http_request_t *r);
+
+/* creor_chat.c */
+ngx_int_t creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_chat_filter_init(ngx_conf_t *cf);
+char *creor_provider_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* creor_multipart.c */
 typedef struct {

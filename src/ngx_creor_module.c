@@ -144,6 +144,20 @@ static ngx_command_t  ngx_creor_commands[] = {
       offsetof(ngx_creor_loc_conf_t, json_max_values),
       &creor_json_max_values_post },
 
+    { ngx_string("creor_provider"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      creor_provider_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("creor_provider_retries"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_creor_loc_conf_t, provider_retries),
+      NULL },
+
     { ngx_string("creor_idempotency_required"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -220,6 +234,12 @@ static ngx_http_variable_t  ngx_creor_vars[] = {
     { ngx_string("creor_ratelimit_remaining"), NULL, ngx_creor_variable,
       offsetof(ngx_creor_ctx_t, ratelimit_remaining),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("creor_tokens_in"), NULL, ngx_creor_variable,
+      offsetof(ngx_creor_ctx_t, tokens_in), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("creor_tokens_out"), NULL, ngx_creor_variable,
+      offsetof(ngx_creor_ctx_t, tokens_out), NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -373,6 +393,8 @@ ngx_creor_create_loc_conf(ngx_conf_t *cf)
     lcf->sse_keepalive = NGX_CONF_UNSET_MSEC;
     lcf->cors = NGX_CONF_UNSET_PTR;
     lcf->json_max_values = NGX_CONF_UNSET_UINT;
+    lcf->providers = NGX_CONF_UNSET_PTR;
+    lcf->provider_retries = NGX_CONF_UNSET_UINT;
 
     return lcf;
 }
@@ -393,6 +415,9 @@ ngx_creor_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->cors, prev->cors, NULL);
     ngx_conf_merge_uint_value(conf->json_max_values, prev->json_max_values,
                               CREOR_JSON_MAX_VALUES);
+    ngx_conf_merge_ptr_value(conf->providers, prev->providers, NULL);
+    ngx_conf_merge_uint_value(conf->provider_retries,
+                              prev->provider_retries, 0);
 
     /* SPEC 7 defaults: 60r/m burst=10 a credential, 60r/m an address */
 

@@ -1,0 +1,996 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ *
+ * POST /v1/chat/completions (SPEC 9).  The body, its model rewritten,
+ * goes to the operator's creor_provider location as a subrequest of the
+ * client's request; the provider's answer comes back through the filters
+ * here.  A non-stream answer is collected (usage, idempotency) and sent
+ * as it came; a stream is passed on event by event as the provider's
+ * reads complete them (creor_sse_frame.c), each event flushed.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_creor.h"
+#include "creor_chat.h"
+
+
+#define CREOR_CHAT_ANSWER_MAX   (64 * 1024 * 1024)
+#define CREOR_CHAT_ERROR_MAX    65536
+#define CREOR_CHAT_MESSAGE_MAX  400
+
+
+static ngx_int_t creor_chat_call(creor_chat_t *chat);
+static ngx_int_t creor_chat_done(ngx_http_request_t *sr, void *data,
+    ngx_int_t rc);
+static void creor_chat_finalize_handler(ngx_http_request_t *r);
+static ngx_int_t creor_chat_end_stream(creor_chat_t *chat, ngx_flag_t ok);
+static ngx_int_t creor_chat_answer(creor_chat_t *chat);
+static ngx_int_t creor_chat_fail(creor_chat_t *chat);
+static ngx_flag_t creor_chat_retryable(creor_chat_t *chat);
+static ngx_int_t creor_chat_collected(creor_chat_t *chat, ngx_str_t *out);
+static void creor_chat_message(creor_chat_t *chat, u_char *buf, size_t size);
+static void creor_chat_tokens(creor_chat_t *chat);
+static void creor_chat_meter(creor_chat_t *chat);
+static ngx_int_t creor_chat_header_filter(ngx_http_request_t *r);
+static ngx_int_t creor_chat_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static ngx_int_t creor_chat_collect(creor_chat_t *chat, ngx_chain_t *in,
+    size_t max);
+
+
+static ngx_str_t  creor_chat_post = ngx_string("POST");
+static ngx_str_t  creor_chat_json = ngx_string("application/json");
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+ngx_int_t
+creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    u_char                *slash;
+    yajl_gen               g;
+    ngx_str_t              name, model;
+    ngx_uint_t             i;
+    creor_chat_t          *chat;
+    creor_json_t          *v, *stream, *opts, *usage;
+    creor_provider_t      *pv;
+    ngx_pool_cleanup_t    *cln;
+    ngx_creor_loc_conf_t  *lcf;
+
+    v = creor_json_get(ctx->json, "model");
+
+    if (v == NULL || v->type == CREOR_JSON_NULL) {
+        return creor_fail(r, NGX_HTTP_BAD_REQUEST, "MISSING_FIELD", "model",
+                          "The 'model' field is required.");
+    }
+
+    if (v->type != CREOR_JSON_STRING) {
+        return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                          "model", "'model' must be a string.");
+    }
+
+    model = v->str;
+
+    v = creor_json_get(ctx->json, "messages");
+
+    if (v == NULL || v->type == CREOR_JSON_NULL) {
+        return creor_fail(r, NGX_HTTP_BAD_REQUEST, "MISSING_FIELD",
+                          "messages", "The 'messages' field is required.");
+    }
+
+    if (v->type != CREOR_JSON_ARRAY) {
+        return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                          "messages", "'messages' must be an array.");
+    }
+
+    stream = creor_json_get(ctx->json, "stream");
+
+    if (stream && stream->type != CREOR_JSON_NULL
+        && stream->type != CREOR_JSON_TRUE
+        && stream->type != CREOR_JSON_FALSE)
+    {
+        return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                          "stream", "'stream' must be a boolean.");
+    }
+
+    opts = creor_json_get(ctx->json, "stream_options");
+    usage = NULL;
+
+    if (opts && opts->type != CREOR_JSON_NULL) {
+        if (opts->type != CREOR_JSON_OBJECT) {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                              "stream_options",
+                              "'stream_options' must be an object.");
+        }
+
+        usage = creor_json_get(opts, "include_usage");
+
+        if (usage && usage->type != CREOR_JSON_NULL
+            && usage->type != CREOR_JSON_TRUE
+            && usage->type != CREOR_JSON_FALSE)
+        {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                              "stream_options.include_usage",
+                              "'stream_options.include_usage' must be a "
+                              "boolean.");
+        }
+    }
+
+    /* "provider/name": the provider's route, and its own model name */
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_creor_module);
+
+    slash = ngx_strlchr(model.data, model.data + model.len, '/');
+    pv = NULL;
+
+    if (slash && slash > model.data && slash + 1 < model.data + model.len
+        && lcf->providers)
+    {
+        name.data = model.data;
+        name.len = slash - model.data;
+        pv = lcf->providers->elts;
+
+        for (i = 0; i < lcf->providers->nelts; i++) {
+            if (pv[i].name.len == name.len
+                && ngx_strncmp(pv[i].name.data, name.data, name.len) == 0)
+            {
+                break;
+            }
+        }
+
+        pv = (i < lcf->providers->nelts) ? &pv[i] : NULL;
+    }
+
+    if (pv == NULL) {
+        return creor_fail(r, 422, "UNSUPPORTED_MODEL", "model",
+                          "The model '%V' has no provider here; models are "
+                          "named \"provider/name\".", &model);
+    }
+
+    chat = ngx_pcalloc(r->pool, sizeof(creor_chat_t));
+    if (chat == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    chat->r = r;
+    chat->ctx = ctx;
+    chat->provider = pv;
+    chat->model = model;
+    chat->retries = lcf->provider_retries;
+    chat->stream = (stream && stream->type == CREOR_JSON_TRUE);
+    chat->frame.request_id = ctx->request_id;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = creor_sse_frame_free;
+    cln->data = &chat->frame;
+
+    /* towards the provider: its model name, the rest as the client sent */
+
+    name.data = slash + 1;
+    name.len = model.data + model.len - name.data;
+
+    if (creor_json_set(ctx->json, "model",
+                       creor_json_new(r->pool, CREOR_JSON_STRING,
+                                      (char *) name.data, name.len))
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* usage is always asked for a stream; the client sees it if it asked */
+
+    if (chat->stream && !(usage && usage->type == CREOR_JSON_TRUE)) {
+        chat->frame.strip_usage = 1;
+
+        if (opts == NULL || opts->type != CREOR_JSON_OBJECT) {
+            opts = creor_json_new(r->pool, CREOR_JSON_OBJECT, NULL, 0);
+
+            if (opts == NULL
+                || creor_json_set(ctx->json, "stream_options", opts)
+                   != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            opts = creor_json_get(ctx->json, "stream_options");
+        }
+
+        if (creor_json_set(opts, "include_usage",
+                           creor_json_new(r->pool, CREOR_JSON_TRUE, NULL, 0))
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    g = creor_gen_create(r);
+    if (g == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    creor_gen_value(g, ctx->json);
+
+    if (creor_gen_result(r, g, &chat->body) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->data = chat;
+
+    if (creor_chat_call(chat) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the request lives on until creor_chat_finalize_handler() ends it */
+
+    r->main->count++;
+    r->write_event_handler = creor_chat_finalize_handler;
+
+    return NGX_DONE;
+}
+
+
+/*
+ * One call of the provider: a POST subrequest with the rewritten body and
+ * headers of its own, so the client's key never reaches the provider.
+ */
+
+static ngx_int_t
+creor_chat_call(creor_chat_t *chat)
+{
+    ngx_buf_t                   *b;
+    ngx_chain_t                 *cl;
+    ngx_table_elt_t             *h;
+    ngx_creor_ctx_t             *sctx;
+    ngx_http_request_t          *r, *sr;
+    ngx_http_request_body_t     *rb;
+    ngx_http_post_subrequest_t  *ps;
+
+    r = chat->r;
+
+    chat->tries++;
+    chat->status = 0;
+    chat->rc = 0;
+    chat->done = 0;
+    chat->overflow = 0;
+    chat->answer = NULL;
+    chat->last = &chat->answer;
+    chat->size = 0;
+    chat->retry_after.len = 0;
+    creor_sse_frame_reset(&chat->frame);
+
+    ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
+    if (ps == NULL) {
+        return NGX_ERROR;
+    }
+
+    ps->handler = creor_chat_done;
+    ps->data = chat;
+
+    if (ngx_http_subrequest(r, &chat->provider->uri, NULL, &sr, ps, 0)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    chat->sr = sr;
+
+    sr->method = NGX_HTTP_POST;
+    sr->method_name = creor_chat_post;
+
+    ngx_memzero(&sr->headers_in, sizeof(ngx_http_headers_in_t));
+    sr->headers_in.content_length_n = chat->body.len;
+    sr->headers_in.keep_alive_n = -1;
+
+    if (ngx_list_init(&sr->headers_in.headers, r->pool, 2,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    h = ngx_list_push(&sr->headers_in.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&h->key, "Content-Type");
+    h->value = creor_chat_json;
+    h->lowcase_key = (u_char *) "content-type";
+    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
+    sr->headers_in.content_type = h;
+
+    rb = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
+    b = ngx_calloc_buf(r->pool);
+    cl = ngx_alloc_chain_link(r->pool);
+    sctx = ngx_pcalloc(r->pool, sizeof(ngx_creor_ctx_t));
+
+    if (rb == NULL || b == NULL || cl == NULL || sctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->start = chat->body.data;
+    b->pos = b->start;
+    b->last = b->start + chat->body.len;
+    b->end = b->last;
+    b->memory = 1;
+    b->last_buf = 1;
+    cl->buf = b;
+    cl->next = NULL;
+    rb->bufs = cl;
+    sr->request_body = rb;
+
+    sctx->mcf = chat->ctx->mcf;
+    sctx->chat = chat;
+    ngx_http_set_ctx(sr, sctx, ngx_creor_module);
+
+    return NGX_OK;
+}
+
+
+/* the call is over, well or not: decided in the client's request */
+
+static ngx_int_t
+creor_chat_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
+{
+    creor_chat_t  *chat = data;
+
+    if (sr != chat->sr || chat->done) {
+        return NGX_OK;
+    }
+
+    chat->done = 1;
+    chat->rc = rc;
+
+    /* no error page of the subrequest: the envelope is made here */
+
+    return NGX_OK;
+}
+
+
+static void
+creor_chat_finalize_handler(ngx_http_request_t *r)
+{
+    ngx_int_t         rc;
+    ngx_flag_t        ok;
+    creor_chat_t     *chat;
+    ngx_creor_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
+    chat = ctx->data;
+
+    if (!chat->done || chat->finished) {
+        return;
+    }
+
+    ok = chat->status >= NGX_HTTP_OK && chat->status < 300
+         && chat->rc != NGX_ERROR && chat->rc < NGX_HTTP_SPECIAL_RESPONSE
+         && !chat->overflow;
+
+    if (r->connection->error) {
+        chat->finished = 1;
+        ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
+        return;
+    }
+
+    if (chat->frame.started || (ok && chat->stream)) {
+        chat->finished = 1;
+        ngx_http_finalize_request(r, creor_chat_end_stream(chat, ok));
+        return;
+    }
+
+    if (!ok && creor_chat_retryable(chat) && chat->tries <= chat->retries) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "creor: provider \"%V\" call failed (status %ui, "
+                      "rc %i), retrying", &chat->provider->name,
+                      chat->status, chat->rc);
+
+        if (creor_chat_call(chat) != NGX_OK) {
+            chat->finished = 1;
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        }
+
+        return;
+    }
+
+    chat->finished = 1;
+
+    rc = ok ? creor_chat_answer(chat) : creor_chat_fail(chat);
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/* failures a new call may not have: connection errors, 5xx, 429 */
+
+static ngx_flag_t
+creor_chat_retryable(creor_chat_t *chat)
+{
+    if (chat->status == 0) {
+        return chat->rc != NGX_HTTP_GATEWAY_TIME_OUT;
+    }
+
+    return chat->status >= NGX_HTTP_INTERNAL_SERVER_ERROR
+           || chat->status == NGX_HTTP_TOO_MANY_REQUESTS;
+}
+
+
+/* the last of a stream: what was left, or an error event, then the end */
+
+static ngx_int_t
+creor_chat_end_stream(creor_chat_t *chat, ngx_flag_t ok)
+{
+    u_char              *p;
+    ngx_int_t            rc;
+    ngx_str_t            ev;
+    ngx_http_request_t  *r;
+
+    r = chat->r;
+
+    if (ok) {
+        rc = creor_sse_frame_flush(&chat->frame, r);
+
+    } else {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "creor: the stream of provider \"%V\" ended early "
+                      "(rc %i)", &chat->provider->name, chat->rc);
+
+        p = ngx_pnalloc(r->pool, 256 + chat->ctx->request_id.len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ev.data = p;
+        ev.len = ngx_sprintf(p, "data: {\"error\":{\"type\":\"provider_error\","
+                             "\"code\":\"PROVIDER_ERROR\",\"message\":\"The "
+                             "provider's stream ended early.\","
+                             "\"request_id\":\"%V\"}}\n\n",
+                             &chat->ctx->request_id)
+                 - p;
+
+        rc = creor_sse_frame_write(&chat->frame, r, &ev);
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    creor_chat_tokens(chat);
+    creor_chat_meter(chat);
+
+    return ngx_http_send_special(r, NGX_HTTP_LAST);
+}
+
+
+/* a non-stream answer, as the provider sent it */
+
+static ngx_int_t
+creor_chat_answer(creor_chat_t *chat)
+{
+    u_char       *p;
+    ngx_str_t     body;
+    ngx_pool_t   *pool;
+    creor_json_t *obj;
+    u_char        err[128];
+
+    if (creor_chat_collected(chat, &body) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_strlcasestrn(body.data, body.data + body.len,
+                         (u_char *) "\"usage\"", sizeof("\"usage\"") - 2);
+
+    if (p) {
+        pool = ngx_create_pool(4096, chat->r->connection->log);
+        if (pool == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        obj = creor_json_parse(pool, body.data, body.len, err, sizeof(err));
+
+        if (obj && obj->type == CREOR_JSON_OBJECT) {
+            creor_sse_frame_usage(&chat->frame, obj);
+        }
+
+        ngx_destroy_pool(pool);
+    }
+
+    creor_chat_tokens(chat);
+    creor_chat_meter(chat);
+
+    return creor_send_raw(chat->r, NGX_HTTP_OK, body.data, body.len);
+}
+
+
+/*
+ * SPEC 9.2: a provider's 4xx keeps its status, 5xx and no answer are 502,
+ * no answer in time is 504; the provider's own message is kept.
+ */
+
+static ngx_int_t
+creor_chat_fail(creor_chat_t *chat)
+{
+    u_char              msg[CREOR_CHAT_MESSAGE_MAX + 1];
+    ngx_str_t           body;
+    ngx_uint_t          status;
+    const char         *code;
+    ngx_http_request_t *r;
+
+    r = chat->r;
+    status = NGX_HTTP_BAD_GATEWAY;
+    code = "PROVIDER_ERROR";
+    msg[0] = '\0';
+
+    if (chat->status == 0) {
+        if (chat->rc == NGX_HTTP_GATEWAY_TIME_OUT) {
+            status = NGX_HTTP_GATEWAY_TIME_OUT;
+            code = "PROVIDER_TIMEOUT";
+            ngx_cpystrn(msg, (u_char *) "The provider did not answer in "
+                        "time.", sizeof(msg));
+
+        } else {
+            ngx_cpystrn(msg, (u_char *) "The provider could not be "
+                        "reached.", sizeof(msg));
+        }
+
+    } else if (chat->status >= NGX_HTTP_OK && chat->status < 300) {
+        ngx_cpystrn(msg, (u_char *) (chat->overflow
+                                     ? "The provider's answer is too large."
+                                     : "The provider's answer was cut "
+                                       "short."),
+                    sizeof(msg));
+
+    } else {
+        if (chat->status >= NGX_HTTP_BAD_REQUEST
+            && chat->status < NGX_HTTP_INTERNAL_SERVER_ERROR)
+        {
+            status = chat->status;
+        }
+
+        if (creor_chat_collected(chat, &body) == NGX_OK) {
+            creor_chat_message(chat, msg, sizeof(msg));
+        }
+
+        if (msg[0] == '\0') {
+            ngx_snprintf(msg, sizeof(msg) - 1, "The provider answered %ui.%Z",
+                         chat->status);
+        }
+
+        if (status == chat->status && chat->retry_after.len
+            && creor_add_header(r, "Retry-After", &chat->retry_after)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "creor: provider \"%V\" failed (status %ui, rc %i): %s",
+                  &chat->provider->name, chat->status, chat->rc, msg);
+
+    chat->ctx->err_type = "provider_error";
+
+    return creor_send_error(r, status, code, (char *) msg, NULL);
+}
+
+
+/* the collected answer as one piece of memory */
+
+static ngx_int_t
+creor_chat_collected(creor_chat_t *chat, ngx_str_t *out)
+{
+    u_char       *p;
+    ngx_chain_t  *cl;
+
+    if (chat->answer && chat->answer->next == NULL) {
+        out->data = chat->answer->buf->pos;
+        out->len = chat->size;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(chat->r->pool, chat->size + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+    out->len = chat->size;
+
+    for (cl = chat->answer; cl; cl = cl->next) {
+        p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The message of a provider's error body: OpenAI's error.message, or the
+ * "error" string (Ollama), "message" (vLLM) or "detail" others send.
+ */
+
+static void
+creor_chat_message(creor_chat_t *chat, u_char *buf, size_t size)
+{
+    size_t         n;
+    ngx_str_t      body;
+    ngx_pool_t    *pool;
+    creor_json_t  *obj, *e, *m;
+    u_char         err[128];
+
+    if (creor_chat_collected(chat, &body) != NGX_OK || body.len == 0) {
+        return;
+    }
+
+    pool = ngx_create_pool(4096, chat->r->connection->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    obj = creor_json_parse(pool, body.data, body.len, err, sizeof(err));
+    m = NULL;
+
+    if (obj && obj->type == CREOR_JSON_OBJECT) {
+        e = creor_json_get(obj, "error");
+
+        if (e && e->type == CREOR_JSON_OBJECT) {
+            m = creor_json_get(e, "message");
+
+        } else if (e && e->type == CREOR_JSON_STRING) {
+            m = e;
+        }
+
+        if (m == NULL || m->type != CREOR_JSON_STRING) {
+            m = creor_json_get(obj, "message");
+        }
+
+        if (m == NULL || m->type != CREOR_JSON_STRING) {
+            m = creor_json_get(obj, "detail");
+        }
+    }
+
+    if (m && m->type == CREOR_JSON_STRING && m->str.len) {
+        n = ngx_min(m->str.len, size - 1);
+
+        /* cut on a character boundary: the envelope wants valid UTF-8 */
+
+        while (n < m->str.len && n > 0 && (m->str.data[n] & 0xc0) == 0x80) {
+            n--;
+        }
+
+        ngx_memcpy(buf, m->str.data, n);
+        buf[n] = '\0';
+
+        if (ngx_strlchr(buf, buf + n, '\0')) {
+            buf[0] = '\0';
+        }
+    }
+
+    ngx_destroy_pool(pool);
+}
+
+
+/* $creor_tokens_in, $creor_tokens_out */
+
+static void
+creor_chat_tokens(creor_chat_t *chat)
+{
+    u_char           *p;
+    ngx_creor_ctx_t  *ctx;
+
+    if (!chat->frame.usage) {
+        return;
+    }
+
+    ctx = chat->ctx;
+
+    p = ngx_pnalloc(chat->r->pool, 2 * NGX_INT64_LEN);
+    if (p == NULL) {
+        return;
+    }
+
+    ctx->tokens_in.data = p;
+    ctx->tokens_in.len = ngx_sprintf(p, "%L", chat->frame.input_tokens) - p;
+    p += ctx->tokens_in.len;
+
+    ctx->tokens_out.data = p;
+    ctx->tokens_out.len = ngx_sprintf(p, "%L", chat->frame.output_tokens) - p;
+}
+
+
+/* one finished completion, with its tokens, to the caller's aggregates */
+
+static void
+creor_chat_meter(creor_chat_t *chat)
+{
+    creor_usage_t     u;
+    ngx_creor_ctx_t  *ctx;
+
+    ctx = chat->ctx;
+
+    ngx_memzero(&u, sizeof(creor_usage_t));
+
+    u.org = ctx->who.org;
+    u.project = ctx->who.project;
+    u.key_id = ctx->who.key_id;
+    u.model = chat->model;
+    u.input_tokens = chat->frame.input_tokens;
+    u.output_tokens = chat->frame.output_tokens;
+    u.requests = 1;
+    u.time_ms = creor_now_ms();
+
+    if (creor_usage_add(ctx->mcf, &u, chat->r->connection->log) != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, chat->r->connection->log, 0,
+                      "creor: the usage of a chat completion was not "
+                      "counted");
+    }
+}
+
+
+/*
+ * Filters: the output of a provider call (a subrequest with a ctx whose
+ * chat is set) is taken here and never reaches the client as it is.
+ */
+
+static ngx_int_t
+creor_chat_header_filter(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    creor_chat_t     *chat;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+    ngx_creor_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
+
+    if (ctx == NULL || ctx->chat == NULL) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    chat = ctx->chat;
+    r->header_sent = 1;
+
+    if (r != chat->sr) {
+        return NGX_OK;
+    }
+
+    chat->status = r->headers_out.status;
+
+    if (chat->status != NGX_HTTP_TOO_MANY_REQUESTS) {
+        return NGX_OK;
+    }
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash && h[i].key.len == sizeof("Retry-After") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Retry-After",
+                               h[i].key.len) == 0)
+        {
+            chat->retry_after = h[i].value;
+            break;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+creor_chat_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_int_t         rc;
+    ngx_chain_t      *out;
+    creor_chat_t     *chat;
+    ngx_creor_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
+
+    if (ctx == NULL || ctx->chat == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    chat = ctx->chat;
+
+    if (r != chat->sr || chat->done) {
+        for (out = in; out; out = out->next) {
+            out->buf->pos = out->buf->last;
+            out->buf->file_pos = out->buf->file_last;
+        }
+
+        return NGX_OK;
+    }
+
+    if (!chat->stream || chat->status < NGX_HTTP_OK || chat->status >= 300) {
+        return creor_chat_collect(chat, in,
+                                  (chat->status >= NGX_HTTP_OK
+                                   && chat->status < 300)
+                                  ? CREOR_CHAT_ANSWER_MAX
+                                  : CREOR_CHAT_ERROR_MAX);
+    }
+
+    /* a stream: the events its reads completed go on, in one write */
+
+    rc = creor_sse_frame_feed(&chat->frame, chat->r, in, &out);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (out && !chat->frame.started) {
+        if (creor_sse_frame_header(&chat->frame, chat->r) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        chat->ctx->sending = 1;
+    }
+
+    rc = ngx_http_next_body_filter(r, out);
+
+    creor_sse_frame_update(&chat->frame, chat->r, out);
+
+    return rc;
+}
+
+
+/* a non-stream answer or an error body, kept whole up to max */
+
+static ngx_int_t
+creor_chat_collect(creor_chat_t *chat, ngx_chain_t *in, size_t max)
+{
+    size_t        n;
+    ssize_t       got;
+    ngx_buf_t    *b, *nb;
+    ngx_chain_t  *cl, *ncl;
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        n = ngx_buf_in_memory(b) ? (size_t) (b->last - b->pos)
+                                 : (size_t) (b->file_last - b->file_pos);
+
+        if (n == 0 || chat->overflow) {
+            goto next;
+        }
+
+        if (chat->size + n > max) {
+            if (max == CREOR_CHAT_ANSWER_MAX) {
+                chat->overflow = 1;
+                goto next;
+            }
+
+            n = max - chat->size;
+
+            if (n == 0) {
+                goto next;
+            }
+        }
+
+        nb = ngx_create_temp_buf(chat->r->pool, n);
+        ncl = ngx_alloc_chain_link(chat->r->pool);
+        if (nb == NULL || ncl == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_buf_in_memory(b)) {
+            nb->last = ngx_cpymem(nb->pos, b->pos, n);
+
+        } else {
+            got = ngx_read_file(b->file, nb->pos, n, b->file_pos);
+            if (got != (ssize_t) n) {
+                return NGX_ERROR;
+            }
+
+            nb->last += n;
+        }
+
+        ncl->buf = nb;
+        ncl->next = NULL;
+        *chat->last = ncl;
+        chat->last = &ncl->next;
+        chat->size += n;
+
+    next:
+
+        b->pos = b->last;
+        b->file_pos = b->file_last;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+creor_chat_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = creor_chat_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = creor_chat_body_filter;
+
+    return NGX_OK;
+}
+
+
+/* creor_provider name uri; */
+
+char *
+creor_provider_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_creor_loc_conf_t  *lcf = conf;
+
+    ngx_str_t         *value;
+    ngx_uint_t         i;
+    creor_provider_t  *pv;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0
+        || ngx_strlchr(value[1].data, value[1].data + value[1].len, '/'))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"creor_provider\": invalid name \"%V\": a "
+                           "name is not empty and has no \"/\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (value[2].len == 0 || value[2].data[0] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"creor_provider\": invalid uri \"%V\": the "
+                           "uri of a location starts with \"/\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (lcf->providers == NGX_CONF_UNSET_PTR) {
+        lcf->providers = ngx_array_create(cf->pool, 4,
+                                          sizeof(creor_provider_t));
+        if (lcf->providers == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    pv = lcf->providers->elts;
+
+    for (i = 0; i < lcf->providers->nelts; i++) {
+        if (pv[i].name.len == value[1].len
+            && ngx_strncmp(pv[i].name.data, value[1].data, value[1].len)
+               == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"creor_provider\": \"%V\" is duplicate",
+                               &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    pv = ngx_array_push(lcf->providers);
+    if (pv == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    pv->name = value[1];
+    pv->uri = value[2];
+
+    return NGX_CONF_OK;
+}

@@ -1,0 +1,520 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ *
+ * A provider's server-sent events, re-framed: whatever its reads (an
+ * event split across them, several in one, "\r\n" line ends, comments),
+ * the client gets each complete event as it was sent, flushed as soon as
+ * the read that completed it.  Usage chunks are read for their tokens and
+ * dropped when only the module asked for them.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_creor.h"
+#include "creor_chat.h"
+
+
+static ngx_int_t creor_sse_frame_append(creor_sse_frame_t *f, u_char *data,
+    size_t len, ngx_log_t *log);
+static ngx_int_t creor_sse_frame_events(creor_sse_frame_t *f,
+    ngx_http_request_t *r, ngx_chain_t **out);
+static ngx_flag_t creor_sse_frame_keep(creor_sse_frame_t *f, u_char *p,
+    u_char *last, ngx_log_t *log);
+static ngx_chain_t *creor_sse_frame_buf(creor_sse_frame_t *f,
+    ngx_http_request_t *r, size_t size);
+
+
+void
+creor_sse_frame_reset(creor_sse_frame_t *f)
+{
+    f->len = 0;
+    f->scanned = 0;
+}
+
+
+void
+creor_sse_frame_free(void *data)
+{
+    creor_sse_frame_t  *f = data;
+
+    ngx_chain_t  *cl;
+
+    if (f->event) {
+        ngx_free(f->event);
+        f->event = NULL;
+    }
+
+    for (cl = f->free; cl; cl = cl->next) {
+        if (cl->buf->start) {
+            ngx_free(cl->buf->start);
+            cl->buf->start = NULL;
+        }
+    }
+
+    /* the request is over: nothing holds these any more */
+
+    for (cl = f->busy; cl; cl = cl->next) {
+        if (cl->buf->start) {
+            ngx_free(cl->buf->start);
+            cl->buf->start = NULL;
+        }
+    }
+}
+
+
+/* the bytes of in are taken; *out has the events they completed */
+
+ngx_int_t
+creor_sse_frame_feed(creor_sse_frame_t *f, ngx_http_request_t *r,
+    ngx_chain_t *in, ngx_chain_t **out)
+{
+    size_t        n;
+    ssize_t       got;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    *out = NULL;
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (ngx_buf_in_memory(b)) {
+            if (creor_sse_frame_append(f, b->pos, b->last - b->pos,
+                                       r->connection->log)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+        } else if (b->in_file && b->file_last > b->file_pos) {
+            n = b->file_last - b->file_pos;
+
+            if (creor_sse_frame_append(f, NULL, n, r->connection->log)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            got = ngx_read_file(b->file, f->event + f->len - n, n,
+                                b->file_pos);
+            if (got != (ssize_t) n) {
+                return NGX_ERROR;
+            }
+        }
+
+        b->pos = b->last;
+        b->file_pos = b->file_last;
+    }
+
+    return creor_sse_frame_events(f, r, out);
+}
+
+
+/* data (or room for len bytes, if data is NULL) after the pending bytes */
+
+static ngx_int_t
+creor_sse_frame_append(creor_sse_frame_t *f, u_char *data, size_t len,
+    ngx_log_t *log)
+{
+    u_char  *p;
+    size_t   size;
+
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    if (f->len + len > CREOR_SSE_EVENT_MAX) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "creor: a provider's event is over %d bytes",
+                      CREOR_SSE_EVENT_MAX);
+        return NGX_ERROR;
+    }
+
+    if (f->len + len > f->size) {
+        size = ngx_max(ngx_max(f->size * 2, f->len + len), 4096);
+
+        p = ngx_alloc(size, log);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (f->event) {
+            ngx_memcpy(p, f->event, f->len);
+            ngx_free(f->event);
+        }
+
+        f->event = p;
+        f->size = size;
+    }
+
+    if (data) {
+        ngx_memcpy(f->event + f->len, data, len);
+    }
+
+    f->len += len;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Complete events, those a blank line ends, are copied out in one buffer;
+ * the unfinished one moves to the front.  Lines end with "\n" or "\r\n".
+ */
+
+static ngx_int_t
+creor_sse_frame_events(creor_sse_frame_t *f, ngx_http_request_t *r,
+    ngx_chain_t **out)
+{
+    u_char       *p, *last, *line, *es, *nl;
+    size_t        n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    p = f->event;
+    last = p + f->len;
+    es = p;
+    line = p + f->scanned;
+    cl = NULL;
+    b = NULL;
+
+    for ( ;; ) {
+        nl = ngx_strlchr(line, last, '\n');
+        if (nl == NULL) {
+            break;
+        }
+
+        n = nl - line;
+
+        if (n && line[n - 1] == '\r') {
+            n--;
+        }
+
+        line = nl + 1;
+
+        if (n) {
+            continue;
+        }
+
+        if (creor_sse_frame_keep(f, es, line, r->connection->log)) {
+            if (cl == NULL) {
+                cl = creor_sse_frame_buf(f, r, last - es);
+                if (cl == NULL) {
+                    return NGX_ERROR;
+                }
+
+                b = cl->buf;
+            }
+
+            b->last = ngx_cpymem(b->last, es, line - es);
+        }
+
+        es = line;
+    }
+
+    f->len = last - es;
+    f->scanned = line - es;
+
+    if (es != p && f->len) {
+        ngx_memmove(p, es, f->len);
+    }
+
+    *out = cl;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Whether the event [p, last) goes to the client: not a bare blank line,
+ * not the usage chunk the client did not ask for.  Tokens are read here.
+ */
+
+static ngx_flag_t
+creor_sse_frame_keep(creor_sse_frame_t *f, u_char *p, u_char *last,
+    ngx_log_t *log)
+{
+    u_char        *nl, *d, *u, *end;
+    size_t         n;
+    ngx_flag_t     keep;
+    ngx_pool_t    *pool;
+    creor_json_t  *obj, *choices;
+    u_char         err[128];
+
+    d = NULL;
+    end = NULL;
+    keep = 0;
+
+    for ( /* void */ ; p < last; p = nl + 1) {
+        nl = ngx_strlchr(p, last, '\n');
+        n = nl - p;
+
+        if (n && p[n - 1] == '\r') {
+            n--;
+        }
+
+        if (n) {
+            keep = 1;
+        }
+
+        if (d == NULL && n >= 5 && ngx_strncmp(p, "data:", 5) == 0) {
+            d = p + 5;
+            end = p + n;
+
+            if (d < end && *d == ' ') {
+                d++;
+            }
+        }
+    }
+
+    if (d == NULL) {
+        return keep;
+    }
+
+    if (end - d == 6 && ngx_strncmp(d, "[DONE]", 6) == 0) {
+        f->finished = 1;
+        return 1;
+    }
+
+    u = ngx_strlcasestrn(d, end, (u_char *) "\"usage\"",
+                         sizeof("\"usage\"") - 2);
+    if (u == NULL) {
+        return 1;
+    }
+
+    /* "usage": null is in every chunk once usage is asked for */
+
+    for (u += sizeof("\"usage\"") - 1; u < end && *u == ' '; u++) {
+        /* void */
+    }
+
+    if (u == end || *u != ':') {
+        return 1;
+    }
+
+    for (u++; u < end && *u == ' '; u++) {
+        /* void */
+    }
+
+    if (u == end || *u != '{') {
+        return 1;
+    }
+
+    pool = ngx_create_pool(4096, log);
+    if (pool == NULL) {
+        return 1;
+    }
+
+    obj = creor_json_parse(pool, d, end - d, err, sizeof(err));
+
+    if (obj && obj->type == CREOR_JSON_OBJECT) {
+        creor_sse_frame_usage(f, obj);
+
+        choices = creor_json_get(obj, "choices");
+
+        if (f->strip_usage && choices && choices->type == CREOR_JSON_ARRAY
+            && choices->child == NULL)
+        {
+            keep = 0;
+        }
+    }
+
+    ngx_destroy_pool(pool);
+
+    return keep;
+}
+
+
+/* the tokens of an answer's or a chunk's "usage" */
+
+void
+creor_sse_frame_usage(creor_sse_frame_t *f, creor_json_t *obj)
+{
+    creor_json_t  *usage, *in, *out;
+
+    usage = creor_json_get(obj, "usage");
+
+    if (usage == NULL || usage->type != CREOR_JSON_OBJECT) {
+        return;
+    }
+
+    in = creor_json_get(usage, "prompt_tokens");
+    out = creor_json_get(usage, "completion_tokens");
+
+    if (creor_json_is_int(in) && in->num >= 0) {
+        f->input_tokens = (int64_t) in->num;
+        f->usage = 1;
+    }
+
+    if (creor_json_is_int(out) && out->num >= 0) {
+        f->output_tokens = (int64_t) out->num;
+        f->usage = 1;
+    }
+}
+
+
+static ngx_chain_t *
+creor_sse_frame_buf(creor_sse_frame_t *f, ngx_http_request_t *r,
+    size_t size)
+{
+    u_char       *p;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    p = ngx_alloc(size, r->connection->log);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    cl = ngx_chain_get_free_buf(r->pool, &f->free);
+    if (cl == NULL) {
+        ngx_free(p);
+        return NULL;
+    }
+
+    b = cl->buf;
+    ngx_memzero(b, sizeof(ngx_buf_t));
+
+    b->start = p;
+    b->pos = p;
+    b->last = p;
+    b->end = p + size;
+    b->memory = 1;
+    b->flush = 1;
+    b->tag = (ngx_buf_tag_t) &creor_sse_frame_buf;
+
+    return cl;
+}
+
+
+/* buffers the client has taken are freed, their links kept for reuse */
+
+void
+creor_sse_frame_update(creor_sse_frame_t *f, ngx_http_request_t *r,
+    ngx_chain_t *out)
+{
+    ngx_chain_t  *cl;
+
+    ngx_chain_update_chains(r->pool, &f->free, &f->busy, &out,
+                            (ngx_buf_tag_t) &creor_sse_frame_buf);
+
+    for (cl = f->free; cl; cl = cl->next) {
+        if (cl->buf->start) {
+            ngx_free(cl->buf->start);
+            cl->buf->start = NULL;
+            cl->buf->pos = NULL;
+            cl->buf->last = NULL;
+            cl->buf->end = NULL;
+        }
+    }
+}
+
+
+/* the client's response header, sent with its first event */
+
+ngx_int_t
+creor_sse_frame_header(creor_sse_frame_t *f, ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+    ngx_str_t  v;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    ngx_str_set(&r->headers_out.content_type, "text/event-stream");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = -1;
+
+    ngx_str_set(&v, "no-cache");
+    if (creor_add_header(r, "Cache-Control", &v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&v, "no");
+    if (creor_add_header(r, "X-Accel-Buffering", &v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (f->request_id.len
+        && creor_add_header(r, "X-Request-Id", &f->request_id) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    f->started = 1;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* data of the module's own (an error event) after the provider's events */
+
+ngx_int_t
+creor_sse_frame_write(creor_sse_frame_t *f, ngx_http_request_t *r,
+    ngx_str_t *data)
+{
+    ngx_int_t     rc;
+    ngx_chain_t  *cl;
+
+    if (!f->started && creor_sse_frame_header(f, r) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    cl = creor_sse_frame_buf(f, r, data->len);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl->buf->last = ngx_cpymem(cl->buf->last, data->data, data->len);
+
+    rc = ngx_http_output_filter(r, cl);
+
+    creor_sse_frame_update(f, r, cl);
+
+    return rc;
+}
+
+
+/* the end of a stream: an event the provider did not end is ended here */
+
+ngx_int_t
+creor_sse_frame_flush(creor_sse_frame_t *f, ngx_http_request_t *r)
+{
+    ngx_int_t     rc;
+    ngx_chain_t  *out;
+
+    out = NULL;
+
+    if (f->len) {
+        if (creor_sse_frame_append(f, (u_char *) "\n\n", 2,
+                                   r->connection->log)
+            != NGX_OK
+            || creor_sse_frame_events(f, r, &out) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (!f->started && creor_sse_frame_header(f, r) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (out == NULL) {
+        return NGX_OK;
+    }
+
+    rc = ngx_http_output_filter(r, out);
+
+    creor_sse_frame_update(f, r, out);
+
+    return rc;
+}
