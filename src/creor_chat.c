@@ -261,6 +261,7 @@ creor_chat_call(creor_chat_t *chat)
     chat->status = 0;
     chat->rc = 0;
     chat->done = 0;
+    chat->complete = 0;
     chat->overflow = 0;
     chat->answer = NULL;
     chat->last = &chat->answer;
@@ -372,9 +373,14 @@ creor_chat_finalize_handler(ngx_http_request_t *r)
         return;
     }
 
+    /*
+     * An answer cut short ends its subrequest well too, only without the
+     * last buffer: the upstream module sends a flush instead.
+     */
+
     ok = chat->status >= NGX_HTTP_OK && chat->status < 300
-         && chat->rc != NGX_ERROR && chat->rc < NGX_HTTP_SPECIAL_RESPONSE
-         && !chat->overflow;
+         && chat->complete && !chat->overflow
+         && chat->rc != NGX_ERROR && chat->rc < NGX_HTTP_SPECIAL_RESPONSE;
 
     if (r->connection->error) {
         chat->finished = 1;
@@ -410,7 +416,10 @@ creor_chat_finalize_handler(ngx_http_request_t *r)
 }
 
 
-/* failures a new call may not have: connection errors, 5xx, 429 */
+/*
+ * Failures a new call may not have: connection errors (an answer cut
+ * short too), 5xx, 429.
+ */
 
 static ngx_flag_t
 creor_chat_retryable(creor_chat_t *chat)
@@ -419,7 +428,8 @@ creor_chat_retryable(creor_chat_t *chat)
         return chat->rc != NGX_HTTP_GATEWAY_TIME_OUT;
     }
 
-    return chat->status >= NGX_HTTP_INTERNAL_SERVER_ERROR
+    return (chat->status < 300 && !chat->overflow)
+           || chat->status >= NGX_HTTP_INTERNAL_SERVER_ERROR
            || chat->status == NGX_HTTP_TOO_MANY_REQUESTS;
 }
 
@@ -811,6 +821,12 @@ creor_chat_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     chat = ctx->chat;
+
+    for (out = in; out; out = out->next) {
+        if (out->buf->last_in_chain || out->buf->last_buf) {
+            chat->complete = (r == chat->sr);
+        }
+    }
 
     if (r != chat->sr || chat->done) {
         for (out = in; out; out = out->next) {

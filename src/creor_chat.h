@@ -59,6 +59,7 @@ typedef struct {
 
     unsigned                stream:1;
     unsigned                done:1;     /* the call is over */
+    unsigned                complete:1; /* its answer's end was seen */
     unsigned                finished:1; /* the client's answer is made */
     unsigned                overflow:1;
 } creor_chat_t;
