@@ -486,33 +486,14 @@ creor_chat_end_stream(creor_chat_t *chat, ngx_flag_t ok)
 static ngx_int_t
 creor_chat_answer(creor_chat_t *chat)
 {
-    u_char       *p;
-    ngx_str_t     body;
-    ngx_pool_t   *pool;
-    creor_json_t *obj;
-    u_char        err[128];
+    ngx_str_t  body;
 
     if (creor_chat_collected(chat, &body) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_strlcasestrn(body.data, body.data + body.len,
-                         (u_char *) "\"usage\"", sizeof("\"usage\"") - 2);
-
-    if (p) {
-        pool = ngx_create_pool(4096, chat->r->connection->log);
-        if (pool == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        obj = creor_json_parse(pool, body.data, body.len, err, sizeof(err));
-
-        if (obj && obj->type == CREOR_JSON_OBJECT) {
-            creor_sse_frame_usage(&chat->frame, obj);
-        }
-
-        ngx_destroy_pool(pool);
-    }
+    (void) creor_sse_frame_usage(&chat->frame, chat->r->pool, body.data,
+                                 body.data + body.len);
 
     creor_chat_tokens(chat);
     creor_chat_meter(chat);

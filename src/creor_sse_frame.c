@@ -23,7 +23,9 @@ static ngx_int_t creor_sse_frame_append(creor_sse_frame_t *f, u_char *data,
 static ngx_int_t creor_sse_frame_events(creor_sse_frame_t *f,
     ngx_http_request_t *r, ngx_chain_t **out);
 static ngx_flag_t creor_sse_frame_keep(creor_sse_frame_t *f, u_char *p,
-    u_char *last, ngx_log_t *log);
+    u_char *last, ngx_pool_t *pool);
+static u_char *creor_sse_frame_member(u_char *p, u_char *last,
+    const char *name);
 static ngx_chain_t *creor_sse_frame_buf(creor_sse_frame_t *f,
     ngx_http_request_t *r, size_t size);
 
@@ -200,7 +202,7 @@ creor_sse_frame_events(creor_sse_frame_t *f, ngx_http_request_t *r,
             continue;
         }
 
-        if (creor_sse_frame_keep(f, es, line, r->connection->log)) {
+        if (creor_sse_frame_keep(f, es, line, r->pool)) {
             if (cl == NULL) {
                 cl = creor_sse_frame_buf(f, r, last - es);
                 if (cl == NULL) {
@@ -236,14 +238,11 @@ creor_sse_frame_events(creor_sse_frame_t *f, ngx_http_request_t *r,
 
 static ngx_flag_t
 creor_sse_frame_keep(creor_sse_frame_t *f, u_char *p, u_char *last,
-    ngx_log_t *log)
+    ngx_pool_t *pool)
 {
-    u_char        *nl, *d, *u, *end;
-    size_t         n;
-    ngx_flag_t     keep;
-    ngx_pool_t    *pool;
-    creor_json_t  *obj, *choices;
-    u_char         err[128];
+    u_char      *nl, *d, *u, *end;
+    size_t       n;
+    ngx_flag_t   keep;
 
     d = NULL;
     end = NULL;
@@ -280,66 +279,127 @@ creor_sse_frame_keep(creor_sse_frame_t *f, u_char *p, u_char *last,
         return 1;
     }
 
-    u = ngx_strlcasestrn(d, end, (u_char *) "\"usage\"",
-                         sizeof("\"usage\"") - 2);
-    if (u == NULL) {
-        return 1;
-    }
-
     /* "usage": null is in every chunk once usage is asked for */
 
-    for (u += sizeof("\"usage\"") - 1; u < end && *u == ' '; u++) {
-        /* void */
-    }
-
-    if (u == end || *u != ':') {
+    if (creor_sse_frame_usage(f, pool, d, end) != NGX_OK) {
         return 1;
     }
 
-    for (u++; u < end && *u == ' '; u++) {
-        /* void */
-    }
+    /* the usage chunk of its own has no choices */
 
-    if (u == end || *u != '{') {
-        return 1;
-    }
+    u = creor_sse_frame_member(d, end, "choices");
 
-    pool = ngx_create_pool(4096, log);
-    if (pool == NULL) {
-        return 1;
-    }
+    if (f->strip_usage && u && *u == '[') {
+        for (u++; u < end && (*u == ' ' || *u == '\t'); u++) {
+            /* void */
+        }
 
-    obj = creor_json_parse(pool, d, end - d, err, sizeof(err));
-
-    if (obj && obj->type == CREOR_JSON_OBJECT) {
-        creor_sse_frame_usage(f, obj);
-
-        choices = creor_json_get(obj, "choices");
-
-        if (f->strip_usage && choices && choices->type == CREOR_JSON_ARRAY
-            && choices->child == NULL)
-        {
-            keep = 0;
+        if (u < end && *u == ']') {
+            return 0;
         }
     }
-
-    ngx_destroy_pool(pool);
 
     return keep;
 }
 
 
-/* the tokens of an answer's or a chunk's "usage" */
+/*
+ * Where the value of a member named name starts in the JSON text
+ * [p, last), or NULL.  A name in quotes cannot occur inside a string
+ * (its quotes would be escaped there), so a text search is enough for
+ * the flat chunks and answers of a provider.
+ */
 
-void
-creor_sse_frame_usage(creor_sse_frame_t *f, creor_json_t *obj)
+static u_char *
+creor_sse_frame_member(u_char *p, u_char *last, const char *name)
 {
+    u_char  *u;
+    size_t   n;
+    u_char   key[32];
+
+    n = ngx_sprintf(key, "\"%s\"", name) - key;
+
+    u = ngx_strlcasestrn(p, last, key, n - 1);
+    if (u == NULL) {
+        return NULL;
+    }
+
+    for (u += n; u < last && (*u == ' ' || *u == '\t'); u++) {
+        /* void */
+    }
+
+    if (u == last || *u != ':') {
+        return NULL;
+    }
+
+    for (u++; u < last && (*u == ' ' || *u == '\t' || *u == '\r'
+                           || *u == '\n');
+         u++)
+    {
+        /* void */
+    }
+
+    return u < last ? u : NULL;
+}
+
+
+/*
+ * The tokens of the "usage" object in the JSON text [p, last): only that
+ * object is parsed, not a whole answer.  NGX_DECLINED: there is none.
+ */
+
+ngx_int_t
+creor_sse_frame_usage(creor_sse_frame_t *f, ngx_pool_t *pool, u_char *p,
+    u_char *last)
+{
+    u_char        *u, *s, err[128];
+    ngx_uint_t     depth, str, esc;
     creor_json_t  *usage, *in, *out;
 
-    usage = creor_json_get(obj, "usage");
+    u = creor_sse_frame_member(p, last, "usage");
+
+    if (u == NULL || *u != '{') {
+        return NGX_DECLINED;
+    }
+
+    depth = 0;
+    str = 0;
+    esc = 0;
+
+    for (s = u; s < last; s++) {
+        if (str) {
+            if (esc) {
+                esc = 0;
+
+            } else if (*s == '\\') {
+                esc = 1;
+
+            } else if (*s == '"') {
+                str = 0;
+            }
+
+            continue;
+        }
+
+        if (*s == '"') {
+            str = 1;
+
+        } else if (*s == '{') {
+            depth++;
+
+        } else if (*s == '}' && --depth == 0) {
+            break;
+        }
+    }
+
+    if (s == last) {
+        return NGX_DECLINED;
+    }
+
+    usage = creor_json_parse(pool, u, s + 1 - u, err, sizeof(err));
 
     if (usage == NULL || usage->type != CREOR_JSON_OBJECT) {
-        return;
+        return NGX_DECLINED;
     }
 
     in = creor_json_get(usage, "prompt_tokens");
@@ -354,6 +414,8 @@ creor_sse_frame_usage(creor_sse_frame_t *f, creor_json_t *obj)
         f->output_tokens = (int64_t) out->num;
         f->usage = 1;
     }
+
+    return NGX_OK;
 }
 
 
