@@ -24,6 +24,19 @@
 #define CREOR_CHAT_MESSAGE_MAX  400
 
 
+/* a replaced member value of the client's body */
+typedef struct {
+    u_char                 *start;
+    u_char                 *end;
+    ngx_str_t               value;
+    ngx_flag_t              model;
+} creor_chat_edit_t;
+
+
+static ngx_int_t creor_chat_rewrite(creor_chat_t *chat, ngx_str_t *name,
+    creor_json_t *opts);
+static u_char *creor_chat_space(u_char *p, u_char *last);
+static u_char *creor_chat_skip(u_char *p, u_char *last);
 static ngx_int_t creor_chat_call(creor_chat_t *chat);
 static ngx_int_t creor_chat_done(ngx_http_request_t *sr, void *data,
     ngx_int_t rc);
@@ -55,6 +68,7 @@ creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
     u_char                *slash;
     yajl_gen               g;
+    ngx_int_t              rc;
     ngx_str_t              name, model;
     ngx_uint_t             i;
     creor_chat_t          *chat;
@@ -179,14 +193,6 @@ creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     name.data = slash + 1;
     name.len = model.data + model.len - name.data;
 
-    if (creor_json_set(ctx->json, "model",
-                       creor_json_new(r->pool, CREOR_JSON_STRING,
-                                      (char *) name.data, name.len))
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     /* usage is always asked for a stream; the client sees it if it asked */
 
     if (chat->stream && !(usage && usage->type == CREOR_JSON_TRUE)) {
@@ -213,15 +219,34 @@ creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         }
     }
 
-    g = creor_gen_create(r);
-    if (g == NULL) {
+    rc = creor_chat_rewrite(chat, &name, chat->frame.strip_usage ? opts : NULL);
+
+    if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    creor_gen_value(g, ctx->json);
+    if (rc == NGX_DECLINED) {
 
-    if (creor_gen_result(r, g, &chat->body) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        /* a member name with escapes: the body is made from its parse */
+
+        if (creor_json_set(ctx->json, "model",
+                           creor_json_new(r->pool, CREOR_JSON_STRING,
+                                          (char *) name.data, name.len))
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        g = creor_gen_create(r);
+        if (g == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        creor_gen_value(g, ctx->json);
+
+        if (creor_gen_result(r, g, &chat->body) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     ctx->data = chat;
@@ -236,6 +261,265 @@ creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     r->write_event_handler = creor_chat_finalize_handler;
 
     return NGX_DONE;
+}
+
+
+/*
+ * The body towards the provider: the client's bytes with the value of
+ * "model" replaced (and "stream_options" when usage is asked for the
+ * client), so every other field reaches the provider exactly as sent.
+ * NGX_DECLINED: a top-level member name has an escape; the caller then
+ * makes the body from the parsed tree.
+ */
+
+static ngx_int_t
+creor_chat_rewrite(creor_chat_t *chat, ngx_str_t *name, creor_json_t *opts)
+{
+    u_char            *p, *last, *ks, *ke, *vs, *ve, *out;
+    size_t             len;
+    yajl_gen           g;
+    ngx_str_t          o;
+    ngx_uint_t         i, n;
+    creor_chat_edit_t  edit[2], tmp;
+
+    p = chat->ctx->body.data;
+    last = p + chat->ctx->body.len;
+    n = 0;
+    o.len = 0;
+
+    if (opts) {
+        g = creor_gen_create(chat->r);
+        if (g == NULL) {
+            return NGX_ERROR;
+        }
+
+        creor_gen_value(g, opts);
+
+        if (creor_gen_result(chat->r, g, &o) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    p = creor_chat_space(p, last);
+
+    if (p == last || *p++ != '{') {
+        return NGX_DECLINED;
+    }
+
+    for ( ;; ) {
+        p = creor_chat_space(p, last);
+
+        if (p == last || *p != '"') {
+            return NGX_DECLINED;
+        }
+
+        ks = p + 1;
+        p = creor_chat_skip(p, last);
+
+        if (p == NULL) {
+            return NGX_DECLINED;
+        }
+
+        ke = p - 1;
+
+        if (ngx_strlchr(ks, ke, '\\')) {
+            return NGX_DECLINED;
+        }
+
+        p = creor_chat_space(p, last);
+
+        if (p == last || *p++ != ':') {
+            return NGX_DECLINED;
+        }
+
+        vs = creor_chat_space(p, last);
+        ve = creor_chat_skip(vs, last);
+
+        if (ve == NULL) {
+            return NGX_DECLINED;
+        }
+
+        if (ke - ks == 5 && ngx_strncmp(ks, "model", 5) == 0) {
+            edit[n].start = vs;
+            edit[n].end = ve;
+            edit[n].model = 1;
+            n++;
+
+        } else if (opts && ke - ks == 14
+                   && ngx_strncmp(ks, "stream_options", 14) == 0)
+        {
+            edit[n].start = vs;
+            edit[n].end = ve;
+            edit[n].model = 0;
+            edit[n].value = o;
+            n++;
+            opts = NULL;
+        }
+
+        p = creor_chat_space(ve, last);
+
+        if (p < last && *p == ',') {
+            p++;
+            continue;
+        }
+
+        if (p < last && *p == '}') {
+            break;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    if (n == 0 || n > 1 + (o.len != 0)) {
+        return NGX_DECLINED;
+    }
+
+    /* no stream_options yet: added last */
+
+    if (opts) {
+        edit[n].start = p;
+        edit[n].end = p;
+        edit[n].model = 0;
+        edit[n].value.len = sizeof(",\"stream_options\":") - 1 + o.len;
+        edit[n].value.data = ngx_pnalloc(chat->r->pool, edit[n].value.len);
+
+        if (edit[n].value.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(ngx_cpymem(edit[n].value.data, ",\"stream_options\":",
+                              sizeof(",\"stream_options\":") - 1),
+                   o.data, o.len);
+        n++;
+    }
+
+    if (n == 2 && edit[1].start < edit[0].start) {
+        tmp = edit[0];
+        edit[0] = edit[1];
+        edit[1] = tmp;
+    }
+
+    len = chat->ctx->body.len;
+
+    for (i = 0; i < n; i++) {
+        if (edit[i].model) {
+            edit[i].value.len = 2 + name->len
+                                + ngx_escape_json(NULL, name->data,
+                                                  name->len);
+        }
+
+        len += edit[i].value.len - (edit[i].end - edit[i].start);
+    }
+
+    out = ngx_pnalloc(chat->r->pool, len);
+    if (out == NULL) {
+        return NGX_ERROR;
+    }
+
+    chat->body.data = out;
+    p = chat->ctx->body.data;
+
+    for (i = 0; i < n; i++) {
+        out = ngx_cpymem(out, p, edit[i].start - p);
+
+        if (edit[i].model) {
+            *out++ = '"';
+            out = (u_char *) ngx_escape_json(out, name->data, name->len);
+            *out++ = '"';
+
+        } else {
+            out = ngx_cpymem(out, edit[i].value.data, edit[i].value.len);
+        }
+
+        p = edit[i].end;
+    }
+
+    out = ngx_cpymem(out, p, last - p);
+    chat->body.len = out - chat->body.data;
+
+    return NGX_OK;
+}
+
+
+static u_char *
+creor_chat_space(u_char *p, u_char *last)
+{
+    while (p < last
+           && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+    {
+        p++;
+    }
+
+    return p;
+}
+
+
+/* past the JSON value at p (the body is known to be valid JSON) */
+
+static u_char *
+creor_chat_skip(u_char *p, u_char *last)
+{
+    ngx_uint_t  depth, str, esc;
+
+    if (p == last) {
+        return NULL;
+    }
+
+    if (*p != '"' && *p != '{' && *p != '[') {
+        while (p < last && *p != ',' && *p != '}' && *p != ']'
+               && *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+        {
+            p++;
+        }
+
+        return p;
+    }
+
+    depth = 0;
+    str = 0;
+    esc = 0;
+
+    for ( /* void */ ; p < last; p++) {
+        if (str) {
+            if (esc) {
+                esc = 0;
+
+            } else if (*p == '\\') {
+                esc = 1;
+
+            } else if (*p == '"') {
+                str = 0;
+
+                if (depth == 0) {
+                    return p + 1;
+                }
+            }
+
+            continue;
+        }
+
+        switch (*p) {
+
+        case '"':
+            str = 1;
+            break;
+
+        case '{':
+        case '[':
+            depth++;
+            break;
+
+        case '}':
+        case ']':
+            if (--depth == 0) {
+                return p + 1;
+            }
+
+            break;
+        }
+    }
+
+    return NULL;
 }
 
 
@@ -492,7 +776,7 @@ creor_chat_answer(creor_chat_t *chat)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    (void) creor_sse_frame_usage(&chat->frame, chat->r->pool, body.data,
+    (void) creor_sse_frame_usage(&chat->frame, body.data,
                                  body.data + body.len);
 
     creor_chat_tokens(chat);

@@ -75,8 +75,8 @@ ngx_int_t creor_sse_frame_write(creor_sse_frame_t *f, ngx_http_request_t *r,
 ngx_int_t creor_sse_frame_flush(creor_sse_frame_t *f, ngx_http_request_t *r);
 void creor_sse_frame_update(creor_sse_frame_t *f, ngx_http_request_t *r,
     ngx_chain_t *out);
-ngx_int_t creor_sse_frame_usage(creor_sse_frame_t *f, ngx_pool_t *pool,
-    u_char *p, u_char *last);
+ngx_int_t creor_sse_frame_usage(creor_sse_frame_t *f, u_char *p,
+    u_char *last);
 
 
 #endif /* _CREOR_CHAT_H_INCLUDED_ */

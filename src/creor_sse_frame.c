@@ -23,9 +23,11 @@ static ngx_int_t creor_sse_frame_append(creor_sse_frame_t *f, u_char *data,
 static ngx_int_t creor_sse_frame_events(creor_sse_frame_t *f,
     ngx_http_request_t *r, ngx_chain_t **out);
 static ngx_flag_t creor_sse_frame_keep(creor_sse_frame_t *f, u_char *p,
-    u_char *last, ngx_pool_t *pool);
+    u_char *last);
 static u_char *creor_sse_frame_member(u_char *p, u_char *last,
     const char *name);
+static ngx_int_t creor_sse_frame_count(u_char *p, u_char *last,
+    const char *name, int64_t *out);
 static ngx_chain_t *creor_sse_frame_buf(creor_sse_frame_t *f,
     ngx_http_request_t *r, size_t size);
 
@@ -202,7 +204,7 @@ creor_sse_frame_events(creor_sse_frame_t *f, ngx_http_request_t *r,
             continue;
         }
 
-        if (creor_sse_frame_keep(f, es, line, r->pool)) {
+        if (creor_sse_frame_keep(f, es, line)) {
             if (cl == NULL) {
                 cl = creor_sse_frame_buf(f, r, last - es);
                 if (cl == NULL) {
@@ -237,8 +239,7 @@ creor_sse_frame_events(creor_sse_frame_t *f, ngx_http_request_t *r,
  */
 
 static ngx_flag_t
-creor_sse_frame_keep(creor_sse_frame_t *f, u_char *p, u_char *last,
-    ngx_pool_t *pool)
+creor_sse_frame_keep(creor_sse_frame_t *f, u_char *p, u_char *last)
 {
     u_char      *nl, *d, *u, *end;
     size_t       n;
@@ -281,7 +282,7 @@ creor_sse_frame_keep(creor_sse_frame_t *f, u_char *p, u_char *last,
 
     /* "usage": null is in every chunk once usage is asked for */
 
-    if (creor_sse_frame_usage(f, pool, d, end) != NGX_OK) {
+    if (creor_sse_frame_usage(f, d, end) != NGX_OK) {
         return 1;
     }
 
@@ -349,12 +350,10 @@ creor_sse_frame_member(u_char *p, u_char *last, const char *name)
  */
 
 ngx_int_t
-creor_sse_frame_usage(creor_sse_frame_t *f, ngx_pool_t *pool, u_char *p,
-    u_char *last)
+creor_sse_frame_usage(creor_sse_frame_t *f, u_char *p, u_char *last)
 {
-    u_char        *u, *s, err[128];
-    ngx_uint_t     depth, str, esc;
-    creor_json_t  *usage, *in, *out;
+    u_char      *u, *s;
+    ngx_uint_t   depth, str, esc;
 
     u = creor_sse_frame_member(p, last, "usage");
 
@@ -396,24 +395,54 @@ creor_sse_frame_usage(creor_sse_frame_t *f, ngx_pool_t *pool, u_char *p,
         return NGX_DECLINED;
     }
 
-    usage = creor_json_parse(pool, u, s + 1 - u, err, sizeof(err));
+    /* two counts: read in place, no parser for them */
 
-    if (usage == NULL || usage->type != CREOR_JSON_OBJECT) {
+    if (creor_sse_frame_count(u, s, "prompt_tokens", &f->input_tokens)
+        == NGX_OK)
+    {
+        f->usage = 1;
+    }
+
+    if (creor_sse_frame_count(u, s, "completion_tokens", &f->output_tokens)
+        == NGX_OK)
+    {
+        f->usage = 1;
+    }
+
+    return NGX_OK;
+}
+
+
+/* a member that is a non-negative integer, within [p, last) */
+
+static ngx_int_t
+creor_sse_frame_count(u_char *p, u_char *last, const char *name,
+    int64_t *out)
+{
+    u_char   *u;
+    int64_t   n;
+
+    u = creor_sse_frame_member(p, last, name);
+
+    if (u == NULL || *u < '0' || *u > '9') {
         return NGX_DECLINED;
     }
 
-    in = creor_json_get(usage, "prompt_tokens");
-    out = creor_json_get(usage, "completion_tokens");
+    for (n = 0; u < last && *u >= '0' && *u <= '9'; u++) {
+        /* exact in a double, as JSON readers see it */
 
-    if (creor_json_is_int(in) && in->num >= 0) {
-        f->input_tokens = (int64_t) in->num;
-        f->usage = 1;
+        if (n >= 900719925474099LL) {
+            return NGX_DECLINED;
+        }
+
+        n = n * 10 + (*u - '0');
     }
 
-    if (creor_json_is_int(out) && out->num >= 0) {
-        f->output_tokens = (int64_t) out->num;
-        f->usage = 1;
+    if (u < last && (*u == '.' || *u == 'e' || *u == 'E')) {
+        return NGX_DECLINED;
     }
+
+    *out = n;
 
     return NGX_OK;
 }

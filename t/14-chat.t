@@ -170,6 +170,57 @@ sub usage_chunks {
        'no stream_options added to a non-stream call');
 }
 
+# Bytes as sent: spacing, 1.0, escapes; the stream_options the client sent
+# keep their other members; a member name with an escape still works.
+{
+    my @cases = (
+        # name, body sent, body the provider must get
+        ['bytes kept',
+         qq({ "test_id" : "%s", "model":"test/ok" ,"temperature": 1.0,\n)
+         . q( "messages": [{"role":"user","content":"caf\u00e9 \"q\" \/"}],)
+         . q( "x": [1e2, -0.0, {"a": null}] }),
+         qq({ "test_id" : "%s", "model":"ok" ,"temperature": 1.0,\n)
+         . q( "messages": [{"role":"user","content":"caf\u00e9 \"q\" \/"}],)
+         . q( "x": [1e2, -0.0, {"a": null}] })],
+        ['stream_options kept, include_usage added',
+         q({"test_id":"%s","stream":true,"stream_options":{"x":1},)
+         . q("model":"test/ok","messages":[]}),
+         q({"test_id":"%s","stream":true,"stream_options":{"x":1,)
+         . q("include_usage":true},"model":"ok","messages":[]})],
+        ['stream_options added',
+         q({"test_id":"%s","stream":true,"model":"test/ok","messages":[]}),
+         q({"test_id":"%s","stream":true,"model":"ok","messages":[],)
+         . q("stream_options":{"include_usage":true}})],
+        ['model with escapes',
+         q({"test_id":"%s","model":"te\u0073t/\u006fk","messages":[]}),
+         q({"test_id":"%s","model":"ok","messages":[]})],
+        ['a name that needs escaping',
+         q({"test_id":"%s","model":"test/ok\"\\\n","messages":[]}),
+         q({"test_id":"%s","model":"ok\"\\\n","messages":[]})],
+    );
+    for my $c (@cases) {
+        my ($name, $send, $want) = @$c;
+        my $id = test_id();
+        my $r = $t->req(POST => '/v1/chat/completions', token => $TOK,
+                        body => sprintf($send, $id),
+                        headers => { 'Content-Type' => 'application/json' });
+        ok($r->{status} == 200 || $r->{status} == 502, "$name: answered")
+            or diag($r->{body});
+        my $got = $pv->request_for($id) // {};
+        is($got->{raw}, sprintf($want, $id), "$name: the provider's bytes");
+    }
+
+    # a member name with an escape: the body is made from its parse
+    my $id = test_id();
+    my $r = $t->req(POST => '/v1/chat/completions', token => $TOK,
+                    body => qq({"test_id":"$id",)
+                            . q("mod\u0065l":"test/ok","messages":[]}),
+                    headers => { 'Content-Type' => 'application/json' });
+    is($r->{status}, 200, "escaped member name: 200") or diag($r->{body});
+    is(($pv->request_for($id) // {})->{body}{model}, 'ok',
+       'escaped member name: model rewritten');
+}
+
 ###########################################################################
 # 2. Non-stream answers and provider failures (retries 2)
 
