@@ -374,7 +374,8 @@ sub usage_chunks {
                ['hang', 504, 'PROVIDER_TIMEOUT'])
     {
         my ($model, $status, $code) = @$c;
-        $r = chat(body_for("test/$model", extra => { stream => JSON::PP::true }));
+        $r = chat(body_for("test/$model",
+                           extra => { stream => JSON::PP::true }));
         err_is($r, $status, $code, 'provider_error',
                "stream $model before any event");
         is($r->{headers}{'content-type'}, 'application/json',
