@@ -80,9 +80,14 @@ my $t = CreorTest->new(
     rate_limits   => 1,
     http_config   => 'creor_rate_limit 6000r/m burst=1000; '
                    . 'creor_rate_limit_anonymous 6000r/m; '
-                   . 'creor_executor /_exec;',
+                   . 'creor_executor /_exec; '
+                   . 'creor_provider demo /_demo;',
     server_config => 'location /_exec { internal; proxy_pass ' . $ex->url
-                   . '/run; proxy_buffering off; proxy_http_version 1.1; }');
+                   . '/run; proxy_buffering off; proxy_http_version 1.1; } '
+                   . q|location = /_demo { internal; |
+                   . q|default_type application/json; |
+                   . q|return 200 '{"object":"chat.completion","choices":[],|
+                   . q|"usage":{"prompt_tokens":1,"completion_tokens":1}}'; }|);
 my $tok = $t->bootstrap->{token};
 
 sub api {
@@ -264,7 +269,7 @@ for my $op (@ops) {
         or diag($r->{body});
     next unless $res;
 
-    my ($ctype) = keys %{$res->{content} // {}};
+    my ($ctype) = sort keys %{$res->{content} // {}};    # json first
     my $got = $r->{headers}{'content-type'} // '';
     if ($ctype && $ctype ne 'application/octet-stream') {
         like($got, qr/^\Q$ctype\E/, "$name: Content-Type $ctype");
