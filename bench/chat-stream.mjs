@@ -129,6 +129,16 @@ console.log(`    added                 p50 ${f(pct(d.gw, .5) - pct(d.plain, .5))
             + `, p99 ${f(pct(d.gw, .99) - pct(d.plain, .99))}`);
 console.log(`    (${d.plain.length} and ${d.gw.length} events timed)`);
 
+// rows for bench/all.sh
+console.log(`ROW chat stream, added time to first byte | p50 `
+            + `${f(pct(t.gw, .5) - pct(t.plain, .5))} ms, p99 `
+            + `${f(pct(t.gw, .99) - pct(t.plain, .99))} ms | plain `
+            + '`proxy_pass` of the same SSE body');
+console.log(`ROW chat stream, added delay of each event (provider write to `
+            + `client read) | p50 ${f(pct(d.gw, .5) - pct(d.plain, .5))} ms, `
+            + `p99 ${f(pct(d.gw, .99) - pct(d.plain, .99))} ms | plain `
+            + '`proxy_pass` of the same paced stream');
+
 agent.destroy();
 provider.close();
 process.exit(0);

@@ -40,9 +40,22 @@ cli() { "$build/creor" --store "$dir/store" "$@"; }
 org=$(cli org create bench)
 key=$(cli key create --org "$org" --role admin --name bench)
 
-completion='{"id":"chatcmpl-bench","object":"chat.completion","created":1767225600,"model":"fixed","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":21,"completion_tokens":9,"total_tokens":30}}'
-ev() { printf 'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1767225600,"model":"fixed","choices":[{"index":0,"delta":{"content":"%s"},"finish_reason":null}]}\\n\\n' "$1"; }
-sse="$(for w in Hello '!' ' How' ' can' ' I' ' help' ' you' ' today' '?'; do ev "$w"; done)data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1767225600,\"model\":\"fixed\",\"choices\":[],\"usage\":{\"prompt_tokens\":21,\"completion_tokens\":9,\"total_tokens\":30}}\\n\\ndata: [DONE]\\n\\n"
+# a completion and a stream of the same, as OpenAI sends them
+id='"id":"chatcmpl-bench","created":1767225600,"model":"fixed"'
+usage='"usage":{"prompt_tokens":21,"completion_tokens":9,"total_tokens":30}'
+completion="{$id,\"object\":\"chat.completion\",\"choices\":[{\"index\":0,\
+\"message\":{\"role\":\"assistant\",\"content\":\"Hello! How can I help you \
+today?\"},\"finish_reason\":\"stop\"}],$usage}"
+ev() {
+    printf 'data: {%s,"object":"chat.completion.chunk","choices":[{"index":0,' \
+           "$id"
+    printf '"delta":{"content":"%s"},"finish_reason":null}]}\\n\\n' "$1"
+}
+sse="$(for w in Hello '!' ' How' ' can' ' I' ' help' ' you' ' today' '?'; do
+           ev "$w"
+       done)"
+sse="${sse}data: {$id,\"object\":\"chat.completion.chunk\",\"choices\":[],"
+sse="${sse}$usage}\\n\\ndata: [DONE]\\n\\n"
 
 PROXY='proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off;'
 
@@ -78,12 +91,15 @@ http {
 
         # the baseline: plain proxy_pass to the same locations
         location = /plain/chat   { proxy_pass http://self/fixed/chat; $PROXY }
-        location = /plain/stream { proxy_pass http://self/fixed/stream; $PROXY }
+        location = /plain/stream { proxy_pass http://self/fixed/stream;
+                                   $PROXY }
         location = /plain/paced  { proxy_pass http://paced/; $PROXY }
 
         # the gateway's providers: the same proxy_pass
-        location = /_p/chat   { internal; proxy_pass http://self/fixed/chat; $PROXY }
-        location = /_p/stream { internal; proxy_pass http://self/fixed/stream; $PROXY }
+        location = /_p/chat   { internal; proxy_pass http://self/fixed/chat;
+                                $PROXY }
+        location = /_p/stream { internal; proxy_pass http://self/fixed/stream;
+                                $PROXY }
         location = /_p/paced  { internal; proxy_pass http://paced/; $PROXY }
 
         location /v1/ {
@@ -132,17 +148,20 @@ lplain=""
 lgw=""
 i=0
 while [ $i -lt "$rounds" ]; do
-    plain="$plain $(wrk_run -t2 -c"$conns" -d"${secs}s" "$base/plain/chat" | rps)"
+    plain="$plain $(wrk_run -t2 -c"$conns" -d"${secs}s" \
+                        "$base/plain/chat" | rps)"
     gw="$gw $(wrk_run -t2 -c"$conns" -d"${secs}s" -H "$auth" \
                   "$base/v1/chat/completions" | rps)"
-    lplain="$lplain $(wrk_run -t1 -c1 -d3s --latency "$base/plain/chat" | lat)"
+    lplain="$lplain $(wrk_run -t1 -c1 -d3s --latency \
+                          "$base/plain/chat" | lat)"
     lgw="$lgw $(wrk_run -t1 -c1 -d3s --latency -H "$auth" \
                     "$base/v1/chat/completions" | lat)"
     i=$((i + 1))
 done
 
 # the streams: a paced provider and its client in one process
-node "$top/bench/chat-stream.mjs" "$pport" "$base" "$key" > "$dir/stream.txt" &
+node "$top/bench/chat-stream.mjs" "$pport" "$base" "$key" \
+    > "$dir/stream.txt" &
 spid=$!
 wait "$spid" || { cat "$dir/stream.txt"; exit 1; }
 spid=""
@@ -164,6 +183,16 @@ perl -e '
     printf "    plain proxy_pass      %.0f/%.0f\n", median(@p50), median(@p99);
     printf "    /v1/chat/completions  %.0f/%.0f\n", median(@g50), median(@g99);
     printf "    added                 p50 %.3f ms, p99 %.3f ms\n",
+           (median(@g50) - median(@p50)) / 1000,
+           (median(@g99) - median(@p99)) / 1000;
+
+    # rows for bench/all.sh
+    printf "ROW non-stream `POST /v1/chat/completions` (key, rate limit, "
+           . "metering) | %.2f (%.1fk req/s) | plain `proxy_pass` to the "
+           . "same provider location, same nginx (%.1fk req/s)\n",
+           median(@g) / median(@p), median(@g) / 1000, median(@p) / 1000;
+    printf "ROW chat completion, added latency at concurrency 1 | "
+           . "p50 %.3f ms, p99 %.3f ms | plain `proxy_pass`\n",
            (median(@g50) - median(@p50)) / 1000,
            (median(@g99) - median(@p99)) / 1000;
 ' "$plain" "$gw" "$lplain" "$lgw" "$conns"
