@@ -1112,10 +1112,8 @@ creor_chat_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     /* a stream: the events its reads completed go on, in one write */
 
-    rc = creor_sse_frame_feed(&chat->frame, chat->r, in, &out);
-
-    if (rc != NGX_OK) {
-        return rc;
+    if (creor_sse_frame_feed(&chat->frame, chat->r, in, &out) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     if (out && !chat->frame.started) {
@@ -1129,6 +1127,10 @@ creor_chat_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     rc = ngx_http_next_body_filter(r, out);
 
     creor_sse_frame_update(&chat->frame, chat->r, out);
+
+    if (creor_sse_frame_hold(&chat->frame, chat->r, in) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     return rc;
 }

@@ -26,6 +26,7 @@ typedef struct {
     size_t                  scanned;    /* where its unfinished line starts */
     ngx_chain_t            *free;
     ngx_chain_t            *busy;
+    ngx_chain_t            *held;       /* the provider's, till sent */
     ngx_str_t               request_id;
     int64_t                 input_tokens;
     int64_t                 output_tokens;
@@ -69,6 +70,8 @@ void creor_sse_frame_reset(creor_sse_frame_t *f);
 void creor_sse_frame_free(void *data);
 ngx_int_t creor_sse_frame_feed(creor_sse_frame_t *f, ngx_http_request_t *r,
     ngx_chain_t *in, ngx_chain_t **out);
+ngx_int_t creor_sse_frame_hold(creor_sse_frame_t *f, ngx_http_request_t *r,
+    ngx_chain_t *in);
 ngx_int_t creor_sse_frame_header(creor_sse_frame_t *f, ngx_http_request_t *r);
 ngx_int_t creor_sse_frame_write(creor_sse_frame_t *f, ngx_http_request_t *r,
     ngx_str_t *data);

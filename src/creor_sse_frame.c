@@ -109,12 +109,58 @@ creor_sse_frame_feed(creor_sse_frame_t *f, ngx_http_request_t *r,
                 return NGX_ERROR;
             }
         }
-
-        b->pos = b->last;
-        b->file_pos = b->file_last;
     }
 
     return creor_sse_frame_events(f, r, out);
+}
+
+
+/*
+ * The provider's buffers are copied, but given back (consumed) only once
+ * the client has taken what was sent: till then the upstream module keeps
+ * them busy and stops reading when its buffer is full, so a client that
+ * does not read holds the provider back instead of filling memory.
+ */
+
+ngx_int_t
+creor_sse_frame_hold(creor_sse_frame_t *f, ngx_http_request_t *r,
+    ngx_chain_t *in)
+{
+    ngx_chain_t  *cl, *ln, **ll;
+
+    if (f->busy) {
+        for (ll = &f->held; *ll; ll = &(*ll)->next) { /* void */ }
+
+        for (cl = in; cl; cl = cl->next) {
+            ln = ngx_alloc_chain_link(r->pool);
+            if (ln == NULL) {
+                return NGX_ERROR;
+            }
+
+            ln->buf = cl->buf;
+            ln->next = NULL;
+            *ll = ln;
+            ll = &ln->next;
+        }
+
+        return NGX_OK;
+    }
+
+    for (cl = in; cl; cl = cl->next) {
+        cl->buf->pos = cl->buf->last;
+        cl->buf->file_pos = cl->buf->file_last;
+    }
+
+    while (f->held) {
+        ln = f->held;
+        f->held = ln->next;
+
+        ln->buf->pos = ln->buf->last;
+        ln->buf->file_pos = ln->buf->file_last;
+        ngx_free_chain(r->pool, ln);
+    }
+
+    return NGX_OK;
 }
 
 

@@ -408,6 +408,32 @@ for my $c (['hang', 0], ['hangstream', 1]) {
                . "client left", $closed ? $closed - $gone : -1));
 }
 
+# A client that does not read holds the provider back: nginx does not
+# take the stream into memory (40 MB here, more than every socket buffer on
+# the way), and the client gets all of it once it reads again.
+{
+    my $id = test_id();
+    my $c = CreorTest::Conn->new($t, keepalive => 0, timeout => 60);
+    $c->send(CreorTest::build_request(POST => '/v1/chat/completions', 0,
+             token => $TOK, body => $JSON->encode(body_for('test/flood',
+                 id => $id, extra => { stream => JSON::PP::true })),
+             headers => { 'Content-Type' => 'application/json' }));
+    ok($pv->wait_for(sub { ($pv->request_for($id) // {})->{written} }, 10),
+       'flood: the provider streams');
+    sleep 2;
+    my $rec = $pv->request_for($id) // {};
+    ok(!$rec->{done_at} && $rec->{written} < 4000,
+       'flood: a client that does not read holds the provider back ('
+       . ($rec->{written} // 0) . ' of 4000 events written)');
+
+    1 while substr($c->{buf}, -7) ne "\r\n0\r\n\r\n" && $c->_fill(time + 60);
+    my $n = () = $c->{buf} =~ /data: \{/g;
+    is($n, 4000, 'flood: then every event reaches the client');
+    like(substr($c->{buf}, -40), qr/data: \[DONE\]\n\n\r\n0\r\n\r\n\z/,
+         'flood: and the end');
+    $c->close;
+}
+
 ###########################################################################
 # 6. Idempotency: a non-stream answer is replayed byte for byte, a stream
 #    is served again and not stored

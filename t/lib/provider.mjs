@@ -29,6 +29,8 @@
 //     hangstream  a stream's first event, then nothing (watches too)
 //     cut         two events of a stream, then the connection is cut
 //     errorevent  one event, then data: {"error": ...}, then the end
+//     flood       a stream of flood_events (4000) events of 10 kB, as fast
+//                 as the peer takes them; "written" counts them
 //
 // GET /_requests: every request so far, as JSON: {at, path, headers,
 // body (decoded), raw, closed_at (the peer closed before the answer
@@ -154,6 +156,26 @@ async function answer(req, res, rec) {
 
     if (script === 'hangstream') {
         res.write(ev[0]);
+        return;
+    }
+
+    if (script === 'flood') {
+        const n = Number(body.flood_events ?? 4000);
+        const c = { content: 'x'.repeat(10000) };
+        rec.written = 0;
+        for (let i = 0; i < n; i++) {
+            if (rec.closed_at) {
+                return;
+            }
+            const more = res.write('data: ' + JSON.stringify(chunk(model, c))
+                                   + '\n\n');
+            rec.written = i + 1;
+            if (!more) {
+                await new Promise((resolve) => res.once('drain', resolve));
+            }
+        }
+        res.end('data: [DONE]\n\n');
+        rec.done_at = Date.now() / 1000;
         return;
     }
 
