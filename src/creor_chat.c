@@ -795,7 +795,6 @@ static ngx_int_t
 creor_chat_fail(creor_chat_t *chat)
 {
     u_char              msg[CREOR_CHAT_MESSAGE_MAX + 1];
-    ngx_str_t           body;
     ngx_uint_t          status;
     const char         *code;
     ngx_http_request_t *r;
@@ -831,9 +830,7 @@ creor_chat_fail(creor_chat_t *chat)
             status = chat->status;
         }
 
-        if (creor_chat_collected(chat, &body) == NGX_OK) {
-            creor_chat_message(chat, msg, sizeof(msg));
-        }
+        creor_chat_message(chat, msg, sizeof(msg));
 
         if (msg[0] == '\0') {
             ngx_snprintf(msg, sizeof(msg) - 1, "The provider answered %ui.%Z",
