@@ -128,9 +128,22 @@ wrk_run() {
     wrk -s "$top/bench/chat.lua" "$@" 2>/dev/null </dev/null
 }
 
+# requests/s, and the workers' CPU time per request (in us: robust to
+# other load on the machine, which wrk's rate is not)
+ticks() {
+    for p in $(pgrep -P "$(cat "$dir/logs/nginx.pid")"); do
+        awk '{ print $14 + $15 }' "/proc/$p/stat"
+    done | awk '{ s += $1 } END { print s }'
+}
+
 rps() {
-    awk '/^Requests\/sec/ { print $2 }
-         /Non-2xx/ { print "non-2xx answers: " $NF > "/dev/stderr" }'
+    t0=$(ticks)
+    awk '/^Requests\/sec/ { rps = $2 } /requests in/ { n = $1 }
+         /Non-2xx/ { print "non-2xx answers: " $NF > "/dev/stderr" }
+         END { print rps, n }' > "$dir/rps"
+    t1=$(ticks)
+    read -r r n < "$dir/rps"
+    echo "$r/$(( (t1 - t0) * 1000000 / $(getconf CLK_TCK) / n ))"
 }
 
 # 50% and 99% of wrk --latency, in microseconds
@@ -169,13 +182,16 @@ spid=""
 perl -e '
     sub median { my @s = sort { $a <=> $b } @_; my $n = @s;
                  $n % 2 ? $s[$n / 2] : ($s[$n / 2 - 1] + $s[$n / 2]) / 2 }
-    my @p = split " ", $ARGV[0];
-    my @g = split " ", $ARGV[1];
+    my (@p, @g, @pc, @gc);
+    for (split " ", $ARGV[0]) { my ($a, $b) = split "/"; push @p, $a; push @pc, $b }
+    for (split " ", $ARGV[1]) { my ($a, $b) = split "/"; push @g, $a; push @gc, $b }
     printf "(a) non-stream throughput, %s connections:\n", $ARGV[4];
-    printf "    plain proxy_pass      median %6.0f req/s (%s)\n", median(@p),
-           join(" ", map { int } @p);
-    printf "    /v1/chat/completions  median %6.0f req/s (%s)  ratio %.3f\n",
-           median(@g), join(" ", map { int } @g), median(@g) / median(@p);
+    printf "    plain proxy_pass      median %6.0f req/s (%s), %d us CPU "
+           . "a request\n", median(@p), join(" ", map { int } @p), median(@pc);
+    printf "    /v1/chat/completions  median %6.0f req/s (%s), %d us CPU "
+           . "a request\n", median(@g), join(" ", map { int } @g), median(@gc);
+    printf "    ratio                 %.3f by req/s, %.3f by CPU a request\n",
+           median(@g) / median(@p), median(@pc) / median(@gc);
     my (@p50, @p99, @g50, @g99);
     for (split " ", $ARGV[2]) { my ($a, $b) = split "/"; push @p50, $a; push @p99, $b }
     for (split " ", $ARGV[3]) { my ($a, $b) = split "/"; push @g50, $a; push @g99, $b }
@@ -188,9 +204,12 @@ perl -e '
 
     # rows for bench/all.sh
     printf "ROW non-stream `POST /v1/chat/completions` (key, rate limit, "
-           . "metering) | %.2f (%.1fk req/s) | plain `proxy_pass` to the "
-           . "same provider location, same nginx (%.1fk req/s)\n",
-           median(@g) / median(@p), median(@g) / 1000, median(@p) / 1000;
+           . "metering) | %.2f (%.1fk req/s); %.2f by CPU a request (%d vs "
+           . "%d us) | plain `proxy_pass` to the same provider location, "
+           . "same nginx (%.1fk req/s)\n",
+           median(@g) / median(@p), median(@g) / 1000,
+           median(@pc) / median(@gc), median(@gc), median(@pc),
+           median(@p) / 1000;
     printf "ROW chat completion, added latency at concurrency 1 | "
            . "p50 %.3f ms, p99 %.3f ms | plain `proxy_pass`\n",
            (median(@g50) - median(@p50)) / 1000,
