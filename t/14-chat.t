@@ -610,6 +610,34 @@ for my $c (['hang', 0], ['hangstream', 1]) {
     is($u->{totals}{requests}, 3, 'usage: the failed call is not counted');
 }
 
+###########################################################################
+# 9. Directives: bad values fail nginx -t naming the directive
+
+{
+    my $store = $t->conf_dir . '/store';
+    my @cases = (
+        # creor_api location's directives, ok?, output
+        ['creor_provider openai /p/openai; creor_provider local /p/local; '
+         . 'creor_provider_retries 3;', 1, qr/successful/],
+        ['creor_provider a/b /p;', 0, qr/"creor_provider": invalid name/],
+        ['creor_provider openai p/openai;', 0,
+         qr/"creor_provider": invalid uri/],
+        ['creor_provider x /a; creor_provider x /b;', 0,
+         qr/"creor_provider": "x" is duplicate/],
+        ['creor_provider x;', 0,
+         qr/invalid number of arguments in "creor_provider"/],
+        ['creor_provider_retries many;', 0,
+         qr/"creor_provider_retries" directive invalid number/],
+    );
+    for my $c (@cases) {
+        my ($loc, $ok, $re) = @$c;
+        my ($rc, $out) = $t->conf_test("creor_store $store;", "creor_api; $loc");
+        is($rc == 0 ? 1 : 0, $ok, "nginx -t: $loc " . ($ok ? 'ok' : 'fails'))
+            or diag($out);
+        like($out, $re, "nginx -t: $loc: the message");
+    }
+}
+
 $t->finish;
 $pv->stop;
 done_testing;
