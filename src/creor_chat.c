@@ -22,6 +22,7 @@
 #define CREOR_CHAT_ANSWER_MAX   (64 * 1024 * 1024)
 #define CREOR_CHAT_ERROR_MAX    65536
 #define CREOR_CHAT_MESSAGE_MAX  400
+#define CREOR_CHAT_RENEW        10000   /* ms, a third of a claim's lease */
 
 
 /* a replaced member value of the client's body */
@@ -38,6 +39,8 @@ static ngx_int_t creor_chat_rewrite(creor_chat_t *chat, ngx_str_t *name,
 static u_char *creor_chat_space(u_char *p, u_char *last);
 static u_char *creor_chat_skip(u_char *p, u_char *last);
 static ngx_int_t creor_chat_call(creor_chat_t *chat);
+static void creor_chat_renew(ngx_event_t *ev);
+static void creor_chat_cleanup(void *data);
 static ngx_int_t creor_chat_done(ngx_http_request_t *sr, void *data,
     ngx_int_t rc);
 static void creor_chat_finalize_handler(ngx_http_request_t *r);
@@ -185,8 +188,8 @@ creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    cln->handler = creor_sse_frame_free;
-    cln->data = &chat->frame;
+    cln->handler = creor_chat_cleanup;
+    cln->data = chat;
 
     /* towards the provider: its model name, the rest as the client sent */
 
@@ -260,7 +263,45 @@ creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     r->main->count++;
     r->write_event_handler = creor_chat_finalize_handler;
 
+    if (ctx->idempotency_claimed) {
+        chat->renew.handler = creor_chat_renew;
+        chat->renew.data = chat;
+        chat->renew.log = r->connection->log;
+        chat->renew.cancelable = 1;
+        ngx_add_timer(&chat->renew, CREOR_CHAT_RENEW);
+    }
+
     return NGX_DONE;
+}
+
+
+/* a completion may take longer than an idempotency claim's lease */
+
+static void
+creor_chat_renew(ngx_event_t *ev)
+{
+    creor_chat_t  *chat = ev->data;
+
+    if (chat->finished || !chat->ctx->idempotency_claimed) {
+        return;
+    }
+
+    (void) creor_idempotency_renew(chat->ctx, ev->log);
+
+    ngx_add_timer(ev, CREOR_CHAT_RENEW);
+}
+
+
+static void
+creor_chat_cleanup(void *data)
+{
+    creor_chat_t  *chat = data;
+
+    if (chat->renew.timer_set) {
+        ngx_del_timer(&chat->renew);
+    }
+
+    creor_sse_frame_free(&chat->frame);
 }
 
 

@@ -57,6 +57,7 @@ typedef struct {
     size_t                  size;
 
     creor_sse_frame_t       frame;
+    ngx_event_t             renew;      /* of an idempotency claim */
 
     unsigned                stream:1;
     unsigned                done:1;     /* the call is over */

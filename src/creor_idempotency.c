@@ -622,6 +622,64 @@ creor_idem_cleanup(void *data)
 }
 
 
+/*
+ * A request that runs longer than a lease (a long chat completion) keeps
+ * its claim: till it answers, a retry gets 409 and does not run again.
+ */
+
+ngx_int_t
+creor_idempotency_renew(ngx_creor_ctx_t *ctx, ngx_log_t *log)
+{
+    int                rc;
+    MDB_val            val;
+    MDB_txn           *txn;
+    creor_store_t     *st;
+    creor_idem_rec_t   rec;
+
+    if (!ctx->idempotency_claimed) {
+        return NGX_OK;
+    }
+
+    st = &ctx->mcf->store;
+
+    rc = creor_store_write(st, &txn);
+    if (rc != CREOR_STORE_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = creor_store_get(st, txn, (char *) ctx->idempotency_key, &val);
+
+    if (rc != CREOR_STORE_OK || val.mv_size < sizeof(creor_idem_rec_t)) {
+        creor_store_abort(txn);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(&rec, val.mv_data, sizeof(creor_idem_rec_t));
+
+    if (rec.state != CREOR_IDEM_CLAIMED || rec.pid != (uint32_t) ngx_pid) {
+        creor_store_abort(txn);
+        return NGX_DECLINED;
+    }
+
+    rec.lease_ms = creor_now_ms() + CREOR_IDEM_LEASE;
+
+    rc = creor_store_put(st, txn, (char *) ctx->idempotency_key, &rec,
+                         sizeof(rec), 0);
+    if (rc != CREOR_STORE_OK) {
+        creor_store_abort(txn);
+        return NGX_ERROR;
+    }
+
+    if (creor_idem_commit(st, txn, 0) != CREOR_STORE_OK) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "creor: an idempotency claim was not renewed");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 /* responses past their TTL and claims of dead workers, a batch a turn */
 
 static int

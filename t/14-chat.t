@@ -47,6 +47,7 @@ my $t = CreorTest->new(
         '    creor_provider test /provider/test;',
         '    creor_provider down /provider/down;',
         '    creor_provider demo /provider/demo;',
+        '    creor_provider slow /provider/slow;',
         '    creor_provider_retries 2;',
         '}'),
     server_config => join("\n",
@@ -55,6 +56,12 @@ my $t = CreorTest->new(
         '    proxy_pass http://provider/v1/chat/completions;',
         "    $PROXY",
         '    proxy_read_timeout 3s;',
+        '}',
+        'location = /provider/slow {',
+        '    internal;',
+        '    proxy_pass http://provider/v1/chat/completions;',
+        "    $PROXY",
+        '    proxy_read_timeout 60s;',
         '}',
         'location = /provider/down {',
         '    internal;',
@@ -126,6 +133,19 @@ sub usage_chunks {
     grep { ref $_ eq 'HASH' && ref $_->{usage} eq 'HASH' }
     map { eval { $JSON->decode($_) } } grep { $_ ne '[DONE]' } datas($_[0]);
 }
+
+# A completion longer than an idempotency claim's lease (30 s) keeps its
+# claim: started here, checked at the end of the file.
+my $LONG_KEY = "long-$$-" . int(time * 1000);
+my $LONG_ID = test_id();
+my $LONG_BODY = $JSON->encode(body_for('slow/delay', id => $LONG_ID,
+                                       extra => { delay => 34 }));
+my $long_t0 = time;
+my $long = CreorTest::Conn->new($t, keepalive => 0, timeout => 60);
+$long->send(CreorTest::build_request(POST => '/v1/chat/completions', 0,
+    token => $TOK, body => $LONG_BODY,
+    headers => { 'Content-Type' => 'application/json',
+                 'Idempotency-Key' => $LONG_KEY }));
 
 ###########################################################################
 # 1. Routing: the provider gets its own model name, every other field as
@@ -611,7 +631,31 @@ for my $c (['hang', 0], ['hangstream', 1]) {
 }
 
 ###########################################################################
-# 9. Directives: bad values fail nginx -t naming the directive
+# 9. The long completion (34 s) started first: after 32 s a retry with its
+#    key is still 409, and the answer is replayed after it came
+
+{
+    my $wait = $long_t0 + 32 - time;
+    sleep $wait if $wait > 0;
+    my %h = ('Content-Type' => 'application/json',
+             'Idempotency-Key' => $LONG_KEY);
+    my $r = $t->req(POST => '/v1/chat/completions', token => $TOK,
+                    body => $LONG_BODY, headers => \%h, timeout => 15);
+    err_is($r, 409, 'IDEMPOTENCY_REQUEST_IN_PROGRESS', 'conflict',
+           'a retry after 32 s of a 34 s completion');
+    my $first = $long->read_response(method => 'POST', timeout => 30);
+    is($first->{status}, 200, 'the long completion: 200')
+        or diag($first->{body});
+    $r = $t->req(POST => '/v1/chat/completions', token => $TOK,
+                 body => $LONG_BODY, headers => \%h, timeout => 15);
+    is($r->{body}, $first->{body}, 'the long completion: replayed after');
+    is(scalar(my @c = $pv->request_for($LONG_ID)), 1,
+       'the long completion: one provider call');
+    $long->close;
+}
+
+###########################################################################
+# 10. Directives: bad values fail nginx -t naming the directive
 
 {
     my $store = $t->conf_dir . '/store';

@@ -25,6 +25,7 @@
 //     fail500     500
 //     failonce    500 on the first request of its body's test_id, then ok
 //     fail429once 429 on the first request of its test_id, then ok
+//     delay       ok, after the body's delay seconds (1)
 //     hang        headers never come (watches for the peer closing)
 //     hangstream  a stream's first event, then nothing (watches too)
 //     cut         two events of a stream, then the connection is cut
@@ -126,6 +127,12 @@ async function answer(req, res, rec) {
         if (first('fail429once')) {
             return error(res, 429, { error: { message: 'once' } },
                          { 'Retry-After': '1' });
+        }
+        break;
+    case 'delay':
+        await sleep(Number(body.delay ?? 1) * 1000);
+        if (rec.closed_at) {
+            return;
         }
         break;
     case 'hang':
