@@ -802,6 +802,13 @@ creor_chat_end_stream(creor_chat_t *chat, ngx_flag_t ok)
     creor_chat_tokens(chat);
     creor_chat_meter(chat);
 
+    /*
+     * A stream is not stored: its claim is given up before the client
+     * has the end, so a retry that follows at once runs.
+     */
+
+    creor_idempotency_release(chat->ctx);
+
     return ngx_http_send_special(r, NGX_HTTP_LAST);
 }
 

@@ -587,6 +587,15 @@ creor_idem_commit(creor_store_t *st, MDB_txn *txn, ngx_flag_t sync)
 }
 
 
+/* a claim given up without a stored response (a stream is not stored) */
+
+void
+creor_idempotency_release(ngx_creor_ctx_t *ctx)
+{
+    creor_idem_cleanup(ctx);
+}
+
+
 static void
 creor_idem_cleanup(void *data)
 {

@@ -462,6 +462,7 @@ ngx_int_t creor_idempotency_end(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     ngx_uint_t status, u_char *body, size_t len);
 void creor_idempotency_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
 ngx_int_t creor_idempotency_renew(ngx_creor_ctx_t *ctx, ngx_log_t *log);
+void creor_idempotency_release(ngx_creor_ctx_t *ctx);
 
 /* creor_pagination.c */
 ngx_int_t creor_page_parse(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
