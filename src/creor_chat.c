@@ -583,6 +583,7 @@ creor_chat_call(creor_chat_t *chat)
     r = chat->r;
 
     chat->tries++;
+    chat->start = ngx_current_msec;
     chat->status = 0;
     chat->rc = 0;
     chat->done = 0;
@@ -676,6 +677,14 @@ creor_chat_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 
     chat->done = 1;
     chat->rc = rc;
+
+    /* for /v1/system/health: a provider's 4xx is the request's fault */
+
+    creor_metrics_provider(ngx_current_msec - chat->start,
+                           chat->status != 0
+                           && chat->status < NGX_HTTP_INTERNAL_SERVER_ERROR
+                           && chat->status != NGX_HTTP_TOO_MANY_REQUESTS
+                           && (chat->status >= 300 || chat->complete));
 
     /* no error page of the subrequest: the envelope is made here */
 
@@ -1047,6 +1056,8 @@ creor_chat_meter(creor_chat_t *chat)
     u.output_tokens = chat->frame.output_tokens;
     u.requests = 1;
     u.time_ms = creor_now_ms();
+
+    creor_metrics_chat(&chat->model, u.input_tokens, u.output_tokens);
 
     if (creor_usage_add(ctx->mcf, &u, chat->r->connection->log) != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, chat->r->connection->log, 0,

@@ -49,6 +49,7 @@ typedef struct {
     ngx_uint_t              retries;
 
     /* the current call */
+    ngx_msec_t              start;      /* of the current call */
     ngx_uint_t              status;     /* the provider's; 0: none */
     ngx_int_t               rc;         /* how the subrequest ended */
     ngx_str_t               retry_after;

@@ -51,6 +51,7 @@ my $t = CreorTest->new(
         '    creor_provider_retries 2;',
         '}'),
     server_config => join("\n",
+        'location = /metrics { creor_metrics; }',
         'location = /provider/test {',
         '    internal;',
         '    proxy_pass http://provider/v1/chat/completions;',
@@ -628,6 +629,14 @@ for my $c (['hang', 0], ['hangstream', 1]) {
     is($g->{input_tokens}, 22, 'usage: test/ok, 22 input tokens');
     is($g->{output_tokens}, 6, 'usage: test/ok, 6 output tokens');
     is($u->{totals}{requests}, 3, 'usage: the failed call is not counted');
+
+    # metrics: tokens by model, provider calls
+    my $m = $t->req(GET => '/metrics')->{body} // '';
+    my ($in) = $m =~ /^creor_chat_tokens_total
+                      \{direction="in",model="test\/ok"\}\ (\d+)/mx;
+    cmp_ok($in // 0, '>=', 22, 'metrics: creor_chat_tokens_total of test/ok');
+    my ($calls) = $m =~ /^creor_provider_duration_seconds_count (\d+)/m;
+    cmp_ok($calls // 0, '>=', 4, 'metrics: provider calls timed');
 }
 
 ###########################################################################
@@ -675,7 +684,8 @@ for my $c (['hang', 0], ['hangstream', 1]) {
     );
     for my $c (@cases) {
         my ($loc, $ok, $re) = @$c;
-        my ($rc, $out) = $t->conf_test("creor_store $store;", "creor_api; $loc");
+        my ($rc, $out) = $t->conf_test("creor_store $store;",
+                                       "creor_api; $loc");
         is($rc == 0 ? 1 : 0, $ok, "nginx -t: $loc " . ($ok ? 'ok' : 'fails'))
             or diag($out);
         like($out, $re, "nginx -t: $loc: the message");
