@@ -71,10 +71,11 @@ my $t = CreorTest->new(
         # a provider that is nginx itself, as in conf/nginx.conf
         'location = /provider/demo {',
         '    internal;',
-        q{    if ($request_body ~ '"stream":true') },
-        q{        { return 200 'data: {"choices":[{"index":0,"delta":}
-            . q{{"content":"hi"}}]}\n\ndata: [DONE]\n\n'; }},
-        q{    return 200 '{"object":"chat.completion","choices":[]}';},
+        q|    if ($request_body ~ '"stream"\s*:\s*true') {|,
+        q|        return 200 'data: {"choices":[{"index":0,"delta":|
+            . q|{"content":"hi"}}]}\n\ndata: [DONE]\n\n';|,
+        q|    }|,
+        q|    return 200 '{"object":"chat.completion","choices":[]}';|,
         '}'),
 );
 
@@ -287,6 +288,9 @@ $long->send(CreorTest::build_request(POST => '/v1/chat/completions', 0,
     $r = chat(body_for('demo/x'));
     is($r->{body}, '{"object":"chat.completion","choices":[]}',
        'a provider served by nginx itself (return 200): bytes as sent');
+    $r = chat(body_for('demo/x', extra => { stream => JSON::PP::true }));
+    is(content_of($r->{body}), 'hi',
+       'a provider served by nginx itself: its stream, for "stream": true');
 }
 
 ###########################################################################
