@@ -2,7 +2,7 @@
 // package (t/package.json), as a client would use it: baseURL pointed at
 // /v1.  Prints one JSON object: for each case what the SDK saw (content,
 // chunks, usage, or the error's status, code, type, message, headers), for
-// t/18-chat-sdk.t to check.
+// t/24-chat-sdk.t to check.
 //
 // Environment: CREOR_URL (http://127.0.0.1:PORT/v1), CREOR_TOKEN, and
 // CREOR_SLOW_TOKEN, a key whose own limit is 2 requests.
