@@ -69,11 +69,9 @@ static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 ngx_int_t
 creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
-    u_char                *slash;
     yajl_gen               g;
     ngx_int_t              rc;
     ngx_str_t              name, model;
-    ngx_uint_t             i;
     creor_chat_t          *chat;
     creor_json_t          *v, *stream, *opts, *usage;
     creor_provider_t      *pv;
@@ -143,26 +141,7 @@ creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_creor_module);
 
-    slash = ngx_strlchr(model.data, model.data + model.len, '/');
-    pv = NULL;
-
-    if (slash && slash > model.data && slash + 1 < model.data + model.len
-        && lcf->providers)
-    {
-        name.data = model.data;
-        name.len = slash - model.data;
-        pv = lcf->providers->elts;
-
-        for (i = 0; i < lcf->providers->nelts; i++) {
-            if (pv[i].name.len == name.len
-                && ngx_strncmp(pv[i].name.data, name.data, name.len) == 0)
-            {
-                break;
-            }
-        }
-
-        pv = (i < lcf->providers->nelts) ? &pv[i] : NULL;
-    }
+    pv = creor_provider_find(lcf->providers, &model, &name);
 
     if (pv == NULL) {
         return creor_fail(r, 422, "UNSUPPORTED_MODEL", "model",
@@ -190,11 +169,6 @@ creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
     cln->handler = creor_chat_cleanup;
     cln->data = chat;
-
-    /* towards the provider: its model name, the rest as the client sent */
-
-    name.data = slash + 1;
-    name.len = model.data + model.len - name.data;
 
     /* usage is always asked for a stream; the client sees it if it asked */
 
@@ -1269,6 +1243,47 @@ creor_chat_filter_init(ngx_conf_t *cf)
     ngx_http_top_body_filter = creor_chat_body_filter;
 
     return NGX_OK;
+}
+
+
+/*
+ * "provider/name": the creor_provider of that name, and in *name the
+ * model's own name, what the provider is asked for.  Chat completions
+ * and built-in run legs route alike.
+ */
+
+creor_provider_t *
+creor_provider_find(ngx_array_t *providers, ngx_str_t *model,
+    ngx_str_t *name)
+{
+    u_char            *slash;
+    ngx_uint_t         i;
+    creor_provider_t  *pv;
+
+    slash = ngx_strlchr(model->data, model->data + model->len, '/');
+
+    if (slash == NULL || slash == model->data
+        || slash + 1 == model->data + model->len
+        || providers == NULL || providers == NGX_CONF_UNSET_PTR)
+    {
+        return NULL;
+    }
+
+    pv = providers->elts;
+
+    for (i = 0; i < providers->nelts; i++) {
+        if (pv[i].name.len == (size_t) (slash - model->data)
+            && ngx_strncmp(pv[i].name.data, model->data, pv[i].name.len)
+               == 0)
+        {
+            name->data = slash + 1;
+            name->len = model->data + model->len - name->data;
+
+            return &pv[i];
+        }
+    }
+
+    return NULL;
 }
 
 

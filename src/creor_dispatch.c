@@ -9,6 +9,10 @@
  * operator's proxy_pass.  The executor's NDJSON reply is parsed in a body
  * filter as it streams; each line becomes an event in the store.
  *
+ * With no creor_executor, a leg is a chat completion of the run's model
+ * through its creor_provider instead (creor_builtin.c): the same detached
+ * request, with that provider's location and a stream of SSE lines.
+ *
  * The same timer renews the leases of the worker's legs, notices runs
  * that were cancelled or timed out (and closes their calls), retries
  * failed legs with backoff, takes over legs of dead workers, and wakes
@@ -39,7 +43,9 @@ typedef struct {
     ngx_connection_t       *c;          /* no client, no socket */
     ngx_http_request_t     *r;          /* its request */
     ngx_str_t               run_id;
+    creor_builtin_t        *builtin;    /* a built-in leg's state */
     ngx_uint_t              status;     /* the executor's HTTP status */
+    ngx_int_t               rc;         /* how the subrequest ended */
     u_char                 *line;       /* a line still being received */
     size_t                  line_len;
     size_t                  line_size;
@@ -58,7 +64,8 @@ static void creor_legs_renew(int64_t now);
 static void creor_legs_release(void);
 static void creor_dispatch_scan(int64_t now);
 static void creor_dispatch_claim(ngx_str_t *id, int64_t now);
-static ngx_int_t creor_leg_start(ngx_str_t *id, ngx_str_t *body);
+static ngx_int_t creor_leg_start(ngx_str_t *id, ngx_str_t *uri,
+    ngx_str_t *body, creor_run_t *run);
 static ngx_int_t creor_leg_done(ngx_http_request_t *sr, void *data,
     ngx_int_t rc);
 static void creor_leg_parent_handler(ngx_http_request_t *r);
@@ -83,6 +90,7 @@ static ngx_flag_t               creor_legs_failed;
 static int64_t                  creor_next_scan;
 static ngx_creor_main_conf_t   *creor_mcf;
 static ngx_str_t                creor_executor;
+static ngx_array_t             *creor_providers;
 
 static struct sockaddr_in       creor_leg_addr;
 
@@ -101,6 +109,7 @@ creor_dispatch_init(ngx_cycle_t *cycle, ngx_creor_main_conf_t *mcf)
     if (mcf->api_ctx) {
         lcf = mcf->api_ctx->loc_conf[ngx_creor_module.ctx_index];
         creor_executor = lcf->executor;
+        creor_providers = lcf->providers;
     }
 
     /* what $remote_addr and friends show in the executor location */
@@ -508,12 +517,13 @@ creor_dispatch_scan(int64_t now)
 static void
 creor_dispatch_claim(ngx_str_t *id, int64_t now)
 {
-    int             rc;
-    MDB_txn        *txn;
-    ngx_str_t       body;
-    ngx_pool_t     *pool;
-    creor_run_t     run;
-    creor_store_t  *st;
+    int                rc;
+    MDB_txn           *txn;
+    ngx_str_t          body;
+    ngx_pool_t        *pool;
+    creor_run_t        run;
+    creor_store_t     *st;
+    creor_provider_t  *pv;
 
     st = &creor_mcf->store;
 
@@ -575,19 +585,19 @@ creor_dispatch_claim(ngx_str_t *id, int64_t now)
                       run.hdr.owner_pid);
     }
 
-    if (creor_executor.len == 0
-        || run.hdr.attempt > creor_mcf->executor_retries)
-    {
-        rc = creor_run_fail(st, txn, &run, "run.worker.failed",
-                            "EXECUTOR_UNAVAILABLE");
-        if (rc != CREOR_STORE_OK) {
-            creor_dispatch_failed(id, "fail", rc);
+    if (run.hdr.attempt > creor_mcf->executor_retries) {
+        if (creor_executor.len) {
+            rc = creor_run_fail(st, txn, &run, "run.worker.failed",
+                                "EXECUTOR_UNAVAILABLE");
+
+
+        } else {
+            rc = creor_run_fail(st, txn, &run, "run.failed",
+                                "PROVIDER_ERROR");
         }
 
-        if (creor_executor.len == 0) {
-            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                          "creor: run %V failed: no creor_executor is "
-                          "configured", id);
+        if (rc != CREOR_STORE_OK) {
+            creor_dispatch_failed(id, "fail", rc);
         }
 
         ngx_destroy_pool(pool);
@@ -608,7 +618,26 @@ creor_dispatch_claim(ngx_str_t *id, int64_t now)
         }
     }
 
-    if (creor_run_leg_body(st, txn, pool, &run, &body) != NGX_OK) {
+    if (creor_executor.len == 0) {
+
+        /* built-in: the provider's request is made after the commit */
+
+        if (creor_builtin_claim(st, txn, &run, creor_providers, &pv)
+            != NGX_OK)
+        {
+            ngx_destroy_pool(pool);
+            return;
+        }
+
+        rc = creor_builtin_started(st, txn, &run);
+        if (rc != CREOR_STORE_OK) {
+            creor_store_abort(txn);
+            creor_dispatch_failed(id, "claim", rc);
+            ngx_destroy_pool(pool);
+            return;
+        }
+
+    } else if (creor_run_leg_body(st, txn, pool, &run, &body) != NGX_OK) {
         creor_store_abort(txn);
         creor_dispatch_failed(id, "claim", CREOR_STORE_ERROR);
         ngx_destroy_pool(pool);
@@ -622,7 +651,15 @@ creor_dispatch_claim(ngx_str_t *id, int64_t now)
         return;
     }
 
-    if (creor_leg_start(id, &body) != NGX_OK) {
+    if (creor_executor.len == 0) {
+        rc = (creor_builtin_body(st, &run, pool, &body) == NGX_OK)
+             ? creor_leg_start(id, &pv->uri, &body, &run) : NGX_ERROR;
+
+    } else {
+        rc = creor_leg_start(id, &creor_executor, &body, NULL);
+    }
+
+    if (rc != NGX_OK) {
 
         /* the lease runs out and the leg is tried again */
 
@@ -664,7 +701,8 @@ creor_leg_find(ngx_str_t *id)
  */
 
 static ngx_int_t
-creor_leg_start(ngx_str_t *id, ngx_str_t *body)
+creor_leg_start(ngx_str_t *id, ngx_str_t *uri, ngx_str_t *body,
+    creor_run_t *run)
 {
     ngx_log_t                    *log;
     ngx_buf_t                    *b;
@@ -711,6 +749,14 @@ creor_leg_start(ngx_str_t *id, ngx_str_t *body)
 
     ngx_memcpy(leg->run_id.data, id->data, id->len);
     leg->run_id.len = id->len;
+
+    if (run) {
+        leg->builtin = creor_builtin_create(pool, run);
+        if (leg->builtin == NULL) {
+            ngx_destroy_pool(pool);
+            return NGX_ERROR;
+        }
+    }
 
     *log = *ngx_cycle->log;
     log->data = lctx;
@@ -815,7 +861,7 @@ creor_leg_start(ngx_str_t *id, ngx_str_t *body)
     ps->handler = creor_leg_done;
     ps->data = leg;
 
-    if (ngx_http_subrequest(r, &creor_executor, NULL, &sr, ps, 0) != NGX_OK) {
+    if (ngx_http_subrequest(r, uri, NULL, &sr, ps, 0) != NGX_OK) {
         goto failed;
     }
 
@@ -889,6 +935,7 @@ creor_leg_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
                       : sr->headers_out.status;
     }
 
+    leg->rc = rc;
     leg->done = 1;
 
     /* no error page: nobody would read it */
@@ -966,8 +1013,28 @@ creor_leg_finish(creor_leg_t *leg)
     run.hdr.attempt++;
 
     ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                  "creor: executor call of %V failed (status %ui), try %uD",
-                  &leg->run_id, leg->status, run.hdr.attempt);
+                  "creor: %s call of %V failed (status %ui, rc %i), try %uD",
+                  leg->builtin ? "provider" : "executor", &leg->run_id,
+                  leg->status, leg->rc, run.hdr.attempt);
+
+    if (leg->builtin) {
+        creor_builtin_failed(leg->builtin);
+
+        if (!creor_builtin_retryable(leg->status)) {
+            run.hdr.attempt = creor_mcf->executor_retries + 1;
+        }
+
+        if (run.hdr.attempt > creor_mcf->executor_retries) {
+            rc = creor_run_fail(st, txn, &run, "run.failed",
+                                leg->rc == NGX_HTTP_GATEWAY_TIME_OUT
+                                ? "PROVIDER_TIMEOUT" : "PROVIDER_ERROR");
+            if (rc != CREOR_STORE_OK) {
+                creor_dispatch_failed(&leg->run_id, "fail", rc);
+            }
+
+            goto done;
+        }
+    }
 
     if (run.hdr.attempt > creor_mcf->executor_retries) {
         rc = creor_run_fail(st, txn, &run, "run.worker.failed",
@@ -1106,6 +1173,7 @@ creor_leg_body_filter(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     u_char        *buf;
     off_t          off;
     ssize_t        n;
+    ngx_int_t      rc;
     ngx_buf_t     *b;
     ngx_pool_t    *pool;
     ngx_chain_t   *cl;
@@ -1181,7 +1249,13 @@ creor_leg_body_filter(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     }
 
     if (pool) {
-        if (lines.nelts && !leg->aborted) {
+        if (lines.nelts && !leg->aborted && leg->builtin) {
+            rc = creor_builtin_events(leg->builtin, &leg->run_id, &lines,
+                                      pool);
+            leg->ended = (rc == NGX_DONE);
+            leg->aborted = (rc == NGX_ABORT || rc == NGX_ERROR);
+
+        } else if (lines.nelts && !leg->aborted) {
             creor_leg_events(leg, &lines, pool);
         }
 

@@ -854,3 +854,34 @@ creor_json_unset(creor_json_t *obj, const char *name)
         }
     }
 }
+
+/* appends a shallow copy of v to the array arr */
+
+ngx_int_t
+creor_json_push(creor_json_t *arr, creor_json_t *src)
+{
+    creor_json_t  *v, **pp;
+
+    if (src == NULL) {
+        return NGX_ERROR;
+    }
+
+    v = ngx_palloc(arr->pool, sizeof(creor_json_t));
+    if (v == NULL) {
+        return NGX_ERROR;
+    }
+
+    *v = *src;
+
+    v->key.data = NULL;
+    v->key.len = 0;
+    v->next = NULL;
+
+    for (pp = &arr->child; *pp; pp = &(*pp)->next) { /* void */ }
+
+    *pp = v;
+    arr->count++;
+
+    return NGX_OK;
+}
+

@@ -79,6 +79,8 @@ static void creor_file_signature(ngx_creor_main_conf_t *mcf, ngx_str_t *run,
 static ngx_int_t creor_run_status_parse(ngx_str_t *s);
 static ngx_int_t creor_runs_file_headers(ngx_http_request_t *r,
     creor_json_t *f, ngx_str_t *fid);
+static ngx_int_t creor_runs_tool_outputs(ngx_http_request_t *r,
+    creor_run_t *run, creor_json_t *input);
 
 
 static const char  *creor_run_statuses[] = {
@@ -415,6 +417,17 @@ creor_run_event(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
         run->hdr.owner_pid = 0;
         run->hdr.lease_ms = 0;
 
+        /* what the run waits for, on the run too (tool calls...) */
+
+        if (creor_json_set(run->doc, "awaitingInput",
+                           value ? value
+                                 : creor_json_new(run->pool,
+                                                  CREOR_JSON_OBJECT, NULL, 0))
+            != NGX_OK)
+        {
+            return CREOR_STORE_ERROR;
+        }
+
     } else if (creor_type_is("run.signal")) {
         status = CREOR_RUN_RUNNING;
         run->hdr.owner_pid = 0;
@@ -425,6 +438,8 @@ creor_run_event(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
         if (creor_json_set(run->doc, "signal", value) != NGX_OK) {
             return CREOR_STORE_ERROR;
         }
+
+        creor_json_unset(run->doc, "awaitingInput");
 
     } else if (creor_type_is("run.completed")) {
         status = CREOR_RUN_COMPLETED;
@@ -486,6 +501,7 @@ creor_run_event(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
     }
 
     if (creor_run_terminal(status)) {
+        creor_json_unset(run->doc, "awaitingInput");
         run->hdr.completed_ms = now;
         run->hdr.owner_pid = 0;
         run->hdr.lease_ms = 0;
@@ -560,6 +576,8 @@ creor_run_json(yajl_gen g, creor_run_t *run)
     creor_run_doc_value(g, run, "inputs", CREOR_JSON_OBJECT);
 
     creor_run_doc_value(g, run, "result", CREOR_JSON_NULL);
+
+    creor_run_doc_value(g, run, "awaitingInput", CREOR_JSON_NULL);
 
     creor_gen_kv_or_null(g, "errorCode", run->hdr.error_code);
 
@@ -1853,6 +1871,13 @@ creor_runs_signal(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                           creor_run_status_name(run.hdr.status));
     }
 
+    if (ngx_strcmp(action->str.data, "reject") != 0
+        && creor_runs_tool_outputs(r, &run, input) != NGX_OK)
+    {
+        creor_store_abort(txn);
+        return NGX_DECLINED;
+    }
+
     rc = creor_run_event(&ctx->mcf->store, txn, &run, "run.signal", 10, sig);
     if (rc != CREOR_STORE_OK) {
         creor_store_abort(txn);
@@ -1860,6 +1885,87 @@ creor_runs_signal(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     }
 
     return creor_runs_accepted(r, ctx, txn, &run);
+}
+
+
+/*
+ * A run waiting for tool calls (the built-in executor's) goes on with
+ * one output for each call: input.tool_outputs [{tool_call_id, output}].
+ * NGX_DECLINED: the 400 is sent.
+ */
+
+static ngx_int_t
+creor_runs_tool_outputs(ngx_http_request_t *r, creor_run_t *run,
+    creor_json_t *input)
+{
+    ngx_uint_t     n;
+    creor_json_t  *wait, *calls, *outs, *o, *id, *c, *cid;
+
+    wait = creor_json_get(run->doc, "awaitingInput");
+    calls = creor_json_get(wait, "tool_calls");
+
+    if (calls == NULL || calls->type != CREOR_JSON_ARRAY) {
+        return NGX_OK;
+    }
+
+    outs = creor_json_get(input, "tool_outputs");
+
+    if (outs == NULL || outs->type != CREOR_JSON_ARRAY) {
+        (void) creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                          "input.tool_outputs", "The run waits for tool "
+                          "calls: 'input.tool_outputs' must be an array "
+                          "with an output for each call.");
+        return NGX_DECLINED;
+    }
+
+    for (o = outs->child; o; o = o->next) {
+        id = creor_json_get(o, "tool_call_id");
+
+        if (o->type != CREOR_JSON_OBJECT
+            || id == NULL || id->type != CREOR_JSON_STRING
+            || creor_json_get(o, "output") == NULL
+            || creor_json_get(o, "output")->type != CREOR_JSON_STRING)
+        {
+            (void) creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                              "input.tool_outputs", "Each tool output is "
+                              "{\"tool_call_id\": string, \"output\": "
+                              "string}.");
+            return NGX_DECLINED;
+        }
+    }
+
+    /* each call has exactly one output, and no output is for another */
+
+    for (c = calls->child; c; c = c->next) {
+        cid = creor_json_get(c, "id");
+        n = 0;
+
+        for (o = outs->child; o && cid && cid->type == CREOR_JSON_STRING;
+             o = o->next)
+        {
+            id = creor_json_get(o, "tool_call_id");
+
+            n += (id->str.len == cid->str.len
+                  && ngx_memcmp(id->str.data, cid->str.data, id->str.len)
+                     == 0);
+        }
+
+        if (n != 1) {
+            (void) creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                              "input.tool_outputs", "Each tool call needs "
+                              "exactly one output (tool_call_id).");
+            return NGX_DECLINED;
+        }
+    }
+
+    if (outs->count != calls->count) {
+        (void) creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                          "input.tool_outputs", "An output names no "
+                          "pending tool call.");
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -2254,6 +2360,17 @@ creor_run_leg_body(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
         }
 
         yajl_gen_map_close(g);
+
+        /* its tool rounds (the built-in executor's), then its answer */
+
+        x = creor_json_get(prior.doc, "turns");
+
+        for (x = (x && x->type == CREOR_JSON_ARRAY) ? x->child : NULL;
+             x;
+             x = x->next)
+        {
+            creor_gen_value(g, x);
+        }
 
         x = creor_json_get(creor_json_get(prior.doc, "result"), "text");
 

@@ -410,6 +410,7 @@ creor_json_t *creor_json_new(ngx_pool_t *pool, ngx_uint_t type,
 ngx_int_t creor_json_set(creor_json_t *obj, const char *name,
     creor_json_t *v);
 void creor_json_unset(creor_json_t *obj, const char *name);
+ngx_int_t creor_json_push(creor_json_t *arr, creor_json_t *v);
 yajl_gen creor_gen_create(ngx_http_request_t *r);
 yajl_gen creor_gen_pool(ngx_pool_t *pool);
 void creor_gen_str(yajl_gen g, const char *s);
@@ -581,10 +582,27 @@ ngx_int_t creor_cors_options(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     ngx_str_t *allow);
 ngx_int_t creor_cors_headers(ngx_http_request_t *r);
 
+/* creor_builtin.c */
+typedef struct creor_builtin_s  creor_builtin_t;
+
+ngx_int_t creor_builtin_claim(creor_store_t *st, MDB_txn *txn,
+    creor_run_t *run, ngx_array_t *providers, creor_provider_t **pv);
+ngx_int_t creor_builtin_started(creor_store_t *st, MDB_txn *txn,
+    creor_run_t *run);
+ngx_int_t creor_builtin_body(creor_store_t *st, creor_run_t *run,
+    ngx_pool_t *pool, ngx_str_t *out);
+creor_builtin_t *creor_builtin_create(ngx_pool_t *pool, creor_run_t *run);
+ngx_int_t creor_builtin_events(creor_builtin_t *bi, ngx_str_t *run_id,
+    ngx_array_t *lines, ngx_pool_t *pool);
+void creor_builtin_failed(creor_builtin_t *bi);
+ngx_flag_t creor_builtin_retryable(ngx_uint_t status);
+
 /* creor_chat.c */
 ngx_int_t creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_chat_filter_init(ngx_conf_t *cf);
 char *creor_provider_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+creor_provider_t *creor_provider_find(ngx_array_t *providers,
+    ngx_str_t *model, ngx_str_t *name);
 
 /* creor_multipart.c */
 typedef struct {

@@ -410,6 +410,14 @@ ngx_creor_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->idempotency_required,
                          prev->idempotency_required, 0);
     ngx_conf_merge_str_value(conf->executor, prev->executor, "");
+
+    /* "creor_executor builtin;" says explicitly what no executor means */
+
+    if (conf->executor.len == 7
+        && ngx_strncmp(conf->executor.data, "builtin", 7) == 0)
+    {
+        conf->executor.len = 0;
+    }
     ngx_conf_merge_msec_value(conf->sse_keepalive, prev->sse_keepalive,
                               15000);
     ngx_conf_merge_ptr_value(conf->cors, prev->cors, NULL);

@@ -32,6 +32,11 @@
 //     errorevent  one event, then data: {"error": ...}, then the end
 //     flood       a stream of flood_events (4000) events of 10 kB, as fast
 //                 as the peer takes them; "written" counts them
+//     tools       (stream) while fewer tool messages follow the last user
+//     tools2      message than rounds (1, 2), asks for a tool call
+//                 (id call_<round>, lookup({"q": "<round>"}), its
+//                 arguments in two deltas); then answers "Tool said: " and
+//                 the last tool output, word by word
 //
 // GET /_requests: every request so far, as JSON: {at, path, headers,
 // body (decoded), raw, closed_at (the peer closed before the answer
@@ -82,6 +87,42 @@ function events(model, includeUsage) {
     }
     ev.push('data: [DONE]');
     return ev;
+}
+
+// the tool-call script's events: a call while rounds remain, else text
+function toolEvents(model, body, rounds) {
+    const msgs = Array.isArray(body.messages) ? body.messages : [];
+    let lastUser = -1;
+    msgs.forEach((m, i) => { if (m && m.role === 'user') lastUser = i; });
+    const outputs = msgs.slice(lastUser + 1).filter((m) => m?.role === 'tool');
+    const usage = { usage: null };
+    const ev = [];
+    if (outputs.length < rounds) {
+        const n = outputs.length + 1;
+        ev.push(chunk(model, { role: 'assistant', content: null }, null, usage));
+        ev.push(chunk(model, { tool_calls: [{ index: 0, id: 'call_' + n,
+            type: 'function', function: { name: 'lookup', arguments: '' } }] },
+            null, usage));
+        ev.push(chunk(model, { tool_calls: [{ index: 0,
+            function: { arguments: '{"q": ' } }] }, null, usage));
+        ev.push(chunk(model, { tool_calls: [{ index: 0,
+            function: { arguments: '"' + n + '"}' } }] }, null, usage));
+        ev.push(chunk(model, {}, 'tool_calls', usage));
+    } else {
+        const last = outputs.length ? outputs[outputs.length - 1].content
+                                    : 'nothing';
+        const words = ('Tool said: ' + last).split(' ');
+        ev.push(chunk(model, { role: 'assistant', content: '' }, null, usage));
+        words.forEach((w, i) => ev.push(chunk(model,
+            { content: (i ? ' ' : '') + w }, null, usage)));
+        ev.push(chunk(model, {}, 'stop', usage));
+    }
+    ev.push({ id: 'chatcmpl-test', object: 'chat.completion.chunk',
+              created: 1767225600, model, choices: [],
+              usage: { prompt_tokens: 7, completion_tokens: 5,
+                       total_tokens: 12 } });
+    return ev.map((c) => 'data: ' + JSON.stringify(c))
+             .concat(['data: [DONE]']);
 }
 
 function error(res, status, body, headers) {
@@ -155,7 +196,9 @@ async function answer(req, res, rec) {
 
     const includeUsage = body.stream_options?.include_usage === true;
     const eol = mod.has('crlf') ? '\r\n' : '\n';
-    let ev = events(model, includeUsage).map((e) => e + eol + eol);
+    let ev = (script === 'tools' || script === 'tools2'
+              ? toolEvents(model, body, script === 'tools2' ? 2 : 1)
+              : events(model, includeUsage)).map((e) => e + eol + eol);
 
     if (mod.has('comments')) {
         ev = ev.flatMap((e) => [': keep-alive' + eol + eol, e]);
