@@ -12,7 +12,7 @@ NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 
 if [ "$1" = "stop" ]; then
     [ -f "$run/logs/nginx.pid" ] && kill -QUIT "$(cat "$run/logs/nginx.pid")"
-    [ -f "$run/runner.pid" ] && kill "$(cat "$run/runner.pid")"
+    [ -f "$run/provider.pid" ] && kill "$(cat "$run/provider.pid")"
     exit 0
 fi
 
@@ -28,10 +28,10 @@ then
     sleep 1
 fi
 
-# the demo agent runner behind creor_executor
-[ -f "$run/runner.pid" ] && kill "$(cat "$run/runner.pid")" 2>/dev/null || true
-"$top/conf/demo-runner.pl" 8090 >"$run/logs/runner.log" 2>&1 &
-echo $! >"$run/runner.pid"
+# the demo model provider behind creor_provider demo
+[ -f "$run/provider.pid" ] && kill "$(cat "$run/provider.pid")" 2>/dev/null || true
+"$top/conf/demo-provider.pl" 8091 >"$run/logs/provider.log" 2>&1 &
+echo $! >"$run/provider.pid"
 
 # the example names Debian's module path; point it at this build
 sed "s#^load_module .*#load_module $mod;#" "$top/conf/nginx.conf" \
