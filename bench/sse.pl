@@ -10,6 +10,11 @@
 #    signal completes the run and every subscriber must see the end.
 #
 #   bench/sse.pl [subscribers for latency] [lines] [idle subscribers]
+#
+# With SSE_BUILTIN=1 the runs are the built-in executor's: the same
+# server stands in for a model provider whose stamped deltas are the
+# lines (their time in the delta's text), subscribers join while the
+# run waits for a tool output, and the leg after it streams.
 
 use strict;
 use warnings;
@@ -26,6 +31,7 @@ use Time::HiRes qw(time sleep);
 my $nsub   = $ARGV[0] // 40;
 my $nlines = $ARGV[1] // 200;
 my $nidle  = $ARGV[2] // 2000;
+my $builtin = $ENV{SSE_BUILTIN};
 
 # --- a runner that stamps each line ------------------------------------------
 
@@ -49,8 +55,9 @@ if ($rpid == 0) {
             sysread($c, $body, 65536, length $body) or exit 0;
         }
         my $req = decode_json($body);
-        my $in = $req->{run}{inputs};
         $c->autoflush(1);
+        provider($c, $req) if $head =~ m{^POST \S*/chat/completions};
+        my $in = $req->{run}{inputs};
         syswrite $c, "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson"
                      . "\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\n";
         if ($in->{mode} eq 'input' && !$req->{signal}) {
@@ -74,11 +81,46 @@ if ($rpid == 0) {
 
 close $runner;
 
+# the model provider of SSE_BUILTIN: a tool call first, then the stamped
+# deltas; the user message is the run's inputs as JSON
+sub provider {
+    my ($c, $req) = @_;
+    my $in = decode_json($req->{messages}[-1]{role} eq 'tool'
+                         ? $req->{messages}[-3]{content}
+                         : $req->{messages}[-1]{content});
+    my $chunk = sub {
+        syswrite $c, 'data: ' . encode_json({ choices => [{ index => 0,
+            delta => $_[0], finish_reason => $_[1] }] }) . "\n\n";
+    };
+    syswrite $c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                 . "Connection: close\r\n\r\n";
+    if ($req->{messages}[-1]{role} ne 'tool' && $in->{mode} eq 'input') {
+        $chunk->({ tool_calls => [{ index => 0, id => 'call_1',
+            type => 'function',
+            function => { name => 'go', arguments => '{}' } }] });
+        $chunk->({}, 'tool_calls');
+    } else {
+        for my $i (1 .. ($in->{lines} // 0)) {
+            sleep($in->{gap} // 0.01);
+            $chunk->({ content => "$i\@" . time . ' ' });
+        }
+        $chunk->({}, 'stop');
+    }
+    syswrite $c, "data: [DONE]\n\n";
+    exit 0;
+}
+
 my $t = CreorTest->new(
     workers     => 2,
-    http_config => "creor_executor /_exec; creor_sse_keepalive 60s;",
+    http_config => ($builtin ? '' : 'creor_executor /_exec; ')
+                 . 'creor_sse_keepalive 60s;',
+    api_location => 'location /v1/ { creor_api; '
+                  . 'creor_provider bench /_provider; }',
     server_config => "location /_exec { internal; "
                    . "proxy_pass http://127.0.0.1:$rport/run; "
+                   . "proxy_buffering off; proxy_http_version 1.1; }"
+                   . "location /_provider { internal; proxy_pass "
+                   . "http://127.0.0.1:$rport/v1/chat/completions; "
                    . "proxy_buffering off; proxy_http_version 1.1; }",
     main_config => "worker_rlimit_nofile 65536;",
     worker_connections => 20000,
@@ -90,13 +132,22 @@ my $proj = $t->req('POST', '/v1/projects', %auth, json => { name => 'b' })
              ->{json}{id};
 my $agent = $t->req('POST', '/v1/agents', %auth,
                     headers => { 'X-Project-Id' => $proj },
-                    json => { name => 'bench', model => 'x/y' })->{json}{id};
+                    json => { name => 'bench', model => 'bench/m' })
+              ->{json}{id};
 
 sub run_create {
     my ($inputs) = @_;
+    $inputs->{tools} = [{ type => 'function', function => { name => 'go' } }]
+        if $builtin;
     return $t->req('POST', '/v1/runs', %auth,
                    json => { appId => $agent, inputs => $inputs })->{json}{id};
 }
+
+# what lets a run waiting for input go on
+my %GO = $builtin
+    ? (action => 'submit_input', input => { tool_outputs => [
+          { tool_call_id => 'call_1', output => 'go' }] })
+    : (action => 'approve');
 
 sub subscribe {
     my ($run) = @_;
@@ -158,20 +209,22 @@ sleep 0.1 until $t->req('GET', "/v1/runs/$run", %auth)->{json}{status}
 my @subs = map { subscribe($run) } 1 .. $nsub;
 sleep 1;
 
-$t->req('POST', "/v1/runs/$run/signal", %auth, json => { action => 'approve' });
+$t->req('POST', "/v1/runs/$run/signal", %auth, json => \%GO);
 
 my @lat;
 my $left = pump(\@subs, sub {
     my ($ev, $now) = @_;
-    my $sent = $ev->{payload}{value}{sent_at};
+    my $v = $ev->{payload}{value};
+    my ($sent) = $v->{sent_at} // (($v->{content_delta} // '') =~ /@([\d.]+)/);
     push @lat, ($now - $sent) * 1000 if defined $sent;
 }, time + 120);
 close $_->{sock} for @subs;
 
-printf "fan-out latency, executor line -> subscriber, %d subscribers on "
+printf "fan-out latency, %s -> subscriber, %d subscribers on "
      . "2 workers, %d lines: p50 %.2f ms, p99 %.2f ms, max %.2f ms "
      . "(%d frames, %d subscribers unfinished)\n",
-     $nsub, $nlines, pct(50, @lat), pct(99, @lat), pct(100, @lat),
+     $builtin ? 'provider delta' : 'executor line', $nsub, $nlines,
+     pct(50, @lat), pct(99, @lat), pct(100, @lat),
      scalar @lat, $left;
 
 # --- 2. capacity ---------------------------------------------------------------
@@ -215,7 +268,7 @@ while ($seen < $nidle && time < $t0 + 60) {
 sleep 1;
 my $after = rss_kb();
 
-$t->req('POST', "/v1/runs/$run/signal", %auth, json => { action => 'approve' });
+$t->req('POST', "/v1/runs/$run/signal", %auth, json => \%GO);
 $left = pump(\@subs, undef, time + 60);
 close $_->{sock} for @subs;
 
