@@ -70,8 +70,12 @@ static ngx_int_t creor_builtin_turns(creor_run_t *run, creor_json_t *msg);
 static creor_json_t *creor_builtin_model(creor_run_t *run);
 static ngx_flag_t creor_builtin_role(creor_json_t *msg, const char *role);
 static ngx_str_t *creor_builtin_str(creor_json_t *obj, const char *name);
+static ngx_int_t creor_builtin_history(yajl_gen g, creor_json_t *m,
+    ngx_pool_t *pool);
 static ngx_int_t creor_builtin_input(yajl_gen g, creor_json_t *leg,
     creor_run_t *run, ngx_pool_t *pool);
+static ngx_int_t creor_builtin_inputs_json(creor_json_t *inputs,
+    ngx_pool_t *pool, ngx_str_t *out);
 
 
 /*
@@ -337,7 +341,9 @@ creor_builtin_body(creor_store_t *st, creor_run_t *run, ngx_pool_t *pool,
     }
 
     for ( /* void */ ; m; m = m->next) {
-        creor_gen_value(g, m);
+        if (creor_builtin_history(g, m, pool) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
     if (creor_builtin_input(g, leg, run, pool) != NGX_OK) {
@@ -362,6 +368,75 @@ creor_builtin_body(creor_store_t *st, creor_run_t *run, ngx_pool_t *pool,
 }
 
 
+/* a message of the thread; an earlier run's inputs object as JSON text */
+
+static ngx_int_t
+creor_builtin_history(yajl_gen g, creor_json_t *m, ngx_pool_t *pool)
+{
+    ngx_str_t      text;
+    creor_json_t  *c;
+
+    c = creor_json_get(m, "content");
+
+    if (c == NULL || c->type != CREOR_JSON_OBJECT) {
+        creor_gen_value(g, m);
+        return NGX_OK;
+    }
+
+    if (creor_builtin_inputs_json(c, pool, &text) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    yajl_gen_map_open(g);
+
+    for (c = m->child; c; c = c->next) {
+        yajl_gen_string(g, c->key.data, c->key.len);
+
+        if (c->key.len == 7 && ngx_strncmp(c->key.data, "content", 7) == 0) {
+            creor_gen_ngx_str(g, &text);
+
+        } else {
+            creor_gen_value(g, c);
+        }
+    }
+
+    yajl_gen_map_close(g);
+
+    return NGX_OK;
+}
+
+
+/* the inputs as JSON text, without the tools (they go to the model) */
+
+static ngx_int_t
+creor_builtin_inputs_json(creor_json_t *inputs, ngx_pool_t *pool,
+    ngx_str_t *out)
+{
+    yajl_gen       g;
+    creor_json_t  *v;
+
+    g = creor_gen_pool(pool);
+    if (g == NULL) {
+        return NGX_ERROR;
+    }
+
+    yajl_gen_map_open(g);
+
+    for (v = inputs ? inputs->child : NULL; v; v = v->next) {
+        if (v->key.len == 5 && ngx_strncmp(v->key.data, "tools", 5) == 0) {
+            continue;
+        }
+
+        yajl_gen_string(g, v->key.data, v->key.len);
+        creor_gen_value(g, v);
+    }
+
+    yajl_gen_map_close(g);
+
+    return creor_gen_result_pool(pool, g, out);
+}
+
+
 /*
  * The run's input as a user message: inputs.prompt, else the inputs as
  * JSON (without the tools, which go to the model as tools), then the
@@ -374,7 +449,6 @@ creor_builtin_input(yajl_gen g, creor_json_t *leg, creor_run_t *run,
 {
     u_char        *p;
     size_t         len;
-    yajl_gen       ig;
     ngx_str_t      text, json;
     creor_json_t  *inputs, *v, *f, *files;
 
@@ -384,31 +458,8 @@ creor_builtin_input(yajl_gen g, creor_json_t *leg, creor_run_t *run,
     if (v && v->type == CREOR_JSON_STRING) {
         text = v->str;
 
-    } else {
-        ig = creor_gen_pool(pool);
-        if (ig == NULL) {
-            return NGX_ERROR;
-        }
-
-        yajl_gen_map_open(ig);
-
-        for (v = inputs ? inputs->child : NULL; v; v = v->next) {
-            if (v->key.len == 5 && ngx_strncmp(v->key.data, "tools", 5) == 0)
-            {
-                continue;
-            }
-
-            yajl_gen_string(ig, v->key.data, v->key.len);
-            creor_gen_value(ig, v);
-        }
-
-        yajl_gen_map_close(ig);
-
-        if (creor_gen_result_pool(pool, ig, &json) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        text = json;
+    } else if (creor_builtin_inputs_json(inputs, pool, &text) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     files = creor_json_get(leg, "files");

@@ -59,8 +59,8 @@ my $PROJ;
 
 sub api {
     my ($method, $path, %o) = @_;
-    return $t->req($method, $path, token => $TOK, %o,
-                   headers => { 'X-Project-Id' => $PROJ // '' });
+    my %h = (%{ delete $o{headers} // {} }, 'X-Project-Id' => $PROJ // '');
+    return $t->req($method, $path, token => $TOK, %o, headers => \%h);
 }
 
 $PROJ = api(POST => '/v1/projects', json => { name => 'p' })->{json}{id};
@@ -202,6 +202,38 @@ sub signal { api(POST => "/v1/runs/$_[0]/signal", json => $_[1]) }
     ($req) = calls_for('{"city":"Oslo","days":3}');
     ok($req, 'inputs: sent as JSON when there is no prompt');
     is($req && $req->{body}{model}, 'ok+batch', 'chatModelId: its model');
+
+    # an earlier run's inputs are text in the thread too
+    my $r = api(POST => "/v1/agents/$ag/followup",
+                json => { prompt => 'after json' });
+    is(wait_run($r->{json}{id})->{status}, 'completed',
+       'inputs: followup completed');
+    ($req) = calls_for('after json');
+    is_deeply([map { $_->{content} } @{ $req->{body}{messages} }[1, 2]],
+              ['{"city":"Oslo","days":3}', 'Hello world'],
+              'inputs: the earlier run\'s inputs as JSON text');
+
+    # attachments: listed by name, type and signed URL
+    my $B = 'creor-builtin-boundary';
+    my $body = join('',
+        "--$B\r\nContent-Disposition: form-data; name=\"appId\"\r\n\r\n",
+        "$ag\r\n",
+        "--$B\r\nContent-Disposition: form-data; name=\"inputs\"\r\n\r\n",
+        qq({"prompt": "read it"}\r\n),
+        "--$B\r\nContent-Disposition: form-data; name=\"files\"; ",
+        "filename=\"notes.txt\"\r\nContent-Type: text/plain\r\n\r\n",
+        "some notes\r\n--$B--\r\n");
+    $r = api(POST => '/v1/runs', body => $body, headers => {
+        'Content-Type' => "multipart/form-data; boundary=$B" });
+    is($r->{status}, 202, 'files: run created') or diag($r->{body});
+    wait_run($r->{json}{id});
+    ($req) = grep { ($_->{body}{messages}[-1]{content} // '') =~ /^read it/ }
+             $pv->requests;
+    like($req && $req->{body}{messages}[-1]{content},
+         qr{^read\ it\n\nAttached\ files:\n-\ notes\.txt\ \(text/plain\):
+            \ /v1/runs/run_\w+/files/file_\w+\?expires=\d+&signature=\w+$}x,
+         'files: listed after the prompt')
+        or diag(explain($req && $req->{body}{messages}));
 }
 
 ###########################################################################
