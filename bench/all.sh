@@ -36,6 +36,7 @@ run() {
 run get bench/run.sh "$rounds" "$secs" "$conns"
 run idempotent bench/idempotent.sh "${IDEM_ROUNDS:-3}" 4 16
 run sse perl bench/sse.pl 40 "${SSE_LINES:-200}" "${SSE_IDLE:-2000}"
+run sse-builtin env SSE_BUILTIN=1 perl bench/sse.pl 40 "${SSE_LINES:-200}" 0
 for extra in bench/chat.sh; do
     [ -x "$extra" ] && run "$(basename "$extra" .sh)" "$extra"
 done
@@ -70,6 +71,11 @@ perl -e '
     if (my ($p50, $p99) = $sse =~ /p50 ([\d.]+) ms, p99 ([\d.]+) ms/) {
         push @rows, ["event fan-out, executor line to SSE subscriber "
                      . "(40 subscribers, both workers)",
+                     "p50 $p50 ms, p99 $p99 ms", "-"];
+    }
+    if (my ($p50, $p99) = slurp("sse-builtin") =~ /p50 ([\d.]+) ms, p99 ([\d.]+) ms/) {
+        push @rows, ["run tokens, provider delta to SSE subscriber "
+                     . "(built-in executor, 40 subscribers, both workers)",
                      "p50 $p50 ms, p99 $p99 ms", "-"];
     }
     if (my ($n, $kb) = $sse =~ /capacity: (\d+) idle subscribers held.* ([\d.]+) KB a subscriber/) {
