@@ -61,7 +61,7 @@ while (my $c = $srv->accept) {
     my $call = { index => 0, id => 'call_' . int(rand(1e9)),
                  type => 'function',
                  function => { name => $tool,
-                               arguments => $JSON->encode({ input => $said }) } }
+                     arguments => $JSON->encode({ input => $said }) } }
         if $tool;
 
     unless ($req->{stream}) {
