@@ -167,6 +167,14 @@ sub signal { api(POST => "/v1/runs/$_[0]/signal", json => $_[1]) }
                { role => 'user', content => 'stream me' }],
               'request: system prompt, then the input');
     ok(!exists $b->{tools}, 'request: no tools unless given');
+
+    # metered with the run: its model, its tokens
+    my $u = api(GET => '/v1/usage?group_by=model');
+    my ($row) = grep { $_->{model} eq 'test/ok+slow' }
+                @{ $u->{json}{data} // [] };
+    is_deeply($row && [@$row{qw(runs input_tokens output_tokens)}],
+              [1, 11, 3], 'usage: the run and its tokens under its model')
+        or diag($u->{body});
 }
 
 ###########################################################################
