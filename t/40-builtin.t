@@ -5,7 +5,8 @@
 # provider's request (system prompt, settings, the thread cut at
 # contextWindowSize, inputs as JSON, chatModelId); client-side tool calls
 # (one round, two rounds, reject, bad outputs); provider errors retried
-# then failed; cancel closing the provider call; kill -9 of the worker.
+# then failed; cancel closing the provider call; kill -9 of the worker;
+# no creor_executor at all, a reload mid-leg, creor_run_timeout.
 
 use strict;
 use warnings;
@@ -430,6 +431,35 @@ sub provider_conn_pids {
         is($run->{status}, 'completed', 'kill -9: another worker completed');
         is($run->{result}{text}, 'Hello world', 'kill -9: the whole answer');
     }
+}
+
+###########################################################################
+# 7. No creor_executor at all is the built-in one; a reload mid-leg gives
+#    the leg to the new workers; creor_run_timeout closes the provider call
+
+{
+    my $id = run(agent(model => 'test/ok+slow'),
+                 inputs => { prompt => 'reload me' });
+    ok(wait_run($id, sub {
+        grep { $_->{type} eq 'step.progress' } @{ events($id) } }),
+       'reload: a delta stored');
+    (my $http = $t->{http_config}) =~ s/creor_executor builtin;\n//;
+    $t->reload(http_config => $http . "\ncreor_run_timeout 4s;");
+    unlike($t->conf_text, qr/creor_executor\s/,
+           'reload: no creor_executor');
+
+    my $run = wait_run($id, undef, 15);
+    is($run->{status}, 'completed', 'reload: completed by the new workers');
+    is($run->{result}{text}, 'Hello world', 'reload: the whole answer');
+    my @calls = calls_for('reload me');
+    is(scalar @calls, 2, 'reload: the leg called the provider again');
+    ok($calls[0]{closed_at}, 'reload: the old worker closed its call');
+
+    $id = run(agent(model => 'test/hang'), inputs => { prompt => 'time out' });
+    $run = wait_run($id, undef, 15);
+    is($run->{errorCode}, 'RUN_TIMEOUT', 'timeout: RUN_TIMEOUT');
+    ok($pv->wait_for(sub { (calls_for('time out'))[0]{closed_at} }, 5),
+       'timeout: the provider call is closed');
 }
 
 $t->stop;
