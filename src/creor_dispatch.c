@@ -296,7 +296,9 @@ creor_legs_check(void)
                       "creor: closing the executor call of %V",
                       &leg->run_id);
 
-        creor_metrics_leg(CREOR_LEG_ABORTED);
+        /* a leg that ended its run is closed early, not aborted */
+
+        creor_metrics_leg(leg->ended ? CREOR_LEG_OK : CREOR_LEG_ABORTED);
         creor_leg_destroy(leg);
     }
 }
@@ -323,7 +325,7 @@ creor_legs_renew(int64_t now)
     {
         leg = ngx_queue_data(q, creor_leg_t, queue);
 
-        if (leg->done || now < leg->renew_ms) {
+        if (leg->done || leg->ended || now < leg->renew_ms) {
             continue;
         }
 
@@ -413,8 +415,8 @@ creor_legs_release(void)
             }
         }
 
+        creor_metrics_leg(leg->ended ? CREOR_LEG_OK : CREOR_LEG_ABORTED);
         leg->aborted = 1;
-        creor_metrics_leg(CREOR_LEG_ABORTED);
         creor_leg_destroy(leg);
     }
 
