@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -27,6 +28,8 @@
 
 
 static int creor_store_secret_check(creor_store_t *s, uint8_t *out);
+static void creor_store_chown(const char *dir, const char *file,
+    struct stat *owner);
 static void creor_usage_digits(char *out, int v, int width);
 static void creor_store_forget(MDB_txn *txn);
 
@@ -107,6 +110,17 @@ creor_store_open(creor_store_t *s, const char *path, size_t map_size,
         goto failed;
     }
 
+    /*
+     * The command line, run as root, may make the files before a worker
+     * does: they go to whoever owns the directory, the workers' user once
+     * nginx's master has given it to them.
+     */
+
+    if (geteuid() == 0 && stat(path, &st) == 0 && st.st_uid != 0) {
+        creor_store_chown(path, "/data.mdb", &st);
+        creor_store_chown(path, "/lock.mdb", &st);
+    }
+
     (void) creor_store_reader_check(s);
 
     rc = mdb_txn_begin(s->env, NULL, 0, &txn);
@@ -147,6 +161,19 @@ failed:
     return CREOR_STORE_ERROR;
 }
 
+
+
+static void
+creor_store_chown(const char *dir, const char *file, struct stat *owner)
+{
+    char  name[PATH_MAX];
+
+    if ((size_t) snprintf(name, sizeof(name), "%s%s", dir, file)
+        < sizeof(name))
+    {
+        (void) chown(name, owner->st_uid, owner->st_gid);
+    }
+}
 
 void
 creor_store_close(creor_store_t *s)
