@@ -1,0 +1,153 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ *
+ * creor_json_parse() and creor_utf8_valid() on any bytes.  Besides not
+ * crashing: text that is not UTF-8 is refused; a tree that is accepted
+ * holds only valid UTF-8 strings without NUL, no deeper than the limit,
+ * and generates JSON that parses again to the same text.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_creor.h"
+
+
+static void creor_fuzz_check(creor_json_t *v, ngx_uint_t depth);
+static void creor_fuzz_gen(ngx_pool_t *pool, creor_json_t *v,
+    ngx_str_t *out);
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    u_char        *buf, err[128];
+    ngx_str_t      text, again;
+    ngx_pool_t    *pool;
+    ngx_flag_t     utf8;
+    creor_json_t  *root, *copy;
+
+    pool = ngx_create_pool(1024, ngx_cycle->log);
+    if (pool == NULL) {
+        return 0;
+    }
+
+    /* a copy of exactly size bytes: a read past it is a crash */
+
+    buf = ngx_pnalloc(pool, size);
+    if (buf == NULL) {
+        ngx_destroy_pool(pool);
+        return 0;
+    }
+
+    ngx_memcpy(buf, data, size);
+
+    utf8 = creor_utf8_valid(buf, size);
+
+    err[0] = '\0';
+    root = creor_json_parse(pool, buf, size, err, sizeof(err));
+
+    if (root == NULL) {
+        if (err[0] == '\0' || ngx_strlen(err) >= sizeof(err)) {
+            abort();
+        }
+
+        ngx_destroy_pool(pool);
+        return 0;
+    }
+
+    if (!utf8) {
+        abort();                /* invalid UTF-8 was accepted */
+    }
+
+    creor_fuzz_check(root, 0);
+
+    creor_fuzz_gen(pool, root, &text);
+
+    copy = creor_json_parse(pool, text.data, text.len, err, sizeof(err));
+    if (copy == NULL) {
+        abort();                /* what we generate we cannot read */
+    }
+
+    creor_fuzz_gen(pool, copy, &again);
+
+    if (again.len != text.len
+        || ngx_memcmp(again.data, text.data, text.len) != 0)
+    {
+        abort();
+    }
+
+    ngx_destroy_pool(pool);
+
+    return 0;
+}
+
+
+static void
+creor_fuzz_check(creor_json_t *v, ngx_uint_t depth)
+{
+    ngx_uint_t     n;
+    creor_json_t  *c;
+
+    if (v->type > CREOR_JSON_OBJECT) {
+        abort();
+    }
+
+    if (v->type == CREOR_JSON_STRING
+        && (!creor_utf8_valid(v->str.data, v->str.len)
+            || ngx_strlchr(v->str.data, v->str.data + v->str.len, '\0')
+            || v->str.data[v->str.len] != '\0'))
+    {
+        abort();
+    }
+
+    if (v->parent && v->parent->type == CREOR_JSON_OBJECT
+        && !creor_utf8_valid(v->key.data, v->key.len))
+    {
+        abort();
+    }
+
+    if (v->type != CREOR_JSON_ARRAY && v->type != CREOR_JSON_OBJECT) {
+        return;
+    }
+
+    if (depth + 1 > CREOR_JSON_MAX_DEPTH) {
+        abort();
+    }
+
+    n = 0;
+
+    for (c = v->child; c; c = c->next) {
+        if (c->parent != v) {
+            abort();
+        }
+
+        creor_fuzz_check(c, depth + 1);
+        n++;
+    }
+
+    if (n != v->count || (n && v->last->next != NULL)) {
+        abort();
+    }
+}
+
+
+static void
+creor_fuzz_gen(ngx_pool_t *pool, creor_json_t *v, ngx_str_t *out)
+{
+    yajl_gen  g;
+
+    g = creor_gen_pool(pool);
+    if (g == NULL) {
+        abort();
+    }
+
+    creor_gen_value(g, v);
+
+    if (creor_gen_result_pool(pool, g, out) != NGX_OK) {
+        abort();
+    }
+}
