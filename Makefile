@@ -92,7 +92,7 @@ deb:
 FUZZ_CC      ?= clang
 FUZZ_TIME    ?= 60
 FUZZ_RUNS    ?= -1
-FUZZ_OPTS    ?= -jobs=1 -workers=1 -rss_limit_mb=2048
+FUZZ_OPTS    ?= -rss_limit_mb=2048
 FUZZ_TARGETS := json multipart token cursor idempotency ndjson
 FUZZ_DIR     := $(BUILD)/fuzz
 FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer \
@@ -112,17 +112,22 @@ fuzz_ndjson_SRC      := src/creor_json.c src/creor_core.c
 fuzz-build: $(addprefix $(FUZZ_DIR)/, $(FUZZ_TARGETS))
 
 $(FUZZ_DIR)/%: fuzz/%.c fuzz/shim.c $(MOD_SRC) $(NGXDIR)/src/Makefile
+	@command -v $(FUZZ_CC) >/dev/null && command -v ld.lld >/dev/null \
+	    || { echo "make fuzz needs clang and lld: conf/deps.sh --fuzz"; exit 1; }
 	@mkdir -p $(FUZZ_DIR)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_INCS) -o $@ $< fuzz/shim.c \
 	    $(fuzz_$*_SRC) -lyajl -lcrypto
 
-# new inputs go to build/fuzz/corpus/<name>; fuzz/corpus/<name> is read
+# One process per harness, one after the other.  New inputs go to
+# build/fuzz/corpus/<name> (fuzz/corpus/<name> is only read), crashes to
+# build/fuzz/<name>-crash-*.
 fuzz: fuzz-build
 	@for t in $(FUZZ_TARGETS); do \
 	    mkdir -p $(FUZZ_DIR)/corpus/$$t && \
 	    echo "fuzz: $$t" && \
 	    $(FUZZ_DIR)/$$t $(FUZZ_OPTS) -max_total_time=$(FUZZ_TIME) \
 	        -runs=$(FUZZ_RUNS) -print_final_stats=1 \
+	        -artifact_prefix=$(FUZZ_DIR)/$$t- \
 	        $$(test -f fuzz/$$t.dict && echo -dict=fuzz/$$t.dict) \
 	        $(FUZZ_DIR)/corpus/$$t fuzz/corpus/$$t \
 	        2>$(FUZZ_DIR)/$$t.log || { tail -40 $(FUZZ_DIR)/$$t.log; exit 1; }; \
