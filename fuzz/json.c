@@ -3,9 +3,11 @@
  * Copyright (C) ngx_creor_module authors
  *
  * creor_json_parse() and creor_utf8_valid() on any bytes.  Besides not
- * crashing: text that is not UTF-8 is refused; a tree that is accepted
- * holds only valid UTF-8 strings without NUL, no deeper than the limit,
- * and generates JSON that parses again to the same text.
+ * crashing: creor_utf8_valid() agrees with the table of well-formed
+ * sequences of Unicode (chapter 3, table 3-7); text that is not UTF-8 is
+ * refused; a tree that is accepted holds only valid UTF-8 strings without
+ * NUL, no deeper than the limit, and generates JSON that parses again to
+ * the same text.
  */
 
 
@@ -16,6 +18,7 @@
 #include "ngx_creor.h"
 
 
+static ngx_flag_t creor_fuzz_utf8(u_char *p, size_t len);
 static void creor_fuzz_check(creor_json_t *v, ngx_uint_t depth);
 static void creor_fuzz_gen(ngx_pool_t *pool, creor_json_t *v,
     ngx_str_t *out);
@@ -46,6 +49,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_memcpy(buf, data, size);
 
     utf8 = creor_utf8_valid(buf, size);
+
+    if (utf8 != creor_fuzz_utf8(buf, size)) {
+        abort();
+    }
 
     err[0] = '\0';
     root = creor_json_parse(pool, buf, size, err, sizeof(err));
@@ -83,6 +90,56 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_destroy_pool(pool);
 
     return 0;
+}
+
+
+/* the same question answered another way: byte ranges, no arithmetic */
+
+static ngx_flag_t
+creor_fuzz_utf8(u_char *p, size_t len)
+{
+    u_char  lo, hi;
+    size_t  i, n, k;
+
+    for (i = 0; i < len; i += n + 1) {
+        lo = 0x80;
+        hi = 0xbf;
+
+        if (p[i] <= 0x7f) {
+            n = 0;
+
+        } else if (p[i] >= 0xc2 && p[i] <= 0xdf) {
+            n = 1;
+
+        } else if (p[i] >= 0xe0 && p[i] <= 0xef) {
+            n = 2;
+            lo = (p[i] == 0xe0) ? 0xa0 : 0x80;
+            hi = (p[i] == 0xed) ? 0x9f : 0xbf;
+
+        } else if (p[i] >= 0xf0 && p[i] <= 0xf4) {
+            n = 3;
+            lo = (p[i] == 0xf0) ? 0x90 : 0x80;
+            hi = (p[i] == 0xf4) ? 0x8f : 0xbf;
+
+        } else {
+            return 0;
+        }
+
+        if (len - i <= n) {
+            return 0;
+        }
+
+        for (k = 1; k <= n; k++) {
+            if (p[i + k] < lo || p[i + k] > hi) {
+                return 0;
+            }
+
+            lo = 0x80;
+            hi = 0xbf;
+        }
+    }
+
+    return 1;
 }
 
 
