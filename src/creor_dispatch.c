@@ -32,7 +32,9 @@
 #define CREOR_SCAN_INTERVAL    200
 #define CREOR_SCAN_BATCH       256
 #define CREOR_LEGS_MAX         256      /* a worker's executor calls */
+#ifndef CREOR_LINE_MAX                  /* fuzz/ndjson.c makes it small */
 #define CREOR_LINE_MAX         (1024 * 1024)
+#endif
 #define CREOR_BACKOFF_MAX      30000
 #define CREOR_READ_CHUNK       (64 * 1024)
 
