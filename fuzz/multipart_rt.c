@@ -81,7 +81,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
 
-    body.data = ngx_pnalloc(pool, 3 * size + 160 * want.nelts + 64);
+    /* a file's name is written twice, escaped: twice its size each */
+
+    body.data = ngx_pnalloc(pool, 5 * size + 160 * want.nelts + 64);
     if (body.data == NULL) {
         abort();
     }
