@@ -7,7 +7,8 @@
  * sequences of Unicode (chapter 3, table 3-7); text that is not UTF-8 is
  * refused; a tree that is accepted holds only valid UTF-8 strings without
  * NUL, no deeper than the limit, and generates JSON that parses again to
- * the same text.
+ * the same text; with creor_json_max_values set to its number of values
+ * it is accepted, with one less refused as too many.
  */
 
 
@@ -19,7 +20,8 @@
 
 
 static ngx_flag_t creor_fuzz_utf8(u_char *p, size_t len);
-static void creor_fuzz_check(creor_json_t *v, ngx_uint_t depth);
+static ngx_uint_t creor_fuzz_check(creor_json_t *v, ngx_uint_t depth,
+    ngx_flag_t member);
 static void creor_fuzz_gen(ngx_pool_t *pool, creor_json_t *v,
     ngx_str_t *out);
 
@@ -30,7 +32,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     u_char        *buf, err[128];
     ngx_str_t      text, again;
     ngx_pool_t    *pool;
-    ngx_flag_t     utf8;
+    ngx_flag_t     utf8, too_many;
+    ngx_uint_t     values;
     creor_json_t  *root, *copy;
 
     pool = ngx_create_pool(1024, ngx_cycle->log);
@@ -70,7 +73,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();                /* invalid UTF-8 was accepted */
     }
 
-    creor_fuzz_check(root, 0);
+    values = creor_fuzz_check(root, 0, 0);
+
+    /* creor_json_max_values: exactly as many values pass, one more not */
+
+    if (creor_json_parse_max(pool, buf, size, values, &too_many, err,
+                             sizeof(err))
+        == NULL)
+    {
+        abort();
+    }
+
+    if (values > 1
+        && (creor_json_parse_max(pool, buf, size, values - 1, &too_many, err,
+                                 sizeof(err))
+            != NULL
+            || !too_many))
+    {
+        abort();
+    }
 
     creor_fuzz_gen(pool, root, &text);
 
@@ -143,10 +164,12 @@ creor_fuzz_utf8(u_char *p, size_t len)
 }
 
 
-static void
-creor_fuzz_check(creor_json_t *v, ngx_uint_t depth)
+/* the tree is well formed; returns how many values it has */
+
+static ngx_uint_t
+creor_fuzz_check(creor_json_t *v, ngx_uint_t depth, ngx_flag_t member)
 {
-    ngx_uint_t     n;
+    ngx_uint_t     n, values;
     creor_json_t  *c;
 
     if (v->type > CREOR_JSON_OBJECT) {
@@ -161,14 +184,12 @@ creor_fuzz_check(creor_json_t *v, ngx_uint_t depth)
         abort();
     }
 
-    if (v->parent && v->parent->type == CREOR_JSON_OBJECT
-        && !creor_utf8_valid(v->key.data, v->key.len))
-    {
+    if (member && !creor_utf8_valid(v->key.data, v->key.len)) {
         abort();
     }
 
     if (v->type != CREOR_JSON_ARRAY && v->type != CREOR_JSON_OBJECT) {
-        return;
+        return 1;
     }
 
     if (depth + 1 > CREOR_JSON_MAX_DEPTH) {
@@ -176,19 +197,19 @@ creor_fuzz_check(creor_json_t *v, ngx_uint_t depth)
     }
 
     n = 0;
+    values = 1;
 
     for (c = v->child; c; c = c->next) {
-        if (c->parent != v) {
-            abort();
-        }
-
-        creor_fuzz_check(c, depth + 1);
+        values += creor_fuzz_check(c, depth + 1,
+                                   v->type == CREOR_JSON_OBJECT);
         n++;
     }
 
-    if (n != v->count || (n && v->last->next != NULL)) {
+    if (n != v->count) {
         abort();
     }
+
+    return values;
 }
 
 
