@@ -21,7 +21,8 @@ CONF_FLAGS = $(shell test -f $(NGINX_SRC)/conf_flags && \
 
 SHELL := /bin/bash
 
-.PHONY: all module cli fault test test-asan asan run clean bench deb
+.PHONY: all module cli fault test test-asan asan run clean bench deb fuzz \
+        fuzz-build
 
 all: module cli fault
 
@@ -82,6 +83,57 @@ deb:
 	cd $(BUILD)/deb/src && dpkg-buildpackage -b -us -uc \
 	    >../build.log 2>&1 || { tail -40 ../build.log; exit 1; }
 	ls $(BUILD)/deb/*.deb
+
+# libFuzzer harnesses (docs/fuzzing.md): clang and lld, not in CI.  Each
+# links the module files it fuzzes with fuzz/shim.c; --gc-sections drops
+# the functions the harness cannot reach, and with them their references
+# to the rest of nginx.
+
+FUZZ_CC      ?= clang
+FUZZ_TIME    ?= 60
+FUZZ_RUNS    ?= -1
+FUZZ_OPTS    ?= -rss_limit_mb=2048
+FUZZ_TARGETS := json multipart multipart_rt token cursor idempotency ndjson
+FUZZ_DIR     := $(BUILD)/fuzz
+FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	-ffunction-sections -fdata-sections -fuse-ld=lld -Wl,--gc-sections \
+	-Wall -Wno-unused-function -Wno-unused-parameter
+FUZZ_INCS     = $(addprefix -I$(NGXDIR)/src/src/, core event event/modules \
+	os/unix http http/modules http/v2) -I$(NGXDIR)/src/objs -Isrc
+
+fuzz_json_SRC         := src/creor_json.c src/creor_core.c
+fuzz_multipart_SRC    := src/creor_multipart.c
+fuzz_multipart_rt_SRC := src/creor_multipart.c
+fuzz_token_SRC        := src/creor_core.c
+fuzz_cursor_SRC       := src/creor_core.c
+fuzz_idempotency_SRC  := src/creor_json.c src/creor_core.c
+fuzz_ndjson_SRC       := src/creor_json.c src/creor_core.c
+
+fuzz-build: $(addprefix $(FUZZ_DIR)/, $(FUZZ_TARGETS))
+
+$(FUZZ_DIR)/%: fuzz/%.c fuzz/shim.c $(MOD_SRC) $(NGXDIR)/src/Makefile
+	@command -v $(FUZZ_CC) >/dev/null && command -v ld.lld >/dev/null \
+	    || { echo "make fuzz needs clang and lld: conf/deps.sh --fuzz"; exit 1; }
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_INCS) -o $@ $< fuzz/shim.c \
+	    $(fuzz_$*_SRC) -lyajl -lcrypto
+
+# One process per harness, one after the other.  New inputs go to
+# build/fuzz/corpus/<name> (fuzz/corpus/<name> is only read), crashes to
+# build/fuzz/<name>-crash-*.
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(FUZZ_DIR)/corpus/$$t && \
+	    echo "fuzz: $$t" && \
+	    $(FUZZ_DIR)/$$t $(FUZZ_OPTS) -max_total_time=$(FUZZ_TIME) \
+	        -runs=$(FUZZ_RUNS) -print_final_stats=1 \
+	        -artifact_prefix=$(FUZZ_DIR)/$$t- \
+	        $$(test -f fuzz/$$t.dict && echo -dict=fuzz/$$t.dict) \
+	        $(FUZZ_DIR)/corpus/$$t fuzz/corpus/$$t \
+	        2>$(FUZZ_DIR)/$$t.log || { tail -40 $(FUZZ_DIR)/$$t.log; exit 1; }; \
+	    grep -E '^#[0-9]+[[:space:]]+DONE|^Done' $(FUZZ_DIR)/$$t.log; \
+	done
 
 clean:
 	rm -rf build

@@ -8,6 +8,9 @@ PKGS="build-essential nginx nginx-dev liblmdb-dev libyajl-dev libssl-dev \
       perl curl wrk iproute2 gdb dpkg-dev debhelper lmdb-utils prometheus \
       chromium strace libfaketime"
 
+# make fuzz (docs/fuzzing.md): clang's libFuzzer and lld
+[ "$1" = "--fuzz" ] && PKGS="$PKGS clang lld libclang-rt-14-dev"
+
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -39,7 +39,8 @@ static ngx_int_t creor_auth_header(ngx_http_request_t *r, ngx_table_elt_t *h,
 static void creor_auth_hide_user(ngx_http_request_t *r);
 static ngx_int_t creor_auth_hash(creor_store_t *store, creor_token_t *tok,
     uint8_t *hash);
-static ngx_int_t creor_auth_token(ngx_http_request_t *r, ngx_str_t *token);
+static ngx_int_t creor_auth_token(ngx_pool_t *pool, ngx_str_t *value,
+    ngx_str_t *token);
 static void creor_auth_touch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 
 
@@ -164,7 +165,9 @@ creor_authenticate(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                           NULL, "The Authorization header is missing.");
     }
 
-    if (creor_auth_token(r, &token) != NGX_OK
+    if (creor_auth_token(r->pool, &r->headers_in.authorization->value,
+                         &token)
+        != NGX_OK
         || creor_parse_token((char *) token.data, token.len, &tok) != 0)
     {
         return creor_fail(r, NGX_HTTP_UNAUTHORIZED, "AUTH_KEY_INVALID", NULL,
@@ -299,15 +302,18 @@ creor_auth_hash(creor_store_t *store, creor_token_t *tok, uint8_t *hash)
 }
 
 
-/* "Bearer <token>", or "Basic base64(<token>:)" with an empty password */
+/*
+ * "Bearer <token>", or "Basic base64(<token>:)" with an empty password;
+ * the header's value only, so that fuzz/token.c can call it.
+ */
 
 static ngx_int_t
-creor_auth_token(ngx_http_request_t *r, ngx_str_t *token)
+creor_auth_token(ngx_pool_t *pool, ngx_str_t *value, ngx_str_t *token)
 {
     u_char     *p, *colon;
     ngx_str_t   v, enc;
 
-    v = r->headers_in.authorization->value;
+    v = *value;
 
     if (v.len > 7 && ngx_strncasecmp(v.data, (u_char *) "Bearer ", 7) == 0) {
         token->data = v.data + 7;
@@ -329,7 +335,7 @@ creor_auth_token(ngx_http_request_t *r, ngx_str_t *token)
             return NGX_DECLINED;
         }
 
-        p = ngx_pnalloc(r->pool, ngx_base64_decoded_length(enc.len));
+        p = ngx_pnalloc(pool, ngx_base64_decoded_length(enc.len));
         if (p == NULL) {
             return NGX_ERROR;
         }

@@ -224,7 +224,7 @@ creor_hash_equal(const uint8_t *a, const uint8_t *b)
 int
 creor_parse_token(const char *p, size_t len, creor_token_t *tok)
 {
-    size_t  i, pre;
+    size_t  pre;
     char    sep;
 
     if (len > 3 && memcmp(p, "ck_", 3) == 0) {
@@ -250,15 +250,22 @@ creor_parse_token(const char *p, size_t len, creor_token_t *tok)
     tok->secret = p + pre + CREOR_ULID_LEN + 1;
     tok->secret_len = CREOR_SECRET_B62_LEN;
 
-    for (i = 0; i < tok->secret_len; i++) {
-        if (strchr(creor_b62, tok->secret[i]) == NULL
-            || tok->secret[i] == '\0')
-        {
-            return -1;
+    return creor_is_b62(tok->secret, tok->secret_len) ? 0 : -1;
+}
+
+
+int
+creor_is_b62(const char *p, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        if (strchr(creor_b62, p[i]) == NULL || p[i] == '\0') {
+            return 0;
         }
     }
 
-    return 0;
+    return 1;
 }
 
 

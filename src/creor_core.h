@@ -108,6 +108,7 @@ int creor_hash_secret(uint8_t *out, const uint8_t *key, size_t key_len,
     const char *secret, size_t secret_len);
 int creor_hash_equal(const uint8_t *a, const uint8_t *b);
 int creor_parse_token(const char *p, size_t len, creor_token_t *tok);
+int creor_is_b62(const char *p, size_t len);
 int creor_role_parse(const char *p, size_t len);
 const char *creor_role_name(uint32_t role);
 int creor_rate_parse(const char *p, size_t len, uint32_t *count,

@@ -32,7 +32,9 @@
 #define CREOR_SCAN_INTERVAL    200
 #define CREOR_SCAN_BATCH       256
 #define CREOR_LEGS_MAX         256      /* a worker's executor calls */
+#ifndef CREOR_LINE_MAX                  /* fuzz/ndjson.c makes it small */
 #define CREOR_LINE_MAX         (1024 * 1024)
+#endif
 #define CREOR_BACKOFF_MAX      30000
 #define CREOR_READ_CHUNK       (64 * 1024)
 
@@ -73,6 +75,8 @@ static void creor_leg_finish(creor_leg_t *leg);
 static void creor_leg_destroy(creor_leg_t *leg);
 static ngx_int_t creor_leg_feed(creor_leg_t *leg, u_char *p, size_t len,
     ngx_array_t *lines, ngx_pool_t *pool);
+static ngx_int_t creor_leg_line(ngx_pool_t *pool, ngx_str_t *line,
+    const char **type, creor_json_t **value);
 static void creor_leg_events(creor_leg_t *leg, ngx_array_t *lines,
     ngx_pool_t *pool);
 static creor_leg_t *creor_leg_find(ngx_str_t *id);
@@ -1354,6 +1358,57 @@ creor_leg_feed(creor_leg_t *leg, u_char *p, size_t len, ngx_array_t *lines,
 
 
 /*
+ * An executor line: NGX_OK with its type and value (NULL if it has
+ * none) if it is an event of the contract, NGX_DONE if it is blank,
+ * NGX_DECLINED otherwise.  Nothing here needs a run, for fuzz/ndjson.c.
+ */
+
+static ngx_int_t
+creor_leg_line(ngx_pool_t *pool, ngx_str_t *line, const char **type,
+    creor_json_t **value)
+{
+    u_char         err[128];
+    creor_json_t  *ev, *t;
+    const char   **name;
+
+    static const char  *types[] = {
+        "step.started", "step.progress", "step.done", "run.awaiting_input",
+        "run.completed", "run.failed", NULL
+    };
+
+    while (line->len && (line->data[line->len - 1] == '\r'
+                         || line->data[line->len - 1] == ' '))
+    {
+        line->len--;
+    }
+
+    if (line->len == 0) {
+        return NGX_DONE;
+    }
+
+    ev = creor_json_parse_max(pool, line->data, line->len,
+                              CREOR_JSON_MAX_VALUES, NULL, err, sizeof(err));
+    t = creor_json_get(ev, "type");
+    *value = creor_json_get(ev, "value");
+
+    if (ev == NULL || t == NULL || t->type != CREOR_JSON_STRING
+        || (*value && (*value)->type != CREOR_JSON_OBJECT))
+    {
+        return NGX_DECLINED;
+    }
+
+    for (name = types; *name; name++) {
+        if (ngx_strcmp(*name, t->str.data) == 0) {
+            *type = *name;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
  * Lines received together are stored in one transaction.  A line that
  * is not an event of the executor contract is logged and skipped.
  */
@@ -1362,20 +1417,13 @@ static void
 creor_leg_events(creor_leg_t *leg, ngx_array_t *lines, ngx_pool_t *pool)
 {
     int             rc;
-    u_char          err[128];
     MDB_txn        *txn;
     ngx_str_t      *line;
     ngx_uint_t      i;
+    const char     *t;
     creor_run_t     run;
-    creor_json_t   *ev, *type, *value;
+    creor_json_t   *value;
     creor_store_t  *st;
-
-    static const char  *types[] = {
-        "step.started", "step.progress", "step.done", "run.awaiting_input",
-        "run.completed", "run.failed", NULL
-    };
-
-    const char  **t;
 
     st = &creor_mcf->store;
 
@@ -1400,40 +1448,20 @@ creor_leg_events(creor_leg_t *leg, ngx_array_t *lines, ngx_pool_t *pool)
 
     for (i = 0; i < lines->nelts && !leg->ended; i++) {
 
-        while (line[i].len && (line[i].data[line[i].len - 1] == '\r'
-                               || line[i].data[line[i].len - 1] == ' '))
-        {
-            line[i].len--;
-        }
+        rc = creor_leg_line(pool, &line[i], &t, &value);
 
-        if (line[i].len == 0) {
+        if (rc == NGX_DONE) {
             continue;
         }
 
-        ev = creor_json_parse_max(pool, line[i].data, line[i].len,
-                                  CREOR_JSON_MAX_VALUES, NULL, err,
-                                  sizeof(err));
-        type = creor_json_get(ev, "type");
-        value = creor_json_get(ev, "value");
-
-        for (t = types; type && type->type == CREOR_JSON_STRING && *t; t++) {
-            if (ngx_strcmp(*t, type->str.data) == 0) {
-                break;
-            }
-        }
-
-        if (ev == NULL || type == NULL || type->type != CREOR_JSON_STRING
-            || *t == NULL
-            || (value && value->type != CREOR_JSON_OBJECT))
-        {
+        if (rc != NGX_OK) {
             ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                           "creor: executor line of %V skipped: not an "
                           "event of the contract", &leg->run_id);
             continue;
         }
 
-        rc = creor_run_event(st, txn, &run, (char *) type->str.data,
-                             type->str.len, value);
+        rc = creor_run_event(st, txn, &run, t, ngx_strlen(t), value);
 
         if (rc != CREOR_STORE_OK) {
             creor_store_abort(txn);
@@ -1447,9 +1475,9 @@ creor_leg_events(creor_leg_t *leg, ngx_array_t *lines, ngx_pool_t *pool)
             return;
         }
 
-        if (ngx_strcmp(*t, "run.awaiting_input") == 0
-            || ngx_strcmp(*t, "run.completed") == 0
-            || ngx_strcmp(*t, "run.failed") == 0)
+        if (ngx_strcmp(t, "run.awaiting_input") == 0
+            || ngx_strcmp(t, "run.completed") == 0
+            || ngx_strcmp(t, "run.failed") == 0)
         {
             leg->ended = 1;
         }

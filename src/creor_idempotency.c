@@ -38,6 +38,7 @@ typedef struct {
 } creor_idem_rec_t;
 
 
+static ngx_flag_t creor_idem_key_valid(ngx_str_t *key);
 static void creor_idem_update(SHA256_CTX *sha, ngx_str_t *s);
 static void creor_idem_fingerprint(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, uint8_t *out);
@@ -68,7 +69,6 @@ creor_idempotency_begin(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     MDB_txn               *txn;
     SHA256_CTX             sha;
     ngx_str_t             *h;
-    ngx_uint_t             i;
     creor_store_t         *st;
     creor_idem_rec_t       rec, cur;
     ngx_pool_cleanup_t    *cln;
@@ -92,13 +92,7 @@ creor_idempotency_begin(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return NGX_OK;
     }
 
-    for (i = 0; i < h->len; i++) {
-        if (h->data[i] < 0x21 || h->data[i] > 0x7e) {
-            break;
-        }
-    }
-
-    if (h->len == 0 || h->len > CREOR_IDEM_KEY_MAX || i < h->len) {
+    if (!creor_idem_key_valid(h)) {
         return creor_fail(r, NGX_HTTP_BAD_REQUEST, "INVALID_IDEMPOTENCY_KEY",
                           NULL, "An Idempotency-Key is 1 to %d visible "
                           "ASCII characters.", CREOR_IDEM_KEY_MAX);
@@ -237,6 +231,27 @@ creor_idempotency_begin(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     cln->data = ctx;
 
     return NGX_OK;
+}
+
+
+/* 1 to CREOR_IDEM_KEY_MAX visible ASCII characters */
+
+static ngx_flag_t
+creor_idem_key_valid(ngx_str_t *key)
+{
+    ngx_uint_t  i;
+
+    if (key->len == 0 || key->len > CREOR_IDEM_KEY_MAX) {
+        return 0;
+    }
+
+    for (i = 0; i < key->len; i++) {
+        if (key->data[i] < 0x21 || key->data[i] > 0x7e) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 

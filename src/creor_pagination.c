@@ -38,6 +38,7 @@ typedef struct {
 
 static ngx_int_t creor_cursor_load(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, creor_page_t *pg, ngx_str_t *token);
+static ngx_flag_t creor_cursor_valid(ngx_str_t *token);
 static ngx_int_t creor_cursor_save(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, creor_page_t *pg, MDB_val *last);
 static void creor_cursor_init(ngx_creor_ctx_t *ctx, creor_page_t *pg,
@@ -117,9 +118,7 @@ creor_cursor_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     MDB_txn             *txn;
     creor_cursor_rec_t   want, *rec;
 
-    if (token->len != CREOR_CURSOR_LEN
-        || ngx_strncmp(token->data, CREOR_CURSOR_PREFIX, 4) != 0)
-    {
+    if (!creor_cursor_valid(token)) {
         goto invalid;
     }
 
@@ -173,6 +172,20 @@ invalid:
     return creor_fail(r, NGX_HTTP_BAD_REQUEST, "INVALID_CURSOR", "cursor",
                       "The cursor is invalid or expired, or was made for "
                       "other filters.");
+}
+
+
+/*
+ * The form creor_cursor_save() makes: only such a token becomes part of
+ * a store key (a NUL would end the key early).
+ */
+
+static ngx_flag_t
+creor_cursor_valid(ngx_str_t *token)
+{
+    return token->len == CREOR_CURSOR_LEN
+           && ngx_strncmp(token->data, CREOR_CURSOR_PREFIX, 4) == 0
+           && creor_is_b62((char *) token->data + 4, token->len - 4);
 }
 
 

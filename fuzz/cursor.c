@@ -1,0 +1,46 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ *
+ * The cursor check of creor_pagination.c on any query value: what it
+ * accepts has the form creor_cursor_save() makes, so it can become a
+ * store key.
+ */
+
+
+#include "../src/creor_pagination.c"
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    ngx_str_t    token;
+    ngx_pool_t  *pool;
+
+    pool = ngx_create_pool(1024, ngx_cycle->log);
+    if (pool == NULL) {
+        return 0;
+    }
+
+    token.len = size;
+    token.data = ngx_pnalloc(pool, size);
+    if (token.data == NULL) {
+        ngx_destroy_pool(pool);
+        return 0;
+    }
+
+    ngx_memcpy(token.data, data, size);
+
+    if (creor_cursor_valid(&token)
+        && (token.len != CREOR_CURSOR_LEN
+            || ngx_strncmp(token.data, CREOR_CURSOR_PREFIX, 4) != 0
+            || ngx_strlchr(token.data, token.data + token.len, '\0')
+            || !creor_is_b62((char *) token.data + 4, token.len - 4)))
+    {
+        abort();
+    }
+
+    ngx_destroy_pool(pool);
+
+    return 0;
+}

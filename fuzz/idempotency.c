@@ -1,0 +1,49 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ *
+ * The Idempotency-Key check of creor_idempotency.c on any header value:
+ * what it accepts is 1 to 255 visible ASCII characters.
+ */
+
+
+#include "../src/creor_idempotency.c"
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    size_t       i;
+    ngx_str_t    key;
+    ngx_pool_t  *pool;
+
+    pool = ngx_create_pool(1024, ngx_cycle->log);
+    if (pool == NULL) {
+        return 0;
+    }
+
+    key.len = size;
+    key.data = ngx_pnalloc(pool, size);
+    if (key.data == NULL) {
+        ngx_destroy_pool(pool);
+        return 0;
+    }
+
+    ngx_memcpy(key.data, data, size);
+
+    if (creor_idem_key_valid(&key)) {
+        if (key.len == 0 || key.len > CREOR_IDEM_KEY_MAX) {
+            abort();
+        }
+
+        for (i = 0; i < key.len; i++) {
+            if (key.data[i] <= ' ' || key.data[i] >= 0x7f) {
+                abort();
+            }
+        }
+    }
+
+    ngx_destroy_pool(pool);
+
+    return 0;
+}
