@@ -35,6 +35,7 @@ static int creor_index_chunk(creor_store_t *s, MDB_txn *txn, const char *ix,
 static int creor_index_put_count(MDB_txn *txn, MDB_dbi dbi, MDB_cursor *cur,
     MDB_val *k, uint64_t n, unsigned flags);
 static int creor_index_in(MDB_val *k, const char *prefix, size_t len);
+static int creor_index_drop_batch(MDB_cursor *cur, size_t *n);
 static int creor_index_status(creor_store_t *s, MDB_txn *txn, char *ix,
     size_t size, const char *fmt, const char *a, const char *b,
     const char *id, int on);
@@ -637,6 +638,88 @@ static const char  *creor_index_prefixes[] = {
 };
 
 
+/* deletes up to CREOR_INDEX_BATCH index entries, counted in n */
+
+static int
+creor_index_drop_batch(MDB_cursor *cur, size_t *n)
+{
+    int           rc;
+    MDB_val       k, v;
+    const char  **p;
+
+    for (p = creor_index_prefixes; *p && *n < CREOR_INDEX_BATCH; p++) {
+        k.mv_data = (void *) *p;
+        k.mv_size = strlen(*p);
+
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+             rc == 0 && *n < CREOR_INDEX_BATCH
+             && creor_index_in(&k, *p, strlen(*p));
+             rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT))
+        {
+            rc = mdb_cursor_del(cur, 0);
+            if (rc != 0) {
+                break;
+            }
+
+            (*n)++;
+        }
+
+        if (rc != 0 && rc != MDB_NOTFOUND) {
+            return rc;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * Makes the store look as one written before the indexes: "creor index
+ * drop", for tests of the upgrade.
+ */
+
+int
+creor_index_drop(creor_store_t *s)
+{
+    int          rc;
+    size_t       n;
+    MDB_txn     *txn;
+    MDB_cursor  *cur;
+
+    do {
+        rc = creor_store_write(s, &txn);
+        if (rc != CREOR_STORE_OK) {
+            return rc;
+        }
+
+        (void) creor_store_del(s, txn, "m:index");
+        (void) creor_store_del(s, txn, "m:index_from");
+
+        if (mdb_cursor_open(txn, s->dbi, &cur) != 0) {
+            mdb_txn_abort(txn);
+            return CREOR_STORE_ERROR;
+        }
+
+        n = 0;
+        rc = creor_index_drop_batch(cur, &n);
+        mdb_cursor_close(cur);
+
+        if (rc != 0) {
+            mdb_txn_abort(txn);
+            return creor_store_rc(rc);
+        }
+
+        rc = creor_store_commit(txn);
+        if (rc != CREOR_STORE_OK) {
+            return rc;
+        }
+
+    } while (n == CREOR_INDEX_BATCH);
+
+    return CREOR_STORE_OK;
+}
+
+
 int
 creor_index_upgrade(creor_store_t *s, int rebuild, size_t *done)
 {
@@ -647,7 +730,6 @@ creor_index_upgrade(creor_store_t *s, int rebuild, size_t *done)
     MDB_val             k, v;
     MDB_txn            *txn;
     MDB_cursor         *cur;
-    const char        **p;
     creor_run_hdr_t     rh;
     creor_agent_hdr_t   ah;
 
@@ -693,26 +775,9 @@ creor_index_upgrade(creor_store_t *s, int rebuild, size_t *done)
 
         /* what a rebuild or a killed step left goes first */
 
-        for (p = creor_index_prefixes; *p && n < CREOR_INDEX_BATCH; p++) {
-            k.mv_data = (void *) *p;
-            k.mv_size = strlen(*p);
-
-            for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-                 rc == 0 && n < CREOR_INDEX_BATCH
-                 && creor_index_in(&k, *p, strlen(*p));
-                 rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT))
-            {
-                rc = mdb_cursor_del(cur, 0);
-                if (rc != 0) {
-                    break;
-                }
-
-                n++;
-            }
-
-            if (rc != 0 && rc != MDB_NOTFOUND) {
-                goto failed;
-            }
+        rc = creor_index_drop_batch(cur, &n);
+        if (rc != 0) {
+            goto failed;
         }
 
         if (n < CREOR_INDEX_BATCH) {
@@ -723,8 +788,6 @@ creor_index_upgrade(creor_store_t *s, int rebuild, size_t *done)
             from[0] = 'd';
             flen = 1;
         }
-
-        rc = 0;
 
     } else {
         k.mv_data = from;
