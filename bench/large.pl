@@ -85,10 +85,9 @@ sub scenario {
         localtime, $runs, $agents,
         $load;
 
-    my $c = $t->conn;
     my $get = sub {
         my ($path) = @_;
-        my $r = $c->req(GET => $path, token => $b->{token});
+        my $r = $t->req(GET => $path, token => $b->{token});
         die "$path: $r->{status} $r->{body}\n" if $r->{status} != 200;
         return $r->{json};
     };
@@ -160,18 +159,23 @@ sub scenario {
     $res{'small write, idle'} = [pct(50, @idle), pct(99, @idle),
                                  pct(100, @idle)];
 
-    my $w0 = $get->('/v1/runs?status=awaiting_input&offset=0&limit=1')
-        ->{total};
+    my $waiting_now = sub {
+        my $wc;
+        my ($st, $body) = fast($t, \$wc, GET => '/v1/runs?status='
+                               . 'awaiting_input&offset=0&limit=1',
+                               token => $b->{token});
+        die "waiting: $st $body\n" if $st != 200;
+        return $body =~ /"total":(\d+)/ ? $1 : die "no total: $body\n";
+    };
+    my $w0 = $waiting_now->();
     $t0 = time;
-    my $r = $c->req(DELETE => "/v1/agents/$heavy", token => $b->{token});
+    $req->(200, DELETE => "/v1/agents/$heavy");
     my $del = (time - $t0) * 1000;
-    die "heavy delete: $r->{status} $r->{body}\n" if $r->{status} != 200;
 
     my (@busy, $left);
     while (1) {
         push @busy, $probe->();
-        $left = $get->('/v1/runs?status=awaiting_input&offset=0&limit=1')
-            ->{total};
+        $left = $waiting_now->();
         last if $left <= $w0 - $waiting || time - $t0 > 600;
     }
     my $reap = time - $t0;

@@ -27,6 +27,9 @@
 #define CREOR_RUN_VERSION     1
 #define CREOR_URL_TTL         3600          /* s a file URL stays valid */
 #define CREOR_REAP_BATCH      32            /* runs cancelled per commit */
+#define CREOR_REAP_BUDGET     1000          /* us of one commit's work */
+#define CREOR_REAP_PAUSE      2             /* ms between two commits */
+#define CREOR_REAP_LEASE      5000          /* ms a worker holds a job */
 #define CREOR_THREAD_MAX      1000          /* runs a leg's thread shows */
 
 
@@ -51,6 +54,13 @@ typedef struct {
     u_char                  name[NGX_MAX_PATH];
     char                    id[CREOR_ID_MAX];
 } creor_runs_new_t;
+
+
+/* "ad:<org>:<agent>": a deleted agent's runs to cancel, and who does */
+typedef struct {
+    int64_t                 pid;
+    int64_t                 until_ms;   /* then another worker may */
+} creor_reap_job_t;
 
 
 static ngx_int_t creor_runs_create_run(ngx_http_request_t *r,
@@ -722,25 +732,29 @@ creor_run_doc_str(yajl_gen g, creor_run_t *run, const char *name,
 
 
 /*
- * A deleted agent's active runs are cancelled, CREOR_REAP_BATCH of them
- * per transaction: found by the agent's status indexes, not by walking
- * the organization's runs.  While some remain "ad:<org>:<agent>" says
- * so, for creor_runs_reap(); they stay readable.
+ * A deleted agent's active runs are cancelled, at most CREOR_REAP_BATCH
+ * of them and CREOR_REAP_BUDGET ms of work per transaction: found by the
+ * agent's status indexes, not by walking the organization's runs.  While
+ * some remain, "ad:<org>:<agent>" says so and which worker is at it until
+ * when (creor_reap_job_t), for creor_runs_reap(); they stay readable.
  */
 
 ngx_int_t
 creor_runs_cancel_agent(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
     ngx_str_t *org, ngx_str_t *agent, ngx_flag_t *more)
 {
-    int           rc;
-    char          prefix[CREOR_STORE_KEY_MAX];
-    size_t        plen;
-    MDB_val       k, v;
-    ngx_str_t    *id;
-    ngx_uint_t    i, status;
-    MDB_cursor   *cur;
-    ngx_array_t   ids;
-    creor_run_t   run;
+    int                rc;
+    char               prefix[CREOR_STORE_KEY_MAX];
+    size_t             plen;
+    int64_t            start;
+    MDB_val            k, v;
+    struct timeval     tv;
+    ngx_str_t         *id;
+    ngx_uint_t         i, status;
+    MDB_cursor        *cur;
+    ngx_array_t        ids;
+    creor_run_t        run;
+    creor_reap_job_t   job;
 
     if (ngx_array_init(&ids, pool, CREOR_REAP_BATCH + 1, sizeof(ngx_str_t))
         != NGX_OK
@@ -786,11 +800,22 @@ creor_runs_cancel_agent(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
 
     mdb_cursor_close(cur);
 
-    *more = (ids.nelts > CREOR_REAP_BATCH);
-
     id = ids.elts;
+    ngx_gettimeofday(&tv);
+    start = (int64_t) tv.tv_sec * 1000000 + tv.tv_usec;
 
     for (i = 0; i < ids.nelts && i < CREOR_REAP_BATCH; i++) {
+
+        /* the write lock is held a bounded time, whatever a run costs */
+
+        ngx_gettimeofday(&tv);
+
+        if (i && (int64_t) tv.tv_sec * 1000000 + tv.tv_usec - start
+                 >= CREOR_REAP_BUDGET)
+        {
+            break;
+        }
+
         rc = creor_run_load(st, txn, pool, org, &id[i], &run);
 
         if (rc == CREOR_STORE_OK) {
@@ -814,10 +839,15 @@ creor_runs_cancel_agent(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
         }
     }
 
+    *more = (i < ids.nelts);
+
     ngx_snprintf((u_char *) prefix, sizeof(prefix), "ad:%V:%V%Z", org, agent);
 
     if (*more) {
-        return creor_store_put(st, txn, prefix, "", 0, 0);
+        job.pid = (int64_t) ngx_pid;
+        job.until_ms = creor_now_ms() + CREOR_REAP_LEASE;
+
+        return creor_store_put(st, txn, prefix, &job, sizeof(job), 0);
     }
 
     rc = creor_store_del(st, txn, prefix);
@@ -857,10 +887,12 @@ creor_runs_reap(ngx_event_t *ev)
 {
     int                     rc;
     u_char                 *p, *colon;
+    int64_t                 now;
     MDB_val                 k, v;
     MDB_txn                *txn;
     ngx_str_t               org, agent;
-    ngx_flag_t              more;
+    ngx_flag_t              more, busy;
+    creor_reap_job_t        job;
     ngx_pool_t             *pool;
     MDB_cursor             *cur;
     creor_store_t          *st;
@@ -878,6 +910,8 @@ creor_runs_reap(ngx_event_t *ev)
         return;
     }
 
+    busy = 0;
+
     rc = creor_store_write(st, &txn);
     if (rc != CREOR_STORE_OK) {
         ngx_destroy_pool(pool);
@@ -890,15 +924,40 @@ creor_runs_reap(ngx_event_t *ev)
         return;
     }
 
+    /* the first job no other live worker holds */
+
     k.mv_data = "ad:";
     k.mv_size = 3;
+    now = creor_now_ms();
 
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && k.mv_size > 3 && ngx_memcmp(k.mv_data, "ad:", 3) == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    {
+        if (v.mv_size != sizeof(creor_reap_job_t)) {
+            break;
+        }
+
+        ngx_memcpy(&job, v.mv_data, sizeof(creor_reap_job_t));
+
+        if (job.pid == (int64_t) ngx_pid || job.until_ms < now) {
+            break;
+        }
+
+        /* another worker's: it keeps at it, or its lease runs out */
+
+        busy = 1;
+    }
 
     if (rc != 0 || k.mv_size <= 3 || ngx_memcmp(k.mv_data, "ad:", 3) != 0) {
         mdb_cursor_close(cur);
         creor_store_abort(txn);
         ngx_destroy_pool(pool);
+
+        if (busy) {
+            ngx_add_timer(ev, CREOR_REAP_LEASE);
+        }
+
         return;
     }
 
@@ -951,9 +1010,14 @@ creor_runs_reap(ngx_event_t *ev)
 
     creor_dispatch_wakeup(mcf, NULL);
 
-    /* this agent's next batch, or the next agent's, or nothing */
+    /*
+     * This agent's next batch, or the next agent's, or nothing; after a
+     * pause, so that other writers find the lock free.
+     */
 
-    creor_runs_reap_kick();
+    if (!ngx_exiting && !ngx_quit && !ngx_terminate) {
+        ngx_add_timer(ev, CREOR_REAP_PAUSE);
+    }
 }
 
 
