@@ -789,6 +789,8 @@ creor_index_upgrade(creor_store_t *s, int rebuild, size_t *done)
             flen = 1;
         }
 
+        n = 0;                          /* dropped entries are no records */
+
     } else {
         k.mv_data = from;
         k.mv_size = flen;
@@ -875,7 +877,6 @@ creor_index_upgrade(creor_store_t *s, int rebuild, size_t *done)
             if (from[0] == 'a') {
                 memcpy(from, "r:", 2);
                 flen = 2;
-                n = CREOR_INDEX_BATCH;
 
             } else {
                 flen = 0;
