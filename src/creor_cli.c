@@ -806,10 +806,15 @@ creor_cli_bench_load(creor_cli_t *cli)
 
     mdb_env_set_flags(s.env, MDB_NOSYNC, 1);
 
+    /* a store not yet indexed is first, or a start would index it anew */
+
+    do {
+        rc = creor_index_upgrade(&s, 0, NULL);
+    } while (rc == CREOR_STORE_EXISTS);
+
     ms = creor_now_ms();
     creor_time_rfc3339(now, ms);
     txn = NULL;
-    rc = CREOR_STORE_OK;
 
     /* an agent's status is its last run's (creor_agent_track()) */
 

@@ -58,7 +58,7 @@ typedef struct {
     char                    project[CREOR_ID_MAX];
     char                    status[CREOR_AGENT_STATUS_MAX];
     char                    run[CREOR_ID_MAX];      /* the latest run */
-    char                    thread[CREOR_ID_MAX];   /* what follow-ups continue */
+    char                    thread[CREOR_ID_MAX];   /* follow-ups go on */
 } creor_agent_hdr_t;
 
 
