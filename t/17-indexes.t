@@ -188,6 +188,39 @@ is(scalar @$runs, 4007, 'loaded: 4007 runs');
 is(scalar @$agents, 1103, 'loaded: 1103 agents');
 
 ###########################################################################
+# SPEC 5 in an index: agents join and leave the failed index (a run of a
+# completed agent fails at once without an executor; deletes) between the
+# pages of a walk of it; no item repeats, none that stayed is missed
+
+{
+    my @failed = grep { $_->{status} eq 'failed' } @$agents;
+    my @completed = grep { $_->{status} eq 'completed' } @$agents;
+    my (%seen, $dup, $cursor, %gone);
+    my $pages = 0;
+    for my $order (qw(desc)) {
+        for (1 .. 100) {
+            my $r = api(GET => "/v1/agents?status=failed&limit=20"
+                        . "&order=$order" . ($cursor ? "&cursor=$cursor" : ''));
+            last if $r->{status} != 200;
+            $dup++ for grep { $seen{$_->{id}}++ } @{$r->{json}{data}};
+            $pages++;
+            # one joins anywhere in the index, one that stayed leaves
+            my $in = shift @completed;
+            api(POST => '/v1/runs', json => { agentId => $in->{id} });
+            my $out = $failed[-1 - $pages * 3];
+            $gone{$out->{id}} = 1
+                if api(DELETE => "/v1/agents/$out->{id}")->{status} == 200;
+            $cursor = $r->{json}{next_cursor} or last;
+        }
+    }
+    cmp_ok($pages, '>', 3, 'failed index walked in several pages');
+    ok(!$dup, 'walk under changes: no agent twice');
+    is_deeply([grep { !$seen{$_->{id}} && !$gone{$_->{id}} } @failed], [],
+              'walk under changes: every agent that stayed is seen');
+    settle();
+}
+
+###########################################################################
 # Inserts, status changes and deletes keep the counters
 
 for my $i (0 .. 39) {
