@@ -95,6 +95,7 @@ static ngx_int_t creor_runs_tool_outputs(ngx_http_request_t *r,
     creor_run_t *run, creor_json_t *input);
 static ngx_int_t creor_run_index(creor_store_t *st, MDB_txn *txn,
     creor_run_t *run, ngx_uint_t old);
+static ngx_flag_t creor_runs_reap_pending(creor_store_t *st);
 static void creor_runs_reap(ngx_event_t *ev);
 
 
@@ -882,6 +883,39 @@ creor_runs_reap_kick(void)
 }
 
 
+/* whether any "ad:" job is there: a read, before taking the write lock */
+
+static ngx_flag_t
+creor_runs_reap_pending(creor_store_t *st)
+{
+    MDB_val      k, v;
+    MDB_txn     *txn;
+    ngx_flag_t   pending;
+    MDB_cursor  *cur;
+
+    txn = creor_store_read(st);
+    if (txn == NULL) {
+        return 0;
+    }
+
+    pending = 0;
+
+    if (mdb_cursor_open(txn, st->dbi, &cur) == 0) {
+        k.mv_data = "ad:";
+        k.mv_size = 3;
+
+        pending = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0
+                  && k.mv_size > 3 && ngx_memcmp(k.mv_data, "ad:", 3) == 0;
+
+        mdb_cursor_close(cur);
+    }
+
+    creor_store_read_done(st);
+
+    return pending;
+}
+
+
 static void
 creor_runs_reap(ngx_event_t *ev)
 {
@@ -901,7 +935,7 @@ creor_runs_reap(ngx_event_t *ev)
     mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_creor_module);
     st = &mcf->store;
 
-    if (!mcf->opened) {
+    if (!mcf->opened || !creor_runs_reap_pending(st)) {
         return;
     }
 
