@@ -26,8 +26,8 @@
 
 #define CREOR_RUN_VERSION     1
 #define CREOR_URL_TTL         3600          /* s a file URL stays valid */
-#define CREOR_REAP_BATCH      32            /* runs cancelled per commit */
-#define CREOR_REAP_BUDGET     1000          /* us of one commit's work */
+#define CREOR_REAP_BATCH      16            /* runs cancelled per commit */
+#define CREOR_REAP_BUDGET     500           /* us of one commit's work */
 #define CREOR_REAP_PAUSE      2             /* ms between two commits */
 #define CREOR_REAP_LEASE      5000          /* ms a worker holds a job */
 #define CREOR_THREAD_MAX      1000          /* runs a leg's thread shows */
