@@ -183,6 +183,11 @@ sub scenario {
     $res{'small write, during its background cancel'} =
         [pct(50, @busy), pct(99, @busy), pct(100, @busy)];
 
+    # the counters and chunks still agree with every index
+    my ($rc, $out, $err) = $t->cli_status('index', 'check');
+    print STDERR "index check: ", ($rc ? "FAILED\n$err" : "$out indexes, "
+                                   . "no errors\n");
+
     $t->finish;
 
     return (\%res, { load => $load, reap => $reap, waiting => $waiting,

@@ -118,7 +118,7 @@ creor_cli_usage(void)
         "  usage add --org ORG [--date YYYY-MM-DD] [--project P]"
         " [--key KEY_ID] [--agent AGENT] [--model M] [--requests N]"
         " [--runs N] [--input N] [--output N]\n"
-        "  index rebuild|drop\n"
+        "  index rebuild|drop|check\n"
         "  bench-load --org ORG --project P --agents N --runs N"
         " [--waiting N]\n");
 
@@ -693,19 +693,22 @@ creor_cli_usage_add(creor_cli_t *cli)
 
 /*
  * index rebuild: indexes the store anew, in the steps a worker takes on
- * a store of a version without indexes; index drop: makes such a store.
+ * a store of a version without indexes; index drop: makes such a store;
+ * index check: counters and chunks against the indexes (prints their
+ * number, or the errors and exits 1).
  */
 
 static int
 creor_cli_index(creor_cli_t *cli)
 {
     int            rc, rebuild;
-    size_t         n;
+    size_t         n, errors;
     creor_store_t  s;
 
     if (cli->argc != 2
         || (strcmp(cli->argv[1], "rebuild") != 0
-            && strcmp(cli->argv[1], "drop") != 0))
+            && strcmp(cli->argv[1], "drop") != 0
+            && strcmp(cli->argv[1], "check") != 0))
     {
         return creor_cli_usage();
     }
@@ -715,6 +718,20 @@ creor_cli_index(creor_cli_t *cli)
     }
 
     n = 0;
+
+    if (strcmp(cli->argv[1], "check") == 0) {
+        rc = creor_index_check(&s, &n, &errors);
+        creor_store_close(&s);
+
+        if (rc != CREOR_STORE_OK || errors) {
+            fprintf(stderr, "creor: %zu indexes, %zu errors\n", n, errors);
+            return 1;
+        }
+
+        printf("%zu\n", n);
+
+        return 0;
+    }
 
     if (strcmp(cli->argv[1], "drop") == 0) {
         rc = creor_index_drop(&s);

@@ -35,6 +35,7 @@ static int creor_index_chunk(creor_store_t *s, MDB_txn *txn, const char *ix,
 static int creor_index_put_count(MDB_txn *txn, MDB_dbi dbi, MDB_cursor *cur,
     MDB_val *k, uint64_t n, unsigned flags);
 static int creor_index_in(MDB_val *k, const char *prefix, size_t len);
+static int creor_index_cmp(const void *a, size_t alen, MDB_val *b);
 static int creor_index_drop_batch(MDB_cursor *cur, size_t *n);
 static int creor_index_status(creor_store_t *s, MDB_txn *txn, char *ix,
     size_t size, const char *fmt, const char *a, const char *b,
@@ -216,10 +217,10 @@ creor_index_chunk(creor_store_t *s, MDB_txn *txn, const char *ix,
             return creor_store_rc(rc);
         }
 
-        k.mv_data = key;
-        k.mv_size = plen + idlen;
+        memcpy(own, key, plen + idlen);
+        ownlen = plen + idlen;
 
-        return creor_index_put_count(txn, s->dbi, NULL, &k, m, 0);
+        goto grown;
     }
 
     if (v.mv_size != sizeof(uint64_t) || k.mv_size > sizeof(own)) {
@@ -276,6 +277,8 @@ creor_index_chunk(creor_store_t *s, MDB_txn *txn, const char *ix,
 
     mdb_cursor_close(cur);
 
+grown:
+
     if (m > 2 * CREOR_INDEX_CHUNK) {
 
         /* split: the CREOR_INDEX_CHUNK-th item starts a new chunk */
@@ -331,6 +334,23 @@ creor_index_put_count(MDB_txn *txn, MDB_dbi dbi, MDB_cursor *cur, MDB_val *k,
 
     return creor_store_rc(cur ? mdb_cursor_put(cur, k, &v, flags)
                               : mdb_put(txn, dbi, k, &v, flags));
+}
+
+
+/* LMDB's order: bytes, then the shorter first */
+
+static int
+creor_index_cmp(const void *a, size_t alen, MDB_val *b)
+{
+    int  rc;
+
+    rc = memcmp(a, b->mv_data, alen < b->mv_size ? alen : b->mv_size);
+
+    if (rc) {
+        return rc;
+    }
+
+    return (alen > b->mv_size) - (alen < b->mv_size);
 }
 
 
@@ -670,6 +690,148 @@ creor_index_drop_batch(MDB_cursor *cur, size_t *n)
     }
 
     return 0;
+}
+
+
+/*
+ * "creor index check": every counter against its index, every chunk
+ * against the items from its id to the next chunk, and its size.  A walk
+ * of everything, for tests and for doubt; errors are counted and printed.
+ */
+
+int
+creor_index_check(creor_store_t *s, size_t *indexes, size_t *errors)
+{
+    int          rc, crc;
+    char         ix[CREOR_STORE_KEY_MAX], ck[CREOR_STORE_KEY_MAX];
+    size_t       ixlen;
+    MDB_val      k, v, ik, iv, kk, cv;
+    MDB_txn     *txn;
+    uint64_t     total, items, m, in, sum;
+    MDB_cursor  *ncur, *icur, *ccur;
+
+    *indexes = 0;
+    *errors = 0;
+
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0) {
+        return CREOR_STORE_ERROR;
+    }
+
+    if (mdb_cursor_open(txn, s->dbi, &ncur) != 0
+        || mdb_cursor_open(txn, s->dbi, &icur) != 0
+        || mdb_cursor_open(txn, s->dbi, &ccur) != 0)
+    {
+        mdb_txn_abort(txn);
+        return CREOR_STORE_ERROR;
+    }
+
+    k.mv_data = "n:";
+    k.mv_size = 2;
+
+    for (rc = mdb_cursor_get(ncur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && creor_index_in(&k, "n:", 2);
+         rc = mdb_cursor_get(ncur, &k, &v, MDB_NEXT))
+    {
+        ixlen = k.mv_size - 2;
+
+        if (ixlen + 3 >= sizeof(ix) || v.mv_size != sizeof(uint64_t)) {
+            (*errors)++;
+            continue;
+        }
+
+        memcpy(ix, (char *) k.mv_data + 2, ixlen);
+        memcpy(&total, v.mv_data, sizeof(uint64_t));
+        memcpy(ck, "nc:", 3);
+        memcpy(ck + 3, ix, ixlen);
+        (*indexes)++;
+
+        /* the chunks in order, the items counted between them */
+
+        kk.mv_data = ck;
+        kk.mv_size = 3 + ixlen;
+        crc = mdb_cursor_get(ccur, &kk, &cv, MDB_SET_RANGE);
+
+        ik.mv_data = ix;
+        ik.mv_size = ixlen;
+
+        items = 0;
+        sum = 0;
+        m = 0;
+        in = 0;
+
+        for (rc = mdb_cursor_get(icur, &ik, &iv, MDB_SET_RANGE);
+             rc == 0 && creor_index_in(&ik, ix, ixlen);
+             rc = mdb_cursor_get(icur, &ik, &iv, MDB_NEXT))
+        {
+            /* chunks that start at or before this item close the last */
+
+            while (crc == 0 && creor_index_in(&kk, ck, 3 + ixlen)
+                   && creor_index_cmp((char *) kk.mv_data + 3,
+                                      kk.mv_size - 3, &ik) <= 0)
+            {
+                if (items && in != m) {
+                    (*errors)++;
+                    fprintf(stderr, "creor: chunk of %.*s holds %llu "
+                            "items, says %llu\n", (int) ixlen, ix,
+                            (unsigned long long) in, (unsigned long long) m);
+                }
+
+                m = 0;
+
+                if (cv.mv_size == sizeof(uint64_t)) {
+                    memcpy(&m, cv.mv_data, sizeof(uint64_t));
+                }
+
+                if (m == 0 || m > 2 * CREOR_INDEX_CHUNK) {
+                    (*errors)++;
+                    fprintf(stderr, "creor: chunk of %.*s says %llu\n",
+                            (int) ixlen, ix, (unsigned long long) m);
+                }
+
+                sum += m;
+                in = 0;
+                crc = mdb_cursor_get(ccur, &kk, &cv, MDB_NEXT);
+            }
+
+            if (sum == 0 && items == 0) {
+                (*errors)++;
+                fprintf(stderr, "creor: an item of %.*s before its chunks\n",
+                        (int) ixlen, ix);
+            }
+
+            items++;
+            in++;
+        }
+
+        if (items && in != m) {
+            (*errors)++;
+            fprintf(stderr, "creor: last chunk of %.*s holds %llu items, "
+                    "says %llu\n", (int) ixlen, ix, (unsigned long long) in,
+                    (unsigned long long) m);
+        }
+
+        if (crc == 0 && creor_index_in(&kk, ck, 3 + ixlen)) {
+            (*errors)++;
+            fprintf(stderr, "creor: chunks of %.*s past its items\n",
+                    (int) ixlen, ix);
+        }
+
+        if (items != total || (items && sum != total)) {
+            (*errors)++;
+            fprintf(stderr, "creor: %.*s holds %llu items, counts %llu, "
+                    "its chunks %llu\n", (int) ixlen, ix,
+                    (unsigned long long) items, (unsigned long long) total,
+                    (unsigned long long) sum);
+        }
+    }
+
+    mdb_cursor_close(ccur);
+    mdb_cursor_close(icur);
+    mdb_cursor_close(ncur);
+    mdb_txn_abort(txn);
+
+    return (rc == 0 || rc == MDB_NOTFOUND) ? CREOR_STORE_OK
+                                           : CREOR_STORE_ERROR;
 }
 
 

@@ -78,6 +78,7 @@ int creor_index_agent(creor_store_t *s, MDB_txn *txn, const char *org,
     const char *new_status);
 int creor_index_upgrade(creor_store_t *s, int rebuild, size_t *done);
 int creor_index_drop(creor_store_t *s);
+int creor_index_check(creor_store_t *s, size_t *indexes, size_t *errors);
 
 
 #endif /* _CREOR_INDEX_H_INCLUDED_ */

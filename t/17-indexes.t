@@ -180,6 +180,11 @@ sub check_all {
                   "$when: $kind agents of P1, page 3");
     }
 
+    # counters and chunks against every index, by a walk of each
+    my ($rc, $out, $err) = $t->cli_status('index', 'check');
+    is($rc, 0, "$when: creor index check") or diag($err);
+    cmp_ok($out, '>', 20, "$when: indexes checked");
+
     return (\@runs, \@agents);
 }
 
