@@ -185,6 +185,7 @@ sub scenario {
 
     # the counters and chunks still agree with every index
     my ($rc, $out, $err) = $t->cli_status('index', 'check');
+    chomp $out;
     print STDERR "index check: ", ($rc ? "FAILED\n$err" : "$out indexes, "
                                    . "no errors\n");
 
