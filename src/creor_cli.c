@@ -957,7 +957,7 @@ creor_cli_bench_load(creor_cli_t *cli)
         txn = NULL;
 
     } else if (txn) {
-        mdb_txn_abort(txn);
+        creor_store_abort(txn);
     }
 
     if (rc == CREOR_STORE_OK) {

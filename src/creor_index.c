@@ -713,7 +713,8 @@ creor_index_check(creor_store_t *s, size_t *indexes, size_t *errors)
     *indexes = 0;
     *errors = 0;
 
-    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0) {
+    txn = creor_store_read(s);
+    if (txn == NULL) {
         return CREOR_STORE_ERROR;
     }
 
@@ -721,7 +722,7 @@ creor_index_check(creor_store_t *s, size_t *indexes, size_t *errors)
         || mdb_cursor_open(txn, s->dbi, &icur) != 0
         || mdb_cursor_open(txn, s->dbi, &ccur) != 0)
     {
-        mdb_txn_abort(txn);
+        creor_store_read_done(s);
         return CREOR_STORE_ERROR;
     }
 
@@ -828,7 +829,7 @@ creor_index_check(creor_store_t *s, size_t *indexes, size_t *errors)
     mdb_cursor_close(ccur);
     mdb_cursor_close(icur);
     mdb_cursor_close(ncur);
-    mdb_txn_abort(txn);
+    creor_store_read_done(s);
 
     return (rc == 0 || rc == MDB_NOTFOUND) ? CREOR_STORE_OK
                                            : CREOR_STORE_ERROR;
@@ -858,7 +859,7 @@ creor_index_drop(creor_store_t *s)
         (void) creor_store_del(s, txn, "m:index_from");
 
         if (mdb_cursor_open(txn, s->dbi, &cur) != 0) {
-            mdb_txn_abort(txn);
+            creor_store_abort(txn);
             return CREOR_STORE_ERROR;
         }
 
@@ -867,7 +868,7 @@ creor_index_drop(creor_store_t *s)
         mdb_cursor_close(cur);
 
         if (rc != 0) {
-            mdb_txn_abort(txn);
+            creor_store_abort(txn);
             return creor_store_rc(rc);
         }
 
