@@ -843,7 +843,9 @@ creor_agents_followup(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 /*
  * The agent goes at once; its active runs are cancelled a batch at a
  * time, the first here and the rest by creor_runs_reap(), so no write
- * transaction grows with the agent's runs.
+ * transaction grows with the agent's runs.  In a full map the record
+ * goes first, alone (its pages are free once that commits), then its
+ * index entries; the lists skip entries whose record is gone.
  */
 
 ngx_int_t
@@ -855,6 +857,7 @@ creor_agents_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     MDB_val             val;
     MDB_txn            *txn;
     yajl_gen            g;
+    ngx_uint_t          pass;
     ngx_flag_t          more;
     creor_agent_hdr_t   hdr;
 
@@ -862,48 +865,77 @@ creor_agents_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    rc = creor_store_write(&ctx->mcf->store, &txn);
-    if (rc != CREOR_STORE_OK) {
-        return creor_fail_store(r, rc);
-    }
-
-    if (creor_agent_load(r, ctx, txn, key, &val) != NGX_OK) {
-        creor_store_abort(txn);
-        return NGX_DECLINED;
-    }
-
-    ngx_memcpy(&hdr, val.mv_data, sizeof(creor_agent_hdr_t));
-    hdr.project[CREOR_ID_MAX - 1] = '\0';
-    hdr.status[CREOR_AGENT_STATUS_MAX - 1] = '\0';
-
     ngx_cpystrn((u_char *) org, ctx->who.org.data,
                 ngx_min(ctx->who.org.len + 1, sizeof(org)));
     ngx_cpystrn((u_char *) id, ctx->ids[CREOR_ID_AGENT].data,
                 ngx_min(ctx->ids[CREOR_ID_AGENT].len + 1, sizeof(id)));
 
-    rc = creor_store_del(&ctx->mcf->store, txn, key);
+    more = 0;
 
-    if (rc == CREOR_STORE_OK) {
-        rc = creor_counts_agent(&ctx->mcf->store, txn, hdr.status, NULL);
+    /* pass 0: all in one; 1: the record alone; 2: its index entries */
+
+    for (pass = 0; pass < 3; pass++) {
+
+        rc = creor_store_write(&ctx->mcf->store, &txn);
+        if (rc != CREOR_STORE_OK) {
+            break;
+        }
+
+        if (pass < 2) {
+            if (creor_agent_load(r, ctx, txn, key, &val) != NGX_OK) {
+                creor_store_abort(txn);
+                return NGX_DECLINED;
+            }
+
+            ngx_memcpy(&hdr, val.mv_data, sizeof(creor_agent_hdr_t));
+            hdr.project[CREOR_ID_MAX - 1] = '\0';
+            hdr.status[CREOR_AGENT_STATUS_MAX - 1] = '\0';
+
+            rc = creor_store_del(&ctx->mcf->store, txn, key);
+
+            if (rc == CREOR_STORE_OK) {
+                rc = creor_counts_agent(&ctx->mcf->store, txn, hdr.status,
+                                        NULL);
+            }
+        }
+
+        if (rc == CREOR_STORE_OK && pass != 1) {
+            rc = creor_index_agent(&ctx->mcf->store, txn, org, hdr.project,
+                                   id, hdr.status, NULL);
+        }
+
+        if (rc == CREOR_STORE_OK && pass != 1) {
+            rc = creor_runs_cancel_agent(&ctx->mcf->store, txn, r->pool,
+                                         &ctx->who.org,
+                                         &ctx->ids[CREOR_ID_AGENT], &more);
+        }
+
+        if (rc == CREOR_STORE_OK) {
+            rc = creor_store_commit(txn);
+
+        } else {
+            creor_store_abort(txn);
+        }
+
+        if (pass == 0 && rc != CREOR_STORE_FULL) {
+            break;
+        }
+
+        if (pass == 1 && rc != CREOR_STORE_OK) {
+            break;
+        }
     }
 
-    if (rc == CREOR_STORE_OK) {
-        rc = creor_index_agent(&ctx->mcf->store, txn, org, hdr.project, id,
-                               hdr.status, NULL);
+    if (pass == 3 && rc != CREOR_STORE_OK) {
+
+        /* the agent is gone; its entries wait for "creor index rebuild" */
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "creor: the index entries of deleted agent %s are "
+                      "left in a full store", id);
+        rc = CREOR_STORE_OK;
     }
 
-    if (rc == CREOR_STORE_OK) {
-        rc = creor_runs_cancel_agent(&ctx->mcf->store, txn, r->pool,
-                                     &ctx->who.org, &ctx->ids[CREOR_ID_AGENT],
-                                     &more);
-    }
-
-    if (rc != CREOR_STORE_OK) {
-        creor_store_abort(txn);
-        return creor_fail_store(r, rc);
-    }
-
-    rc = creor_store_commit(txn);
     if (rc != CREOR_STORE_OK) {
         return creor_fail_store(r, rc);
     }
