@@ -845,7 +845,8 @@ creor_agents_followup(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
  * time, the first here and the rest by creor_runs_reap(), so no write
  * transaction grows with the agent's runs.  In a full map the record
  * goes first, alone (its pages are free once that commits), then its
- * index entries; the lists skip entries whose record is gone.
+ * index entries and status count; lists skip entries whose record is
+ * gone.
  */
 
 ngx_int_t
@@ -872,7 +873,7 @@ creor_agents_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
     more = 0;
 
-    /* pass 0: all in one; 1: the record alone; 2: its index entries */
+    /* pass 0: all in one; 1: the record alone; 2: the rest */
 
     for (pass = 0; pass < 3; pass++) {
 
@@ -892,11 +893,10 @@ creor_agents_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
             hdr.status[CREOR_AGENT_STATUS_MAX - 1] = '\0';
 
             rc = creor_store_del(&ctx->mcf->store, txn, key);
+        }
 
-            if (rc == CREOR_STORE_OK) {
-                rc = creor_counts_agent(&ctx->mcf->store, txn, hdr.status,
-                                        NULL);
-            }
+        if (rc == CREOR_STORE_OK && pass != 1) {
+            rc = creor_counts_agent(&ctx->mcf->store, txn, hdr.status, NULL);
         }
 
         if (rc == CREOR_STORE_OK && pass != 1) {
@@ -931,8 +931,8 @@ creor_agents_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         /* the agent is gone; its entries wait for "creor index rebuild" */
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "creor: the index entries of deleted agent %s are "
-                      "left in a full store", id);
+                      "creor: the index entries and status count of "
+                      "deleted agent %s are left in a full store", id);
         rc = CREOR_STORE_OK;
     }
 
