@@ -10,7 +10,7 @@ SAN       ?=
 
 TOP       := $(CURDIR)
 NGXDIR    := $(BUILD)/nginx
-CORE_SRC  := src/creor_store.c src/creor_core.c
+CORE_SRC  := src/creor_store.c src/creor_core.c src/creor_index.c
 CLI_SRC   := src/creor_cli.c $(CORE_SRC)
 MOD_SRC   := $(wildcard src/*.c src/*.h) config
 
@@ -48,7 +48,8 @@ $(BUILD)/ngx_creor_module.so: $(NGXDIR)/src/Makefile $(MOD_SRC)
 	grep -E 'warning:|error:' $(NGXDIR)/build.log || true
 	cp $(NGXDIR)/src/objs/ngx_creor_module.so $@.tmp && mv $@.tmp $@
 
-$(BUILD)/creor: $(CLI_SRC) src/creor_store.h src/creor_core.h
+$(BUILD)/creor: $(CLI_SRC) src/creor_store.h src/creor_core.h \
+	    src/creor_index.h
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) $(SAN) -Wall -Wextra -Wno-unused-parameter \
 	    -o $@.tmp $(CLI_SRC) -llmdb -lcrypto && mv $@.tmp $@

@@ -15,18 +15,8 @@
 #include "ngx_creor.h"
 
 
-#define CREOR_AGENT_STATUS_MAX  16
 #define CREOR_STRING_MAX        65536
 #define CREOR_ARRAY_MAX         100
-
-
-/* creor_runs.c reads this layout too: keep them in step */
-typedef struct {
-    char            project[CREOR_ID_MAX];
-    char            status[CREOR_AGENT_STATUS_MAX];
-    char            run[CREOR_ID_MAX];      /* the latest run */
-    char            thread[CREOR_ID_MAX];   /* what follow-ups continue */
-} creor_agent_hdr_t;
 
 
 typedef struct {
@@ -427,15 +417,14 @@ creor_agent_put(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
     ngx_str_t *org, creor_json_t *agent, creor_agent_hdr_t *hdr,
     ngx_str_t *json)
 {
-    int                 rc;
-    char                key[CREOR_STORE_KEY_MAX];
-    u_char             *buf;
-    MDB_val             old;
-    yajl_gen            g;
-    ngx_str_t           out;
-    const char        **name;
-    creor_json_t       *v, *settings;
-    creor_agent_hdr_t  *prev;
+    int            rc;
+    char           key[CREOR_STORE_KEY_MAX], sorg[CREOR_ID_MAX],
+                   id[CREOR_ID_MAX], old[CREOR_AGENT_STATUS_MAX];
+    u_char        *buf;
+    yajl_gen       g;
+    ngx_str_t      out;
+    const char   **name;
+    creor_json_t  *v, *settings;
 
     settings = creor_json_get(agent, "settings");
 
@@ -477,6 +466,9 @@ creor_agent_put(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
     ngx_cpystrn((u_char *) hdr->project, v->str.data,
                 ngx_min(v->str.len + 1, sizeof(hdr->project)));
 
+    ngx_memcpy(old, hdr->status, sizeof(old));
+    old[sizeof(old) - 1] = '\0';
+
     v = creor_json_get(agent, "status");
     ngx_cpystrn((u_char *) hdr->status, v->str.data,
                 ngx_min(v->str.len + 1, sizeof(hdr->status)));
@@ -496,24 +488,30 @@ creor_agent_put(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
         *json = out;
     }
 
-    /* the counts by status move in the same transaction */
+    rc = creor_store_put(st, txn, key, buf,
+                         sizeof(creor_agent_hdr_t) + out.len, 0);
 
-    rc = creor_store_get(st, txn, key, &old);
-
-    if (rc == CREOR_STORE_OK && old.mv_size > sizeof(creor_agent_hdr_t)) {
-        prev = old.mv_data;
-        rc = creor_counts_agent(st, txn, prev->status, hdr->status);
-
-    } else if (rc == CREOR_STORE_NOTFOUND) {
-        rc = creor_counts_agent(st, txn, NULL, hdr->status);
+    if (rc != CREOR_STORE_OK || ngx_strcmp(old, hdr->status) == 0) {
+        return rc;
     }
 
+    /*
+     * A new agent (no status before) or a new status: the counts by
+     * status and the indexes move in the same transaction.
+     */
+
+    rc = creor_counts_agent(st, txn, old[0] ? old : NULL, hdr->status);
     if (rc != CREOR_STORE_OK) {
         return rc;
     }
 
-    return creor_store_put(st, txn, key, buf,
-                           sizeof(creor_agent_hdr_t) + out.len, 0);
+    ngx_cpystrn((u_char *) sorg, org->data,
+                ngx_min(org->len + 1, sizeof(sorg)));
+    ngx_cpystrn((u_char *) id, v->str.data, ngx_min(v->str.len + 1,
+                                                     sizeof(id)));
+
+    return creor_index_agent(st, txn, sorg, hdr->project, id,
+                             old[0] ? old : NULL, hdr->status);
 }
 
 
@@ -842,58 +840,111 @@ creor_agents_followup(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 }
 
 
+/*
+ * The agent goes at once; its active runs are cancelled a batch at a
+ * time, the first here and the rest by creor_runs_reap(), so no write
+ * transaction grows with the agent's runs.  In a full map the record
+ * goes first, alone (its pages are free once that commits), then its
+ * index entries and status count; lists skip entries whose record is
+ * gone.
+ */
+
 ngx_int_t
 creor_agents_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
-    int        rc;
-    char       key[CREOR_STORE_KEY_MAX];
-    char       status[CREOR_AGENT_STATUS_MAX];
-    MDB_val    val;
-    MDB_txn   *txn;
-    yajl_gen   g;
+    int                 rc;
+    char                key[CREOR_STORE_KEY_MAX], org[CREOR_ID_MAX],
+                        id[CREOR_ID_MAX];
+    MDB_val             val;
+    MDB_txn            *txn;
+    yajl_gen            g;
+    ngx_uint_t          pass;
+    ngx_flag_t          more;
+    creor_agent_hdr_t   hdr;
 
     if (creor_agent_key(r, ctx, &ctx->ids[CREOR_ID_AGENT], key) != NGX_OK) {
         return NGX_DECLINED;
     }
 
-    rc = creor_store_write(&ctx->mcf->store, &txn);
-    if (rc != CREOR_STORE_OK) {
-        return creor_fail_store(r, rc);
+    ngx_cpystrn((u_char *) org, ctx->who.org.data,
+                ngx_min(ctx->who.org.len + 1, sizeof(org)));
+    ngx_cpystrn((u_char *) id, ctx->ids[CREOR_ID_AGENT].data,
+                ngx_min(ctx->ids[CREOR_ID_AGENT].len + 1, sizeof(id)));
+
+    more = 0;
+
+    /* pass 0: all in one; 1: the record alone; 2: the rest */
+
+    for (pass = 0; pass < 3; pass++) {
+
+        rc = creor_store_write(&ctx->mcf->store, &txn);
+        if (rc != CREOR_STORE_OK) {
+            break;
+        }
+
+        if (pass < 2) {
+            if (creor_agent_load(r, ctx, txn, key, &val) != NGX_OK) {
+                creor_store_abort(txn);
+                return NGX_DECLINED;
+            }
+
+            ngx_memcpy(&hdr, val.mv_data, sizeof(creor_agent_hdr_t));
+            hdr.project[CREOR_ID_MAX - 1] = '\0';
+            hdr.status[CREOR_AGENT_STATUS_MAX - 1] = '\0';
+
+            rc = creor_store_del(&ctx->mcf->store, txn, key);
+        }
+
+        if (rc == CREOR_STORE_OK && pass != 1) {
+            rc = creor_counts_agent(&ctx->mcf->store, txn, hdr.status, NULL);
+        }
+
+        if (rc == CREOR_STORE_OK && pass != 1) {
+            rc = creor_index_agent(&ctx->mcf->store, txn, org, hdr.project,
+                                   id, hdr.status, NULL);
+        }
+
+        if (rc == CREOR_STORE_OK && pass != 1) {
+            rc = creor_runs_cancel_agent(&ctx->mcf->store, txn, r->pool,
+                                         &ctx->who.org,
+                                         &ctx->ids[CREOR_ID_AGENT], &more);
+        }
+
+        if (rc == CREOR_STORE_OK) {
+            rc = creor_store_commit(txn);
+
+        } else {
+            creor_store_abort(txn);
+        }
+
+        if (pass == 0 && rc != CREOR_STORE_FULL) {
+            break;
+        }
+
+        if (pass == 1 && rc != CREOR_STORE_OK) {
+            break;
+        }
     }
 
-    if (creor_agent_load(r, ctx, txn, key, &val) != NGX_OK) {
-        creor_store_abort(txn);
-        return NGX_DECLINED;
+    if (pass == 3 && rc != CREOR_STORE_OK) {
+
+        /* the agent is gone; its entries wait for "creor index rebuild" */
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "creor: the index entries and status count of "
+                      "deleted agent %s are left in a full store", id);
+        rc = CREOR_STORE_OK;
     }
 
-    /* the value is gone with the transaction's next write */
-
-    ngx_cpystrn((u_char *) status,
-                (u_char *) ((creor_agent_hdr_t *) val.mv_data)->status,
-                sizeof(status));
-
-    rc = creor_runs_cancel_agent(&ctx->mcf->store, txn, r->pool,
-                                 &ctx->who.org, &ctx->ids[CREOR_ID_AGENT]);
-
-    if (rc == CREOR_STORE_OK) {
-        rc = creor_counts_agent(&ctx->mcf->store, txn, status, NULL);
-    }
-
-    if (rc == CREOR_STORE_OK) {
-        rc = creor_store_del(&ctx->mcf->store, txn, key);
-    }
-
-    if (rc != CREOR_STORE_OK) {
-        creor_store_abort(txn);
-        return creor_fail_store(r, rc);
-    }
-
-    rc = creor_store_commit(txn);
     if (rc != CREOR_STORE_OK) {
         return creor_fail_store(r, rc);
     }
 
     creor_dispatch_wakeup(ctx->mcf, NULL);
+
+    if (more) {
+        creor_runs_reap_kick();
+    }
 
     g = creor_gen_create(r);
     if (g == NULL) {
@@ -920,6 +971,7 @@ ngx_int_t
 creor_agents_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
     u_char                 *p;
+    ngx_str_t               project, *status;
     const char            **s;
     creor_page_t            pg;
     creor_agents_filter_t  *f;
@@ -975,13 +1027,55 @@ creor_agents_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                                            : &ctx->route_name)
                      - p;
 
-    pg.prefix.data = ngx_pnalloc(r->pool, ctx->who.org.len + 3);
-    if (pg.prefix.data == NULL) {
+    /*
+     * The index that holds what this key sees with these filters: by
+     * project (the filter's or the key's) and by status.  An app-bound
+     * key sees one agent of its project: its walk filters the project's.
+     */
+
+    if (f->project) {
+        project = f->project->value;
+
+    } else {
+        project.data = (u_char *) ctx->who.key.project;
+        project.len = ngx_strlen(ctx->who.key.project);
+    }
+
+    status = f->status ? &f->status->value : NULL;
+
+    pg.exact = ctx->who.app.len == 0
+               && (ctx->who.key.project[0] == '\0'
+                   || (project.len == ngx_strlen(ctx->who.key.project)
+                       && ngx_strncmp(project.data, ctx->who.key.project,
+                                      project.len) == 0));
+
+    pg.primary.data = ngx_pnalloc(r->pool, ctx->who.org.len + 3);
+    pg.prefix.data = ngx_pnalloc(r->pool, ctx->who.org.len + project.len
+                                          + CREOR_AGENT_STATUS_MAX + 16);
+    if (pg.primary.data == NULL || pg.prefix.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    pg.prefix.len = ngx_sprintf(pg.prefix.data, "a:%V:", &ctx->who.org)
-                    - pg.prefix.data;
+    pg.primary.len = ngx_sprintf(pg.primary.data, "a:%V:", &ctx->who.org)
+                     - pg.primary.data;
+
+    if (project.len && status) {
+        p = ngx_sprintf(pg.prefix.data, "aps:%V:%V:%V:", &ctx->who.org,
+                        &project, status);
+
+    } else if (project.len) {
+        p = ngx_sprintf(pg.prefix.data, "ap:%V:%V:", &ctx->who.org,
+                        &project);
+
+    } else if (status) {
+        p = ngx_sprintf(pg.prefix.data, "as:%V:%V:", &ctx->who.org, status);
+
+    } else {
+        p = ngx_cpymem(pg.prefix.data, pg.primary.data, pg.primary.len);
+        pg.primary.len = 0;
+    }
+
+    pg.prefix.len = p - pg.prefix.data;
 
     if (creor_page_parse(r, ctx, &pg, 1) != NGX_OK) {
         return NGX_DECLINED;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "creor_store.h"
+#include "creor_index.h"
 
 
 typedef struct {
@@ -33,6 +34,8 @@ static int creor_cli_project(creor_cli_t *cli);
 static int creor_cli_key(creor_cli_t *cli);
 static int creor_cli_stats(creor_cli_t *cli);
 static int creor_cli_usage_add(creor_cli_t *cli);
+static int creor_cli_index(creor_cli_t *cli);
+static int creor_cli_bench_load(creor_cli_t *cli);
 static int creor_cli_count(const char *s, int64_t *out);
 static int creor_cli_usage(void);
 
@@ -88,6 +91,14 @@ main(int argc, char **argv)
         return creor_cli_usage_add(&cli);
     }
 
+    if (strcmp(cli.argv[0], "index") == 0) {
+        return creor_cli_index(&cli);
+    }
+
+    if (strcmp(cli.argv[0], "bench-load") == 0) {
+        return creor_cli_bench_load(&cli);
+    }
+
     return creor_cli_usage();
 }
 
@@ -106,7 +117,10 @@ creor_cli_usage(void)
         "  stats\n"
         "  usage add --org ORG [--date YYYY-MM-DD] [--project P]"
         " [--key KEY_ID] [--agent AGENT] [--model M] [--requests N]"
-        " [--runs N] [--input N] [--output N]\n");
+        " [--runs N] [--input N] [--output N]\n"
+        "  index rebuild|drop|check\n"
+        "  bench-load --org ORG --project P --agents N --runs N"
+        " [--waiting N]\n");
 
     return 2;
 }
@@ -672,6 +686,295 @@ creor_cli_usage_add(creor_cli_t *cli)
     }
 
     printf("%.*s\n", (int) len, key);
+
+    return 0;
+}
+
+
+/*
+ * index rebuild: indexes the store anew, in the steps a worker takes on
+ * a store of a version without indexes; index drop: makes such a store;
+ * index check: counters and chunks against the indexes (prints their
+ * number, or the errors and exits 1).
+ */
+
+static int
+creor_cli_index(creor_cli_t *cli)
+{
+    int            rc, rebuild;
+    size_t         n, errors;
+    creor_store_t  s;
+
+    if (cli->argc != 2
+        || (strcmp(cli->argv[1], "rebuild") != 0
+            && strcmp(cli->argv[1], "drop") != 0
+            && strcmp(cli->argv[1], "check") != 0))
+    {
+        return creor_cli_usage();
+    }
+
+    if (creor_cli_open(cli, &s) != 0) {
+        return 1;
+    }
+
+    n = 0;
+
+    if (strcmp(cli->argv[1], "check") == 0) {
+        rc = creor_index_check(&s, &n, &errors);
+        creor_store_close(&s);
+
+        if (rc != CREOR_STORE_OK || errors) {
+            fprintf(stderr, "creor: %zu indexes, %zu errors\n", n, errors);
+            return 1;
+        }
+
+        printf("%zu\n", n);
+
+        return 0;
+    }
+
+    if (strcmp(cli->argv[1], "drop") == 0) {
+        rc = creor_index_drop(&s);
+
+    } else {
+        rebuild = 1;
+
+        do {
+            rc = creor_index_upgrade(&s, rebuild, &n);
+            rebuild = 0;
+        } while (rc == CREOR_STORE_EXISTS);
+    }
+
+    creor_store_close(&s);
+
+    if (rc != CREOR_STORE_OK) {
+        fprintf(stderr, "creor: cannot %s the indexes\n", cli->argv[1]);
+        return 1;
+    }
+
+    printf("%zu\n", n);
+
+    return 0;
+}
+
+
+/*
+ * bench-load: agents and runs written as the server writes them, with
+ * their indexes, many to a transaction and without fsync, for bench/.
+ * Runs go round the agents with the statuses of a working organization
+ * (mostly terminal); the last --waiting runs all belong to the first
+ * agent and wait for input, so deleting it cancels that many.  Prints
+ * the first agent's id.  Runs have no events or usage records.
+ */
+
+#define CREOR_LOAD_BATCH  10000
+
+static const char  *creor_load_agent_status[] = {
+    "", "queued", "running", "running", "completed", "failed", "idle"
+};
+
+static const uint32_t  creor_load_run_status[] = {
+    CREOR_RUN_COMPLETED, CREOR_RUN_COMPLETED, CREOR_RUN_COMPLETED,
+    CREOR_RUN_FAILED, CREOR_RUN_COMPLETED, CREOR_RUN_CANCELLED,
+    CREOR_RUN_COMPLETED, CREOR_RUN_AWAITING_INPUT
+};
+
+
+static int
+creor_cli_bench_load(creor_cli_t *cli)
+{
+    int                 rc;
+    char                key[CREOR_STORE_KEY_MAX], first[CREOR_ID_MAX],
+                        now[32], buf[2048], *ids;
+    size_t              len, nlen;
+    int64_t             nagents, nruns, waiting, i, a, ms;
+    uint32_t            st;
+    MDB_txn            *txn;
+    const char         *org, *project, *status;
+    creor_store_t       s;
+    creor_run_hdr_t     rh;
+    creor_agent_hdr_t   ah;
+
+    org = creor_cli_opt(cli, "--org");
+    project = creor_cli_opt(cli, "--project");
+    nagents = 0;
+    nruns = 0;
+    waiting = 0;
+
+    if (org == NULL || project == NULL
+        || creor_cli_count(creor_cli_opt(cli, "--agents"), &nagents) != 0
+        || creor_cli_count(creor_cli_opt(cli, "--runs"), &nruns) != 0
+        || creor_cli_count(creor_cli_opt(cli, "--waiting"), &waiting) != 0
+        || nagents < 1 || waiting > nruns || strlen(org) >= CREOR_ID_MAX
+        || strlen(project) >= CREOR_ID_MAX)
+    {
+        return creor_cli_usage();
+    }
+
+    ids = malloc((size_t) nagents * CREOR_ID_MAX);
+    if (ids == NULL) {
+        return 1;
+    }
+
+    if (creor_cli_open(cli, &s) != 0) {
+        free(ids);
+        return 1;
+    }
+
+    mdb_env_set_flags(s.env, MDB_NOSYNC, 1);
+
+    /* a store not yet indexed is first, or a start would index it anew */
+
+    do {
+        rc = creor_index_upgrade(&s, 0, NULL);
+    } while (rc == CREOR_STORE_EXISTS);
+
+    ms = creor_now_ms();
+    creor_time_rfc3339(now, ms);
+    txn = NULL;
+
+    /* an agent's status is its last run's (creor_agent_track()) */
+
+    for (a = 0; a < nagents && rc == CREOR_STORE_OK; a++) {
+        if (txn == NULL) {
+            rc = creor_store_write(&s, &txn);
+            if (rc != CREOR_STORE_OK) {
+                break;
+            }
+        }
+
+        i = (a == 0 && waiting) ? nruns - 1
+                                : nruns - waiting - 1
+                                  - (nruns - waiting - 1 - a) % nagents;
+
+        if (i < 0 || (i >= nruns - waiting && !(a == 0 && waiting))) {
+            status = "idle";
+
+        } else {
+            st = (i >= nruns - waiting) ? CREOR_RUN_AWAITING_INPUT
+                                        : creor_load_run_status[i % 8];
+            status = creor_load_agent_status[st];
+        }
+
+        rc = creor_store_make_id(&s, txn, ids + a * CREOR_ID_MAX,
+                                 CREOR_ID_MAX, "agent_");
+        if (rc != CREOR_STORE_OK) {
+            break;
+        }
+
+        memset(&ah, 0, sizeof(ah));
+        snprintf(ah.project, sizeof(ah.project), "%s", project);
+        snprintf(ah.status, sizeof(ah.status), "%s", status);
+
+        memcpy(buf, &ah, sizeof(ah));
+        len = sizeof(ah);
+        nlen = snprintf(buf + len, sizeof(buf) - len,
+                 "{\"id\":\"%s\",\"object\":\"agent\",\"name\":\"bench %lld\","
+                 "\"description\":null,\"model\":\"openai/gpt-4o\","
+                 "\"systemPrompt\":null,\"settings\":{\"contextWindowSize\""
+                 ":20},\"repository\":null,\"status\":\"%s\",\"runId\":null,"
+                 "\"organizationId\":\"%s\",\"projectId\":\"%s\","
+                 "\"createdAt\":\"%s\",\"updatedAt\":\"%s\"}",
+                 ids + a * CREOR_ID_MAX, (long long) a, status, org, project,
+                 now, now);
+
+        snprintf(key, sizeof(key), "a:%s:%s", org, ids + a * CREOR_ID_MAX);
+
+        rc = creor_store_put(&s, txn, key, buf, len + nlen, 0);
+
+        if (rc == CREOR_STORE_OK) {
+            rc = creor_index_agent(&s, txn, org, project,
+                                   ids + a * CREOR_ID_MAX, NULL, status);
+        }
+
+        if (rc == CREOR_STORE_OK && (a + 1) % CREOR_LOAD_BATCH == 0) {
+            rc = creor_store_commit(txn);
+            txn = NULL;
+        }
+    }
+
+    for (i = 0; i < nruns && rc == CREOR_STORE_OK; i++) {
+        if (txn == NULL) {
+            rc = creor_store_write(&s, &txn);
+            if (rc != CREOR_STORE_OK) {
+                break;
+            }
+        }
+
+        a = (i >= nruns - waiting) ? 0 : i % nagents;
+        st = (i >= nruns - waiting) ? CREOR_RUN_AWAITING_INPUT
+                                    : creor_load_run_status[i % 8];
+
+        memset(&rh, 0, sizeof(rh));
+        rh.version = 1;
+        rh.status = st;
+        snprintf(rh.org, sizeof(rh.org), "%s", org);
+        snprintf(rh.project, sizeof(rh.project), "%s", project);
+        snprintf(rh.agent, sizeof(rh.agent), "%s", ids + a * CREOR_ID_MAX);
+        rh.created_ms = ms;
+        rh.started_ms = ms;
+        rh.completed_ms = creor_run_terminal(st) ? ms : 0;
+
+        rc = creor_store_make_id(&s, txn, first, sizeof(first), "run_");
+        if (rc != CREOR_STORE_OK) {
+            break;
+        }
+
+        snprintf(rh.thread, sizeof(rh.thread), "%s", first);
+
+        memcpy(buf, &rh, sizeof(rh));
+        len = sizeof(rh);
+        nlen = snprintf(buf + len, sizeof(buf) - len,
+                 "{\"inputs\":{\"prompt\":\"bench run %lld\"},"
+                 "\"appName\":\"bench %lld\",\"agentModel\":\"openai/gpt-4o\","
+                 "\"keyId\":\"\"}", (long long) i, (long long) a);
+
+        snprintf(key, sizeof(key), "r:%s:%s", org, first);
+        rc = creor_store_put(&s, txn, key, buf, len + nlen, 0);
+
+        if (rc == CREOR_STORE_OK) {
+            snprintf(key, sizeof(key), "ri:%s", first);
+            rc = creor_store_put(&s, txn, key, org, strlen(org), 0);
+        }
+
+        if (rc == CREOR_STORE_OK) {
+            snprintf(key, sizeof(key), "t:%s:%s:%s", org, first, first);
+            rc = creor_store_put(&s, txn, key, "", 0, 0);
+        }
+
+        if (rc == CREOR_STORE_OK) {
+            rc = creor_index_run(&s, txn, &rh, first, 0);
+        }
+
+        if (rc == CREOR_STORE_OK && (i + 1) % CREOR_LOAD_BATCH == 0) {
+            rc = creor_store_commit(txn);
+            txn = NULL;
+        }
+    }
+
+    if (rc == CREOR_STORE_OK && txn) {
+        rc = creor_store_commit(txn);
+        txn = NULL;
+
+    } else if (txn) {
+        creor_store_abort(txn);
+    }
+
+    if (rc == CREOR_STORE_OK) {
+        mdb_env_sync(s.env, 1);
+    }
+
+    creor_store_close(&s);
+
+    if (rc != CREOR_STORE_OK) {
+        fprintf(stderr, "creor: cannot load%s\n",
+                rc == CREOR_STORE_FULL ? ": the store is full" : "");
+        free(ids);
+        return 1;
+    }
+
+    printf("%s\n", ids);
+    free(ids);
 
     return 0;
 }

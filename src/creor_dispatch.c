@@ -643,11 +643,6 @@ creor_dispatch_claim(ngx_str_t *id, int64_t now)
             return;
         }
 
-    } else if (creor_run_leg_body(st, txn, pool, &run, &body) != NGX_OK) {
-        creor_store_abort(txn);
-        creor_dispatch_failed(id, "claim", CREOR_STORE_ERROR);
-        ngx_destroy_pool(pool);
-        return;
     }
 
     rc = creor_run_commit(st, txn, &run, 1);
@@ -662,7 +657,19 @@ creor_dispatch_claim(ngx_str_t *id, int64_t now)
              ? creor_leg_start(id, &pv->uri, &body, &run) : NGX_ERROR;
 
     } else {
-        rc = creor_leg_start(id, &creor_executor, &body, NULL);
+
+        /* the executor's request is read after the claim, outside its lock */
+
+        txn = creor_store_read(st);
+
+        rc = (txn == NULL) ? NGX_ERROR
+                           : creor_run_leg_body(st, txn, pool, &run, &body);
+
+        creor_store_read_done(st);
+
+        if (rc == NGX_OK) {
+            rc = creor_leg_start(id, &creor_executor, &body, NULL);
+        }
     }
 
     if (rc != NGX_OK) {

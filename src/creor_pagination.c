@@ -54,11 +54,22 @@ ngx_int_t
 creor_page_parse(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_page_t *pg, ngx_flag_t page_mode_allowed)
 {
+    u_char       *p;
     ngx_int_t     rc;
     creor_arg_t  *order, *cursor;
 
     pg->limit = 20;
     pg->desc = 1;
+
+    /* a cursor resumes in the index it was made in */
+
+    p = ngx_pnalloc(r->pool, pg->filters.len + 1 + pg->prefix.len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    pg->filters.len = ngx_sprintf(p, "%V|%V", &pg->filters, &pg->prefix) - p;
+    pg->filters.data = p;
 
     rc = creor_arg_uint(r, ctx, "limit", 1, CREOR_LIST_MAX, &pg->limit);
     if (rc == NGX_ERROR) {
@@ -262,8 +273,11 @@ creor_cursor_save(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 
 
 /*
- * Walks the collection under pg->prefix; item() with g == NULL only
- * answers whether an entry passes the filters (NGX_OK or NGX_DECLINED).
+ * Walks the collection or index under pg->prefix (an index's items are
+ * looked up under pg->primary); item() with g == NULL only answers
+ * whether an entry passes the filters (NGX_OK or NGX_DECLINED).  With an
+ * exact index, page and offset modes take the total from its counter
+ * and skip by its chunks: no walk longer than a page and two chunks.
  */
 
 ngx_int_t
@@ -271,65 +285,102 @@ creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_page_t *pg, creor_page_item_pt item)
 {
     int             rc;
-    u_char         *end;
+    u_char         *end, *pk;
+    uint64_t        total;
     yajl_gen        g;
-    MDB_val         k, v, last;
+    MDB_val         k, v, last, ik, iv;
     MDB_txn        *txn;
     ngx_int_t       pass;
     ngx_uint_t      sent, skip, pages;
+    ngx_flag_t      counted;
     MDB_cursor     *cur;
     MDB_cursor_op   step;
+    creor_store_t  *st;
+
+    st = &ctx->mcf->store;
 
     g = creor_gen_create(r);
     if (g == NULL) {
         return NGX_ERROR;
     }
 
-    txn = creor_store_read(&ctx->mcf->store);
-    if (txn == NULL || mdb_cursor_open(txn, ctx->mcf->store.dbi, &cur) != 0)
-    {
-        return creor_fail_store(r, CREOR_STORE_ERROR);
-    }
-
     /* the first key past the collection: prefix with its last byte + 1 */
 
-    end = ngx_pnalloc(r->pool, pg->prefix.len);
+    end = ngx_pnalloc(r->pool, pg->prefix.len + pg->primary.len
+                               + CREOR_STORE_KEY_MAX);
     if (end == NULL) {
-        mdb_cursor_close(cur);
         return NGX_ERROR;
     }
+
+    pk = end + pg->prefix.len;
+    ngx_memcpy(pk, pg->primary.data, pg->primary.len);
 
     ngx_memcpy(end, pg->prefix.data, pg->prefix.len);
     end[pg->prefix.len - 1]++;
 
-    if (pg->after.len) {
-        k.mv_data = pg->after.data;
-        k.mv_size = pg->after.len;
-
-    } else if (pg->desc) {
-        k.mv_data = end;
-        k.mv_size = pg->prefix.len;
-
-    } else {
-        k.mv_data = pg->prefix.data;
-        k.mv_size = pg->prefix.len;
+    txn = creor_store_read(st);
+    if (txn == NULL || mdb_cursor_open(txn, st->dbi, &cur) != 0) {
+        return creor_fail_store(r, CREOR_STORE_ERROR);
     }
 
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    skip = pg->page_mode ? (pg->page - 1) * pg->limit
+                         : (pg->offset_mode ? pg->offset : 0);
+    counted = pg->exact && (pg->page_mode || pg->offset_mode);
 
-    if (pg->desc) {
-        rc = (rc == MDB_NOTFOUND) ? mdb_cursor_get(cur, &k, &v, MDB_LAST)
-                                  : mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    if (counted) {
+        if (creor_index_total(st, txn, (char *) pg->prefix.data,
+                              pg->prefix.len, &total)
+            != CREOR_STORE_OK)
+        {
+            mdb_cursor_close(cur);
+            return creor_fail_store(r, CREOR_STORE_ERROR);
+        }
 
-    } else if (rc == 0 && pg->after.len && k.mv_size == pg->after.len
-               && ngx_memcmp(k.mv_data, pg->after.data, k.mv_size) == 0)
-    {
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        pg->total = (ngx_uint_t) total;
+    }
+
+    if (counted && skip) {
+        rc = creor_index_seek(st, txn, cur, (char *) pg->prefix.data,
+                              pg->prefix.len, skip, pg->desc, &k, &v);
+
+        if (rc == CREOR_STORE_NOTFOUND) {
+            rc = MDB_NOTFOUND;
+
+        } else if (rc != CREOR_STORE_OK) {
+            mdb_cursor_close(cur);
+            return creor_fail_store(r, CREOR_STORE_ERROR);
+        }
+
+        skip = 0;
+
+    } else {
+        if (pg->after.len) {
+            k.mv_data = pg->after.data;
+            k.mv_size = pg->after.len;
+
+        } else if (pg->desc) {
+            k.mv_data = end;
+            k.mv_size = pg->prefix.len;
+
+        } else {
+            k.mv_data = pg->prefix.data;
+            k.mv_size = pg->prefix.len;
+        }
+
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+
+        if (pg->desc) {
+            rc = (rc == MDB_NOTFOUND) ? mdb_cursor_get(cur, &k, &v, MDB_LAST)
+                                      : mdb_cursor_get(cur, &k, &v, MDB_PREV);
+
+        } else if (rc == 0 && pg->after.len && k.mv_size == pg->after.len
+                   && ngx_memcmp(k.mv_data, pg->after.data, k.mv_size) == 0)
+        {
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
     }
 
     step = pg->desc ? MDB_PREV : MDB_NEXT;
-    skip = pg->page_mode ? (pg->page - 1) * pg->limit
-                         : (pg->offset_mode ? pg->offset : 0);
     sent = 0;
     last.mv_size = 0;
     last.mv_data = NULL;
@@ -344,7 +395,30 @@ creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
          && ngx_memcmp(k.mv_data, pg->prefix.data, pg->prefix.len) == 0;
          rc = mdb_cursor_get(cur, &k, &v, step))
     {
-        pass = item(r, ctx, &k, &v, NULL);
+        ik = k;
+        iv = v;
+
+        if (pg->primary.len) {
+
+            /* an index entry: the item is the record of its id */
+
+            if (k.mv_size - pg->prefix.len > CREOR_STORE_KEY_MAX) {
+                continue;
+            }
+
+            ngx_memcpy(pk + pg->primary.len,
+                       (u_char *) k.mv_data + pg->prefix.len,
+                       k.mv_size - pg->prefix.len);
+
+            ik.mv_data = pk;
+            ik.mv_size = pg->primary.len + k.mv_size - pg->prefix.len;
+
+            if (mdb_get(txn, st->dbi, &ik, &iv) != 0) {
+                continue;
+            }
+        }
+
+        pass = item(r, ctx, &ik, &iv, NULL);
 
         if (pass == NGX_ERROR) {
             mdb_cursor_close(cur);
@@ -355,7 +429,9 @@ creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
             continue;
         }
 
-        pg->total++;
+        if (!counted) {
+            pg->total++;
+        }
 
         if (skip) {
             skip--;
@@ -365,16 +441,16 @@ creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
         if (sent == pg->limit) {
             pg->has_more = 1;
 
-            /* page and offset modes count every item for the total */
+            /* without a counter, page and offset modes count every item */
 
-            if (!pg->page_mode && !pg->offset_mode) {
+            if (counted || (!pg->page_mode && !pg->offset_mode)) {
                 break;
             }
 
             continue;
         }
 
-        if (item(r, ctx, &k, &v, g) != NGX_OK) {
+        if (item(r, ctx, &ik, &iv, g) != NGX_OK) {
             mdb_cursor_close(cur);
             return creor_fail_store(r, CREOR_STORE_ERROR);
         }
@@ -400,7 +476,7 @@ creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     }
 
     mdb_cursor_close(cur);
-    creor_store_read_done(&ctx->mcf->store);
+    creor_store_read_done(st);
 
     if (pg->has_more && !pg->page_mode && !pg->offset_mode) {
         if (creor_cursor_save(r, ctx, pg, &last) != NGX_OK) {

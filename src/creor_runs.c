@@ -26,6 +26,11 @@
 
 #define CREOR_RUN_VERSION     1
 #define CREOR_URL_TTL         3600          /* s a file URL stays valid */
+#define CREOR_REAP_BATCH      16            /* runs cancelled per commit */
+#define CREOR_REAP_BUDGET     500           /* us of one commit's work */
+#define CREOR_REAP_PAUSE      2             /* ms between two commits */
+#define CREOR_REAP_LEASE      5000          /* ms a worker holds a job */
+#define CREOR_THREAD_MAX      1000          /* runs a leg's thread shows */
 
 
 typedef struct {
@@ -49,6 +54,13 @@ typedef struct {
     u_char                  name[NGX_MAX_PATH];
     char                    id[CREOR_ID_MAX];
 } creor_runs_new_t;
+
+
+/* "ad:<org>:<agent>": a deleted agent's runs to cancel, and who does */
+typedef struct {
+    int64_t                 pid;
+    int64_t                 until_ms;   /* then another worker may */
+} creor_reap_job_t;
 
 
 static ngx_int_t creor_runs_create_run(ngx_http_request_t *r,
@@ -81,6 +93,13 @@ static ngx_int_t creor_runs_file_headers(ngx_http_request_t *r,
     creor_json_t *f, ngx_str_t *fid);
 static ngx_int_t creor_runs_tool_outputs(ngx_http_request_t *r,
     creor_run_t *run, creor_json_t *input);
+static ngx_int_t creor_run_index(creor_store_t *st, MDB_txn *txn,
+    creor_run_t *run, ngx_uint_t old);
+static ngx_flag_t creor_runs_reap_pending(creor_store_t *st);
+static void creor_runs_reap(ngx_event_t *ev);
+
+
+static ngx_event_t  creor_reap_ev;
 
 
 static const char  *creor_run_statuses[] = {
@@ -332,6 +351,24 @@ creor_run_queue(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
 }
 
 
+/* the run's indexes after its status moved from old (0: a new run) */
+
+static ngx_int_t
+creor_run_index(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
+    ngx_uint_t old)
+{
+    char  id[CREOR_ID_MAX];
+
+    if (run->id.len >= sizeof(id)) {
+        return CREOR_STORE_ERROR;
+    }
+
+    ngx_cpystrn((u_char *) id, run->id.data, run->id.len + 1);
+
+    return creor_index_run(st, txn, &run->hdr, id, (uint32_t) old);
+}
+
+
 /*
  * Appends one event and applies what it means to the run (SPEC 8.3);
  * terminal runs take no more events (NGX_DECLINED).  The caller saves
@@ -347,7 +384,7 @@ creor_run_event(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
     int64_t        now;
     yajl_gen       g;
     ngx_str_t      out, t;
-    ngx_uint_t     status;
+    ngx_uint_t     status, old;
     creor_json_t  *v;
 
     if (creor_run_terminal(run->hdr.status)) {
@@ -507,8 +544,14 @@ creor_run_event(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
         run->hdr.lease_ms = 0;
     }
 
+    old = run->hdr.status;
     run->hdr.status = status;
     run->sync = 1;
+
+    rc = creor_run_index(st, txn, run, old);
+    if (rc != CREOR_STORE_OK) {
+        return rc;
+    }
 
     if (creor_run_terminal(status)) {
         rc = creor_usage_run(st, txn, run);
@@ -689,84 +732,107 @@ creor_run_doc_str(yajl_gen g, creor_run_t *run, const char *name,
 }
 
 
-/* a deleted agent's active runs are cancelled; they stay readable */
+/*
+ * A deleted agent's active runs are cancelled, at most CREOR_REAP_BATCH
+ * of them and CREOR_REAP_BUDGET ms of work per transaction: found by the
+ * agent's status indexes, not by walking the organization's runs.  While
+ * some remain, "ad:<org>:<agent>" says so and which worker is at it until
+ * when (creor_reap_job_t), for creor_runs_reap(); they stay readable.
+ */
 
 ngx_int_t
 creor_runs_cancel_agent(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
-    ngx_str_t *org, ngx_str_t *agent)
+    ngx_str_t *org, ngx_str_t *agent, ngx_flag_t *more)
 {
-    int               rc;
-    char              prefix[CREOR_STORE_KEY_MAX];
-    size_t            plen;
-    MDB_val           k, v;
-    ngx_str_t        *id;
-    ngx_uint_t        i;
-    MDB_cursor       *cur;
-    ngx_array_t       ids;
-    creor_run_t       run;
-    creor_run_hdr_t   hdr;
+    int                rc;
+    char               prefix[CREOR_STORE_KEY_MAX];
+    size_t             plen;
+    int64_t            start;
+    MDB_val            k, v;
+    struct timeval     tv;
+    ngx_str_t         *id;
+    ngx_uint_t         i, status;
+    MDB_cursor        *cur;
+    ngx_array_t        ids;
+    creor_run_t        run;
+    creor_reap_job_t   job;
 
-    if (ngx_array_init(&ids, pool, 4, sizeof(ngx_str_t)) != NGX_OK) {
-        return CREOR_STORE_ERROR;
-    }
-
-    plen = ngx_snprintf((u_char *) prefix, sizeof(prefix), "r:%V:", org)
-           - (u_char *) prefix;
-
-    if (mdb_cursor_open(txn, st->dbi, &cur) != 0) {
-        return CREOR_STORE_ERROR;
-    }
-
-    k.mv_data = prefix;
-    k.mv_size = plen;
-
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-         rc == 0 && k.mv_size > plen
-         && ngx_memcmp(k.mv_data, prefix, plen) == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    if (ngx_array_init(&ids, pool, CREOR_REAP_BATCH + 1, sizeof(ngx_str_t))
+        != NGX_OK
+        || mdb_cursor_open(txn, st->dbi, &cur) != 0)
     {
-        if (v.mv_size <= sizeof(creor_run_hdr_t)) {
-            continue;
-        }
+        return CREOR_STORE_ERROR;
+    }
 
-        ngx_memcpy(&hdr, v.mv_data, sizeof(creor_run_hdr_t));
+    /* one more than a batch: whether any remain after it */
 
-        if (creor_run_terminal(hdr.status)
-            || ngx_strlen(hdr.agent) != agent->len
-            || ngx_strncmp(hdr.agent, agent->data, agent->len) != 0)
+    for (status = CREOR_RUN_QUEUED;
+         status <= CREOR_RUN_AWAITING_INPUT && ids.nelts <= CREOR_REAP_BATCH;
+         status++)
+    {
+        plen = ngx_snprintf((u_char *) prefix, sizeof(prefix),
+                            "ras:%V:%V:%ui:", org, agent, status)
+               - (u_char *) prefix;
+
+        k.mv_data = prefix;
+        k.mv_size = plen;
+
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+             rc == 0 && k.mv_size > plen && ids.nelts <= CREOR_REAP_BATCH
+             && ngx_memcmp(k.mv_data, prefix, plen) == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
         {
-            continue;
-        }
+            id = ngx_array_push(&ids);
+            if (id == NULL) {
+                mdb_cursor_close(cur);
+                return CREOR_STORE_ERROR;
+            }
 
-        id = ngx_array_push(&ids);
-        if (id == NULL) {
-            mdb_cursor_close(cur);
-            return CREOR_STORE_ERROR;
-        }
+            id->len = k.mv_size - plen;
+            id->data = ngx_pnalloc(pool, id->len);
+            if (id->data == NULL) {
+                mdb_cursor_close(cur);
+                return CREOR_STORE_ERROR;
+            }
 
-        id->len = k.mv_size - plen;
-        id->data = ngx_pnalloc(pool, id->len);
-        if (id->data == NULL) {
-            mdb_cursor_close(cur);
-            return CREOR_STORE_ERROR;
+            ngx_memcpy(id->data, (u_char *) k.mv_data + plen, id->len);
         }
-
-        ngx_memcpy(id->data, (u_char *) k.mv_data + plen, id->len);
     }
 
     mdb_cursor_close(cur);
 
     id = ids.elts;
+    ngx_gettimeofday(&tv);
+    start = (int64_t) tv.tv_sec * 1000000 + tv.tv_usec;
 
-    for (i = 0; i < ids.nelts; i++) {
+    for (i = 0; i < ids.nelts && i < CREOR_REAP_BATCH; i++) {
+
+        /* the write lock is held a bounded time, whatever a run costs */
+
+        ngx_gettimeofday(&tv);
+
+        if (i && (int64_t) tv.tv_sec * 1000000 + tv.tv_usec - start
+                 >= CREOR_REAP_BUDGET)
+        {
+            break;
+        }
+
         rc = creor_run_load(st, txn, pool, org, &id[i], &run);
 
         if (rc == CREOR_STORE_OK) {
             rc = creor_run_event(st, txn, &run, "run.cancelled", 13, NULL);
+
+            if (rc == NGX_DECLINED) {
+                continue;               /* terminal already */
+            }
         }
 
         if (rc == CREOR_STORE_OK) {
             rc = creor_run_save(st, txn, &run);
+        }
+
+        if (rc == CREOR_STORE_NOTFOUND) {
+            continue;
         }
 
         if (rc != CREOR_STORE_OK) {
@@ -774,7 +840,218 @@ creor_runs_cancel_agent(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
         }
     }
 
-    return CREOR_STORE_OK;
+    *more = (i < ids.nelts);
+
+    ngx_snprintf((u_char *) prefix, sizeof(prefix), "ad:%V:%V%Z", org, agent);
+
+    if (*more) {
+        job.pid = (int64_t) ngx_pid;
+        job.until_ms = creor_now_ms() + CREOR_REAP_LEASE;
+
+        return creor_store_put(st, txn, prefix, &job, sizeof(job), 0);
+    }
+
+    rc = creor_store_del(st, txn, prefix);
+
+    return rc == CREOR_STORE_NOTFOUND ? CREOR_STORE_OK : rc;
+}
+
+
+/*
+ * The background step: one batch of the first deleted agent that still
+ * has active runs, then again after a millisecond, so the write lock is
+ * held a batch at a time.  Any worker may run it; the housekeeping timer
+ * starts it too, for agents whose worker died half way.
+ */
+
+void
+creor_runs_reap_kick(void)
+{
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    if (creor_reap_ev.handler == NULL) {
+        creor_reap_ev.handler = creor_runs_reap;
+        creor_reap_ev.log = ngx_cycle->log;
+        creor_reap_ev.cancelable = 1;
+    }
+
+    if (!creor_reap_ev.timer_set) {
+        ngx_add_timer(&creor_reap_ev, 1);
+    }
+}
+
+
+/* whether any "ad:" job is there: a read, before taking the write lock */
+
+static ngx_flag_t
+creor_runs_reap_pending(creor_store_t *st)
+{
+    MDB_val      k, v;
+    MDB_txn     *txn;
+    ngx_flag_t   pending;
+    MDB_cursor  *cur;
+
+    txn = creor_store_read(st);
+    if (txn == NULL) {
+        return 0;
+    }
+
+    pending = 0;
+
+    if (mdb_cursor_open(txn, st->dbi, &cur) == 0) {
+        k.mv_data = "ad:";
+        k.mv_size = 3;
+
+        pending = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0
+                  && k.mv_size > 3 && ngx_memcmp(k.mv_data, "ad:", 3) == 0;
+
+        mdb_cursor_close(cur);
+    }
+
+    creor_store_read_done(st);
+
+    return pending;
+}
+
+
+static void
+creor_runs_reap(ngx_event_t *ev)
+{
+    int                     rc;
+    u_char                 *p, *colon;
+    int64_t                 now;
+    MDB_val                 k, v;
+    MDB_txn                *txn;
+    ngx_str_t               org, agent;
+    ngx_flag_t              more, busy;
+    creor_reap_job_t        job;
+    ngx_pool_t             *pool;
+    MDB_cursor             *cur;
+    creor_store_t          *st;
+    ngx_creor_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_creor_module);
+    st = &mcf->store;
+
+    if (!mcf->opened || !creor_runs_reap_pending(st)) {
+        return;
+    }
+
+    pool = ngx_create_pool(16384, ev->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    busy = 0;
+
+    rc = creor_store_write(st, &txn);
+    if (rc != CREOR_STORE_OK) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    if (mdb_cursor_open(txn, st->dbi, &cur) != 0) {
+        creor_store_abort(txn);
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    /* the first job no other live worker holds */
+
+    k.mv_data = "ad:";
+    k.mv_size = 3;
+    now = creor_now_ms();
+
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && k.mv_size > 3 && ngx_memcmp(k.mv_data, "ad:", 3) == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    {
+        if (v.mv_size != sizeof(creor_reap_job_t)) {
+            break;
+        }
+
+        ngx_memcpy(&job, v.mv_data, sizeof(creor_reap_job_t));
+
+        if (job.pid == (int64_t) ngx_pid || job.until_ms < now) {
+            break;
+        }
+
+        /* another worker's: it keeps at it, or its lease runs out */
+
+        busy = 1;
+    }
+
+    if (rc != 0 || k.mv_size <= 3 || ngx_memcmp(k.mv_data, "ad:", 3) != 0) {
+        mdb_cursor_close(cur);
+        creor_store_abort(txn);
+        ngx_destroy_pool(pool);
+
+        if (busy) {
+            ngx_add_timer(ev, CREOR_REAP_LEASE);
+        }
+
+        return;
+    }
+
+    p = ngx_pnalloc(pool, k.mv_size - 3);
+    if (p == NULL) {
+        mdb_cursor_close(cur);
+        creor_store_abort(txn);
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    ngx_memcpy(p, (u_char *) k.mv_data + 3, k.mv_size - 3);
+    colon = ngx_strlchr(p, p + k.mv_size - 3, ':');
+
+    org.data = p;
+    org.len = colon ? (size_t) (colon - p) : 0;
+    agent.data = colon ? colon + 1 : p;
+    agent.len = colon ? (size_t) (p + k.mv_size - 3 - agent.data) : 0;
+
+    mdb_cursor_close(cur);
+
+    if (org.len == 0 || agent.len == 0) {
+        (void) mdb_del(txn, st->dbi, &k, NULL);
+        rc = CREOR_STORE_OK;
+        more = 1;
+
+    } else {
+        rc = creor_runs_cancel_agent(st, txn, pool, &org, &agent, &more);
+    }
+
+    if (rc != CREOR_STORE_OK) {
+        creor_store_abort(txn);
+        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                      "creor: cancelling the runs of deleted agent %V "
+                      "failed", &agent);
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    rc = creor_store_commit(txn);
+
+    ngx_destroy_pool(pool);
+
+    if (rc != CREOR_STORE_OK) {
+        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                      "creor: cancelling the runs of a deleted agent "
+                      "failed to commit");
+        return;
+    }
+
+    creor_dispatch_wakeup(mcf, NULL);
+
+    /*
+     * This agent's next batch, or the next agent's, or nothing; after a
+     * pause, so that other writers find the lock free.
+     */
+
+    if (!ngx_exiting && !ngx_quit && !ngx_terminate) {
+        ngx_add_timer(ev, CREOR_REAP_PAUSE);
+    }
 }
 
 
@@ -1473,8 +1750,9 @@ creor_runs_start(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     }
 
     agent = creor_json_parse(r->pool,
-                             (u_char *) val.mv_data + 3 * CREOR_ID_MAX + 16,
-                             val.mv_size - 3 * CREOR_ID_MAX - 16,
+                             (u_char *) val.mv_data
+                             + sizeof(creor_agent_hdr_t),
+                             val.mv_size - sizeof(creor_agent_hdr_t),
                              err, sizeof(err));
     if (agent == NULL) {
         return creor_fail_store(r, CREOR_STORE_ERROR);
@@ -1556,6 +1834,10 @@ creor_runs_start(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     }
 
     if (rc == CREOR_STORE_OK) {
+        rc = creor_run_index(st, txn, run, 0);
+    }
+
+    if (rc == CREOR_STORE_OK) {
         rc = creor_run_event(st, txn, run, "run.queued", 10, NULL);
     }
 
@@ -1630,7 +1912,8 @@ ngx_int_t
 creor_runs_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
     u_char               *p;
-    ngx_int_t             rc;
+    ngx_int_t             rc, status;
+    ngx_str_t             agent;
     creor_page_t          pg;
     creor_runs_filter_t  *f;
 
@@ -1670,13 +1953,47 @@ creor_runs_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                                  : 0)
                      - p;
 
-    pg.prefix.data = ngx_pnalloc(r->pool, ctx->who.org.len + 3);
-    if (pg.prefix.data == NULL) {
+    /*
+     * The index that holds exactly what this key sees: by agent (the
+     * route's or the app-bound key's), by the key's project, or the
+     * organization's; each also by status.
+     */
+
+    agent = f->agent.len ? f->agent : ctx->who.app;
+    status = f->status ? creor_run_status_parse(&f->status->value) : 0;
+    pg.exact = 1;
+
+    pg.primary.data = ngx_pnalloc(r->pool, ctx->who.org.len + 3);
+    pg.prefix.data = ngx_pnalloc(r->pool, ctx->who.org.len + agent.len
+                                          + CREOR_ID_MAX + 32);
+    if (pg.primary.data == NULL || pg.prefix.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    pg.prefix.len = ngx_sprintf(pg.prefix.data, "r:%V:", &ctx->who.org)
-                    - pg.prefix.data;
+    pg.primary.len = ngx_sprintf(pg.primary.data, "r:%V:", &ctx->who.org)
+                     - pg.primary.data;
+
+    if (agent.len) {
+        p = status ? ngx_sprintf(pg.prefix.data, "ras:%V:%V:%i:",
+                                 &ctx->who.org, &agent, status)
+                   : ngx_sprintf(pg.prefix.data, "ra:%V:%V:", &ctx->who.org,
+                                 &agent);
+
+    } else if (ctx->who.key.project[0]) {
+        p = status ? ngx_sprintf(pg.prefix.data, "rps:%V:%s:%i:",
+                                 &ctx->who.org, ctx->who.key.project, status)
+                   : ngx_sprintf(pg.prefix.data, "rp:%V:%s:", &ctx->who.org,
+                                 ctx->who.key.project);
+
+    } else if (status) {
+        p = ngx_sprintf(pg.prefix.data, "rs:%V:%i:", &ctx->who.org, status);
+
+    } else {
+        p = ngx_cpymem(pg.prefix.data, pg.primary.data, pg.primary.len);
+        pg.primary.len = 0;
+    }
+
+    pg.prefix.len = p - pg.prefix.data;
 
     rc = creor_arg_uint(r, ctx, "offset", 0, 1000000, &pg.offset);
     if (rc == NGX_ERROR) {
@@ -2242,8 +2559,9 @@ creor_runs_file_headers(ngx_http_request_t *r, creor_json_t *f,
 
 
 /*
- * The executor's request: the run, its agent, the thread so far, the
- * files with signed URLs, and the signal that resumes it, if any.
+ * The executor's request: the run, its agent, the thread's last
+ * contextWindowSize runs, the files with signed URLs, and the signal that
+ * resumes it, if any.  A read transaction is enough.
  */
 
 ngx_int_t
@@ -2254,11 +2572,13 @@ creor_run_leg_body(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
     char                    key[CREOR_STORE_KEY_MAX];
     u_char                  err[128], hex[2 * CREOR_HASH_LEN], url[512];
     time_t                  expires;
-    size_t                  plen;
+    size_t                  plen, klen;
     MDB_val                 k, v;
     yajl_gen                g;
-    ngx_str_t               org, fid, id;
+    ngx_str_t               org, fid, id, *p;
+    ngx_uint_t              i, window;
     MDB_cursor             *cur;
+    ngx_array_t             ids;
     creor_run_t             prior;
     creor_json_t           *agent, *files, *f, *x;
     ngx_creor_main_conf_t  *mcf;
@@ -2284,11 +2604,12 @@ creor_run_leg_body(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
     agent = NULL;
 
     if (creor_store_get(st, txn, key, &v) == CREOR_STORE_OK
-        && v.mv_size > 3 * CREOR_ID_MAX + 16)
+        && v.mv_size > sizeof(creor_agent_hdr_t))
     {
         agent = creor_json_parse(pool,
-                                 (u_char *) v.mv_data + 3 * CREOR_ID_MAX + 16,
-                                 v.mv_size - 3 * CREOR_ID_MAX - 16,
+                                 (u_char *) v.mv_data
+                                 + sizeof(creor_agent_hdr_t),
+                                 v.mv_size - sizeof(creor_agent_hdr_t),
                                  err, sizeof(err));
     }
 
@@ -2307,31 +2628,60 @@ creor_run_leg_body(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
     creor_gen_str(g, "messages");
     yajl_gen_array_open(g);
 
-    /* "t:<org>:<thread>:<run>": the thread's runs in creation order */
+    /*
+     * "t:<org>:<thread>:<run>": the thread's runs in creation order.  The
+     * last contextWindowSize of them before this run are taken, walking
+     * back from it, so a leg costs its window, not the thread's length.
+     */
+
+    window = 20;
+    x = creor_json_get(creor_json_get(agent, "settings"),
+                       "contextWindowSize");
+
+    if (creor_json_is_int(x) && x->num >= 0) {
+        window = (ngx_uint_t) ngx_min(x->num, CREOR_THREAD_MAX);
+    }
 
     plen = ngx_snprintf((u_char *) key, sizeof(key), "t:%V:%s:", &org,
                         run->hdr.thread)
            - (u_char *) key;
 
-    if (mdb_cursor_open(txn, st->dbi, &cur) != 0) {
+    klen = ngx_snprintf((u_char *) key + plen, sizeof(key) - plen, "%V",
+                        &run->id)
+           - (u_char *) key;
+
+    if (ngx_array_init(&ids, pool, ngx_max(window, 1), sizeof(ngx_str_t))
+        != NGX_OK
+        || mdb_cursor_open(txn, st->dbi, &cur) != 0)
+    {
         return NGX_ERROR;
     }
 
     k.mv_data = key;
-    k.mv_size = plen;
+    k.mv_size = klen;
 
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-         rc == 0 && k.mv_size > plen && ngx_memcmp(k.mv_data, key, plen) == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+
+    for (rc = (rc == 0) ? mdb_cursor_get(cur, &k, &v, MDB_PREV)
+                        : mdb_cursor_get(cur, &k, &v, MDB_LAST);
+         rc == 0 && ids.nelts < window
+         && k.mv_size > plen && ngx_memcmp(k.mv_data, key, plen) == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_PREV))
     {
-        id.data = (u_char *) k.mv_data + plen;
-        id.len = k.mv_size - plen;
-
-        if (id.len == run->id.len
-            && ngx_memcmp(id.data, run->id.data, id.len) >= 0)
-        {
-            break;
+        p = ngx_array_push(&ids);
+        if (p == NULL) {
+            mdb_cursor_close(cur);
+            return NGX_ERROR;
         }
+
+        p->data = (u_char *) k.mv_data + plen;
+        p->len = k.mv_size - plen;
+    }
+
+    mdb_cursor_close(cur);
+
+    for (i = ids.nelts; i > 0; i--) {
+        id = ((ngx_str_t *) ids.elts)[i - 1];
 
         if (creor_run_load(st, txn, pool, &org, &id, &prior)
             != CREOR_STORE_OK)
@@ -2381,8 +2731,6 @@ creor_run_leg_body(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
             yajl_gen_map_close(g);
         }
     }
-
-    mdb_cursor_close(cur);
 
     yajl_gen_array_close(g);
     yajl_gen_map_close(g);

@@ -15,6 +15,7 @@
 #include <yajl/yajl_gen.h>
 
 #include "creor_store.h"
+#include "creor_index.h"
 
 
 #define CREOR_JSON_NULL      0
@@ -65,16 +66,6 @@
 #define CREOR_ROUTE_PUBLIC                0x20  /* no credentials: health */
 
 #define CREOR_VERSION             "0.2.0"
-
-/* run statuses (SPEC 8.3) */
-#define CREOR_RUN_QUEUED          1
-#define CREOR_RUN_RUNNING         2
-#define CREOR_RUN_AWAITING_INPUT  3
-#define CREOR_RUN_COMPLETED       4
-#define CREOR_RUN_FAILED          5
-#define CREOR_RUN_CANCELLED       6
-
-#define creor_run_terminal(s)     ((s) >= CREOR_RUN_COMPLETED)
 
 #define CREOR_FILES_MAX           10
 #define CREOR_FILE_SIZE_MAX       (10 * 1024 * 1024)
@@ -204,29 +195,6 @@ typedef struct {
 } creor_counts_t;
 
 
-/* a run's fixed part: what the dispatcher and lists read */
-typedef struct {
-    uint32_t                version;
-    uint32_t                status;
-    char                    org[CREOR_ID_MAX];
-    char                    project[CREOR_ID_MAX];
-    char                    agent[CREOR_ID_MAX];
-    char                    thread[CREOR_ID_MAX];
-    char                    error_code[48];
-    int64_t                 created_ms;
-    int64_t                 started_ms;
-    int64_t                 completed_ms;
-    int64_t                 lease_ms;   /* a worker holds the leg until */
-    int64_t                 next_ms;    /* the next leg may start at */
-    int64_t                 input_tokens;
-    int64_t                 output_tokens;
-    uint32_t                owner_pid;  /* the worker running the leg */
-    uint32_t                attempt;    /* failed tries of this leg */
-    uint32_t                seq;        /* the last event's */
-    uint32_t                legs;
-} creor_run_hdr_t;
-
-
 /* a run loaded from the store: the header and its JSON document */
 typedef struct {
     char                    key[CREOR_STORE_KEY_MAX];
@@ -328,6 +296,8 @@ struct ngx_creor_ctx_s {
 /* a list walk, cursor or page mode (SPEC 5) */
 typedef struct {
     ngx_str_t               prefix;     /* store keys of the collection */
+    ngx_str_t               primary;    /* prefix is an index of these */
+    ngx_flag_t              exact;      /* it holds what the key sees */
     ngx_uint_t              limit;
     ngx_flag_t              desc;
     ngx_flag_t              page_mode;
@@ -496,7 +466,8 @@ ngx_int_t creor_runs_start(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 ngx_int_t creor_runs_route_run(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     MDB_txn *txn, creor_run_t *run);
 ngx_int_t creor_runs_cancel_agent(creor_store_t *st, MDB_txn *txn,
-    ngx_pool_t *pool, ngx_str_t *org, ngx_str_t *agent);
+    ngx_pool_t *pool, ngx_str_t *org, ngx_str_t *agent, ngx_flag_t *more);
+void creor_runs_reap_kick(void);
 ngx_int_t creor_runs_accepted(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     MDB_txn *txn, creor_run_t *run);
 ngx_int_t creor_runs_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);

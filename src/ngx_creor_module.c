@@ -823,7 +823,9 @@ ngx_creor_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_creor_init_process(ngx_cycle_t *cycle)
 {
+    int                     rc;
     char                    err[512];
+    size_t                  indexed;
     u_char                  path[NGX_MAX_PATH];
     ngx_creor_main_conf_t  *mcf;
 
@@ -877,6 +879,29 @@ ngx_creor_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    /*
+     * A store of a version without indexes is indexed before the worker
+     * serves; the workers' steps continue one another (creor_index.c).
+     */
+
+    indexed = 0;
+
+    do {
+        rc = creor_index_upgrade(&mcf->store, 0, &indexed);
+    } while (rc == CREOR_STORE_EXISTS);
+
+    if (rc != CREOR_STORE_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "creor_store: cannot build the indexes");
+        creor_store_close(&mcf->store);
+        return NGX_ERROR;
+    }
+
+    if (indexed) {
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                      "creor_store: indexed %uz records", indexed);
+    }
+
     mcf->opened = 1;
 
     /* once in a store's life: counts of what an older version stored */
@@ -900,6 +925,10 @@ ngx_creor_init_process(ngx_cycle_t *cycle)
 
     ngx_add_timer(&mcf->timer, CREOR_HOUSEKEEPING_INTERVAL
                                + ngx_random() % 1000);
+
+    /* runs of agents deleted when a worker stopped half way */
+
+    creor_runs_reap_kick();
 
     return NGX_OK;
 }
@@ -946,6 +975,7 @@ ngx_creor_housekeeping(ngx_event_t *ev)
     (void) creor_store_reader_check(&mcf->counters);
 
     creor_cursor_purge(mcf, ev->log);
+    creor_runs_reap_kick();
     creor_idempotency_purge(mcf, ev->log);
     creor_ratelimit_purge(mcf, ev->log);
 

@@ -959,6 +959,20 @@ my @APP2_RUNS;
     $r = api(GET => "/v1/agents/$ag->{id}");
     is($r->{json}{runId}, $fu2, 'agent: runId is its latest run');
 
+    # the thread is cut to the agent's contextWindowSize runs, the latest
+    $r = api(PATCH => "/v1/agents/$ag->{id}",
+             json => { settings => { contextWindowSize => 1 } });
+    is($r->{status}, 200, 'contextWindowSize 1') or diag($r->{body});
+    $r = api(POST => "/v1/agents/$ag->{id}/followup",
+             json => { prompt => 'Fourth' });
+    my $fu3 = $r->{json}{id} // '';
+    is(wait_run($fu3)->{status}, 'completed', 'third followup: completed');
+    ($rq) = $ex->requests_for($fu3);
+    is_deeply([map { $_->{content} }
+               @{$rq ? $rq->{body}{thread}{messages} // [] : []}],
+              ['Third', 'Hello world'],
+              'contextWindowSize 1: only the latest earlier run');
+
     $r = api(POST => "/v1/agents/$ag->{id}/followup", json => {});
     err_is($r, 400, 'MISSING_FIELD', 'followup without prompt', 'prompt');
     $r = api(POST => "/v1/agents/$ag->{id}/followup",
