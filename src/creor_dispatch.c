@@ -36,27 +36,22 @@
 #define CREOR_LINE_MAX         (1024 * 1024)
 #endif
 #define CREOR_BACKOFF_MAX      30000
-#define CREOR_READ_CHUNK       (64 * 1024)
 
 
+/* a leg is a job (creor_job.c) of this kind: its data */
 typedef struct {
     ngx_queue_t             queue;
-    ngx_pool_t             *pool;       /* the leg's: log, connection data */
-    ngx_connection_t       *c;          /* no client, no socket */
-    ngx_http_request_t     *r;          /* its request */
+    creor_job_t            *job;
     ngx_str_t               run_id;
     creor_builtin_t        *builtin;    /* a built-in leg's state */
-    ngx_uint_t              status;     /* the executor's HTTP status */
-    ngx_int_t               rc;         /* how the subrequest ended */
     u_char                 *line;       /* a line still being received */
     size_t                  line_len;
     size_t                  line_size;
+    ngx_array_t            *lines;      /* complete ones, in this chain */
     int64_t                 renew_ms;
     unsigned                ended:1;    /* a leg-ending event arrived */
-    unsigned                done:1;     /* the call is over */
     unsigned                aborted:1;  /* the run went on without it */
     unsigned                failed:1;   /* a broken reply: a failed try */
-    unsigned                destroyed:1;
 } creor_leg_t;
 
 
@@ -68,11 +63,12 @@ static void creor_dispatch_scan(int64_t now);
 static void creor_dispatch_claim(ngx_str_t *id, int64_t now);
 static ngx_int_t creor_leg_start(ngx_str_t *id, ngx_str_t *uri,
     ngx_str_t *body, creor_run_t *run);
-static ngx_int_t creor_leg_done(ngx_http_request_t *sr, void *data,
-    ngx_int_t rc);
-static void creor_leg_parent_handler(ngx_http_request_t *r);
-static void creor_leg_finish(creor_leg_t *leg);
-static void creor_leg_destroy(creor_leg_t *leg);
+static ngx_int_t creor_leg_header(creor_job_t *job, ngx_http_request_t *r);
+static ngx_int_t creor_leg_piece(creor_job_t *job, u_char *p, size_t len,
+    ngx_pool_t *pool);
+static void creor_leg_pieces_done(creor_job_t *job, ngx_pool_t *pool);
+static void creor_leg_finish(creor_job_t *job);
+static void creor_leg_end(creor_job_t *job);
 static ngx_int_t creor_leg_feed(creor_leg_t *leg, u_char *p, size_t len,
     ngx_array_t *lines, ngx_pool_t *pool);
 static ngx_int_t creor_leg_line(ngx_pool_t *pool, ngx_str_t *line,
@@ -80,10 +76,10 @@ static ngx_int_t creor_leg_line(ngx_pool_t *pool, ngx_str_t *line,
 static void creor_leg_events(creor_leg_t *leg, ngx_array_t *lines,
     ngx_pool_t *pool);
 static creor_leg_t *creor_leg_find(ngx_str_t *id);
-static void creor_leg_line_free(void *data);
-static void creor_leg_empty_handler(ngx_event_t *ev);
 static void creor_dispatch_failed(ngx_str_t *id, const char *what,
     ngx_int_t rc);
+
+#define creor_leg_destroy(leg)  creor_job_destroy((leg)->job)
 
 
 static ngx_queue_t              creor_legs;
@@ -96,10 +92,14 @@ static ngx_creor_main_conf_t   *creor_mcf;
 static ngx_str_t                creor_executor;
 static ngx_array_t             *creor_providers;
 
-static struct sockaddr_in       creor_leg_addr;
-
-static ngx_str_t  creor_post = ngx_string("POST");
-static ngx_str_t  creor_json_ct = ngx_string("application/json");
+static creor_job_kind_t  creor_leg_kind = {
+    "calling the executor",
+    creor_leg_header,
+    creor_leg_piece,
+    creor_leg_pieces_done,
+    creor_leg_finish,
+    creor_leg_end
+};
 
 
 ngx_int_t
@@ -116,10 +116,7 @@ creor_dispatch_init(ngx_cycle_t *cycle, ngx_creor_main_conf_t *mcf)
         creor_providers = lcf->providers;
     }
 
-    /* what $remote_addr and friends show in the executor location */
-
-    creor_leg_addr.sin_family = AF_INET;
-    creor_leg_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    creor_job_init(mcf);
 
     creor_epoch_seen = mcf->shared->epoch;
 
@@ -266,7 +263,7 @@ creor_legs_check(void)
         next = ngx_queue_next(q);
         leg = ngx_queue_data(q, creor_leg_t, queue);
 
-        if (leg->done) {
+        if (leg->job->done) {
             continue;
         }
 
@@ -275,7 +272,7 @@ creor_legs_check(void)
                           "creor: closing the executor call of %V",
                           &leg->run_id);
 
-            creor_leg_finish(leg);
+            creor_leg_finish(leg->job);
             continue;
         }
 
@@ -329,7 +326,7 @@ creor_legs_renew(int64_t now)
     {
         leg = ngx_queue_data(q, creor_leg_t, queue);
 
-        if (leg->done || leg->ended || now < leg->renew_ms) {
+        if (leg->job->done || leg->ended || now < leg->renew_ms) {
             continue;
         }
 
@@ -707,56 +704,30 @@ creor_leg_find(ngx_str_t *id)
 }
 
 
-/*
- * A connection without a socket (fd -1, so nginx's pipe and writer leave
- * it alone), a request on it, and a POST subrequest of that request to
- * the executor location, whose output our filters take.
- */
+/* the executor call: a job of the legs' kind, kept in creor_legs */
 
 static ngx_int_t
 creor_leg_start(ngx_str_t *id, ngx_str_t *uri, ngx_str_t *body,
     creor_run_t *run)
 {
-    ngx_log_t                    *log;
-    ngx_buf_t                    *b;
-    ngx_pool_t                   *pool;
-    ngx_chain_t                  *cl;
-    creor_leg_t                  *leg;
-    ngx_table_elt_t              *h;
-    ngx_connection_t             *c, *saved;
-    ngx_creor_ctx_t              *ctx, *sctx;
-    ngx_http_request_t           *r, *sr;
-    ngx_http_log_ctx_t           *lctx;
-    ngx_pool_cleanup_t           *cln;
-    ngx_http_connection_t        *hc;
-    ngx_http_request_body_t      *rb;
-    ngx_http_post_subrequest_t   *ps;
+    creor_job_t  *job;
+    creor_leg_t  *leg;
 
-    pool = ngx_create_pool(4096, ngx_cycle->log);
-    if (pool == NULL) {
+    job = creor_job_create(&creor_leg_kind, sizeof(creor_leg_t), uri, body,
+                           NULL, 0);
+    if (job == NULL) {
         return NGX_ERROR;
     }
 
-    leg = ngx_pcalloc(pool, sizeof(creor_leg_t));
-    log = ngx_pcalloc(pool, sizeof(ngx_log_t));
-    lctx = ngx_pcalloc(pool, sizeof(ngx_http_log_ctx_t));
-    hc = ngx_pcalloc(pool, sizeof(ngx_http_connection_t));
-    cln = ngx_pool_cleanup_add(pool, 0);
+    leg = job->data;
+    leg->job = job;
 
-    if (leg == NULL || log == NULL || lctx == NULL || hc == NULL
-        || cln == NULL)
-    {
-        ngx_destroy_pool(pool);
-        return NGX_ERROR;
-    }
+    ngx_queue_insert_tail(&creor_legs, &leg->queue);
+    creor_nlegs++;
 
-    cln->handler = creor_leg_line_free;
-    cln->data = leg;
-
-    leg->pool = pool;
-    leg->run_id.data = ngx_pnalloc(pool, id->len);
+    leg->run_id.data = ngx_pnalloc(job->pool, id->len);
     if (leg->run_id.data == NULL) {
-        ngx_destroy_pool(pool);
+        creor_job_destroy(job);
         return NGX_ERROR;
     }
 
@@ -764,213 +735,19 @@ creor_leg_start(ngx_str_t *id, ngx_str_t *uri, ngx_str_t *body,
     leg->run_id.len = id->len;
 
     if (run) {
-        leg->builtin = creor_builtin_create(pool, run);
+        leg->builtin = creor_builtin_create(job->pool, run);
         if (leg->builtin == NULL) {
-            ngx_destroy_pool(pool);
+            creor_job_destroy(job);
             return NGX_ERROR;
         }
     }
 
-    *log = *ngx_cycle->log;
-    log->data = lctx;
-    log->handler = NULL;
-    log->action = "calling the executor";
-
-    /* ngx_get_connection() wants a valid descriptor with some events */
-
-    saved = ngx_cycle->files ? ngx_cycle->files[0] : NULL;
-
-    c = ngx_get_connection(0, log);
-
-    if (ngx_cycle->files) {
-        ngx_cycle->files[0] = saved;
-    }
-
-    if (c == NULL) {
-        ngx_destroy_pool(pool);
-        return NGX_ERROR;
-    }
-
-    c->fd = (ngx_socket_t) -1;
-    c->pool = pool;
-    c->log = log;
-    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
-    c->log_error = NGX_ERROR_INFO;
-    c->sockaddr = (struct sockaddr *) &creor_leg_addr;
-    c->socklen = sizeof(struct sockaddr_in);
-    c->local_sockaddr = (struct sockaddr *) &creor_leg_addr;
-    c->local_socklen = sizeof(struct sockaddr_in);
-    ngx_str_set(&c->addr_text, "127.0.0.1");
-    c->tcp_nodelay = NGX_TCP_NODELAY_DISABLED;
-    c->tcp_nopush = NGX_TCP_NOPUSH_DISABLED;
-    c->read->log = log;
-    c->write->log = log;
-
-    /*
-     * nothing is read from or written to it: the upstream module must
-     * never register it with the event method, nor wait for it
-     */
-
-    c->read->active = 1;
-    c->write->active = 1;
-    c->write->ready = 1;
-    c->read->handler = creor_leg_empty_handler;
-    c->write->handler = creor_leg_empty_handler;
-
-    log->connection = c->number;
-    lctx->connection = c;
-
-    leg->c = c;
-
-    hc->conf_ctx = creor_mcf->api_ctx;
-    c->data = hc;
-
-    r = ngx_http_create_request(c);
-    if (r == NULL) {
-        goto failed;
-    }
-
-    c->data = r;
-    c->requests = 1;
-    leg->r = r;
-
-    r->method = NGX_HTTP_POST;
-    r->method_name = creor_post;
-    r->http_version = NGX_HTTP_VERSION_11;
-    ngx_str_set(&r->uri, "/");
-    r->unparsed_uri = r->uri;
-    r->valid_unparsed_uri = 1;
-    r->write_event_handler = creor_leg_parent_handler;
-    r->read_event_handler = ngx_http_block_reading;
-
-    if (ngx_list_init(&r->headers_in.headers, r->pool, 2,
-                      sizeof(ngx_table_elt_t))
-        != NGX_OK)
-    {
-        goto failed;
-    }
-
-    h = ngx_list_push(&r->headers_in.headers);
-    if (h == NULL) {
-        goto failed;
-    }
-
-    ngx_str_set(&h->key, "Content-Type");
-    h->value = creor_json_ct;
-    h->lowcase_key = (u_char *) "content-type";
-    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
-    r->headers_in.content_type = h;
-
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_creor_ctx_t));
-    ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
-    if (ctx == NULL || ps == NULL) {
-        goto failed;
-    }
-
-    ctx->mcf = creor_mcf;
-    ctx->leg = leg;
-    ngx_http_set_ctx(r, ctx, ngx_creor_module);
-
-    ps->handler = creor_leg_done;
-    ps->data = leg;
-
-    if (ngx_http_subrequest(r, uri, NULL, &sr, ps, 0) != NGX_OK) {
-        goto failed;
-    }
-
-    sr->method = NGX_HTTP_POST;
-    sr->method_name = creor_post;
-
-    rb = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
-    b = ngx_create_temp_buf(r->pool, body->len);
-    cl = ngx_alloc_chain_link(r->pool);
-    sctx = ngx_pcalloc(r->pool, sizeof(ngx_creor_ctx_t));
-
-    if (rb == NULL || b == NULL || cl == NULL || sctx == NULL) {
-        goto failed;
-    }
-
-    b->last = ngx_cpymem(b->pos, body->data, body->len);
-    b->last_buf = 1;
-    cl->buf = b;
-    cl->next = NULL;
-    rb->bufs = cl;
-
-    sr->request_body = rb;
-    sr->headers_in.content_length_n = body->len;
-
-    sctx->mcf = creor_mcf;
-    sctx->leg = leg;
-    ngx_http_set_ctx(sr, sctx, ngx_creor_module);
-
     leg->renew_ms = creor_now_ms() + creor_mcf->run_lease / 3;
-    ngx_queue_insert_tail(&creor_legs, &leg->queue);
-    creor_nlegs++;
     creor_wakeup_listen(creor_mcf, 1);
 
-    ngx_http_run_posted_requests(c);
+    creor_job_run(job, 0);
 
     return NGX_OK;
-
-failed:
-
-    if (leg->r) {
-        ngx_queue_init(&leg->queue);
-        creor_nlegs++;
-        creor_leg_destroy(leg);
-        return NGX_ERROR;
-    }
-
-    c->destroyed = 1;
-    c->fd = 0;
-    ngx_free_connection(c);
-    c->fd = (ngx_socket_t) -1;
-    ngx_destroy_pool(pool);
-
-    return NGX_ERROR;
-}
-
-
-/* the subrequest is over, well or not: the leg is decided later */
-
-static ngx_int_t
-creor_leg_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
-{
-    creor_leg_t  *leg = data;
-
-    if (leg->destroyed) {
-        return NGX_OK;
-    }
-
-    if (leg->status == 0) {
-        leg->status = (rc >= NGX_HTTP_SPECIAL_RESPONSE || rc == NGX_ERROR)
-                      ? (ngx_uint_t) NGX_HTTP_BAD_GATEWAY
-                      : sr->headers_out.status;
-    }
-
-    leg->rc = rc;
-    leg->done = 1;
-
-    /* no error page: nobody would read it */
-
-    return NGX_OK;
-}
-
-
-static void
-creor_leg_parent_handler(ngx_http_request_t *r)
-{
-    ngx_creor_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
-
-    if (ctx == NULL || ctx->leg == NULL
-        || !((creor_leg_t *) ctx->leg)->done)
-    {
-        return;
-    }
-
-    creor_leg_finish(ctx->leg);
 }
 
 
@@ -981,16 +758,18 @@ creor_leg_parent_handler(ngx_http_request_t *r)
  */
 
 static void
-creor_leg_finish(creor_leg_t *leg)
+creor_leg_finish(creor_job_t *job)
 {
     ngx_int_t       rc;
     int64_t         now, backoff;
     MDB_txn        *txn;
     ngx_pool_t     *pool;
-    creor_run_t     run;
+    creor_leg_t    *leg;
+    creor_run_t    run;
     creor_store_t  *st;
 
     st = &creor_mcf->store;
+    leg = job->data;
 
     if (leg->ended || leg->aborted) {
         creor_metrics_leg(leg->ended ? CREOR_LEG_OK : CREOR_LEG_ABORTED);
@@ -1028,18 +807,18 @@ creor_leg_finish(creor_leg_t *leg)
     ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                   "creor: %s call of %V failed (status %ui, rc %i), try %uD",
                   leg->builtin ? "provider" : "executor", &leg->run_id,
-                  leg->status, leg->rc, run.hdr.attempt);
+                  job->status, job->rc, run.hdr.attempt);
 
     if (leg->builtin) {
         creor_builtin_failed(leg->builtin);
 
-        if (!creor_builtin_retryable(leg->status)) {
+        if (!creor_builtin_retryable(job->status)) {
             run.hdr.attempt = creor_mcf->executor_retries + 1;
         }
 
         if (run.hdr.attempt > creor_mcf->executor_retries) {
             rc = creor_run_fail(st, txn, &run, "run.failed",
-                                leg->rc == NGX_HTTP_GATEWAY_TIME_OUT
+                                job->rc == NGX_HTTP_GATEWAY_TIME_OUT
                                 ? "PROVIDER_TIMEOUT" : "PROVIDER_ERROR");
             if (rc != CREOR_STORE_OK) {
                 creor_dispatch_failed(&leg->run_id, "fail", rc);
@@ -1080,77 +859,13 @@ done:
 }
 
 
-/*
- * Frees the request (its cleanups close the executor connection if the
- * call is still on) and the connection.  The extra reference keeps the
- * subrequest's own finalization from freeing the request under us.
- */
-
 static void
-creor_leg_destroy(creor_leg_t *leg)
+creor_leg_end(creor_job_t *job)
 {
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
-
-    if (leg->destroyed) {
-        return;
-    }
-
-    leg->destroyed = 1;
+    creor_leg_t  *leg = job->data;
 
     ngx_queue_remove(&leg->queue);
     creor_nlegs--;
-
-    r = leg->r;
-    c = leg->c;
-
-    r->count++;
-    r->logged = 1;
-
-    ngx_http_free_request(r, 0);
-
-    c->destroyed = 1;
-
-    if (c->read->timer_set) {
-        ngx_del_timer(c->read);
-    }
-
-    if (c->write->timer_set) {
-        ngx_del_timer(c->write);
-    }
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    c->read->closed = 1;
-    c->write->closed = 1;
-    c->read->active = 0;
-    c->write->active = 0;
-
-    c->fd = 0;
-    ngx_free_connection(c);
-    c->fd = (ngx_socket_t) -1;
-
-    ngx_destroy_pool(leg->pool);
-}
-
-
-static void
-creor_leg_empty_handler(ngx_event_t *ev)
-{
-    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ev->log, 0, "creor leg event");
-}
-
-
-static void
-creor_leg_line_free(void *data)
-{
-    creor_leg_t  *leg = data;
 
     if (leg->line) {
         ngx_free(leg->line);
@@ -1159,18 +874,15 @@ creor_leg_line_free(void *data)
 }
 
 
-ngx_int_t
-creor_leg_header_filter(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+static ngx_int_t
+creor_leg_header(creor_job_t *job, ngx_http_request_t *r)
 {
-    creor_leg_t  *leg = ctx->leg;
+    creor_leg_t  *leg = job->data;
 
-    leg->status = r->headers_out.status;
-    r->header_sent = 1;
-
-    if (leg->status < 200 || leg->status >= 300) {
+    if (job->status < 200 || job->status >= 300) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "creor: the executor answered %ui for %V",
-                      leg->status, &leg->run_id);
+                      job->status, &leg->run_id);
     }
 
     return NGX_OK;
@@ -1179,103 +891,56 @@ creor_leg_header_filter(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
 /* the executor's reply: taken whole, lines stored as they complete */
 
-ngx_int_t
-creor_leg_body_filter(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    ngx_chain_t *in)
+static ngx_int_t
+creor_leg_piece(creor_job_t *job, u_char *p, size_t len, ngx_pool_t *pool)
 {
-    u_char        *buf;
-    off_t          off;
-    ssize_t        n;
-    ngx_int_t      rc;
-    ngx_buf_t     *b;
-    ngx_pool_t    *pool;
-    ngx_chain_t   *cl;
-    ngx_array_t    lines;
-    creor_leg_t   *leg;
+    creor_leg_t  *leg = job->data;
 
-    leg = ctx->leg;
-    pool = NULL;
-    buf = NULL;
-
-    for (cl = in; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (leg->status >= 200 && leg->status < 300
-            && !leg->ended && !leg->aborted && !leg->failed
-            && !leg->destroyed)
-        {
-            if (pool == NULL) {
-                pool = ngx_create_pool(16384, r->connection->log);
-                if (pool == NULL
-                    || ngx_array_init(&lines, pool, 8, sizeof(ngx_str_t))
-                       != NGX_OK)
-                {
-                    return NGX_ERROR;
-                }
-            }
-
-            if (ngx_buf_in_memory(b)) {
-                if (creor_leg_feed(leg, b->pos, b->last - b->pos, &lines,
-                                   pool)
-                    != NGX_OK)
-                {
-                    leg->failed = 1;
-                }
-
-            } else if (b->in_file) {
-
-                /* a reply buffered to disk (proxy_buffering on): by pieces */
-
-                if (buf == NULL) {
-                    buf = ngx_pnalloc(pool, CREOR_READ_CHUNK);
-                    if (buf == NULL) {
-                        ngx_destroy_pool(pool);
-                        return NGX_ERROR;
-                    }
-                }
-
-                for (off = b->file_pos; off < b->file_last && !leg->failed;
-                     off += n)
-                {
-                    n = ngx_min(b->file_last - off, CREOR_READ_CHUNK);
-                    n = ngx_read_file(b->file, buf, n, off);
-
-                    if (n <= 0
-                        || creor_leg_feed(leg, buf, n, &lines, pool)
-                           != NGX_OK)
-                    {
-                        leg->failed = 1;
-                    }
-                }
-            }
-
-            if (leg->failed) {
-
-                /* the tick closes the call and schedules the next try */
-
-                creor_legs_failed = 1;
-            }
-        }
-
-        b->pos = b->last;
-        b->file_pos = b->file_last;
+    if (job->status < 200 || job->status >= 300 || leg->ended
+        || leg->aborted || leg->failed)
+    {
+        return NGX_OK;
     }
 
-    if (pool) {
-        if (lines.nelts && !leg->aborted && leg->builtin) {
-            rc = creor_builtin_events(leg->builtin, &leg->run_id, &lines,
-                                      pool);
-            leg->ended = (rc == NGX_DONE);
-            leg->aborted = (rc == NGX_ABORT || rc == NGX_ERROR);
-
-        } else if (lines.nelts && !leg->aborted) {
-            creor_leg_events(leg, &lines, pool);
+    if (leg->lines == NULL) {
+        leg->lines = ngx_array_create(pool, 8, sizeof(ngx_str_t));
+        if (leg->lines == NULL) {
+            return NGX_ERROR;
         }
+    }
 
-        ngx_destroy_pool(pool);
+    if (creor_leg_feed(leg, p, len, leg->lines, pool) != NGX_OK) {
+
+        /* the tick closes the call and schedules the next try */
+
+        leg->failed = 1;
+        creor_legs_failed = 1;
+        return NGX_ERROR;
     }
 
     return NGX_OK;
+}
+
+
+/* lines received together are stored together */
+
+static void
+creor_leg_pieces_done(creor_job_t *job, ngx_pool_t *pool)
+{
+    ngx_int_t     rc;
+    creor_leg_t  *leg = job->data;
+
+    if (leg->lines && leg->lines->nelts && !leg->aborted && leg->builtin) {
+        rc = creor_builtin_events(leg->builtin, &leg->run_id, leg->lines,
+                                  pool);
+        leg->ended = (rc == NGX_DONE);
+        leg->aborted = (rc == NGX_ABORT || rc == NGX_ERROR);
+
+    } else if (leg->lines && leg->lines->nelts && !leg->aborted) {
+        creor_leg_events(leg, leg->lines, pool);
+    }
+
+    leg->lines = NULL;
 }
 
 

@@ -224,9 +224,9 @@ creor_metrics_log(ngx_http_request_t *r)
     lcf = ngx_http_get_module_loc_conf(r, ngx_creor_module);
     ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
 
-    /* executor calls are requests of ours too, counted as legs */
+    /* jobs (executor calls, deliveries) are requests of ours too */
 
-    if ((ctx == NULL && !lcf->api) || (ctx && ctx->leg)) {
+    if ((ctx == NULL && !lcf->api) || (ctx && ctx->job)) {
         return NGX_OK;
     }
 

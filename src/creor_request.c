@@ -335,10 +335,6 @@ creor_error_header_filter(ngx_http_request_t *r)
     lcf = ngx_http_get_module_loc_conf(r, ngx_creor_module);
     ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
 
-    if (ctx && ctx->leg) {
-        return creor_leg_header_filter(r, ctx);
-    }
-
     if (lcf->api && r == r->main && creor_cors_headers(r) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -405,10 +401,6 @@ creor_error_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     ngx_creor_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
-
-    if (ctx && ctx->leg) {
-        return creor_leg_body_filter(r, ctx, in);
-    }
 
     if (ctx == NULL || !ctx->replace) {
         return ngx_http_next_body_filter(r, in);

@@ -283,7 +283,7 @@ struct ngx_creor_ctx_s {
     unsigned                multipart:1;
     unsigned                signed_url:1;
 
-    void                   *leg;        /* an executor call (dispatch) */
+    void                   *job;        /* a detached job (creor_job.c) */
     void                   *sse;        /* an event stream */
     void                   *steps;      /* work over turns (creor_steps) */
     void                   *chat;       /* a provider call (chat) */
@@ -494,10 +494,49 @@ ngx_int_t creor_dispatch_init(ngx_cycle_t *cycle, ngx_creor_main_conf_t *mcf);
 void creor_dispatch_kick(void);
 void creor_dispatch_wakeup(ngx_creor_main_conf_t *mcf, ngx_str_t *run_id);
 void creor_dispatch_poke(void);
-ngx_int_t creor_leg_header_filter(ngx_http_request_t *r,
-    ngx_creor_ctx_t *ctx);
-ngx_int_t creor_leg_body_filter(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    ngx_chain_t *in);
+
+/*
+ * creor_job.c: a detached request to an internal location.  A kind says
+ * what to do with the reply's status (header), each piece of its body
+ * (piece, then pieces_done once per buffer chain, with a pool that lives
+ * until then) and its end: finish is called once the call is over or
+ * timed out and must end in creor_job_destroy(); end is called by
+ * creor_job_destroy() itself, whoever calls it.
+ */
+typedef struct creor_job_s  creor_job_t;
+
+typedef struct {
+    const char             *action;     /* for the log: "calling ..." */
+    ngx_int_t             (*header)(creor_job_t *job, ngx_http_request_t *r);
+    ngx_int_t             (*piece)(creor_job_t *job, u_char *p, size_t len,
+                                   ngx_pool_t *pool);
+    void                  (*pieces_done)(creor_job_t *job, ngx_pool_t *pool);
+    void                  (*finish)(creor_job_t *job);
+    void                  (*end)(creor_job_t *job);
+} creor_job_kind_t;
+
+struct creor_job_s {
+    creor_job_kind_t       *kind;
+    void                   *data;       /* the kind's */
+    ngx_pool_t             *pool;       /* the job's: log, data, request */
+    ngx_connection_t       *c;          /* no client, no socket */
+    ngx_http_request_t     *r;
+    ngx_event_t             timer;
+    ngx_uint_t              status;     /* the location's HTTP status */
+    ngx_int_t               rc;         /* how the subrequest ended */
+    unsigned                done:1;     /* the call is over */
+    unsigned                timed_out:1;
+    unsigned                ignore_body:1;
+    unsigned                destroyed:1;
+};
+
+void creor_job_init(ngx_creor_main_conf_t *mcf);
+ngx_int_t creor_job_filter_init(ngx_conf_t *cf);
+creor_job_t *creor_job_create(creor_job_kind_t *kind, size_t size,
+    ngx_str_t *uri, ngx_str_t *body, ngx_keyval_t *headers,
+    ngx_uint_t nheaders);
+void creor_job_run(creor_job_t *job, ngx_msec_t timeout);
+void creor_job_destroy(creor_job_t *job);
 
 /* creor_wakeup.c */
 ngx_int_t creor_wakeup_init_module(ngx_cycle_t *cycle,

@@ -714,6 +714,12 @@ ngx_creor_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    /* above the error filter: a job's reply is never an error page */
+
+    if (creor_job_filter_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return creor_metrics_init(cf);
 }
 
