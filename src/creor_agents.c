@@ -529,8 +529,8 @@ creor_agent_track(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
     u_char              err[128];
     MDB_val             val;
     ngx_str_t           org;
-    const char         *status;
-    creor_json_t       *agent;
+    const char         *status, *event;
+    creor_json_t       *agent, *was;
     creor_agent_hdr_t   hdr;
 
     ngx_snprintf((u_char *) key, sizeof(key), "a:%s:%s%Z", run->hdr.org,
@@ -589,6 +589,20 @@ creor_agent_track(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
         return CREOR_STORE_ERROR;
     }
 
+    /* agent.started, .completed, .failed as its status follows the run */
+
+    was = creor_json_get(agent, "status");
+    event = NULL;
+
+    if (was == NULL || was->type != CREOR_JSON_STRING
+        || ngx_strcmp(was->str.data, status) != 0)
+    {
+        event = (ngx_strcmp(status, "running") == 0) ? "agent.started"
+                : (ngx_strcmp(status, "completed") == 0) ? "agent.completed"
+                : (ngx_strcmp(status, "failed") == 0) ? "agent.failed"
+                : NULL;
+    }
+
     if (creor_json_set(agent, "status",
                        creor_json_new(pool, CREOR_JSON_STRING, status,
                                       ngx_strlen(status))) != NGX_OK
@@ -602,6 +616,14 @@ creor_agent_track(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
 
     org.data = (u_char *) run->hdr.org;
     org.len = ngx_strlen(run->hdr.org);
+
+    if (event) {
+        rc = creor_webhooks_emit(st, txn, pool, run->hdr.org, event, agent,
+                                 NULL);
+        if (rc != CREOR_STORE_OK) {
+            return rc;
+        }
+    }
 
     return creor_agent_put(st, txn, pool, &org, agent, &hdr, NULL);
 }

@@ -117,6 +117,7 @@ creor_dispatch_init(ngx_cycle_t *cycle, ngx_creor_main_conf_t *mcf)
     }
 
     creor_job_init(mcf);
+    creor_webhooks_init(mcf);
 
     creor_epoch_seen = mcf->shared->epoch;
 
@@ -197,6 +198,7 @@ static void
 creor_tick_handler(ngx_event_t *ev)
 {
     int64_t            now;
+    ngx_uint_t         busy;
     ngx_atomic_uint_t  epoch;
 
     /* what the executor's replies wrote since the last tick has ended */
@@ -211,6 +213,12 @@ creor_tick_handler(ngx_event_t *ev)
         creor_legs_failed = 0;
         creor_sse_notify(creor_mcf);
         creor_legs_check();
+
+        /* a commit may have made deliveries: they leave at once */
+
+        if (!ngx_exiting && !ngx_quit && !ngx_terminate) {
+            creor_webhooks_scan(now);
+        }
     }
 
     if (now >= creor_next_scan) {
@@ -220,6 +228,7 @@ creor_tick_handler(ngx_event_t *ev)
 
         if (!ngx_exiting && !ngx_quit && !ngx_terminate) {
             creor_dispatch_scan(now);
+            creor_webhooks_scan(now);
         }
     }
 
@@ -232,14 +241,16 @@ creor_tick_handler(ngx_event_t *ev)
 
         creor_sse_shutdown();
         creor_legs_release();
+        creor_webhooks_release();
 
         return;
     }
 
-    creor_wakeup_listen(creor_mcf, creor_nlegs || creor_sse_count());
+    busy = creor_nlegs || creor_sse_count() || creor_webhooks_busy();
 
-    ngx_add_timer(ev, (creor_nlegs || creor_sse_count()) ? CREOR_TICK_BUSY
-                                                         : CREOR_TICK_IDLE);
+    creor_wakeup_listen(creor_mcf, busy);
+
+    ngx_add_timer(ev, busy ? CREOR_TICK_BUSY : CREOR_TICK_IDLE);
 }
 
 

@@ -37,6 +37,9 @@ static const char  *creor_q_runs[] = {
 static const char  *creor_q_stream[] = { "after", NULL };
 static const char  *creor_q_file[] = { "expires", "signature", NULL };
 static const char  *creor_q_usage[] = { "start", "end", "group_by", NULL };
+static const char  *creor_q_deliveries[] = {
+    "limit", "cursor", "order", "status", NULL
+};
 
 /*
  * Ids a body names, checked like the path's; for a route that creates a
@@ -169,6 +172,55 @@ static creor_route_t  creor_routes[] = {
     { CREOR_POST, "/v1/chat/completions", "chat.completions",
       creor_chat_create, CREOR_PERM_WRITE, "chat:create", NULL, 0,
       CREOR_DO_CREATE, 0, NULL },
+
+    /* before /v1/webhooks/:webhook, which would take its path */
+
+    { CREOR_GET, "/v1/webhooks/run-secret", "webhooks.run_secret.get",
+      creor_webhooks_run_secret, CREOR_PERM_ADMIN, "webhooks:read", NULL, 0,
+      CREOR_DO_READ, 0, NULL },
+
+    { CREOR_POST, "/v1/webhooks/run-secret/rotate",
+      "webhooks.run_secret.rotate",
+      creor_webhooks_run_secret, CREOR_PERM_ADMIN, "webhooks:update", NULL,
+      0, CREOR_DO_UPDATE, 0, NULL },
+
+    { CREOR_GET, "/v1/webhooks", "webhooks.list",
+      creor_webhooks_list, CREOR_PERM_ADMIN, "webhooks:read", creor_q_list,
+      0, CREOR_DO_READ, 0, NULL },
+
+    { CREOR_POST, "/v1/webhooks", "webhooks.create",
+      creor_webhooks_create, CREOR_PERM_ADMIN, "webhooks:create", NULL, 0,
+      CREOR_DO_CREATE, CREOR_ID_WEBHOOK, NULL },
+
+    { CREOR_GET, "/v1/webhooks/:webhook", "webhooks.get",
+      creor_webhooks_get, CREOR_PERM_ADMIN, "webhooks:read", NULL, 0,
+      CREOR_DO_READ, 0, NULL },
+
+    { CREOR_PATCH, "/v1/webhooks/:webhook", "webhooks.update",
+      creor_webhooks_update, CREOR_PERM_ADMIN, "webhooks:update", NULL, 0,
+      CREOR_DO_UPDATE, 0, NULL },
+
+    { CREOR_DELETE, "/v1/webhooks/:webhook", "webhooks.delete",
+      creor_webhooks_delete, CREOR_PERM_ADMIN, "webhooks:delete", NULL, 0,
+      CREOR_DO_DELETE, 0, NULL },
+
+    { CREOR_POST, "/v1/webhooks/:webhook/rotate-secret",
+      "webhooks.rotate_secret",
+      creor_webhooks_rotate, CREOR_PERM_ADMIN, "webhooks:update", NULL, 0,
+      CREOR_DO_UPDATE, 0, NULL },
+
+    { CREOR_POST, "/v1/webhooks/:webhook/test", "webhooks.test",
+      creor_webhooks_test, CREOR_PERM_ADMIN, "webhooks:update", NULL, 0,
+      CREOR_DO_UPDATE, 0, NULL },
+
+    { CREOR_GET, "/v1/webhooks/:webhook/deliveries", "webhooks.deliveries",
+      creor_webhooks_deliveries, CREOR_PERM_ADMIN, "webhooks:read",
+      creor_q_deliveries, 0, CREOR_DO_READ, 0, NULL },
+
+    { CREOR_POST, "/v1/webhooks/:webhook/deliveries/:delivery/redeliver",
+      "webhooks.redeliver",
+      creor_webhooks_redeliver, CREOR_PERM_ADMIN, "webhooks:update", NULL, 0,
+      CREOR_DO_UPDATE, 0, NULL },
 
     { 0, NULL, NULL, NULL, 0, NULL, NULL, 0, 0, 0, NULL }
 };

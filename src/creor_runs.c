@@ -95,6 +95,8 @@ static ngx_int_t creor_runs_tool_outputs(ngx_http_request_t *r,
     creor_run_t *run, creor_json_t *input);
 static ngx_int_t creor_run_index(creor_store_t *st, MDB_txn *txn,
     creor_run_t *run, ngx_uint_t old);
+static ngx_int_t creor_run_webhooks(creor_store_t *st, MDB_txn *txn,
+    creor_run_t *run);
 static ngx_flag_t creor_runs_reap_pending(creor_store_t *st);
 static void creor_runs_reap(ngx_event_t *ev);
 
@@ -560,6 +562,13 @@ creor_run_event(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
         }
     }
 
+    if (creor_run_terminal(status) || status == CREOR_RUN_AWAITING_INPUT) {
+        rc = creor_run_webhooks(st, txn, run);
+        if (rc != CREOR_STORE_OK) {
+            return rc;
+        }
+    }
+
     rc = creor_run_queue(st, txn, run, status == CREOR_RUN_RUNNING
                                        || status == CREOR_RUN_QUEUED);
     if (rc != CREOR_STORE_OK) {
@@ -567,6 +576,48 @@ creor_run_event(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
     }
 
     return creor_agent_track(st, txn, run->pool, run, 0);
+}
+
+
+/*
+ * run.completed, .failed, .cancelled, .awaiting_input, in the change's
+ * transaction; a terminal one also to the run's own webhookUrl.
+ */
+
+static ngx_int_t
+creor_run_webhooks(creor_store_t *st, MDB_txn *txn, creor_run_t *run)
+{
+    char           type[48];
+    u_char         err[128];
+    yajl_gen       g;
+    ngx_str_t      out, *url;
+    creor_json_t  *data, *u;
+
+    g = creor_gen_pool(run->pool);
+    if (g == NULL) {
+        return CREOR_STORE_ERROR;
+    }
+
+    creor_run_json(g, run);
+
+    if (creor_gen_result_pool(run->pool, g, &out) != NGX_OK) {
+        return CREOR_STORE_ERROR;
+    }
+
+    data = creor_json_parse(run->pool, out.data, out.len, err, sizeof(err));
+    if (data == NULL) {
+        return CREOR_STORE_ERROR;
+    }
+
+    ngx_snprintf((u_char *) type, sizeof(type), "run.%s%Z",
+                 creor_run_status_name(run->hdr.status));
+
+    u = creor_json_get(run->doc, "webhookUrl");
+    url = (u && u->type == CREOR_JSON_STRING
+           && creor_run_terminal(run->hdr.status)) ? &u->str : NULL;
+
+    return creor_webhooks_emit(st, txn, run->pool, run->hdr.org, type, data,
+                               url);
 }
 
 

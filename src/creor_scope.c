@@ -70,6 +70,8 @@ static creor_kind_t  creor_kinds[CREOR_ID_KINDS] = {
     { "agent", "agent_", "a", "agent" },
     { "run", "run_", "r", "run" },
     { "file", "file_", NULL, "file" },
+    { "webhook", "wh_", "w", "webhook" },
+    { "delivery", "whd_", NULL, "delivery" },
 };
 
 
@@ -177,6 +179,12 @@ creor_scope_pattern(creor_route_t *rt, ngx_uint_t *kinds)
         if (kind == CREOR_ID_FILE && (n == 0 || kinds[n - 1] != CREOR_ID_RUN))
         {
             return "a file is named after its run";
+        }
+
+        if (kind == CREOR_ID_DELIVERY
+            && (n == 0 || kinds[n - 1] != CREOR_ID_WEBHOOK))
+        {
+            return "a delivery is named after its webhook";
         }
 
         kinds[n++] = kind;
@@ -399,8 +407,9 @@ creor_scope_id(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
         break;
 
     case CREOR_ID_FILE:
+    case CREOR_ID_DELIVERY:
 
-        /* an attachment of the run checked before it */
+        /* an attachment of the run, a delivery of the webhook, before it */
 
         ctx->ids[kind] = *id;
         return NGX_OK;
@@ -524,10 +533,12 @@ creor_scope_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     switch (ctx->route->creates) {
 
     case CREOR_ID_PROJECT:
+    case CREOR_ID_WEBHOOK:
         if (ctx->who.project.len || ctx->who.app.len) {
             return creor_fail(r, NGX_HTTP_FORBIDDEN, "PERMISSION_DENIED",
                               NULL, "A key bound to a project or an app "
-                              "cannot create projects.");
+                              "cannot create %ss.",
+                              creor_kinds[ctx->route->creates].what);
         }
 
         return NGX_OK;

@@ -56,7 +56,9 @@
 #define CREOR_ID_AGENT       3
 #define CREOR_ID_RUN         4
 #define CREOR_ID_FILE        5
-#define CREOR_ID_KINDS       6
+#define CREOR_ID_WEBHOOK     6
+#define CREOR_ID_DELIVERY    7
+#define CREOR_ID_KINDS       8
 
 /* what a route does to what it names (the route table's action) */
 #define CREOR_DO_READ        1
@@ -156,7 +158,11 @@ typedef struct {
     ngx_msec_t              run_lease;
     ngx_uint_t              executor_retries;
     ngx_str_t               files_path;
-    ngx_http_conf_ctx_t    *api_ctx;    /* where legs' requests live */
+    ngx_http_conf_ctx_t    *api_ctx;    /* where jobs' requests live */
+    ngx_str_t               webhook_proxy;
+    ngx_msec_t              webhook_timeout;
+    ngx_array_t            *webhook_schedule;  /* of ngx_msec_t */
+    ngx_flag_t              webhook_allow_private;
     ngx_shm_zone_t         *shm_zone;
     creor_shared_t         *shared;
     creor_wakeup_t         *wakeup;
@@ -537,6 +543,29 @@ creor_job_t *creor_job_create(creor_job_kind_t *kind, size_t size,
     ngx_uint_t nheaders);
 void creor_job_run(creor_job_t *job, ngx_msec_t timeout);
 void creor_job_destroy(creor_job_t *job);
+
+/* creor_webhooks.c */
+ngx_int_t creor_webhooks_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_webhooks_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_webhooks_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_webhooks_update(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_webhooks_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_webhooks_rotate(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_webhooks_deliveries(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx);
+ngx_int_t creor_webhooks_redeliver(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx);
+ngx_int_t creor_webhooks_test(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_webhooks_run_secret(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx);
+ngx_int_t creor_webhooks_emit(creor_store_t *st, MDB_txn *txn,
+    ngx_pool_t *pool, const char *org, const char *type, creor_json_t *data,
+    ngx_str_t *url);
+ngx_int_t creor_webhooks_add_variables(ngx_conf_t *cf);
+void creor_webhooks_init(ngx_creor_main_conf_t *mcf);
+void creor_webhooks_scan(int64_t now);
+void creor_webhooks_release(void);
+ngx_uint_t creor_webhooks_busy(void);
 
 /* creor_wakeup.c */
 ngx_int_t creor_wakeup_init_module(ngx_cycle_t *cycle,

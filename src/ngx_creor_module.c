@@ -30,6 +30,8 @@ static char *ngx_creor_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_creor_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_creor_handler(ngx_http_request_t *r);
+static char *ngx_creor_retry_schedule(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_int_t ngx_creor_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 static ngx_int_t ngx_creor_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_creor_init_module(ngx_cycle_t *cycle);
@@ -158,6 +160,34 @@ static ngx_command_t  ngx_creor_commands[] = {
       offsetof(ngx_creor_loc_conf_t, provider_retries),
       NULL },
 
+    { ngx_string("creor_webhook_proxy"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_creor_main_conf_t, webhook_proxy),
+      NULL },
+
+    { ngx_string("creor_webhook_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_creor_main_conf_t, webhook_timeout),
+      NULL },
+
+    { ngx_string("creor_webhook_retry_schedule"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_creor_retry_schedule,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("creor_webhook_allow_private"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_creor_main_conf_t, webhook_allow_private),
+      NULL },
+
     { ngx_string("creor_idempotency_required"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -261,7 +291,7 @@ ngx_creor_add_variables(ngx_conf_t *cf)
         var->index = v->index;
     }
 
-    return NGX_OK;
+    return creor_webhooks_add_variables(cf);
 }
 
 
@@ -322,6 +352,9 @@ ngx_creor_create_main_conf(ngx_conf_t *cf)
     mcf->run_timeout = NGX_CONF_UNSET_MSEC;
     mcf->run_lease = NGX_CONF_UNSET_MSEC;
     mcf->executor_retries = NGX_CONF_UNSET_UINT;
+    mcf->webhook_timeout = NGX_CONF_UNSET_MSEC;
+    mcf->webhook_schedule = NGX_CONF_UNSET_PTR;
+    mcf->webhook_allow_private = NGX_CONF_UNSET;
 
     return mcf;
 }
@@ -341,6 +374,23 @@ ngx_creor_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(mcf->run_timeout, 600000);
     ngx_conf_init_msec_value(mcf->run_lease, 30000);
     ngx_conf_init_uint_value(mcf->executor_retries, 2);
+    ngx_conf_init_msec_value(mcf->webhook_timeout, 10000);
+    ngx_conf_init_value(mcf->webhook_allow_private, 0);
+
+    if (mcf->webhook_schedule == NGX_CONF_UNSET_PTR) {
+        static ngx_msec_t  schedule[] = {
+            60000, 300000, 1800000, 7200000, 43200000
+        };
+
+        mcf->webhook_schedule = ngx_array_create(cf->pool, 5,
+                                                 sizeof(ngx_msec_t));
+        if (mcf->webhook_schedule == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        mcf->webhook_schedule->nelts = 5;
+        ngx_memcpy(mcf->webhook_schedule->elts, schedule, sizeof(schedule));
+    }
 
     if (mcf->run_lease < 1000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -611,6 +661,49 @@ ngx_creor_secret_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     mcf->secret.data = p;
     mcf->secret.len = n;
+
+    return NGX_CONF_OK;
+}
+
+
+/* creor_webhook_retry_schedule 1m 5m 30m 2h 12h; */
+
+static char *
+ngx_creor_retry_schedule(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_creor_main_conf_t  *mcf = conf;
+
+    ngx_str_t   *value;
+    ngx_msec_t  *t;
+    ngx_uint_t   i;
+
+    if (mcf->webhook_schedule != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    mcf->webhook_schedule = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                             sizeof(ngx_msec_t));
+    if (mcf->webhook_schedule == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        t = ngx_array_push(mcf->webhook_schedule);
+        if (t == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *t = ngx_parse_time(&value[i], 0);
+
+        if (*t == (ngx_msec_t) NGX_ERROR || *t == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"creor_webhook_retry_schedule\": invalid "
+                               "time \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
 
     return NGX_CONF_OK;
 }
