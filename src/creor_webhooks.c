@@ -1802,12 +1802,12 @@ creor_js_number(double d, u_char *buf)
         }
     }
 
-    /* "d.ddde[+-]xx" */
+    /* "d.ddde[+-]xx", or "de[+-]xx" */
 
     nd = 0;
     digits[nd++] = tmp[0];
 
-    for (k = 2; tmp[k] && tmp[k] != 'e'; k++) {
+    for (k = (tmp[1] == '.') ? 2 : 1; tmp[k] && tmp[k] != 'e'; k++) {
         digits[nd++] = tmp[k];
     }
 
@@ -2328,6 +2328,10 @@ creor_wh_send(creor_whd_t *whd, creor_wh_url_t *u, ngx_keyval_t *headers,
 
     wj->addr.data = p;
     wj->addr.len = ngx_sock_ntop(sa, socklen, p, NGX_SOCKADDR_STRLEN, 1);
+
+    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                  "creor: webhook delivery %V to %V, Host %V", &key,
+                  &wj->addr, &wj->host);
 
     creor_job_run(job, creor_mcf->webhook_timeout);
 }
