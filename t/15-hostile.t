@@ -96,6 +96,10 @@ my $KY = made(api(POST => '/v1/api-keys',
                   json => { name => 'ky', role => 'user', projectId => $PA }),
               'key')->{id};
 
+my $WH = made(api(POST => '/v1/webhooks',
+                  json => { url => 'https://example.com/hook' }), 'webhook')->{id};
+my $WHD = made(api(POST => "/v1/webhooks/$WH/test"), 'webhook delivery')->{id};
+
 my %TOKEN = (
     owner   => $A->{token},
     foreign => $B->{token},
@@ -117,11 +121,15 @@ my %KIND = (
     agent   => { id => $ag{ag},       app => [403, 'APP_SCOPE_RESTRICTED'] },
     run     => { id => $RN,           app => [403, 'APP_SCOPE_RESTRICTED'] },
     file    => { id => "file_$ULID",  app => 'visible' },
+    webhook => { id => $WH,           app => [404, 'NOT_FOUND'] },
+    delivery => { id => $WHD,         app => 'visible' },
 );
 
 # What a create of each kind is for a bound key: [status, code, param]
 my %CREATE = (
     project => { project => [403, 'PERMISSION_DENIED'],
+                 app     => [403, 'PERMISSION_DENIED'] },
+    webhook => { project => [403, 'PERMISSION_DENIED'],
                  app     => [403, 'PERMISSION_DENIED'] },
     agent   => { app     => [403, 'APP_SCOPE_RESTRICTED'],
                  project => [403, 'PERMISSION_DENIED', 'projectId',
@@ -293,7 +301,7 @@ my @HOSTILE = (
 );
 
 my %OTHER_KIND = (project => $ag{ag}, agent => $RN, run => $KY, key => $PA,
-                  file => $ag{ag});
+                  file => $ag{ag}, webhook => $RN, delivery => $ag{ag});
 
 for my $rt (@routes) {
     my $n = "$rt->{http} $rt->{pattern}";

@@ -81,9 +81,13 @@ my $t = CreorTest->new(
     http_config   => 'creor_rate_limit 6000r/m burst=1000; '
                    . 'creor_rate_limit_anonymous 6000r/m; '
                    . 'creor_executor /_exec; '
-                   . 'creor_provider demo /_demo;',
+                   . 'creor_provider demo /_demo; creor_webhook_proxy /_wh; '
+                   . 'creor_webhook_allow_private on;',
     server_config => 'location /_exec { internal; proxy_pass ' . $ex->url
                    . '/run; proxy_buffering off; proxy_http_version 1.1; } '
+                   . 'location /_wh { internal; proxy_pass '
+                   . '$creor_webhook_scheme://$creor_webhook_addr$creor_webhook_uri; '
+                   . 'proxy_set_header Host $creor_webhook_host; } '
                    . q|location = /_demo { internal; |
                    . q|default_type application/json; |
                    . q|return 200 '{"object":"chat.completion","choices":[],|
@@ -142,10 +146,26 @@ ok(wait_run($run_hang, qr/^running$/), 'fixture: a running run');
 my $file = (wait_run($run_f, qr/^completed$/) // {})->{files}[0]{id} // 'none';
 like($file, qr/^file_/, 'fixture: a run with a file');
 
+# an endpoint on this nginx, a delivery that succeeded (redeliverable)
+my $wh   = api(POST => '/v1/webhooks',
+               json => { url => 'http://127.0.0.1:' . $t->port . '/plain' })->{id};
+my $wh_d = api(POST => '/v1/webhooks',
+               json => { url => 'https://example.com/gone' })->{id};
+my $whd  = api(POST => "/v1/webhooks/$wh/test", json => {})->{id};
+my $delivered;
+for (1 .. 200) {
+    $delivered = grep { $_->{status} eq 'succeeded' }
+                 @{api(GET => "/v1/webhooks/$wh/deliveries")->{data}};
+    last if $delivered;
+    select(undef, undef, undef, 0.05);
+}
+ok($delivered, 'fixture: a delivered webhook');
+
 # the ids each operation's path names; the default, then per operation
 my %ID = (
     '{id}'     => { projects => $project, 'api-keys' => $key,
-                    agents => $agent, runs => $run },
+                    agents => $agent, runs => $run, webhooks => $wh },
+    '{deliveryId}' => $whd,
     '{appId}'  => $agent,
     '{runId}'  => $run,
     '{fileId}' => $file,
@@ -156,6 +176,7 @@ my %ID_OF = (
     cancelRun    => { runs => $run_hang },
     signalRun    => { runs => $run_in },
     getRunFile   => { runs => $run_f },
+    deleteWebhook => { webhooks => $wh_d },
 );
 
 sub fill_path {
