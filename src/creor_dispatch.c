@@ -228,8 +228,11 @@ creor_tick_handler(ngx_event_t *ev)
 
         if (!ngx_exiting && !ngx_quit && !ngx_terminate) {
             creor_dispatch_scan(now);
-            creor_webhooks_scan(now);
         }
+    }
+
+    if (!ngx_exiting && !ngx_quit && !ngx_terminate) {
+        creor_webhooks_tick(now);
     }
 
     if (ngx_exiting || ngx_quit || ngx_terminate) {

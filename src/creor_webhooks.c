@@ -228,6 +228,8 @@ static creor_job_kind_t  creor_whd_kind = {
 
 static ngx_queue_t              creor_whd_jobs;
 static ngx_uint_t               creor_nwhd;
+static ngx_flag_t               creor_wh_again;     /* scan on next tick */
+static int64_t                  creor_wh_next_scan;
 static ngx_creor_main_conf_t   *creor_mcf;
 
 
@@ -1890,6 +1892,9 @@ creor_webhooks_scan(int64_t now)
     MDB_cursor  *cur;
     ngx_array_t  keys;
 
+    creor_wh_again = 0;
+    creor_wh_next_scan = now + 200;
+
     if (creor_mcf == NULL || creor_mcf->webhook_proxy.len == 0
         || creor_nwhd >= CREOR_WH_JOBS_MAX)
     {
@@ -2554,6 +2559,21 @@ creor_whd_end(creor_job_t *job)
 
     ngx_queue_remove(&wj->queue);
     creor_nwhd--;
+
+    /* a free slot: the queue may hold more that are due */
+
+    creor_wh_again = 1;
+}
+
+
+/* from the tick: every 200 ms, and at once when a slot was freed */
+
+void
+creor_webhooks_tick(int64_t now)
+{
+    if (creor_wh_again || now >= creor_wh_next_scan) {
+        creor_webhooks_scan(now);
+    }
 }
 
 
@@ -2728,7 +2748,9 @@ creor_wh_result(ngx_str_t *key, ngx_str_t *owner, ngx_uint_t status,
         return;
     }
 
-    (void) creor_store_commit(txn);
+    /* lost at a power failure, it costs a duplicate: at least once */
+
+    (void) creor_store_commit_nosync(st, txn);
 
     if (!ok) {
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,

@@ -564,6 +564,7 @@ ngx_int_t creor_webhooks_emit(creor_store_t *st, MDB_txn *txn,
 ngx_int_t creor_webhooks_add_variables(ngx_conf_t *cf);
 void creor_webhooks_init(ngx_creor_main_conf_t *mcf);
 void creor_webhooks_scan(int64_t now);
+void creor_webhooks_tick(int64_t now);
 void creor_webhooks_release(void);
 ngx_uint_t creor_webhooks_busy(void);
 
