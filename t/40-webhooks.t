@@ -429,9 +429,14 @@ for my $c (['rebind.test', 'connects to the address it checked'],
     is(scalar(received("/ssrf-$name")), 0, "$name: $what: nothing reached 127.0.0.1");
     if ($name eq 'rebind.test') {
         my @to = $s->error_log_text =~ /webhook delivery \S+ to (\S+), Host (\S+)/g;
-        is_deeply(\@to, ['192.0.2.1:' . $rx->port, 'rebind.test:' . $rx->port],
-                  'rebind.test: the one try that left went to the checked public '
-                  . 'address, with the name as Host');
+        # [address, Host] of every try that left (the resolver's cache
+        # may give the public answer to the first retry too)
+        my @sent;
+        push @sent, [splice @to, 0, 2] while @to;
+        ok(@sent && !(grep { $_->[0] ne '192.0.2.1:' . $rx->port
+                             || $_->[1] ne 'rebind.test:' . $rx->port } @sent),
+           'rebind.test: the tries that left went to the checked public '
+           . 'address, with the name as Host') or diag(explain \@sent);
         ok((grep { ($_->{error} // '') eq 'PRIVATE_WEBHOOK_URL' } @{$dl->{attempts}}),
            'rebind.test: the retry saw 127.0.0.1 and refused it');
     } else {
