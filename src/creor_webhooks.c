@@ -36,6 +36,7 @@
 #define CREOR_WH_JOBS_MAX       64          /* a worker's calls in flight */
 #define CREOR_WH_PER_ENDPOINT   4           /* of which to one endpoint */
 #define CREOR_WH_SCAN_BATCH     64
+#define CREOR_WH_SCAN_WALK      4096        /* due entries looked at */
 #define CREOR_WH_LEASE_EXTRA    5000
 #define CREOR_WH_RETRY_AFTER_MAX 3600000
 
@@ -197,6 +198,7 @@ static void creor_wh_result(ngx_str_t *key, ngx_str_t *owner,
     ngx_uint_t status, const char *error, int64_t started,
     int64_t retry_after);
 static ngx_uint_t creor_whd_count(ngx_str_t *owner);
+static ngx_int_t creor_wq_owner(u_char *key, size_t len, ngx_str_t *owner);
 
 
 static const char  *creor_event_types[] = {
@@ -1886,8 +1888,8 @@ creor_webhooks_scan(int64_t now)
     char         due[16];
     MDB_val      k, v;
     MDB_txn     *txn;
-    ngx_str_t   *key;
-    ngx_uint_t   i;
+    ngx_str_t   *key, owner, other;
+    ngx_uint_t   i, n, walked;
     ngx_pool_t  *pool;
     MDB_cursor  *cur;
     ngx_array_t  keys;
@@ -1926,12 +1928,40 @@ creor_webhooks_scan(int64_t now)
     k.mv_data = "wq:";
     k.mv_size = 3;
 
+    walked = 0;
+
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
          rc == 0 && k.mv_size > 17 && ngx_memcmp(k.mv_data, "wq:", 3) == 0
          && ngx_memcmp((u_char *) k.mv_data + 3, due, 13) <= 0
-         && keys.nelts < CREOR_WH_SCAN_BATCH;
+         && keys.nelts < CREOR_WH_SCAN_BATCH
+         && walked++ < CREOR_WH_SCAN_WALK;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
     {
+        /*
+         * An endpoint with its share in flight is passed over, so that a
+         * backlog of one endpoint never holds the others' deliveries.
+         */
+
+        if (creor_wq_owner(k.mv_data, k.mv_size, &owner) != NGX_OK) {
+            continue;
+        }
+
+        n = creor_whd_count(&owner);
+        key = keys.elts;
+
+        for (i = 0; i < keys.nelts && n < CREOR_WH_PER_ENDPOINT; i++) {
+            if (creor_wq_owner(key[i].data, key[i].len, &other) == NGX_OK
+                && other.len == owner.len
+                && ngx_strncmp(other.data, owner.data, owner.len) == 0)
+            {
+                n++;
+            }
+        }
+
+        if (n >= CREOR_WH_PER_ENDPOINT) {
+            continue;
+        }
+
         key = ngx_array_push(&keys);
         if (key == NULL) {
             break;
@@ -1956,6 +1986,30 @@ creor_webhooks_scan(int64_t now)
     }
 
     ngx_destroy_pool(pool);
+}
+
+
+/* "wq:<due>:<owner>:<id>": the owner */
+
+static ngx_int_t
+creor_wq_owner(u_char *key, size_t len, ngx_str_t *owner)
+{
+    u_char  *colon;
+
+    if (len < 18) {
+        return NGX_ERROR;
+    }
+
+    owner->data = key + 17;
+    colon = ngx_strlchr(owner->data, key + len, ':');
+
+    if (colon == NULL) {
+        return NGX_ERROR;
+    }
+
+    owner->len = colon - owner->data;
+
+    return NGX_OK;
 }
 
 
@@ -1997,7 +2051,6 @@ creor_wh_claim(ngx_str_t *qkey, int64_t now)
 {
     int                   rc;
     char                  key[CREOR_STORE_KEY_MAX], wkey[CREOR_STORE_KEY_MAX];
-    u_char               *colon;
     MDB_val               val;
     MDB_txn              *txn;
     ngx_str_t             owner;
@@ -2020,13 +2073,9 @@ creor_wh_claim(ngx_str_t *qkey, int64_t now)
         return;
     }
 
-    owner.data = qkey->data + 17;
-    colon = ngx_strlchr(owner.data, qkey->data + qkey->len, ':');
-    if (colon == NULL) {
+    if (creor_wq_owner(qkey->data, qkey->len, &owner) != NGX_OK) {
         return;
     }
-
-    owner.len = colon - owner.data;
 
     if (creor_whd_count(&owner) >= CREOR_WH_PER_ENDPOINT) {
         return;

@@ -314,6 +314,19 @@ my @fast = wait_until(sub { received('/ok-fast') }, 5);
 ok(@fast && $fast[0]{at} / 1000 - $t0 < 1.5,
    'an endpoint that hangs delays no other');
 
+# nor does a backlog of one: 100 deliveries to a hanging endpoint, then one
+# to another endpoint
+my $slow = endpoint('/hang', 'webhook.test');
+api(POST => "/v1/webhooks/$slow->{id}/test", json => {}) for 1 .. 100;
+my $late = endpoint('/ok-late', 'webhook.test');
+my $t1 = time;
+api(POST => "/v1/webhooks/$late->{id}/test", json => {});
+my @late = wait_until(sub { received('/ok-late') }, 5);
+ok(@late && $late[0]{at} / 1000 - $t1 < 1.5,
+   'a backlog to a hanging endpoint delays no other endpoint')
+    or diag(@late ? $late[0]{at} / 1000 - $t1 : 'never');
+api(DELETE => "/v1/webhooks/$slow->{id}");
+
 my ($f1) = wait_until(sub { my @g = received('/fail-1'); @g >= 2 ? \@g : () }, 10);
 is(scalar(@{$f1 // []}), 2, '500 then 200: two tries');
 is(scalar(grep { $_->{event}{event_id} eq $evt{'/fail-1'}{eventId} } @{$f1 // []}), 2,
