@@ -288,9 +288,10 @@ creor_system_status(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
     creor_gen_kv_int(g, "sse_subscribers", creor_metrics_sse_count());
 
-    /* no webhooks yet: nothing waits to be delivered */
+    /* deliveries waiting, being attempted or to be retried */
 
-    creor_gen_kv_int(g, "webhook_queue_depth", 0);
+    creor_gen_kv_int(g, "webhook_queue_depth",
+                     creor_webhooks_queue_depth(&ctx->mcf->store));
     yajl_gen_map_close(g);
 
     return creor_send_json(r, NGX_HTTP_OK, g);

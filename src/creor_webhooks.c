@@ -142,6 +142,14 @@ typedef struct {
 } creor_whd_job_t;
 
 
+/* a create or patch waiting for the resolver to check its URL's name */
+typedef struct {
+    ngx_http_request_t     *r;
+    ngx_resolver_ctx_t     *rctx;       /* NULL once answered */
+    creor_handler_pt        handler;    /* called again once checked */
+} creor_wh_check_t;
+
+
 /* a delivery waiting for the resolver */
 typedef struct {
     ngx_pool_t             *pool;
@@ -154,6 +162,10 @@ typedef struct {
 
 static ngx_int_t creor_wh_parse(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_wh_rec_t *rec, ngx_flag_t create);
+static ngx_int_t creor_wh_check_name(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx, creor_handler_pt handler);
+static void creor_wh_check_done(ngx_resolver_ctx_t *rctx);
+static void creor_wh_check_cleanup(void *data);
 static ngx_int_t creor_wh_url_parse(ngx_pool_t *pool, u_char *data,
     size_t len, creor_wh_url_t *u);
 static ngx_flag_t creor_wh_host_private(ngx_str_t *host);
@@ -175,6 +187,8 @@ static void creor_whd_json(yajl_gen g, ngx_str_t *id, creor_whd_hdr_t *hdr);
 static ngx_int_t creor_whd_read(MDB_val *val, creor_whd_t *whd);
 static ngx_int_t creor_whd_write(creor_store_t *st, MDB_txn *txn,
     creor_whd_t *whd, int64_t due);
+static ngx_int_t creor_wh_depth_add(creor_store_t *st, MDB_txn *txn,
+    int64_t delta);
 static ngx_int_t creor_whd_create(creor_store_t *st, MDB_txn *txn,
     const char *org, const char *owner, const char *event_id,
     const char *type, ngx_str_t *url, ngx_str_t *body, char *id);
@@ -218,6 +232,10 @@ static const char  *creor_wh_fields[] = {
 static const char  *creor_no_fields[] = { NULL };
 
 
+/* ctx->data of a create or patch whose URL's name was checked */
+static u_char  creor_wh_checked;
+
+
 static creor_job_kind_t  creor_whd_kind = {
     "delivering a webhook",
     creor_whd_header,
@@ -255,6 +273,11 @@ creor_webhooks_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
     if (creor_wh_parse(r, ctx, &rec, 1) != NGX_OK) {
         return NGX_DECLINED;
+    }
+
+    rc = creor_wh_check_name(r, ctx, creor_webhooks_create);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     rec.version = CREOR_WH_VERSION;
@@ -413,6 +436,11 @@ creor_webhooks_update(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     yajl_gen        g;
     uint32_t        was;
     creor_wh_rec_t  rec;
+
+    rc = creor_wh_check_name(r, ctx, creor_webhooks_update);
+    if (rc != NGX_OK) {
+        return rc;
+    }
 
     if (creor_wh_load(r, ctx, &txn, key, &rec) != NGX_OK) {
         return NGX_DECLINED;
@@ -945,6 +973,134 @@ creor_wh_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn **txn,
 }
 
 
+/*
+ * A URL whose host is a name: every address it resolves to (with the
+ * resolver of the location) must be public, as at each delivery.  The
+ * handler is called again once checked (NGX_DONE meanwhile).  Without a
+ * resolver, or for a name that does not resolve, the deliveries check.
+ */
+
+static ngx_int_t
+creor_wh_check_name(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_handler_pt handler)
+{
+    creor_json_t              *url;
+    creor_wh_url_t             u;
+    creor_wh_check_t          *chk;
+    ngx_resolver_ctx_t        *rctx, temp;
+    ngx_pool_cleanup_t        *cln;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    url = creor_json_get(ctx->json, "url");
+
+    if (ctx->data == &creor_wh_checked || ctx->mcf->webhook_allow_private
+        || url == NULL || url->type != CREOR_JSON_STRING
+        || creor_wh_url_parse(r->pool, url->str.data, url->str.len, &u)
+           != NGX_OK
+        || u.literal)
+    {
+        return NGX_OK;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    temp.name = u.host;
+    rctx = ngx_resolve_start(clcf->resolver, &temp);
+
+    if (rctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rctx == NGX_NO_RESOLVER) {
+        return NGX_OK;
+    }
+
+    chk = ngx_pcalloc(r->pool, sizeof(creor_wh_check_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+
+    if (chk == NULL || cln == NULL) {
+        ngx_resolve_name_done(rctx);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    chk->r = r;
+    chk->rctx = rctx;
+    chk->handler = handler;
+
+    cln->handler = creor_wh_check_cleanup;
+    cln->data = chk;
+
+    rctx->name = u.host;
+    rctx->handler = creor_wh_check_done;
+    rctx->data = chk;
+    rctx->timeout = clcf->resolver_timeout;
+
+    ctx->data = &creor_wh_checked;
+    r->main->count++;
+
+    if (ngx_resolve_name(rctx) != NGX_OK) {
+
+        /* the resolver freed rctx */
+
+        chk->rctx = NULL;
+        r->main->count--;
+        return NGX_OK;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+creor_wh_check_done(ngx_resolver_ctx_t *rctx)
+{
+    ngx_int_t            rc;
+    ngx_uint_t           i;
+    ngx_connection_t    *c;
+    ngx_creor_ctx_t     *ctx;
+    creor_wh_check_t    *chk;
+    ngx_http_request_t  *r;
+
+    chk = rctx->data;
+    r = chk->r;
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
+
+    rc = NGX_OK;
+
+    for (i = 0; rctx->state == NGX_OK && i < rctx->naddrs; i++) {
+        if (creor_wh_addr_private(rctx->addrs[i].sockaddr)) {
+            rc = creor_fail(r, NGX_HTTP_BAD_REQUEST, "PRIVATE_WEBHOOK_URL",
+                            "url", "The URL's host resolves to a private, "
+                            "loopback or link-local address.");
+            break;
+        }
+    }
+
+    ngx_resolve_name_done(rctx);
+    chk->rctx = NULL;
+
+    if (rc == NGX_OK) {
+        rc = chk->handler(r, ctx);
+    }
+
+    ngx_http_finalize_request(r, creor_handler_done(r, ctx, rc));
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+creor_wh_check_cleanup(void *data)
+{
+    creor_wh_check_t  *chk = data;
+
+    if (chk->rctx) {
+        ngx_resolve_name_done(chk->rctx);
+        chk->rctx = NULL;
+    }
+}
+
+
 /* the body of a create (all of it) or a patch (what it names) */
 
 static ngx_int_t
@@ -1447,6 +1603,15 @@ creor_whd_write(creor_store_t *st, MDB_txn *txn, creor_whd_t *whd,
     u_char   *buf;
     size_t    len;
 
+    /* the queue's depth: an entry added, or one removed */
+
+    if ((due != 0) != (whd->hdr.due_ms != 0)) {
+        rc = creor_wh_depth_add(st, txn, due ? 1 : -1);
+        if (rc != CREOR_STORE_OK) {
+            return rc;
+        }
+    }
+
     if (whd->hdr.due_ms) {
         ngx_snprintf((u_char *) qkey, sizeof(qkey), "wq:%013L:%s%Z",
                      whd->hdr.due_ms, whd->key + 3);
@@ -1526,6 +1691,53 @@ creor_whd_create(creor_store_t *st, MDB_txn *txn, const char *org,
     whd.body = *body;
 
     return creor_whd_write(st, txn, &whd, whd.hdr.created_ms);
+}
+
+
+/* "m:whq": deliveries in the due index, for /v1/system/status */
+
+static ngx_int_t
+creor_wh_depth_add(creor_store_t *st, MDB_txn *txn, int64_t delta)
+{
+    int       rc;
+    int64_t   n;
+    MDB_val   val;
+
+    n = 0;
+    rc = creor_store_get(st, txn, "m:whq", &val);
+
+    if (rc == CREOR_STORE_OK && val.mv_size == sizeof(int64_t)) {
+        ngx_memcpy(&n, val.mv_data, sizeof(int64_t));
+
+    } else if (rc != CREOR_STORE_NOTFOUND && rc != CREOR_STORE_OK) {
+        return rc;
+    }
+
+    n = ngx_max(n + delta, 0);
+
+    return creor_store_put(st, txn, "m:whq", &n, sizeof(int64_t), 0);
+}
+
+
+int64_t
+creor_webhooks_queue_depth(creor_store_t *st)
+{
+    int64_t   n;
+    MDB_val   val;
+    MDB_txn  *txn;
+
+    n = 0;
+    txn = creor_store_read(st);
+
+    if (txn && creor_store_get(st, txn, "m:whq", &val) == CREOR_STORE_OK
+        && val.mv_size == sizeof(int64_t))
+    {
+        ngx_memcpy(&n, val.mv_data, sizeof(int64_t));
+    }
+
+    creor_store_read_done(st);
+
+    return n;
 }
 
 
@@ -2108,8 +2320,10 @@ creor_wh_claim(ngx_str_t *qkey, int64_t now)
 
         /* a stale entry */
 
-        if (rc == CREOR_STORE_OK || rc == CREOR_STORE_NOTFOUND) {
-            (void) creor_store_del(st, txn, key);
+        if ((rc == CREOR_STORE_OK || rc == CREOR_STORE_NOTFOUND)
+            && creor_store_del(st, txn, key) == CREOR_STORE_OK
+            && creor_wh_depth_add(st, txn, -1) == CREOR_STORE_OK)
+        {
             (void) creor_store_commit_nosync(st, txn);
 
         } else {
@@ -2145,10 +2359,16 @@ creor_wh_claim(ngx_str_t *qkey, int64_t now)
 
             /* the endpoint was deleted: so is the delivery */
 
-            whd.hdr.due_ms = 0;
-            (void) creor_store_del(st, txn, key);
-            (void) creor_store_del(st, txn, whd.key);
-            (void) creor_store_commit_nosync(st, txn);
+            if (creor_store_del(st, txn, key) == CREOR_STORE_OK
+                && creor_store_del(st, txn, whd.key) == CREOR_STORE_OK
+                && creor_wh_depth_add(st, txn, -1) == CREOR_STORE_OK)
+            {
+                (void) creor_store_commit_nosync(st, txn);
+
+            } else {
+                creor_store_abort(txn);
+            }
+
             ngx_destroy_pool(pool);
             return;
         }

@@ -566,6 +566,7 @@ void creor_webhooks_init(ngx_creor_main_conf_t *mcf);
 void creor_webhooks_scan(int64_t now);
 void creor_webhooks_tick(int64_t now);
 void creor_webhooks_release(void);
+int64_t creor_webhooks_queue_depth(creor_store_t *st);
 ngx_uint_t creor_webhooks_busy(void);
 
 /* creor_wakeup.c */

@@ -318,6 +318,8 @@ ok(@fast && $fast[0]{at} / 1000 - $t0 < 1.5,
 # to another endpoint
 my $slow = endpoint('/hang', 'webhook.test');
 api(POST => "/v1/webhooks/$slow->{id}/test", json => {}) for 1 .. 100;
+cmp_ok(api(GET => '/v1/system/status')->{json}{webhook_queue_depth}, '>=', 90,
+       'system status: the backlog is in webhook_queue_depth');
 my $late = endpoint('/ok-late', 'webhook.test');
 my $t1 = time;
 api(POST => "/v1/webhooks/$late->{id}/test", json => {});
@@ -410,7 +412,7 @@ my $dns = dns_server();
 my $s = CreorTest->new(
     http_config => "creor_webhook_proxy /_wh; creor_webhook_retry_schedule 1s 2s; "
                  . "creor_webhook_timeout 2s; resolver 127.0.0.1:$dns->{port} "
-                 . "valid=1s ipv6=off; resolver_timeout 2s; $LOG_FORMAT",
+                 . "ipv6=off; resolver_timeout 2s; $LOG_FORMAT",
     server_config => $WH_LOCATION =~ s/wh\.log/wh2.log/r);
 my $S = $s->bootstrap;
 
@@ -424,40 +426,52 @@ for my $url (qw(http://127.0.0.1/ http://10.1.2.3/ http://172.16.0.1/
            400, 'PRIVATE_WEBHOOK_URL', 'url', "registration: $url");
 }
 
-# a name: public on the first answer, 127.0.0.1 (the receiver) after
-for my $c (['rebind.test', 'connects to the address it checked'],
-           ['private.test', 'a private answer is refused'],
-           ['mixed.test', 'one private address among others is refused']) {
-    my ($name, $what) = @$c;
+# names: refused at registration when they resolve to a private address
+for my $name (qw(private.test mixed.test)) {
+    err_is($s->req(POST => '/v1/webhooks', token => $S->{token},
+                   json => { url => "http://$name/" }),
+           400, 'PRIVATE_WEBHOOK_URL', 'url', "registration: $name resolves privately");
+}
+
+# and at delivery: rebind.test is public on its first two answers, then
+# 127.0.0.1 (the receiver); late.test does not resolve at registration,
+# then is 127.0.0.1
+for my $name (qw(rebind.test late.test)) {
     my $url = "http://$name:" . $rx->port . "/ssrf-$name";
     my $w = $s->req(POST => '/v1/webhooks', token => $S->{token},
                     json => { url => $url, events => ['webhook.test'] });
-    is($w->{status}, 201, "$name: a name is accepted at registration");
+    is($w->{status}, 201, "$name: accepted at registration") or diag($w->{body});
     $s->req(POST => "/v1/webhooks/$w->{json}{id}/test", token => $S->{token}, json => {});
     my ($dl) = wait_until(sub {
         grep { $_->{status} eq 'dead' }
         @{$s->req(GET => "/v1/webhooks/$w->{json}{id}/deliveries",
                   token => $S->{token})->{json}{data}} }, 20);
     ok($dl, "$name: dead after its tries");
-    is(scalar(received("/ssrf-$name")), 0, "$name: $what: nothing reached 127.0.0.1");
+    is(scalar(received("/ssrf-$name")), 0, "$name: nothing reached 127.0.0.1");
+    my @errors = map { $_->{error} // '' } @{$dl->{attempts} // []};
+    ok((grep { $_ eq 'PRIVATE_WEBHOOK_URL' } @errors),
+       "$name: a try saw 127.0.0.1 and was refused") or diag("@errors");
+
+    # [address, Host] of every try that left
+    my @to = $s->error_log_text =~ /webhook delivery \S+ to (\S+), Host (\S+)/g;
+    my @sent;
+    push @sent, [splice @to, 0, 2] while @to;
+    @sent = grep { $_->[1] =~ /^\Q$name\E:/ } @sent;
     if ($name eq 'rebind.test') {
-        my @to = $s->error_log_text =~ /webhook delivery \S+ to (\S+), Host (\S+)/g;
-        # [address, Host] of every try that left (the resolver's cache
-        # may give the public answer to the first retry too)
-        my @sent;
-        push @sent, [splice @to, 0, 2] while @to;
         ok(@sent && !(grep { $_->[0] ne '192.0.2.1:' . $rx->port
                              || $_->[1] ne 'rebind.test:' . $rx->port } @sent),
            'rebind.test: the tries that left went to the checked public '
            . 'address, with the name as Host') or diag(explain \@sent);
-        ok((grep { ($_->{error} // '') eq 'PRIVATE_WEBHOOK_URL' } @{$dl->{attempts}}),
-           'rebind.test: the retry saw 127.0.0.1 and refused it');
+        err_is($s->req(PATCH => "/v1/webhooks/$w->{json}{id}", token => $S->{token},
+                       json => { url => 'http://private.test/' }),
+               400, 'PRIVATE_WEBHOOK_URL', 'url', 'patch: a name that resolves privately');
     } else {
-        is_deeply([map { $_->{error} } @{$dl->{attempts}}],
-                  [('PRIVATE_WEBHOOK_URL') x 3], "$name: every try refused");
+        is(scalar @sent, 0, 'late.test: no try left');
     }
 }
 
+is($s->req(GET => '/v1/system/status', token => $S->{token})->{json}{webhook_queue_depth},
+   0, 'system status: no queue once every delivery is dead');
 $s->finish('SSRF instance: no [alert] or [crit]');
 kill 'TERM', $dns->{pid};
 waitpid $dns->{pid}, 0;
@@ -468,8 +482,9 @@ $rx->stop;
 done_testing;
 
 ###########################################################################
-# A DNS server for A queries: rebind.test is 192.0.2.1 once, then
-# 127.0.0.1; private.test 127.0.0.1; mixed.test 192.0.2.1 and 10.0.0.1.
+# A DNS server for A queries, TTL 0: rebind.test is 192.0.2.1 twice, then
+# 127.0.0.1; late.test is not found once, then 127.0.0.1; private.test
+# 127.0.0.1; mixed.test 192.0.2.1 and 10.0.0.1.
 
 sub dns_server {
     my $sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
@@ -491,11 +506,12 @@ sub dns_server {
         my $question = substr($q, 12, $pos + 5 - 12);
         my $qtype = unpack 'n', substr($q, $pos + 1, 2);
         my @a = $qtype != 1 ? ()
-              : $name eq 'rebind.test' ? ($asked{$name}++ ? '127.0.0.1' : '192.0.2.1')
+              : $name eq 'rebind.test' ? ($asked{$name}++ >= 2 ? '127.0.0.1' : '192.0.2.1')
+              : $name eq 'late.test' ? ($asked{$name}++ ? '127.0.0.1' : ())
               : $name eq 'private.test' ? ('127.0.0.1')
               : $name eq 'mixed.test' ? ('192.0.2.1', '10.0.0.1')
               : ();
-        my $rcode = ($name =~ /\.test$/) ? 0 : 3;
+        my $rcode = @a ? 0 : 3;
         my $ans = join '', map { pack('n n n N n', 0xc00c, 1, 1, 0, 4)
                                  . pack('C4', split /\./) } @a;
         $sock->send(pack('n n n n n n', $id, 0x8180 | $rcode, 1, scalar @a, 0, 0)
