@@ -2671,7 +2671,7 @@ creor_wh_sign(ngx_pool_t *pool, creor_whd_t *whd, const char *secret,
     /* "id.timestamp.body" */
 
     msg = ngx_pnalloc(pool, h[2].value.len + ts.len + whd->body.len + 2);
-    p = ngx_pnalloc(pool, 2 * (3 + ngx_base64_encoded_length(32)));
+    p = ngx_pnalloc(pool, 2 * (3 + ngx_base64_encoded_length(32)) + 1);
     if (msg == NULL || p == NULL) {
         return NGX_ERROR;
     }
