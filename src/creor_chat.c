@@ -24,6 +24,14 @@
 #define CREOR_CHAT_MESSAGE_MAX  400
 #define CREOR_CHAT_RENEW        10000   /* ms, a third of a claim's lease */
 
+/* the members of a request creor_chat_create() reads */
+#define CREOR_CHAT_MODEL        0
+#define CREOR_CHAT_MESSAGES     1
+#define CREOR_CHAT_STREAM       2
+#define CREOR_CHAT_OPTIONS      3
+#define CREOR_CHAT_USAGE        4       /* stream_options.include_usage */
+#define CREOR_CHAT_MEMBERS      5
+
 
 /* a replaced member value of the client's body */
 typedef struct {
@@ -35,9 +43,7 @@ typedef struct {
 
 
 static ngx_int_t creor_chat_rewrite(creor_chat_t *chat, ngx_str_t *name,
-    creor_json_t *opts);
-static u_char *creor_chat_space(u_char *p, u_char *last);
-static u_char *creor_chat_skip(u_char *p, u_char *last);
+    creor_json_member_t *m);
 static ngx_int_t creor_chat_call(creor_chat_t *chat);
 static void creor_chat_renew(ngx_event_t *ev);
 static void creor_chat_cleanup(void *data);
@@ -69,18 +75,65 @@ static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 ngx_int_t
 creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
-    yajl_gen               g;
-    ngx_int_t              rc;
     ngx_str_t              name, model;
+    ngx_uint_t             root;
+    ngx_flag_t             too_many;
     creor_chat_t          *chat;
-    creor_json_t          *v, *stream, *opts, *usage;
     creor_provider_t      *pv;
     ngx_pool_cleanup_t    *cln;
+    creor_json_member_t   *v, *stream, *opts, *usage;
     ngx_creor_loc_conf_t  *lcf;
+    u_char                 err[128];
+    creor_json_member_t    m[CREOR_CHAT_MEMBERS];
 
-    v = creor_json_get(ctx->json, "model");
+    lcf = ngx_http_get_module_loc_conf(r, ngx_creor_module);
 
-    if (v == NULL || v->type == CREOR_JSON_NULL) {
+    /*
+     * The body is checked as a tree would be, but none is made: what goes
+     * to the provider is the client's bytes (creor_chat_rewrite()).
+     */
+
+    ngx_memzero(m, sizeof(m));
+    m[CREOR_CHAT_MODEL].name = "model";
+    m[CREOR_CHAT_MODEL].parent = -1;
+    m[CREOR_CHAT_MESSAGES].name = "messages";
+    m[CREOR_CHAT_MESSAGES].parent = -1;
+    m[CREOR_CHAT_STREAM].name = "stream";
+    m[CREOR_CHAT_STREAM].parent = -1;
+    m[CREOR_CHAT_OPTIONS].name = "stream_options";
+    m[CREOR_CHAT_OPTIONS].parent = -1;
+    m[CREOR_CHAT_USAGE].name = "include_usage";
+    m[CREOR_CHAT_USAGE].parent = CREOR_CHAT_OPTIONS;
+
+    if (ctx->body.len) {
+        if (creor_json_scan(r->pool, ctx->body.data, ctx->body.len,
+                            lcf->json_max_values, m, CREOR_CHAT_MEMBERS,
+                            &root, &too_many, err, sizeof(err))
+            != NGX_OK)
+        {
+            if (too_many) {
+                return creor_fail(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                  "BODY_TOO_LARGE", NULL, "%s", err);
+            }
+
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "INVALID_JSON", NULL,
+                              "%s", err);
+        }
+
+        if (root == 0) {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "INVALID_JSON", NULL,
+                              "%s", err);
+        }
+
+        if (root != CREOR_JSON_OBJECT + 1) {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                              NULL, "The body must be a JSON object.");
+        }
+    }
+
+    v = &m[CREOR_CHAT_MODEL];
+
+    if (!v->found || v->type == CREOR_JSON_NULL) {
         return creor_fail(r, NGX_HTTP_BAD_REQUEST, "MISSING_FIELD", "model",
                           "The 'model' field is required.");
     }
@@ -92,9 +145,9 @@ creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
     model = v->str;
 
-    v = creor_json_get(ctx->json, "messages");
+    v = &m[CREOR_CHAT_MESSAGES];
 
-    if (v == NULL || v->type == CREOR_JSON_NULL) {
+    if (!v->found || v->type == CREOR_JSON_NULL) {
         return creor_fail(r, NGX_HTTP_BAD_REQUEST, "MISSING_FIELD",
                           "messages", "The 'messages' field is required.");
     }
@@ -104,9 +157,9 @@ creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                           "messages", "'messages' must be an array.");
     }
 
-    stream = creor_json_get(ctx->json, "stream");
+    stream = &m[CREOR_CHAT_STREAM];
 
-    if (stream && stream->type != CREOR_JSON_NULL
+    if (stream->found && stream->type != CREOR_JSON_NULL
         && stream->type != CREOR_JSON_TRUE
         && stream->type != CREOR_JSON_FALSE)
     {
@@ -114,19 +167,17 @@ creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                           "stream", "'stream' must be a boolean.");
     }
 
-    opts = creor_json_get(ctx->json, "stream_options");
-    usage = NULL;
+    opts = &m[CREOR_CHAT_OPTIONS];
+    usage = &m[CREOR_CHAT_USAGE];
 
-    if (opts && opts->type != CREOR_JSON_NULL) {
+    if (opts->found && opts->type != CREOR_JSON_NULL) {
         if (opts->type != CREOR_JSON_OBJECT) {
             return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
                               "stream_options",
                               "'stream_options' must be an object.");
         }
 
-        usage = creor_json_get(opts, "include_usage");
-
-        if (usage && usage->type != CREOR_JSON_NULL
+        if (usage->found && usage->type != CREOR_JSON_NULL
             && usage->type != CREOR_JSON_TRUE
             && usage->type != CREOR_JSON_FALSE)
         {
@@ -138,8 +189,6 @@ creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     }
 
     /* "provider/name": the provider's route, and its own model name */
-
-    lcf = ngx_http_get_module_loc_conf(r, ngx_creor_module);
 
     pv = creor_provider_find(lcf->providers, &model, &name);
 
@@ -159,7 +208,7 @@ creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     chat->provider = pv;
     chat->model = model;
     chat->retries = lcf->provider_retries;
-    chat->stream = (stream && stream->type == CREOR_JSON_TRUE);
+    chat->stream = (stream->found && stream->type == CREOR_JSON_TRUE);
     chat->frame.request_id = ctx->request_id;
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
@@ -172,58 +221,12 @@ creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
     /* usage is always asked for a stream; the client sees it if it asked */
 
-    if (chat->stream && !(usage && usage->type == CREOR_JSON_TRUE)) {
+    if (chat->stream && !(usage->found && usage->type == CREOR_JSON_TRUE)) {
         chat->frame.strip_usage = 1;
-
-        if (opts == NULL || opts->type != CREOR_JSON_OBJECT) {
-            opts = creor_json_new(r->pool, CREOR_JSON_OBJECT, NULL, 0);
-
-            if (opts == NULL
-                || creor_json_set(ctx->json, "stream_options", opts)
-                   != NGX_OK)
-            {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            opts = creor_json_get(ctx->json, "stream_options");
-        }
-
-        if (creor_json_set(opts, "include_usage",
-                           creor_json_new(r->pool, CREOR_JSON_TRUE, NULL, 0))
-            != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
     }
 
-    rc = creor_chat_rewrite(chat, &name, chat->frame.strip_usage ? opts : NULL);
-
-    if (rc == NGX_ERROR) {
+    if (creor_chat_rewrite(chat, &name, m) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (rc == NGX_DECLINED) {
-
-        /* a member name with escapes: the body is made from its parse */
-
-        if (creor_json_set(ctx->json, "model",
-                           creor_json_new(r->pool, CREOR_JSON_STRING,
-                                          (char *) name.data, name.len))
-            != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        g = creor_gen_create(r);
-        if (g == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        creor_gen_value(g, ctx->json);
-
-        if (creor_gen_result(r, g, &chat->body) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
     }
 
     ctx->data = chat;
@@ -281,148 +284,96 @@ creor_chat_cleanup(void *data)
 
 /*
  * The body towards the provider: the client's bytes with the value of
- * "model" replaced (and "stream_options" when usage is asked for the
- * client), so every other field reaches the provider exactly as sent.
- * NGX_DECLINED: a top-level member name has an escape; the caller then
- * makes the body from the parsed tree.
+ * "model" replaced (and "include_usage": true put into "stream_options"
+ * when only the module asks for usage), so every other field reaches the
+ * provider exactly as sent.
  */
 
 static ngx_int_t
-creor_chat_rewrite(creor_chat_t *chat, ngx_str_t *name, creor_json_t *opts)
+creor_chat_rewrite(creor_chat_t *chat, ngx_str_t *name,
+    creor_json_member_t *m)
 {
-    u_char            *p, *last, *ks, *ke, *vs, *ve, *out;
-    size_t             len;
-    yajl_gen           g;
-    ngx_str_t          o;
-    ngx_uint_t         i, n;
-    creor_chat_edit_t  edit[2], tmp;
+    u_char               *p, *last, *out;
+    size_t                len;
+    ngx_uint_t            i, n;
+    creor_chat_edit_t     edit[2], tmp;
+    creor_json_member_t  *opts, *usage;
 
     p = chat->ctx->body.data;
     last = p + chat->ctx->body.len;
-    n = 0;
-    o.len = 0;
 
-    if (opts) {
-        g = creor_gen_create(chat->r);
-        if (g == NULL) {
-            return NGX_ERROR;
+    edit[0].start = m[CREOR_CHAT_MODEL].start;
+    edit[0].end = m[CREOR_CHAT_MODEL].end;
+    edit[0].model = 1;
+    edit[0].value.data = NULL;
+    edit[0].value.len = 2 + name->len
+                        + ngx_escape_json(NULL, name->data, name->len);
+    n = 1;
+
+    opts = &m[CREOR_CHAT_OPTIONS];
+    usage = &m[CREOR_CHAT_USAGE];
+
+    if (chat->frame.strip_usage) {
+        edit[1].model = 0;
+
+        if (opts->found && opts->type == CREOR_JSON_OBJECT) {
+
+            if (usage->found) {
+                edit[1].start = usage->start;
+                edit[1].end = usage->end;
+                ngx_str_set(&edit[1].value, "true");
+
+            } else {
+                /* last in the object: a comma if others are before */
+
+                edit[1].start = opts->end - 1;
+                edit[1].end = edit[1].start;
+                ngx_str_set(&edit[1].value, ",\"include_usage\":true");
+
+                for (p = opts->start + 1; p < edit[1].start; p++) {
+                    if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n'
+                        && *p != '\f' && *p != '\v')
+                    {
+                        break;
+                    }
+                }
+
+                if (p == edit[1].start) {
+                    edit[1].value.data++;
+                    edit[1].value.len--;
+                }
+            }
+
+        } else if (opts->found) {
+            edit[1].start = opts->start;
+            edit[1].end = opts->end;
+            ngx_str_set(&edit[1].value, "{\"include_usage\":true}");
+
+        } else {
+            /* last in the body, before its closing brace */
+
+            for (p = last; p > chat->ctx->body.data && p[-1] != '}'; p--) {
+                /* void */
+            }
+
+            edit[1].start = p - 1;
+            edit[1].end = edit[1].start;
+            ngx_str_set(&edit[1].value,
+                        ",\"stream_options\":{\"include_usage\":true}");
         }
 
-        creor_gen_value(g, opts);
+        n = 2;
 
-        if (creor_gen_result(chat->r, g, &o) != NGX_OK) {
-            return NGX_ERROR;
+        if (edit[1].start < edit[0].start) {
+            tmp = edit[0];
+            edit[0] = edit[1];
+            edit[1] = tmp;
         }
-    }
-
-    p = creor_chat_space(p, last);
-
-    if (p == last || *p++ != '{') {
-        return NGX_DECLINED;
-    }
-
-    for ( ;; ) {
-        p = creor_chat_space(p, last);
-
-        if (p == last || *p != '"') {
-            return NGX_DECLINED;
-        }
-
-        ks = p + 1;
-        p = creor_chat_skip(p, last);
-
-        if (p == NULL) {
-            return NGX_DECLINED;
-        }
-
-        ke = p - 1;
-
-        if (ngx_strlchr(ks, ke, '\\')) {
-            return NGX_DECLINED;
-        }
-
-        p = creor_chat_space(p, last);
-
-        if (p == last || *p++ != ':') {
-            return NGX_DECLINED;
-        }
-
-        vs = creor_chat_space(p, last);
-        ve = creor_chat_skip(vs, last);
-
-        if (ve == NULL) {
-            return NGX_DECLINED;
-        }
-
-        if (ke - ks == 5 && ngx_strncmp(ks, "model", 5) == 0) {
-            edit[n].start = vs;
-            edit[n].end = ve;
-            edit[n].model = 1;
-            n++;
-
-        } else if (opts && ke - ks == 14
-                   && ngx_strncmp(ks, "stream_options", 14) == 0)
-        {
-            edit[n].start = vs;
-            edit[n].end = ve;
-            edit[n].model = 0;
-            edit[n].value = o;
-            n++;
-            opts = NULL;
-        }
-
-        p = creor_chat_space(ve, last);
-
-        if (p < last && *p == ',') {
-            p++;
-            continue;
-        }
-
-        if (p < last && *p == '}') {
-            break;
-        }
-
-        return NGX_DECLINED;
-    }
-
-    if (n == 0 || n > 1 + (o.len != 0)) {
-        return NGX_DECLINED;
-    }
-
-    /* no stream_options yet: added last */
-
-    if (opts) {
-        edit[n].start = p;
-        edit[n].end = p;
-        edit[n].model = 0;
-        edit[n].value.len = sizeof(",\"stream_options\":") - 1 + o.len;
-        edit[n].value.data = ngx_pnalloc(chat->r->pool, edit[n].value.len);
-
-        if (edit[n].value.data == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(ngx_cpymem(edit[n].value.data, ",\"stream_options\":",
-                              sizeof(",\"stream_options\":") - 1),
-                   o.data, o.len);
-        n++;
-    }
-
-    if (n == 2 && edit[1].start < edit[0].start) {
-        tmp = edit[0];
-        edit[0] = edit[1];
-        edit[1] = tmp;
     }
 
     len = chat->ctx->body.len;
 
     for (i = 0; i < n; i++) {
-        if (edit[i].model) {
-            edit[i].value.len = 2 + name->len
-                                + ngx_escape_json(NULL, name->data,
-                                                  name->len);
-        }
-
         len += edit[i].value.len - (edit[i].end - edit[i].start);
     }
 
@@ -453,88 +404,6 @@ creor_chat_rewrite(creor_chat_t *chat, ngx_str_t *name, creor_json_t *opts)
     chat->body.len = out - chat->body.data;
 
     return NGX_OK;
-}
-
-
-static u_char *
-creor_chat_space(u_char *p, u_char *last)
-{
-    while (p < last
-           && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
-    {
-        p++;
-    }
-
-    return p;
-}
-
-
-/* past the JSON value at p (the body is known to be valid JSON) */
-
-static u_char *
-creor_chat_skip(u_char *p, u_char *last)
-{
-    ngx_uint_t  depth, str, esc;
-
-    if (p == last) {
-        return NULL;
-    }
-
-    if (*p != '"' && *p != '{' && *p != '[') {
-        while (p < last && *p != ',' && *p != '}' && *p != ']'
-               && *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
-        {
-            p++;
-        }
-
-        return p;
-    }
-
-    depth = 0;
-    str = 0;
-    esc = 0;
-
-    for ( /* void */ ; p < last; p++) {
-        if (str) {
-            if (esc) {
-                esc = 0;
-
-            } else if (*p == '\\') {
-                esc = 1;
-
-            } else if (*p == '"') {
-                str = 0;
-
-                if (depth == 0) {
-                    return p + 1;
-                }
-            }
-
-            continue;
-        }
-
-        switch (*p) {
-
-        case '"':
-            str = 1;
-            break;
-
-        case '{':
-        case '[':
-            depth++;
-            break;
-
-        case '}':
-        case ']':
-            if (--depth == 0) {
-                return p + 1;
-            }
-
-            break;
-        }
-    }
-
-    return NULL;
 }
 
 

@@ -42,6 +42,39 @@ typedef struct {
 } creor_json_parser_t;
 
 
+/* creor_json_scan(): what a tree would check, without the tree */
+
+#define CREOR_JSON_SCAN_KEYS  64        /* member names on the stack */
+
+typedef struct {
+    ngx_uint_t          object;
+    ngx_uint_t          first;      /* its member names in keys */
+    ngx_int_t           member;     /* its index in m; -2: not reported */
+} creor_json_level_t;
+
+
+typedef struct {
+    ngx_pool_t           *pool;
+    yajl_handle           h;
+    u_char               *data;
+    u_char               *last;
+    ngx_uint_t            root;       /* type of the root, +1; 0: none */
+    ngx_str_t             key;        /* pending member name */
+    u_char               *key_end;    /* in the text */
+    ngx_uint_t            depth;
+    ngx_uint_t            values;
+    ngx_uint_t            max;
+    ngx_flag_t            too_many;
+    const char           *error;
+    creor_json_member_t  *m;
+    ngx_uint_t            n;
+    ngx_str_t            *keys;       /* names of the open objects */
+    ngx_uint_t            nkeys;
+    ngx_uint_t            nalloc;
+    creor_json_level_t    open[CREOR_JSON_MAX_DEPTH];
+} creor_json_scanner_t;
+
+
 static int32_t creor_utf8_next(u_char **pp, u_char *last);
 static ngx_int_t creor_json_check_text(u_char *p, size_t len);
 static creor_json_t *creor_json_add(creor_json_parser_t *p, ngx_uint_t type);
@@ -53,6 +86,18 @@ static int creor_json_start_map(void *ctx);
 static int creor_json_map_key(void *ctx, const unsigned char *s, size_t len);
 static int creor_json_end(void *ctx);
 static int creor_json_start_array(void *ctx);
+static ngx_int_t creor_json_scan_value(creor_json_scanner_t *sc,
+    ngx_uint_t type, const u_char *s, size_t len);
+static int creor_json_scan_null(void *ctx);
+static int creor_json_scan_boolean(void *ctx, int b);
+static int creor_json_scan_number(void *ctx, const char *s, size_t len);
+static int creor_json_scan_string(void *ctx, const unsigned char *s,
+    size_t len);
+static int creor_json_scan_start_map(void *ctx);
+static int creor_json_scan_map_key(void *ctx, const unsigned char *s,
+    size_t len);
+static int creor_json_scan_start_array(void *ctx);
+static int creor_json_scan_end(void *ctx);
 static void creor_gen_cleanup(void *data);
 
 
@@ -68,6 +113,21 @@ static yajl_callbacks  creor_json_callbacks = {
     creor_json_end,
     creor_json_start_array,
     creor_json_end
+};
+
+
+static yajl_callbacks  creor_json_scan_callbacks = {
+    creor_json_scan_null,
+    creor_json_scan_boolean,
+    NULL,
+    NULL,
+    creor_json_scan_number,
+    creor_json_scan_string,
+    creor_json_scan_start_map,
+    creor_json_scan_map_key,
+    creor_json_scan_end,
+    creor_json_scan_start_array,
+    creor_json_scan_end
 };
 
 
@@ -143,6 +203,331 @@ creor_json_parse_max(ngx_pool_t *pool, u_char *data, size_t len,
     }
 
     return p.root;
+}
+
+
+/*
+ * The checks of creor_json_parse_max() (text, values, depth, member
+ * names) without a tree: only the members listed in m are reported,
+ * with where their values are in the text, for a handler that passes the
+ * client's bytes on.  *root is the type of the document's root, +1 (0:
+ * an empty document).
+ */
+
+ngx_int_t
+creor_json_scan(ngx_pool_t *pool, u_char *data, size_t len, ngx_uint_t max,
+    creor_json_member_t *m, ngx_uint_t n, ngx_uint_t *root,
+    ngx_flag_t *too_many, u_char *err, size_t errlen)
+{
+    ngx_str_t              keys[CREOR_JSON_SCAN_KEYS];
+    yajl_status            st;
+    creor_json_scanner_t   sc;
+
+    *too_many = 0;
+    *root = 0;
+
+    if (creor_json_check_text(data, len) != NGX_OK) {
+        ngx_cpystrn(err, (u_char *) "The body is not valid UTF-8 text, or has "
+                    "an unpaired surrogate escape.", errlen);
+        return NGX_ERROR;
+    }
+
+    sc.pool = pool;
+    sc.data = data;
+    sc.last = data + len;
+    sc.root = 0;
+    sc.key.len = 0;
+    sc.key_end = NULL;
+    sc.depth = 0;
+    sc.values = 0;
+    sc.max = max;
+    sc.too_many = 0;
+    sc.error = NULL;
+    sc.m = m;
+    sc.n = n;
+    sc.keys = keys;
+    sc.nkeys = 0;
+    sc.nalloc = CREOR_JSON_SCAN_KEYS;
+
+    sc.h = yajl_alloc(&creor_json_scan_callbacks, NULL, &sc);
+    if (sc.h == NULL) {
+        ngx_cpystrn(err, (u_char *) "out of memory", errlen);
+        return NGX_ERROR;
+    }
+
+    st = yajl_parse(sc.h, data, len);
+
+    if (st == yajl_status_ok) {
+        st = yajl_complete_parse(sc.h);
+    }
+
+    if (st != yajl_status_ok) {
+        *too_many = sc.too_many;
+
+        if (sc.error) {
+            ngx_cpystrn(err, (u_char *) sc.error, errlen);
+
+        } else {
+            ngx_snprintf(err, errlen - 1, "Invalid JSON at byte %uz.%Z",
+                         yajl_get_bytes_consumed(sc.h));
+        }
+
+        yajl_free(sc.h);
+        return NGX_ERROR;
+    }
+
+    yajl_free(sc.h);
+
+    if (sc.root == 0) {
+        ngx_cpystrn(err, (u_char *) "The body is empty.", errlen);
+    }
+
+    *root = sc.root;
+
+    return NGX_OK;
+}
+
+
+/* a value: counted, its member name checked, reported if it is listed */
+
+static ngx_int_t
+creor_json_scan_value(creor_json_scanner_t *sc, ngx_uint_t type,
+    const u_char *s, size_t len)
+{
+    u_char              *p;
+    ngx_str_t           *k;
+    ngx_uint_t           i;
+    ngx_int_t            parent;
+    creor_json_level_t  *open;
+    creor_json_member_t *mb;
+
+    if (sc->max && ++sc->values > sc->max) {
+        sc->error = "The body has too many JSON values.";
+        sc->too_many = 1;
+        return NGX_ERROR;
+    }
+
+    if (sc->depth == 0) {
+        sc->root = type + 1;
+        return NGX_DECLINED;
+    }
+
+    open = &sc->open[sc->depth - 1];
+
+    if (!open->object) {
+        return NGX_DECLINED;
+    }
+
+    if (sc->nkeys - open->first == CREOR_JSON_MAX_MEMBERS) {
+        sc->error = "An object has too many members.";
+        return NGX_ERROR;
+    }
+
+    for (i = open->first; i < sc->nkeys; i++) {
+        if (sc->keys[i].len == sc->key.len
+            && ngx_memcmp(sc->keys[i].data, sc->key.data, sc->key.len) == 0)
+        {
+            sc->error = "An object has a duplicate member name.";
+            return NGX_ERROR;
+        }
+    }
+
+    if (sc->nkeys == sc->nalloc) {
+        k = ngx_palloc(sc->pool, 2 * sc->nalloc * sizeof(ngx_str_t));
+        if (k == NULL) {
+            sc->error = "out of memory";
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(k, sc->keys, sc->nkeys * sizeof(ngx_str_t));
+        sc->keys = k;
+        sc->nalloc *= 2;
+    }
+
+    sc->keys[sc->nkeys++] = sc->key;
+
+    parent = (sc->depth == 1) ? -1 : open->member;
+
+    if (parent == -2) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < sc->n; i++) {
+        mb = &sc->m[i];
+
+        if (mb->parent == parent
+            && ngx_strlen(mb->name) == sc->key.len
+            && ngx_memcmp(mb->name, sc->key.data, sc->key.len) == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == sc->n) {
+        return NGX_DECLINED;
+    }
+
+    mb->found = 1;
+    mb->type = type;
+
+    /* the value starts after the name's ':' */
+
+    for (p = sc->key_end;
+         p < sc->last && (*p == ':' || *p == ' ' || *p == '\t'
+                          || *p == '\r' || *p == '\n' || *p == '\f'
+                          || *p == '\v');
+         p++)
+    {
+        /* void */
+    }
+
+    mb->start = p;
+    mb->end = sc->data + yajl_get_bytes_consumed(sc->h);
+
+    if (type == CREOR_JSON_STRING) {
+        mb->str.data = ngx_pnalloc(sc->pool, len + 1);
+        if (mb->str.data == NULL) {
+            sc->error = "out of memory";
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(mb->str.data, s, len);
+        mb->str.data[len] = '\0';
+        mb->str.len = len;
+    }
+
+    return i;
+}
+
+
+static int
+creor_json_scan_null(void *ctx)
+{
+    return creor_json_scan_value(ctx, CREOR_JSON_NULL, NULL, 0) != NGX_ERROR;
+}
+
+
+static int
+creor_json_scan_boolean(void *ctx, int b)
+{
+    return creor_json_scan_value(ctx, b ? CREOR_JSON_TRUE : CREOR_JSON_FALSE,
+                                 NULL, 0)
+           != NGX_ERROR;
+}
+
+
+static int
+creor_json_scan_number(void *ctx, const char *s, size_t len)
+{
+    return creor_json_scan_value(ctx, CREOR_JSON_NUMBER, NULL, 0)
+           != NGX_ERROR;
+}
+
+
+static int
+creor_json_scan_string(void *ctx, const unsigned char *s, size_t len)
+{
+    creor_json_scanner_t  *sc = ctx;
+
+    if (creor_json_scan_value(sc, CREOR_JSON_STRING, s, len) == NGX_ERROR) {
+        return 0;
+    }
+
+    if (ngx_strlchr((u_char *) s, (u_char *) s + len, '\0')) {
+        sc->error = "Strings may not contain \\u0000.";
+        return 0;
+    }
+
+    return 1;
+}
+
+
+static int
+creor_json_scan_open(creor_json_scanner_t *sc, ngx_uint_t type)
+{
+    ngx_int_t            i;
+    creor_json_level_t  *open;
+
+    if (sc->depth == CREOR_JSON_MAX_DEPTH) {
+        sc->error = "JSON nesting is too deep.";
+        return 0;
+    }
+
+    i = creor_json_scan_value(sc, type, NULL, 0);
+    if (i == NGX_ERROR) {
+        return 0;
+    }
+
+    open = &sc->open[sc->depth++];
+    open->object = (type == CREOR_JSON_OBJECT);
+    open->first = sc->nkeys;
+    open->member = (i == NGX_DECLINED) ? -2 : i;
+
+    return 1;
+}
+
+
+static int
+creor_json_scan_start_map(void *ctx)
+{
+    return creor_json_scan_open(ctx, CREOR_JSON_OBJECT);
+}
+
+
+static int
+creor_json_scan_start_array(void *ctx)
+{
+    return creor_json_scan_open(ctx, CREOR_JSON_ARRAY);
+}
+
+
+static int
+creor_json_scan_map_key(void *ctx, const unsigned char *s, size_t len)
+{
+    creor_json_scanner_t  *sc = ctx;
+
+    if (ngx_strlchr((u_char *) s, (u_char *) s + len, '\0')) {
+        sc->error = "Strings may not contain \\u0000.";
+        return 0;
+    }
+
+    /* a name with escapes is in yajl's buffer, which a value reuses */
+
+    if ((u_char *) s >= sc->data && (u_char *) s < sc->last) {
+        sc->key.data = (u_char *) s;
+
+    } else {
+        sc->key.data = ngx_pnalloc(sc->pool, len + 1);
+        if (sc->key.data == NULL) {
+            sc->error = "out of memory";
+            return 0;
+        }
+
+        ngx_memcpy(sc->key.data, s, len);
+    }
+
+    sc->key.len = len;
+    sc->key_end = sc->data + yajl_get_bytes_consumed(sc->h);
+
+    return 1;
+}
+
+
+static int
+creor_json_scan_end(void *ctx)
+{
+    creor_json_scanner_t  *sc = ctx;
+
+    creor_json_level_t  *open;
+
+    open = &sc->open[--sc->depth];
+    sc->nkeys = open->first;
+
+    if (open->member >= 0) {
+        sc->m[open->member].end = sc->data + yajl_get_bytes_consumed(sc->h);
+    }
+
+    return 1;
 }
 
 

@@ -722,6 +722,10 @@ creor_dispatch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
+        if (ctx->route->flags & CREOR_ROUTE_JSON_SCAN) {
+            return creor_handler_done(r, ctx, ctx->route->handler(r, ctx));
+        }
+
         if (ctx->body.len == 0 || ctx->multipart) {
             ctx->json = ngx_pcalloc(r->pool, sizeof(creor_json_t));
             if (ctx->json == NULL) {

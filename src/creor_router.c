@@ -170,7 +170,8 @@ static creor_route_t  creor_routes[] = {
       CREOR_DO_READ, 0, NULL },
 
     { CREOR_POST, "/v1/chat/completions", "chat.completions",
-      creor_chat_create, CREOR_PERM_WRITE, "chat:create", NULL, 0,
+      creor_chat_create, CREOR_PERM_WRITE, "chat:create", NULL,
+      CREOR_ROUTE_JSON_SCAN,
       CREOR_DO_CREATE, 0, NULL },
 
     /* before /v1/webhooks/:webhook, which would take its path */

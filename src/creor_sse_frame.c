@@ -334,7 +334,7 @@ creor_sse_frame_keep(creor_sse_frame_t *f, u_char *p, u_char *last)
 
     /* the usage chunk of its own has no choices */
 
-    u = creor_sse_frame_member(d, end, "choices");
+    u = creor_sse_frame_member(d, end, "\"choices\"");
 
     if (f->strip_usage && u && *u == '[') {
         for (u++; u < end && (*u == ' ' || *u == '\t'); u++) {
@@ -351,8 +351,8 @@ creor_sse_frame_keep(creor_sse_frame_t *f, u_char *p, u_char *last)
 
 
 /*
- * Where the value of a member named name starts in the JSON text
- * [p, last), or NULL.  A name in quotes cannot occur inside a string
+ * Where the value of a member named name (in quotes) starts in the JSON
+ * text [p, last), or NULL.  A name in quotes cannot occur inside a string
  * (its quotes would be escaped there), so a text search is enough for
  * the flat chunks and answers of a provider.
  */
@@ -362,31 +362,36 @@ creor_sse_frame_member(u_char *p, u_char *last, const char *name)
 {
     u_char  *u;
     size_t   n;
-    u_char   key[32];
 
-    n = ngx_sprintf(key, "\"%s\"", name) - key;
+    /* name is quoted; memmem() is word-wise, this runs on every answer */
 
-    u = ngx_strlcasestrn(p, last, key, n - 1);
-    if (u == NULL) {
-        return NULL;
+    n = ngx_strlen(name);
+
+    for ( ;; ) {
+        u = memmem(p, last - p, name, n);
+        if (u == NULL) {
+            return NULL;
+        }
+
+        /* a string value that reads the same is passed over */
+
+        for (p = u + n; p < last && (*p == ' ' || *p == '\t'); p++) {
+            /* void */
+        }
+
+        if (p < last && *p == ':') {
+            break;
+        }
     }
 
-    for (u += n; u < last && (*u == ' ' || *u == '\t'); u++) {
-        /* void */
-    }
-
-    if (u == last || *u != ':') {
-        return NULL;
-    }
-
-    for (u++; u < last && (*u == ' ' || *u == '\t' || *u == '\r'
-                           || *u == '\n');
-         u++)
+    for (p++; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
+                           || *p == '\n');
+         p++)
     {
         /* void */
     }
 
-    return u < last ? u : NULL;
+    return p < last ? p : NULL;
 }
 
 
@@ -401,7 +406,7 @@ creor_sse_frame_usage(creor_sse_frame_t *f, u_char *p, u_char *last)
     u_char      *u, *s;
     ngx_uint_t   depth, str, esc;
 
-    u = creor_sse_frame_member(p, last, "usage");
+    u = creor_sse_frame_member(p, last, "\"usage\"");
 
     if (u == NULL || *u != '{') {
         return NGX_DECLINED;
@@ -443,13 +448,14 @@ creor_sse_frame_usage(creor_sse_frame_t *f, u_char *p, u_char *last)
 
     /* two counts: read in place, no parser for them */
 
-    if (creor_sse_frame_count(u, s, "prompt_tokens", &f->input_tokens)
+    if (creor_sse_frame_count(u, s, "\"prompt_tokens\"", &f->input_tokens)
         == NGX_OK)
     {
         f->usage = 1;
     }
 
-    if (creor_sse_frame_count(u, s, "completion_tokens", &f->output_tokens)
+    if (creor_sse_frame_count(u, s, "\"completion_tokens\"",
+                              &f->output_tokens)
         == NGX_OK)
     {
         f->usage = 1;

@@ -66,6 +66,8 @@
 #define CREOR_DO_UPDATE      3
 #define CREOR_DO_DELETE      4
 #define CREOR_ROUTE_PUBLIC                0x20  /* no credentials: health */
+/* the handler checks its JSON body itself (creor_json_scan()): no tree */
+#define CREOR_ROUTE_JSON_SCAN             0x40
 
 #define CREOR_VERSION             "0.2.0"
 
@@ -97,6 +99,22 @@ struct creor_json_s {
     creor_json_t           *next;
     ngx_pool_t             *pool;       /* where its copies are made */
 };
+
+
+/*
+ * A member creor_json_scan() reports: of the top-level object (parent
+ * -1), or of the object that is member parent of this list.
+ */
+
+typedef struct {
+    const char             *name;
+    ngx_int_t               parent;
+    ngx_flag_t              found;
+    ngx_uint_t              type;
+    ngx_str_t               str;        /* a string's value, copied */
+    u_char                 *start;      /* the value's bytes in the text */
+    u_char                 *end;
+} creor_json_member_t;
 
 
 #define CREOR_SHARED_SLOTS  4096
@@ -380,6 +398,9 @@ creor_json_t *creor_json_parse(ngx_pool_t *pool, u_char *data, size_t len,
 creor_json_t *creor_json_parse_max(ngx_pool_t *pool, u_char *data,
     size_t len, ngx_uint_t max, ngx_flag_t *too_many, u_char *err,
     size_t errlen);
+ngx_int_t creor_json_scan(ngx_pool_t *pool, u_char *data, size_t len,
+    ngx_uint_t max, creor_json_member_t *m, ngx_uint_t n, ngx_uint_t *root,
+    ngx_flag_t *too_many, u_char *err, size_t errlen);
 creor_json_t *creor_json_get(creor_json_t *obj, const char *name);
 creor_json_t *creor_json_new(ngx_pool_t *pool, ngx_uint_t type,
     const char *s, size_t len);
