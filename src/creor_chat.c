@@ -94,15 +94,15 @@ creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
      */
 
     ngx_memzero(m, sizeof(m));
-    m[CREOR_CHAT_MODEL].name = "model";
+    ngx_str_set(&m[CREOR_CHAT_MODEL].name, "model");
     m[CREOR_CHAT_MODEL].parent = -1;
-    m[CREOR_CHAT_MESSAGES].name = "messages";
+    ngx_str_set(&m[CREOR_CHAT_MESSAGES].name, "messages");
     m[CREOR_CHAT_MESSAGES].parent = -1;
-    m[CREOR_CHAT_STREAM].name = "stream";
+    ngx_str_set(&m[CREOR_CHAT_STREAM].name, "stream");
     m[CREOR_CHAT_STREAM].parent = -1;
-    m[CREOR_CHAT_OPTIONS].name = "stream_options";
+    ngx_str_set(&m[CREOR_CHAT_OPTIONS].name, "stream_options");
     m[CREOR_CHAT_OPTIONS].parent = -1;
-    m[CREOR_CHAT_USAGE].name = "include_usage";
+    ngx_str_set(&m[CREOR_CHAT_USAGE].name, "include_usage");
     m[CREOR_CHAT_USAGE].parent = CREOR_CHAT_OPTIONS;
 
     if (ctx->body.len) {

@@ -49,7 +49,7 @@ typedef struct {
 typedef struct {
     ngx_uint_t          object;
     ngx_uint_t          first;      /* its member names in keys */
-    ngx_int_t           member;     /* its index in m; -2: not reported */
+    ngx_int_t           member;     /* its index in m, or NGX_DECLINED */
 } creor_json_level_t;
 
 
@@ -86,6 +86,12 @@ static int creor_json_start_map(void *ctx);
 static int creor_json_map_key(void *ctx, const unsigned char *s, size_t len);
 static int creor_json_end(void *ctx);
 static int creor_json_start_array(void *ctx);
+static ngx_int_t creor_json_scan_fast(creor_json_scanner_t *sc);
+static u_char *creor_json_space(u_char *p, u_char *last);
+static u_char *creor_json_fast_string(u_char *p, u_char *last,
+    ngx_flag_t *esc);
+static u_char *creor_json_fast_number(u_char *p, u_char *last);
+static ngx_int_t creor_json_scan_name(creor_json_scanner_t *sc);
 static ngx_int_t creor_json_scan_value(creor_json_scanner_t *sc,
     ngx_uint_t type, const u_char *s, size_t len);
 static int creor_json_scan_null(void *ctx);
@@ -219,18 +225,13 @@ creor_json_scan(ngx_pool_t *pool, u_char *data, size_t len, ngx_uint_t max,
     creor_json_member_t *m, ngx_uint_t n, ngx_uint_t *root,
     ngx_flag_t *too_many, u_char *err, size_t errlen)
 {
+    ngx_uint_t             i;
     ngx_str_t              keys[CREOR_JSON_SCAN_KEYS];
     yajl_status            st;
     creor_json_scanner_t   sc;
 
     *too_many = 0;
     *root = 0;
-
-    if (creor_json_check_text(data, len) != NGX_OK) {
-        ngx_cpystrn(err, (u_char *) "The body is not valid UTF-8 text, or has "
-                    "an unpaired surrogate escape.", errlen);
-        return NGX_ERROR;
-    }
 
     sc.pool = pool;
     sc.data = data;
@@ -248,6 +249,28 @@ creor_json_scan(ngx_pool_t *pool, u_char *data, size_t len, ngx_uint_t max,
     sc.keys = keys;
     sc.nkeys = 0;
     sc.nalloc = CREOR_JSON_SCAN_KEYS;
+
+    if (creor_json_scan_fast(&sc) == NGX_OK) {
+        *root = CREOR_JSON_OBJECT + 1;
+        return NGX_OK;
+    }
+
+    /* anything else is yajl's to decide, as a tree's parse would */
+
+    for (i = 0; i < n; i++) {
+        m[i].found = 0;
+    }
+
+    sc.depth = 0;
+    sc.values = 0;
+    sc.nkeys = 0;
+    sc.error = NULL;
+
+    if (creor_json_check_text(data, len) != NGX_OK) {
+        ngx_cpystrn(err, (u_char *) "The body is not valid UTF-8 text, or has "
+                    "an unpaired surrogate escape.", errlen);
+        return NGX_ERROR;
+    }
 
     sc.h = yajl_alloc(&creor_json_scan_callbacks, NULL, &sc);
     if (sc.h == NULL) {
@@ -288,35 +311,424 @@ creor_json_scan(ngx_pool_t *pool, u_char *data, size_t len, ngx_uint_t max,
 }
 
 
-/* a value: counted, its member name checked, reported if it is listed */
+/*
+ * The usual body in one pass, without yajl: an object, strictly valid
+ * JSON and UTF-8, no member name with an escape, within the limits.
+ * NGX_DECLINED for anything else, which the yajl scan then decides with
+ * its error message: this pass never refuses a body itself.
+ */
 
 static ngx_int_t
-creor_json_scan_value(creor_json_scanner_t *sc, ngx_uint_t type,
-    const u_char *s, size_t len)
+creor_json_scan_fast(creor_json_scanner_t *sc)
 {
-    u_char              *p;
-    ngx_str_t           *k;
-    ngx_uint_t           i;
-    ngx_int_t            parent;
-    creor_json_level_t  *open;
-    creor_json_member_t *mb;
+    u_char               *p, *last, *s;
+    ngx_int_t             i;
+    ngx_flag_t            esc;
+    creor_json_level_t   *open;
+    creor_json_member_t  *mb;
 
-    if (sc->max && ++sc->values > sc->max) {
-        sc->error = "The body has too many JSON values.";
-        sc->too_many = 1;
-        return NGX_ERROR;
+    p = sc->data;
+    last = sc->last;
+
+    p = creor_json_space(p, last);
+
+    if (p == last || *p != '{') {
+        return NGX_DECLINED;
     }
 
+    mb = NULL;
+
+value:
+
+    /* a value starts at p */
+
+    if (sc->max && ++sc->values > sc->max) {
+        return NGX_DECLINED;
+    }
+
+    i = NGX_DECLINED;
+
+    if (sc->depth && sc->open[sc->depth - 1].object) {
+        i = creor_json_scan_name(sc);
+        if (i == NGX_ERROR) {
+            return NGX_DECLINED;
+        }
+    }
+
+    mb = (i >= 0) ? &sc->m[i] : NULL;
+
+    if (mb) {
+        mb->found = 1;
+        mb->start = p;
+    }
+
+    switch (*p) {
+
+    case '{':
+    case '[':
+        if (sc->depth == CREOR_JSON_MAX_DEPTH) {
+            return NGX_DECLINED;
+        }
+
+        open = &sc->open[sc->depth++];
+        open->object = (*p == '{');
+        open->first = sc->nkeys;
+        open->member = i;
+
+        if (mb) {
+            mb->type = open->object ? CREOR_JSON_OBJECT : CREOR_JSON_ARRAY;
+        }
+
+        p = creor_json_space(p + 1, last);
+
+        if (p == last) {
+            return NGX_DECLINED;
+        }
+
+        if (*p == (open->object ? '}' : ']')) {
+            goto close;
+        }
+
+        if (open->object) {
+            goto name;
+        }
+
+        goto value;
+
+    case '"':
+        s = creor_json_fast_string(p + 1, last, &esc);
+
+        if (s == NULL || (mb && esc)) {
+            return NGX_DECLINED;
+        }
+
+        if (mb) {
+            mb->type = CREOR_JSON_STRING;
+            mb->str.data = p + 1;
+            mb->str.len = s - 1 - (p + 1);
+        }
+
+        p = s;
+        break;
+
+    case 't':
+        if (last - p < 4 || ngx_strncmp(p, "true", 4) != 0) {
+            return NGX_DECLINED;
+        }
+
+        if (mb) {
+            mb->type = CREOR_JSON_TRUE;
+        }
+
+        p += 4;
+        break;
+
+    case 'f':
+        if (last - p < 5 || ngx_strncmp(p, "false", 5) != 0) {
+            return NGX_DECLINED;
+        }
+
+        if (mb) {
+            mb->type = CREOR_JSON_FALSE;
+        }
+
+        p += 5;
+        break;
+
+    case 'n':
+        if (last - p < 4 || ngx_strncmp(p, "null", 4) != 0) {
+            return NGX_DECLINED;
+        }
+
+        if (mb) {
+            mb->type = CREOR_JSON_NULL;
+        }
+
+        p += 4;
+        break;
+
+    default:
+        p = creor_json_fast_number(p, last);
+
+        if (p == NULL) {
+            return NGX_DECLINED;
+        }
+
+        if (mb) {
+            mb->type = CREOR_JSON_NUMBER;
+        }
+    }
+
+    if (mb) {
+        mb->end = p;
+    }
+
+next:
+
+    /* after a value: a comma or the end of its container */
+
+    p = creor_json_space(p, last);
+
     if (sc->depth == 0) {
-        sc->root = type + 1;
+        return (p == last) ? NGX_OK : NGX_DECLINED;
+    }
+
+    if (p == last) {
         return NGX_DECLINED;
     }
 
     open = &sc->open[sc->depth - 1];
 
-    if (!open->object) {
+    if (*p == (open->object ? '}' : ']')) {
+        goto close;
+    }
+
+    if (*p != ',') {
         return NGX_DECLINED;
     }
+
+    p = creor_json_space(p + 1, last);
+
+    if (p == last) {
+        return NGX_DECLINED;
+    }
+
+    if (!open->object) {
+        goto value;
+    }
+
+name:
+
+    /* a member name, without escapes, and its colon */
+
+    if (*p != '"') {
+        return NGX_DECLINED;
+    }
+
+    s = creor_json_fast_string(p + 1, last, &esc);
+
+    if (s == NULL || esc) {
+        return NGX_DECLINED;
+    }
+
+    sc->key.data = p + 1;
+    sc->key.len = s - 1 - (p + 1);
+
+    p = creor_json_space(s, last);
+
+    if (p == last || *p != ':') {
+        return NGX_DECLINED;
+    }
+
+    p = creor_json_space(p + 1, last);
+
+    if (p == last) {
+        return NGX_DECLINED;
+    }
+
+    goto value;
+
+close:
+
+    open = &sc->open[--sc->depth];
+    sc->nkeys = open->first;
+    p++;
+
+    if (open->member >= 0) {
+        sc->m[open->member].end = p;
+    }
+
+    goto next;
+}
+
+
+static u_char *
+creor_json_space(u_char *p, u_char *last)
+{
+    while (p < last
+           && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+    {
+        p++;
+    }
+
+    return p;
+}
+
+
+/*
+ * Past the closing quote of the string whose text starts at p, or NULL
+ * if it is not one creor_json_check_text() and yajl would both take (or
+ * has \u0000); *esc: it has escapes.
+ */
+
+static u_char *
+creor_json_fast_string(u_char *p, u_char *last, ngx_flag_t *esc)
+{
+    u_char      c;
+    uint32_t    cp;
+    ngx_uint_t  i, high;
+
+    *esc = 0;
+    high = 0;
+
+    while (p < last) {
+        c = *p;
+
+        if (c >= 0x80) {
+            if (high || creor_utf8_next(&p, last) < 0) {
+                return NULL;
+            }
+
+            continue;
+        }
+
+        if (c < 0x20) {
+            return NULL;
+        }
+
+        if (c != '\\') {
+            if (high) {
+                return NULL;
+            }
+
+            p++;
+
+            if (c == '"') {
+                return p;
+            }
+
+            continue;
+        }
+
+        *esc = 1;
+
+        if (last - p < 2) {
+            return NULL;
+        }
+
+        if (p[1] != 'u') {
+            if (high || ngx_strlchr((u_char *) "\"\\/bfnrt",
+                                    (u_char *) "\"\\/bfnrt" + 8, p[1])
+                        == NULL)
+            {
+                return NULL;
+            }
+
+            p += 2;
+            continue;
+        }
+
+        if (last - p < 6) {
+            return NULL;
+        }
+
+        cp = 0;
+
+        for (i = 2; i < 6; i++) {
+            c = p[i] | 0x20;
+
+            if (c >= '0' && c <= '9') {
+                cp = (cp << 4) | (c - '0');
+
+            } else if (c >= 'a' && c <= 'f') {
+                cp = (cp << 4) | (c - 'a' + 10);
+
+            } else {
+                return NULL;
+            }
+        }
+
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+            if (high) {
+                return NULL;
+            }
+
+            high = 1;
+
+        } else if (cp >= 0xdc00 && cp <= 0xdfff) {
+            if (!high) {
+                return NULL;
+            }
+
+            high = 0;
+
+        } else if (high || cp == 0) {
+            return NULL;
+        }
+
+        p += 6;
+    }
+
+    return NULL;
+}
+
+
+/* past the number at p, in JSON's strict grammar, or NULL */
+
+static u_char *
+creor_json_fast_number(u_char *p, u_char *last)
+{
+    if (*p == '-') {
+        p++;
+    }
+
+    if (p == last || *p < '0' || *p > '9') {
+        return NULL;
+    }
+
+    if (*p++ != '0') {
+        while (p < last && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    if (p < last && *p == '.') {
+        p++;
+
+        if (p == last || *p < '0' || *p > '9') {
+            return NULL;
+        }
+
+        while (p < last && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    if (p < last && (*p == 'e' || *p == 'E')) {
+        p++;
+
+        if (p < last && (*p == '+' || *p == '-')) {
+            p++;
+        }
+
+        if (p == last || *p < '0' || *p > '9') {
+            return NULL;
+        }
+
+        while (p < last && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    return p;
+}
+
+
+/*
+ * The pending member name of the innermost object: its limits checked
+ * and kept; the index in m of the member it names, or NGX_DECLINED.
+ */
+
+static ngx_int_t
+creor_json_scan_name(creor_json_scanner_t *sc)
+{
+    ngx_str_t           *k;
+    ngx_int_t            parent;
+    ngx_uint_t           i;
+    creor_json_level_t  *open;
+    creor_json_member_t *mb;
+
+    open = &sc->open[sc->depth - 1];
 
     if (sc->nkeys - open->first == CREOR_JSON_MAX_MEMBERS) {
         sc->error = "An object has too many members.";
@@ -348,7 +760,7 @@ creor_json_scan_value(creor_json_scanner_t *sc, ngx_uint_t type,
 
     parent = (sc->depth == 1) ? -1 : open->member;
 
-    if (parent == -2) {
+    if (parent == NGX_DECLINED) {
         return NGX_DECLINED;
     }
 
@@ -356,17 +768,49 @@ creor_json_scan_value(creor_json_scanner_t *sc, ngx_uint_t type,
         mb = &sc->m[i];
 
         if (mb->parent == parent
-            && ngx_strlen(mb->name) == sc->key.len
-            && ngx_memcmp(mb->name, sc->key.data, sc->key.len) == 0)
+            && mb->name.len == sc->key.len
+            && ngx_memcmp(mb->name.data, sc->key.data, sc->key.len) == 0)
         {
-            break;
+            return i;
         }
     }
 
-    if (i == sc->n) {
+    return NGX_DECLINED;
+}
+
+
+/* a value: counted, its member name checked, reported if it is listed */
+
+static ngx_int_t
+creor_json_scan_value(creor_json_scanner_t *sc, ngx_uint_t type,
+    const u_char *s, size_t len)
+{
+    u_char               *p;
+    ngx_int_t             i;
+    creor_json_member_t  *mb;
+
+    if (sc->max && ++sc->values > sc->max) {
+        sc->error = "The body has too many JSON values.";
+        sc->too_many = 1;
+        return NGX_ERROR;
+    }
+
+    if (sc->depth == 0) {
+        sc->root = type + 1;
         return NGX_DECLINED;
     }
 
+    if (!sc->open[sc->depth - 1].object) {
+        return NGX_DECLINED;
+    }
+
+    i = creor_json_scan_name(sc);
+
+    if (i < 0) {
+        return i;
+    }
+
+    mb = &sc->m[i];
     mb->found = 1;
     mb->type = type;
 
@@ -461,7 +905,7 @@ creor_json_scan_open(creor_json_scanner_t *sc, ngx_uint_t type)
     open = &sc->open[sc->depth++];
     open->object = (type == CREOR_JSON_OBJECT);
     open->first = sc->nkeys;
-    open->member = (i == NGX_DECLINED) ? -2 : i;
+    open->member = i;
 
     return 1;
 }

@@ -107,7 +107,7 @@ struct creor_json_s {
  */
 
 typedef struct {
-    const char             *name;
+    ngx_str_t               name;
     ngx_int_t               parent;
     ngx_flag_t              found;
     ngx_uint_t              type;
