@@ -360,29 +360,40 @@ creor_sse_frame_keep(creor_sse_frame_t *f, u_char *p, u_char *last)
 static u_char *
 creor_sse_frame_member(u_char *p, u_char *last, const char *name)
 {
-    u_char  *u;
+    u_char  *u, *s;
     size_t   n;
 
-    /* name is quoted; memmem() is word-wise, this runs on every answer */
+    /*
+     * From the end: "usage" is the last member of an answer and of a
+     * chunk, so this reads tens of bytes, not the whole answer.
+     */
 
     n = ngx_strlen(name);
 
-    for ( ;; ) {
-        u = memmem(p, last - p, name, n);
-        if (u == NULL) {
+    if ((size_t) (last - p) < n) {
+        return NULL;
+    }
+
+    for (u = last - n; /* void */; u--) {
+        if (*u == '"' && ngx_memcmp(u, name, n) == 0) {
+
+            /* a string value that reads the same is passed over */
+
+            for (s = u + n; s < last && (*s == ' ' || *s == '\t'); s++) {
+                /* void */
+            }
+
+            if (s < last && *s == ':') {
+                break;
+            }
+        }
+
+        if (u == p) {
             return NULL;
         }
-
-        /* a string value that reads the same is passed over */
-
-        for (p = u + n; p < last && (*p == ' ' || *p == '\t'); p++) {
-            /* void */
-        }
-
-        if (p < last && *p == ':') {
-            break;
-        }
     }
+
+    p = s;
 
     for (p++; p < last && (*p == ' ' || *p == '\t' || *p == '\r'
                            || *p == '\n');

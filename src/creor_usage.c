@@ -91,10 +91,14 @@ creor_usage_add(ngx_creor_main_conf_t *mcf, creor_usage_t *u, ngx_log_t *log)
 {
     char                  key[CREOR_USAGE_KEY_MAX];
     size_t                len;
+    int64_t               ms;
     uint32_t              hash;
     ngx_uint_t            i;
     creor_usage_dims_t    d;
     creor_usage_entry_t  *e;
+
+    static int64_t        day = -1;
+    static char           today[CREOR_USAGE_DAY_LEN + 1];
 
     d.data[CREOR_USAGE_ORG] = (char *) u->org.data;
     d.len[CREOR_USAGE_ORG] = u->org.len;
@@ -107,7 +111,16 @@ creor_usage_add(ngx_creor_main_conf_t *mcf, creor_usage_t *u, ngx_log_t *log)
     d.data[CREOR_USAGE_MODEL] = (char *) u->model.data;
     d.len[CREOR_USAGE_MODEL] = u->model.len;
 
-    creor_usage_day(d.day, u->time_ms ? u->time_ms : creor_now_ms());
+    /* gmtime_r() once a day, not once a completion */
+
+    ms = u->time_ms ? u->time_ms : creor_now_ms();
+
+    if (ms / 86400000 != day || day == -1) {
+        day = ms / 86400000;
+        creor_usage_day(today, ms);
+    }
+
+    ngx_memcpy(d.day, today, sizeof(d.day));
 
     if (creor_usage_key(key, &len, &d) != CREOR_STORE_OK) {
         ngx_log_error(NGX_LOG_WARN, log, 0,
@@ -116,7 +129,7 @@ creor_usage_add(ngx_creor_main_conf_t *mcf, creor_usage_t *u, ngx_log_t *log)
         return NGX_ERROR;
     }
 
-    hash = ngx_crc32_short((u_char *) key, len);
+    hash = ngx_crc32_long((u_char *) key, len);
 
     for (i = 0; i < creor_usage_n; i++) {
         e = &creor_usage_batch[i];
