@@ -94,7 +94,8 @@ FUZZ_CC      ?= clang
 FUZZ_TIME    ?= 60
 FUZZ_RUNS    ?= -1
 FUZZ_OPTS    ?= -rss_limit_mb=2048
-FUZZ_TARGETS := json multipart multipart_rt token cursor idempotency ndjson
+FUZZ_TARGETS := json json_scan multipart multipart_rt token cursor \
+                idempotency ndjson
 FUZZ_DIR     := $(BUILD)/fuzz
 FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
@@ -104,6 +105,7 @@ FUZZ_INCS     = $(addprefix -I$(NGXDIR)/src/src/, core event event/modules \
 	os/unix http http/modules http/v2) -I$(NGXDIR)/src/objs -Isrc
 
 fuzz_json_SRC         := src/creor_json.c src/creor_core.c
+fuzz_json_scan_SRC    := src/creor_json.c src/creor_core.c
 fuzz_multipart_SRC    := src/creor_multipart.c
 fuzz_multipart_rt_SRC := src/creor_multipart.c
 fuzz_token_SRC        := src/creor_core.c

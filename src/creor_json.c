@@ -625,12 +625,19 @@ creor_json_fast_string(u_char *p, u_char *last, ngx_flag_t *esc)
         cp = 0;
 
         for (i = 2; i < 6; i++) {
-            c = p[i] | 0x20;
+
+            /* digits before the case fold: 0x10-0x19 | 0x20 are digits */
+
+            c = p[i];
 
             if (c >= '0' && c <= '9') {
                 cp = (cp << 4) | (c - '0');
+                continue;
+            }
 
-            } else if (c >= 'a' && c <= 'f') {
+            c |= 0x20;
+
+            if (c >= 'a' && c <= 'f') {
                 cp = (cp << 4) | (c - 'a' + 10);
 
             } else {
@@ -1113,12 +1120,19 @@ creor_json_check_text(u_char *p, size_t len)
         cp = 0;
 
         for (i = 2; i < 6; i++) {
-            c = p[i] | 0x20;
+
+            /* digits before the case fold: 0x10-0x19 | 0x20 are digits */
+
+            c = p[i];
 
             if (c >= '0' && c <= '9') {
                 cp = (cp << 4) | (c - '0');
+                continue;
+            }
 
-            } else if (c >= 'a' && c <= 'f') {
+            c |= 0x20;
+
+            if (c >= 'a' && c <= 'f') {
                 cp = (cp << 4) | (c - 'a' + 10);
 
             } else {

@@ -596,6 +596,9 @@ for my $c (['hang', 0], ['hangstream', 1]) {
             ['trailing garbage', '{"model":"test/ok","messages":[]} x'],
             ['overlong UTF-8',
              qq({"model":"test/ok","messages":["\xc0\xaf"]})],
+            # found by fuzz/json_scan.c: 0x11 | 0x20 is the digit '1'
+            ['a control character inside a \\u escape',
+             qq({"model":"test/ok","messages":["rea\\ubf\x11d1"]})],
         )),
         ['huge body', { body => $big,
                         headers => { 'Content-Type' => 'application/json' } },
