@@ -28,6 +28,7 @@ static ngx_int_t creor_parse_args(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 static ngx_int_t creor_check_args(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 static ngx_int_t creor_check_content_type(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
+static void creor_request_id(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 static void creor_body_handler(ngx_http_request_t *r);
 static ngx_int_t creor_body_step(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 static void creor_steps_handler(ngx_event_t *ev);
@@ -65,14 +66,61 @@ creor_main_conf(ngx_http_request_t *r)
 }
 
 
+/*
+ * $request_id, which every response carries: nginx's own handler makes
+ * it with one RAND_bytes() call per request, the most expensive step of
+ * a GET after the HMAC.  The same 16 random bytes in hex come from the
+ * pool of creor_random_pooled(), stored as the variable's cached value so
+ * that logs and other modules read the same id.  One already evaluated
+ * (by a module of an earlier phase) is kept.
+ */
+
+static void
+creor_request_id(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    u_char                     *id;
+    uint8_t                     raw[16];
+    ngx_http_variable_value_t  *vv;
+
+    vv = &r->variables[ctx->mcf->request_id_index];
+
+    if (!vv->valid && !vv->not_found) {
+        id = ngx_pnalloc(r->pool, 2 * sizeof(raw));
+
+        if (id == NULL || creor_random_pooled(raw, sizeof(raw)) != 0) {
+            vv = ngx_http_get_indexed_variable(r,
+                                               ctx->mcf->request_id_index);
+            if (vv == NULL || vv->not_found) {
+                return;
+            }
+
+        } else {
+            ngx_hex_dump(id, raw, sizeof(raw));
+
+            vv->data = id;
+            vv->len = 2 * sizeof(raw);
+            vv->valid = 1;
+            vv->no_cacheable = 0;
+            vv->not_found = 0;
+        }
+    }
+
+    if (vv->not_found) {
+        return;
+    }
+
+    ctx->request_id.data = vv->data;
+    ctx->request_id.len = vv->len;
+}
+
+
 ngx_int_t
 ngx_creor_handle(ngx_http_request_t *r)
 {
-    ngx_int_t                   rc;
-    ngx_str_t                   allow;
-    ngx_creor_ctx_t            *ctx;
-    ngx_creor_main_conf_t      *mcf;
-    ngx_http_variable_value_t  *vv;
+    ngx_int_t               rc;
+    ngx_str_t               allow;
+    ngx_creor_ctx_t        *ctx;
+    ngx_creor_main_conf_t  *mcf;
 
     mcf = creor_main_conf(r);
 
@@ -84,11 +132,7 @@ ngx_creor_handle(ngx_http_request_t *r)
     ctx->mcf = mcf;
     ngx_http_set_ctx(r, ctx, ngx_creor_module);
 
-    vv = ngx_http_get_indexed_variable(r, mcf->request_id_index);
-    if (vv && !vv->not_found) {
-        ctx->request_id.data = vv->data;
-        ctx->request_id.len = vv->len;
-    }
+    creor_request_id(r, ctx);
 
     if (r->error_page && r->err_status >= NGX_HTTP_BAD_REQUEST) {
         return creor_error_page(r);
@@ -325,12 +369,11 @@ creor_error_page(ngx_http_request_t *r)
 static ngx_int_t
 creor_error_header_filter(ngx_http_request_t *r)
 {
-    ngx_str_t                   body;
-    ngx_uint_t                  status;
-    const char                 *code, *msg;
-    ngx_creor_ctx_t            *ctx;
-    ngx_creor_loc_conf_t       *lcf;
-    ngx_http_variable_value_t  *vv;
+    ngx_str_t              body;
+    ngx_uint_t             status;
+    const char            *code, *msg;
+    ngx_creor_ctx_t       *ctx;
+    ngx_creor_loc_conf_t  *lcf;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_creor_module);
     ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
@@ -355,11 +398,7 @@ creor_error_header_filter(ngx_http_request_t *r)
         ctx->mcf = creor_main_conf(r);
         ngx_http_set_ctx(r, ctx, ngx_creor_module);
 
-        vv = ngx_http_get_indexed_variable(r, ctx->mcf->request_id_index);
-        if (vv && !vv->not_found) {
-            ctx->request_id.data = vv->data;
-            ctx->request_id.len = vv->len;
-        }
+        creor_request_id(r, ctx);
     }
 
     status = creor_status_error(r->headers_out.status, &code, &msg);
