@@ -108,6 +108,7 @@ struct creor_json_s {
  */
 #define CREOR_WAKEUP_MAX    64
 typedef struct creor_metrics_s  creor_metrics_t;
+typedef struct creor_rl_table_s  creor_rl_table_t;
 
 typedef struct {
     ngx_atomic_t            epoch;
@@ -149,6 +150,9 @@ typedef struct {
     size_t                  counters_size;
     MDB_dbi                 counters_anon;  /* by address, bounded */
     size_t                  counters_anon_max;
+    ngx_shm_zone_t         *counters_zone;
+    creor_rl_table_t       *rl;         /* credentials' counters, shared */
+    ngx_event_t             rl_timer;
     ngx_event_t             timer;
     ngx_int_t               request_id_index;
     creor_rate_t            global;
@@ -428,6 +432,8 @@ ngx_int_t creor_ratelimit_anonymous(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
 void creor_ratelimit_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
 ngx_int_t creor_ratelimit_init(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
+void creor_ratelimit_exit(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
+ngx_int_t creor_ratelimit_zone(ngx_conf_t *cf, ngx_creor_main_conf_t *mcf);
 char *creor_rate_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* creor_idempotency.c */

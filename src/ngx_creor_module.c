@@ -538,6 +538,10 @@ ngx_creor_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     mcf->shm_zone->init = ngx_creor_init_zone;
     mcf->shm_zone->data = mcf;
 
+    if (creor_ratelimit_zone(cf, mcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     for (i = 2; i < cf->args->nelts; i++) {
 
         if (ngx_strncmp(value[i].data, "map_size=", 9) == 0) {
@@ -1044,6 +1048,7 @@ ngx_creor_exit_process(ngx_cycle_t *cycle)
 
     if (mcf && mcf->opened) {
         creor_usage_flush(cycle->log);
+        creor_ratelimit_exit(mcf, cycle->log);
         creor_store_close(&mcf->counters);
         creor_store_close(&mcf->store);
         mcf->opened = 0;
