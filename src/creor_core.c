@@ -20,9 +20,11 @@
 
 #define CREOR_RANDOM_POOL  4096
 
+/* character classes of ids and secrets (creor_chars) */
+#define CREOR_CHAR_ULID    1        /* Crockford's base32, lower case */
+#define CREOR_CHAR_B62     2
 
-static int creor_crockford_char(unsigned char c);
-static int creor_b62_char(unsigned char c);
+
 static void creor_random_forked(void);
 
 
@@ -30,8 +32,23 @@ static const char  creor_crockford[] = "0123456789abcdefghjkmnpqrstvwxyz";
 static const char  creor_b62[] =
     "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-static uint8_t     creor_pool[CREOR_RANDOM_POOL];
-static size_t      creor_pool_left;
+
+/* a table, not strchr(): it runs on every character of every token */
+
+static const uint8_t  creor_chars[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 0, 0, 0, 0, 0,
+    0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0,
+    0, 3, 3, 3, 3, 3, 3, 3, 3, 2, 3, 3, 2, 3, 3, 2,
+    3, 3, 3, 3, 3, 2, 3, 3, 3, 3, 3, 0, 0, 0, 0, 0,
+    /* 128..255: none */
+};
+
+static uint8_t       creor_pool[CREOR_RANDOM_POOL];
+static size_t        creor_pool_left;
 
 
 int64_t
@@ -199,7 +216,7 @@ creor_is_ulid(const char *p)
     int  i;
 
     for (i = 0; i < CREOR_ULID_LEN; i++) {
-        if (!creor_crockford_char((unsigned char) p[i])) {
+        if (!(creor_chars[(uint8_t) p[i]] & CREOR_CHAR_ULID)) {
             return 0;
         }
     }
@@ -218,25 +235,6 @@ creor_is_id(const char *p, size_t len, const char *prefix)
     return len == n + CREOR_ULID_LEN
            && memcmp(p, prefix, n) == 0
            && creor_is_ulid(p + n);
-}
-
-
-/* ranges, not strchr(): these run on every character of every token */
-
-static int
-creor_crockford_char(unsigned char c)
-{
-    return (c >= '0' && c <= '9')
-           || (c >= 'a' && c <= 'z'
-               && c != 'i' && c != 'l' && c != 'o' && c != 'u');
-}
-
-
-static int
-creor_b62_char(unsigned char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z')
-           || (c >= 'a' && c <= 'z');
 }
 
 
@@ -343,7 +341,7 @@ creor_is_b62(const char *p, size_t len)
     size_t  i;
 
     for (i = 0; i < len; i++) {
-        if (!creor_b62_char((unsigned char) p[i])) {
+        if (!(creor_chars[(uint8_t) p[i]] & CREOR_CHAR_B62)) {
             return 0;
         }
     }

@@ -863,10 +863,21 @@ creor_key_get(creor_store_t *s, MDB_txn *txn, const char *id,
     creor_key_rec_t *rec)
 {
     int      rc;
+    size_t   len;
     char     key[CREOR_STORE_KEY_MAX];
     MDB_val  val;
 
-    snprintf(key, sizeof(key), "k:%s", id);
+    /* read on every request: no snprintf() */
+
+    len = strlen(id);
+
+    if (len + 3 > sizeof(key)) {
+        return CREOR_STORE_NOTFOUND;
+    }
+
+    key[0] = 'k';
+    key[1] = ':';
+    memcpy(key + 2, id, len + 1);
 
     rc = creor_store_get(s, txn, key, &val);
     if (rc != CREOR_STORE_OK) {
