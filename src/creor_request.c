@@ -34,6 +34,14 @@ static ngx_int_t creor_body_step(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 static void creor_steps_handler(ngx_event_t *ev);
 static void creor_steps_cleanup(void *data);
 static ngx_int_t creor_dispatch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+static ngx_int_t creor_dispatch_route(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx);
+static ngx_int_t creor_park(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    u_char *data, size_t len);
+static void creor_park_cleanup(void *data);
+static void creor_group_handler(ngx_event_t *ev);
+static ngx_int_t creor_send_out(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    u_char *data, size_t len);
 static ngx_int_t creor_send_failure(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
 
@@ -53,7 +61,11 @@ typedef struct {
 } creor_steps_t;
 
 
-static ngx_str_t  creor_json_type = ngx_string("application/json");
+static ngx_str_t    creor_json_type = ngx_string("application/json");
+
+/* answers waiting for the turn's group commit */
+static ngx_queue_t  creor_parked;
+static ngx_event_t  creor_group_ev;
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
@@ -737,8 +749,35 @@ creor_steps_cleanup(void *data)
 }
 
 
+/*
+ * Group commit (sync=on): what the request writes from its Idempotency-Key
+ * claim to its answer joins the turn's group transaction (creor_store.c);
+ * an answer that depends on it is parked until the group is on disk.
+ */
+
 static ngx_int_t
 creor_dispatch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    ngx_int_t       rc;
+    creor_store_t  *st;
+
+    st = &ctx->mcf->store;
+
+    ctx->group_mark = st->group_writes;
+    ctx->in_group = 1;
+    st->grouping = 1;
+
+    rc = creor_dispatch_route(r, ctx);
+
+    st->grouping = 0;
+    ctx->in_group = 0;
+
+    return rc;
+}
+
+
+static ngx_int_t
+creor_dispatch_route(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
     u_char                 err[128];
     ngx_int_t              rc;
@@ -1304,9 +1343,6 @@ ngx_int_t
 creor_send_raw(ngx_http_request_t *r, ngx_uint_t status, u_char *data,
     size_t len)
 {
-    ngx_int_t         rc;
-    ngx_buf_t        *b;
-    ngx_chain_t       out;
     ngx_creor_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
@@ -1323,6 +1359,24 @@ creor_send_raw(ngx_http_request_t *r, ngx_uint_t status, u_char *data,
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "creor: idempotent response not stored");
     }
+
+    if (ctx->in_group && r == r->main
+        && ctx->group_mark != ctx->mcf->store.group_writes)
+    {
+        return creor_park(r, ctx, data, len);
+    }
+
+    return creor_send_out(r, ctx, data, len);
+}
+
+
+static ngx_int_t
+creor_send_out(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, u_char *data,
+    size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
 
     if (ctx->request_id.len
         && creor_add_header(r, "X-Request-Id", &ctx->request_id) != NGX_OK)
@@ -1357,4 +1411,114 @@ creor_send_raw(ngx_http_request_t *r, ngx_uint_t status, u_char *data,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * The answer waits: the request is held (r->main->count) until the group
+ * it wrote in is committed, at the end of this turn of the event loop:
+ * one sync for every request of the turn, and none answered before its
+ * data is on disk.
+ */
+
+static ngx_int_t
+creor_park(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, u_char *data,
+    size_t len)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        (void) creor_store_group_commit(&ctx->mcf->store);
+        return creor_send_out(r, ctx, data, len);
+    }
+
+    cln->handler = creor_park_cleanup;
+    cln->data = ctx;
+
+    if (creor_group_ev.handler == NULL) {
+        ngx_queue_init(&creor_parked);
+        creor_group_ev.handler = creor_group_handler;
+        creor_group_ev.data = ctx->mcf;
+        creor_group_ev.log = ngx_cycle->log;
+    }
+
+    ctx->request = r;
+    ctx->parked_body.data = data;
+    ctx->parked_body.len = len;
+    ctx->is_parked = 1;
+    ngx_queue_insert_tail(&creor_parked, &ctx->parked);
+
+    if (!creor_group_ev.posted) {
+        ngx_post_event(&creor_group_ev, &ngx_posted_events);
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+creor_park_cleanup(void *data)
+{
+    ngx_creor_ctx_t  *ctx = data;
+
+    if (ctx->is_parked) {
+        ctx->is_parked = 0;
+        ngx_queue_remove(&ctx->parked);
+    }
+}
+
+
+static void
+creor_group_handler(ngx_event_t *ev)
+{
+    ngx_int_t                rc;
+    ngx_uint_t               failed;
+    ngx_queue_t             *q;
+    creor_store_t           *st;
+    ngx_creor_ctx_t         *ctx;
+    ngx_connection_t        *c;
+    ngx_http_request_t      *r;
+    ngx_creor_main_conf_t   *mcf;
+
+    mcf = ev->data;
+    st = &mcf->store;
+
+    (void) creor_store_group_commit(st);
+
+    failed = st->group_failed;
+    st->group_failed = 0;
+
+    if (failed) {
+        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                      "creor_store: a group commit failed, "
+                      "its requests are answered 503");
+    }
+
+    while (!ngx_queue_empty(&creor_parked)) {
+        q = ngx_queue_head(&creor_parked);
+        ngx_queue_remove(q);
+
+        ctx = ngx_queue_data(q, ngx_creor_ctx_t, parked);
+        ctx->is_parked = 0;
+        ctx->in_group = 0;
+
+        r = ctx->request;
+        c = r->connection;
+
+        if (failed) {
+            ctx->sending = 0;
+            creor_fail_store(r, CREOR_STORE_ERROR);
+            rc = creor_send_failure(r, ctx);
+
+        } else {
+            rc = creor_send_out(r, ctx, ctx->parked_body.data,
+                                ctx->parked_body.len);
+        }
+
+        ngx_http_finalize_request(r, rc);
+        ngx_http_run_posted_requests(c);
+    }
 }

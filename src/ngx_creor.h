@@ -300,6 +300,14 @@ struct ngx_creor_ctx_s {
 
     ngx_str_t               tokens_in;
     ngx_str_t               tokens_out;
+
+    /* group commit: an answer waits for the turn's sync (creor_request.c) */
+    ngx_http_request_t     *request;
+    ngx_queue_t             parked;
+    uint64_t                group_mark;
+    ngx_str_t               parked_body;
+    unsigned                in_group:1;
+    unsigned                is_parked:1;
 };
 
 
