@@ -39,6 +39,7 @@ static ngx_int_t creor_dispatch_route(ngx_http_request_t *r,
 static ngx_int_t creor_park(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     u_char *data, size_t len);
 static void creor_park_cleanup(void *data);
+static void creor_group_post(ngx_creor_main_conf_t *mcf);
 static void creor_group_handler(ngx_event_t *ev);
 static ngx_int_t creor_send_out(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     u_char *data, size_t len);
@@ -772,6 +773,12 @@ creor_dispatch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     st->grouping = 0;
     ctx->in_group = 0;
 
+    /* a group is never left open past this turn: it holds LMDB's lock */
+
+    if (st->group) {
+        creor_group_post(ctx->mcf);
+    }
+
     return rc;
 }
 
@@ -1436,12 +1443,7 @@ creor_park(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, u_char *data,
     cln->handler = creor_park_cleanup;
     cln->data = ctx;
 
-    if (creor_group_ev.handler == NULL) {
-        ngx_queue_init(&creor_parked);
-        creor_group_ev.handler = creor_group_handler;
-        creor_group_ev.data = ctx->mcf;
-        creor_group_ev.log = ngx_cycle->log;
-    }
+    creor_group_post(ctx->mcf);
 
     ctx->request = r;
     ctx->parked_body.data = data;
@@ -1449,13 +1451,27 @@ creor_park(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, u_char *data,
     ctx->is_parked = 1;
     ngx_queue_insert_tail(&creor_parked, &ctx->parked);
 
-    if (!creor_group_ev.posted) {
-        ngx_post_event(&creor_group_ev, &ngx_posted_events);
-    }
-
     r->main->count++;
 
     return NGX_DONE;
+}
+
+
+/* the group is committed at the end of this turn, answers parked or not */
+
+static void
+creor_group_post(ngx_creor_main_conf_t *mcf)
+{
+    if (creor_group_ev.handler == NULL) {
+        ngx_queue_init(&creor_parked);
+        creor_group_ev.handler = creor_group_handler;
+        creor_group_ev.data = mcf;
+        creor_group_ev.log = ngx_cycle->log;
+    }
+
+    if (!creor_group_ev.posted) {
+        ngx_post_event(&creor_group_ev, &ngx_posted_events);
+    }
 }
 
 
