@@ -1490,8 +1490,8 @@ creor_park_cleanup(void *data)
 static void
 creor_group_handler(ngx_event_t *ev)
 {
+    int                      failed;
     ngx_int_t                rc;
-    ngx_uint_t               failed;
     ngx_queue_t             *q;
     creor_store_t           *st;
     ngx_creor_ctx_t         *ctx;
@@ -1509,8 +1509,8 @@ creor_group_handler(ngx_event_t *ev)
 
     if (failed) {
         ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                      "creor_store: a group commit failed, "
-                      "its requests are answered 503");
+                      "creor_store: a group commit failed (%d), "
+                      "its requests get the store's error", failed);
     }
 
     while (!ngx_queue_empty(&creor_parked)) {
@@ -1526,7 +1526,7 @@ creor_group_handler(ngx_event_t *ev)
 
         if (failed) {
             ctx->sending = 0;
-            creor_fail_store(r, CREOR_STORE_ERROR);
+            creor_fail_store(r, failed);
             rc = creor_send_failure(r, ctx);
 
         } else {

@@ -499,7 +499,7 @@ creor_store_group_commit(creor_store_t *s)
     s->group = NULL;
 
     if (rc != CREOR_STORE_OK) {
-        s->group_failed = 1;
+        s->group_failed = rc;
     }
 
     return rc;

@@ -61,7 +61,7 @@ typedef struct {
     int          left_open;         /* write transactions a path forgot */
     MDB_txn     *group;             /* the turn's transaction: group commit */
     int          grouping;          /* write transactions join the group */
-    int          group_failed;      /* a group commit failed this turn */
+    int          group_failed;      /* the error of a group commit, or 0 */
     uint64_t     group_writes;      /* transactions that joined a group */
     uint8_t      secret[CREOR_SERVER_SECRET_MAX];
     size_t       secret_len;

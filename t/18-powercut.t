@@ -6,7 +6,8 @@
 # they run, nginx is killed, the image replaces the store's data file and
 # every create answered before the cut must be in the store.  The same
 # run with sync=off shows the test can fail: answers given before their
-# data is on disk are lost.
+# data is on disk are lost.  Last, a group whose commit fails (a full
+# map): its requests get the store's envelope and none of their writes.
 
 use strict;
 use warnings;
@@ -128,6 +129,39 @@ sub run_cut {
     cmp_ok(scalar @$kept, '<', scalar @$before,
            'sync=off: answers given before their data was on disk are lost '
            . '(the image is a power cut)');
+}
+
+# the group's own commit can fail (a full map is found when the group
+# writes its free list): its parked requests get the store's envelope,
+# none of their writes exists, and the server goes on
+{
+    my $t = CreorTest->new(store_opts => 'map_size=256k sync=on');
+    my $b = $t->bootstrap(name => 'Full');
+    my ($full, $made);
+    for my $i (1 .. 400) {
+        my $r = $t->req(POST => '/v1/projects', token => $b->{token},
+                        json => { name => "p$i", description => 'd' x 250 });
+        if ($r->{status} != 201) { $full = $r; last }
+        $made++;
+    }
+    is($full && $full->{status}, 503, 'full map, sync=on: 503');
+    is($full && ref $full->{json} eq 'HASH' && $full->{json}{error}{code},
+       'STORE_FULL', 'full map, sync=on: STORE_FULL');
+    # every project, page by page: those answered 201 and no other
+    my ($r, %seen);
+    my $path = '/v1/projects?limit=100';
+    while ($path) {
+        $r = $t->req(GET => $path, token => $b->{token});
+        last unless $r->{status} == 200;
+        $seen{$_->{name}}++ for @{$r->{json}{data}};
+        $path = $r->{json}{has_more}
+              ? "/v1/projects?limit=100&cursor=$r->{json}{next_cursor}" : undef;
+    }
+    is($r->{status}, 200, 'full map, sync=on: reads go on')
+        or diag($r->{body});
+    is_deeply([sort keys %seen], [sort map { "p$_" } 1 .. $made],
+              'full map, sync=on: the projects answered 201, and only they');
+    $t->finish('full map, sync=on: no alerts');
 }
 
 done_testing;
