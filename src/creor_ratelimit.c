@@ -34,8 +34,10 @@
 /* bytes of map per anonymous counter allowed: a quarter of the map */
 #define CREOR_RL_ANON_COST     512
 
-/* the shared table: 16384 counters of credentials in about 1 MB */
-#define CREOR_RL_BUCKETS       2048
+/* the shared table: a bucket of 8 a 128 KB of counters map, 16..2048 */
+#define CREOR_RL_BUCKET_MAP    (128 * 1024)
+#define CREOR_RL_BUCKETS_MIN   16
+#define CREOR_RL_BUCKETS_MAX   2048
 #define CREOR_RL_WAYS          8
 #define CREOR_RL_KEY_LEN       40       /* "k:key_<ulid>" is 32 */
 #define CREOR_RL_FLUSH         1000     /* ms between write-backs */
@@ -60,7 +62,8 @@ typedef struct {
 
 struct creor_rl_table_s {
     ngx_atomic_t        flushed_ms;     /* the last write-back, any worker */
-    creor_rl_bucket_t   buckets[CREOR_RL_BUCKETS];
+    ngx_uint_t          nbuckets;
+    creor_rl_bucket_t   buckets[1];
 };
 
 
@@ -421,7 +424,7 @@ creor_rl_shared(ngx_creor_main_conf_t *mcf, creor_rl_check_t *checks,
 
         c->bucket = &mcf->rl->buckets[ngx_crc32_short((u_char *) c->key,
                                                       c->len)
-                                      % CREOR_RL_BUCKETS];
+                                      % mcf->rl->nbuckets];
         c->loaded = 0;
     }
 
@@ -698,7 +701,7 @@ creor_rl_flush_timer(ngx_event_t *ev)
     {
         now = creor_now_us();
 
-        if (creor_rl_flush(mcf, mcf->rl->buckets, CREOR_RL_BUCKETS, now,
+        if (creor_rl_flush(mcf, mcf->rl->buckets, mcf->rl->nbuckets, now,
                            ev->log)
             != CREOR_STORE_OK)
         {
@@ -1204,7 +1207,7 @@ creor_ratelimit_exit(ngx_creor_main_conf_t *mcf, ngx_log_t *log)
         return;
     }
 
-    if (creor_rl_flush(mcf, mcf->rl->buckets, CREOR_RL_BUCKETS,
+    if (creor_rl_flush(mcf, mcf->rl->buckets, mcf->rl->nbuckets,
                        creor_now_us(), log)
         != CREOR_STORE_OK)
     {
@@ -1214,16 +1217,27 @@ creor_ratelimit_exit(ngx_creor_main_conf_t *mcf, ngx_log_t *log)
 }
 
 
-/* the shared table outlives a reload: a zone of its own */
+/*
+ * The shared table outlives a reload: a zone of its own, sized with the
+ * counters map (2048 buckets, 16384 counters in about 1 MB, from 256m).
+ */
 
 ngx_int_t
-creor_ratelimit_zone(ngx_conf_t *cf, ngx_creor_main_conf_t *mcf)
+creor_ratelimit_zone(ngx_conf_t *cf, ngx_creor_main_conf_t *mcf,
+    size_t counters_size)
 {
+    size_t            size;
+    ngx_uint_t        n;
     static ngx_str_t  name = ngx_string("creor_counters");
 
-    mcf->counters_zone = ngx_shared_memory_add(cf, &name,
-                                               sizeof(creor_rl_table_t)
-                                               + 64 * 1024,
+    n = counters_size / CREOR_RL_BUCKET_MAP;
+    n = ngx_max(n, CREOR_RL_BUCKETS_MIN);
+    n = ngx_min(n, CREOR_RL_BUCKETS_MAX);
+
+    mcf->rl_buckets = n;
+    size = offsetof(creor_rl_table_t, buckets) + n * sizeof(creor_rl_bucket_t);
+
+    mcf->counters_zone = ngx_shared_memory_add(cf, &name, size + 64 * 1024,
                                                &ngx_creor_module);
     if (mcf->counters_zone == NULL) {
         return NGX_ERROR;
@@ -1258,10 +1272,14 @@ creor_rl_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
-    mcf->rl = ngx_slab_calloc(shpool, sizeof(creor_rl_table_t));
+    mcf->rl = ngx_slab_calloc(shpool, offsetof(creor_rl_table_t, buckets)
+                                      + mcf->rl_buckets
+                                        * sizeof(creor_rl_bucket_t));
     if (mcf->rl == NULL) {
         return NGX_ERROR;
     }
+
+    mcf->rl->nbuckets = mcf->rl_buckets;
 
     shpool->data = mcf->rl;
 

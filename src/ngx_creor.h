@@ -152,6 +152,7 @@ typedef struct {
     size_t                  counters_anon_max;
     ngx_shm_zone_t         *counters_zone;
     creor_rl_table_t       *rl;         /* credentials' counters, shared */
+    ngx_uint_t              rl_buckets;
     ngx_event_t             rl_timer;
     ngx_event_t             timer;
     ngx_int_t               request_id_index;
@@ -441,7 +442,8 @@ ngx_int_t creor_ratelimit_anonymous(ngx_http_request_t *r,
 void creor_ratelimit_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
 ngx_int_t creor_ratelimit_init(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
 void creor_ratelimit_exit(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
-ngx_int_t creor_ratelimit_zone(ngx_conf_t *cf, ngx_creor_main_conf_t *mcf);
+ngx_int_t creor_ratelimit_zone(ngx_conf_t *cf, ngx_creor_main_conf_t *mcf,
+    size_t counters_size);
 char *creor_rate_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* creor_idempotency.c */

@@ -538,10 +538,6 @@ ngx_creor_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     mcf->shm_zone->init = ngx_creor_init_zone;
     mcf->shm_zone->data = mcf;
 
-    if (creor_ratelimit_zone(cf, mcf) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
     for (i = 2; i < cf->args->nelts; i++) {
 
         if (ngx_strncmp(value[i].data, "map_size=", 9) == 0) {
@@ -595,6 +591,16 @@ ngx_creor_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\" in \"creor_store\"",
                            &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    /* credentials' counters in shared memory, as many as the map holds */
+
+    if (creor_ratelimit_zone(cf, mcf,
+                             mcf->counters_size == NGX_CONF_UNSET_SIZE
+                             ? CREOR_COUNTERS_MAP_SIZE : mcf->counters_size)
+        != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
