@@ -30,7 +30,7 @@ module: $(BUILD)/ngx_creor_module.so
 
 cli: $(BUILD)/creor
 
-fault: $(BUILD)/mdbfault.so
+fault: $(BUILD)/mdbfault.so $(BUILD)/powercut.so
 
 $(NGXDIR)/src/Makefile: config
 	rm -rf $(NGXDIR) && mkdir -p $(NGXDIR)
@@ -56,6 +56,11 @@ $(BUILD)/creor: $(CLI_SRC) src/creor_store.h src/creor_core.h \
 
 # preloaded after libasan in ASan runs: built without the sanitizer
 $(BUILD)/mdbfault.so: t/lib/mdbfault.c
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS) -Wall -Wextra -shared -fPIC -o $@.tmp $< -ldl \
+	    && mv $@.tmp $@
+
+$(BUILD)/powercut.so: t/lib/powercut.c
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) -Wall -Wextra -shared -fPIC -o $@.tmp $< -ldl \
 	    && mv $@.tmp $@

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <stdio.h>
 #include <time.h>
+#include <pthread.h>
 #include <sys/time.h>
 
 #include <openssl/crypto.h>
@@ -17,9 +18,37 @@
 #include "creor_core.h"
 
 
+#define CREOR_RANDOM_POOL  4096
+
+/* character classes of ids and secrets (creor_chars) */
+#define CREOR_CHAR_ULID    1        /* Crockford's base32, lower case */
+#define CREOR_CHAR_B62     2
+
+
+static void creor_random_forked(void);
+
+
 static const char  creor_crockford[] = "0123456789abcdefghjkmnpqrstvwxyz";
 static const char  creor_b62[] =
     "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+
+/* a table, not strchr(): it runs on every character of every token */
+
+static const uint8_t  creor_chars[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 0, 0, 0, 0, 0,
+    0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0,
+    0, 3, 3, 3, 3, 3, 3, 3, 3, 2, 3, 3, 2, 3, 3, 2,
+    3, 3, 3, 3, 3, 2, 3, 3, 3, 3, 3, 0, 0, 0, 0, 0,
+    /* 128..255: none */
+};
+
+static uint8_t       creor_pool[CREOR_RANDOM_POOL];
+static size_t        creor_pool_left;
 
 
 int64_t
@@ -37,6 +66,58 @@ int
 creor_random(void *buf, size_t len)
 {
     return RAND_bytes(buf, (int) len) == 1 ? 0 : -1;
+}
+
+
+/*
+ * Request ids and the random part of ids, drawn from a pool refilled
+ * 4 KB at a time: one RAND_bytes() call costs thousands of instructions
+ * and a getpid() whatever its length.  A child forgets its parent's
+ * pool, so two workers never hand out the same bytes.  Secrets still
+ * come from creor_random() directly.
+ */
+
+int
+creor_random_pooled(void *buf, size_t len)
+{
+    static int  registered;
+
+    if (len > CREOR_RANDOM_POOL) {
+        return creor_random(buf, len);
+    }
+
+    if (creor_pool_left < len) {
+        if (!registered) {
+            if (pthread_atfork(NULL, NULL, creor_random_forked) != 0) {
+                return creor_random(buf, len);
+            }
+
+            registered = 1;
+        }
+
+        if (creor_random(creor_pool, CREOR_RANDOM_POOL) != 0) {
+            return -1;
+        }
+
+        creor_pool_left = CREOR_RANDOM_POOL;
+    }
+
+    creor_pool_left -= len;
+    memcpy(buf, creor_pool + creor_pool_left, len);
+
+    /* bytes handed out are not kept */
+
+    memset(creor_pool + creor_pool_left, 0, len);
+
+    return 0;
+}
+
+
+static void
+creor_random_forked(void)
+{
+    memset(creor_pool, 0, sizeof(creor_pool));
+    creor_pool_left = 0;
 }
 
 
@@ -61,7 +142,7 @@ creor_ulid_bytes(uint8_t *b, int64_t ms)
         }
 
     } else {
-        (void) creor_random(last, sizeof(last));
+        (void) creor_random_pooled(last, sizeof(last));
         last[0] &= 0x7f;            /* room to increment */
         last_ms = ms;
     }
@@ -135,7 +216,7 @@ creor_is_ulid(const char *p)
     int  i;
 
     for (i = 0; i < CREOR_ULID_LEN; i++) {
-        if (strchr(creor_crockford, p[i]) == NULL || p[i] == '\0') {
+        if (!(creor_chars[(uint8_t) p[i]] & CREOR_CHAR_ULID)) {
             return 0;
         }
     }
@@ -260,7 +341,7 @@ creor_is_b62(const char *p, size_t len)
     size_t  i;
 
     for (i = 0; i < len; i++) {
-        if (strchr(creor_b62, p[i]) == NULL || p[i] == '\0') {
+        if (!(creor_chars[(uint8_t) p[i]] & CREOR_CHAR_B62)) {
             return 0;
         }
     }

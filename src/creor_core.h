@@ -98,6 +98,7 @@ typedef struct {
 
 int64_t creor_now_ms(void);
 int creor_random(void *buf, size_t len);
+int creor_random_pooled(void *buf, size_t len);
 void creor_ulid_bytes(uint8_t *b, int64_t ms);
 void creor_ulid_encode(char *out, const uint8_t *b);
 void creor_ulid(char *out, int64_t ms);

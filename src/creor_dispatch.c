@@ -139,6 +139,12 @@ creor_dispatch_kick(void)
 {
     creor_next_scan = 0;
 
+    /* the scan reads the store: the request's group goes first */
+
+    if (creor_mcf) {
+        (void) creor_store_group_commit(&creor_mcf->store);
+    }
+
     if (creor_tick.handler == NULL || creor_tick.posted) {
         return;
     }
@@ -161,6 +167,10 @@ void
 creor_dispatch_wakeup(ngx_creor_main_conf_t *mcf, ngx_str_t *run_id)
 {
     ngx_uint_t  i;
+
+    /* whoever is told reads the store: the request's group goes first */
+
+    (void) creor_store_group_commit(&mcf->store);
 
     /* the slot first: a worker that sees the epoch move sees the slot */
 

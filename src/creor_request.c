@@ -28,11 +28,21 @@ static ngx_int_t creor_parse_args(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 static ngx_int_t creor_check_args(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 static ngx_int_t creor_check_content_type(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
+static void creor_request_id(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 static void creor_body_handler(ngx_http_request_t *r);
 static ngx_int_t creor_body_step(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 static void creor_steps_handler(ngx_event_t *ev);
 static void creor_steps_cleanup(void *data);
 static ngx_int_t creor_dispatch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+static ngx_int_t creor_dispatch_route(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx);
+static ngx_int_t creor_park(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    u_char *data, size_t len);
+static void creor_park_cleanup(void *data);
+static void creor_group_post(ngx_creor_main_conf_t *mcf);
+static void creor_group_handler(ngx_event_t *ev);
+static ngx_int_t creor_send_out(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    u_char *data, size_t len);
 static ngx_int_t creor_send_failure(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
 
@@ -52,7 +62,11 @@ typedef struct {
 } creor_steps_t;
 
 
-static ngx_str_t  creor_json_type = ngx_string("application/json");
+static ngx_str_t    creor_json_type = ngx_string("application/json");
+
+/* answers waiting for the turn's group commit */
+static ngx_queue_t  creor_parked;
+static ngx_event_t  creor_group_ev;
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
@@ -65,14 +79,61 @@ creor_main_conf(ngx_http_request_t *r)
 }
 
 
+/*
+ * $request_id, which every response carries: nginx's own handler makes
+ * it with one RAND_bytes() call per request, the most expensive step of
+ * a GET after the HMAC.  The same 16 random bytes in hex come from the
+ * pool of creor_random_pooled(), stored as the variable's cached value so
+ * that logs and other modules read the same id.  One already evaluated
+ * (by a module of an earlier phase) is kept.
+ */
+
+static void
+creor_request_id(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    u_char                     *id;
+    uint8_t                     raw[16];
+    ngx_http_variable_value_t  *vv;
+
+    vv = &r->variables[ctx->mcf->request_id_index];
+
+    if (!vv->valid && !vv->not_found) {
+        id = ngx_pnalloc(r->pool, 2 * sizeof(raw));
+
+        if (id == NULL || creor_random_pooled(raw, sizeof(raw)) != 0) {
+            vv = ngx_http_get_indexed_variable(r,
+                                               ctx->mcf->request_id_index);
+            if (vv == NULL || vv->not_found) {
+                return;
+            }
+
+        } else {
+            ngx_hex_dump(id, raw, sizeof(raw));
+
+            vv->data = id;
+            vv->len = 2 * sizeof(raw);
+            vv->valid = 1;
+            vv->no_cacheable = 0;
+            vv->not_found = 0;
+        }
+    }
+
+    if (vv->not_found) {
+        return;
+    }
+
+    ctx->request_id.data = vv->data;
+    ctx->request_id.len = vv->len;
+}
+
+
 ngx_int_t
 ngx_creor_handle(ngx_http_request_t *r)
 {
-    ngx_int_t                   rc;
-    ngx_str_t                   allow;
-    ngx_creor_ctx_t            *ctx;
-    ngx_creor_main_conf_t      *mcf;
-    ngx_http_variable_value_t  *vv;
+    ngx_int_t               rc;
+    ngx_str_t               allow;
+    ngx_creor_ctx_t        *ctx;
+    ngx_creor_main_conf_t  *mcf;
 
     mcf = creor_main_conf(r);
 
@@ -84,11 +145,7 @@ ngx_creor_handle(ngx_http_request_t *r)
     ctx->mcf = mcf;
     ngx_http_set_ctx(r, ctx, ngx_creor_module);
 
-    vv = ngx_http_get_indexed_variable(r, mcf->request_id_index);
-    if (vv && !vv->not_found) {
-        ctx->request_id.data = vv->data;
-        ctx->request_id.len = vv->len;
-    }
+    creor_request_id(r, ctx);
 
     if (r->error_page && r->err_status >= NGX_HTTP_BAD_REQUEST) {
         return creor_error_page(r);
@@ -325,12 +382,11 @@ creor_error_page(ngx_http_request_t *r)
 static ngx_int_t
 creor_error_header_filter(ngx_http_request_t *r)
 {
-    ngx_str_t                   body;
-    ngx_uint_t                  status;
-    const char                 *code, *msg;
-    ngx_creor_ctx_t            *ctx;
-    ngx_creor_loc_conf_t       *lcf;
-    ngx_http_variable_value_t  *vv;
+    ngx_str_t              body;
+    ngx_uint_t             status;
+    const char            *code, *msg;
+    ngx_creor_ctx_t       *ctx;
+    ngx_creor_loc_conf_t  *lcf;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_creor_module);
     ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
@@ -355,11 +411,7 @@ creor_error_header_filter(ngx_http_request_t *r)
         ctx->mcf = creor_main_conf(r);
         ngx_http_set_ctx(r, ctx, ngx_creor_module);
 
-        vv = ngx_http_get_indexed_variable(r, ctx->mcf->request_id_index);
-        if (vv && !vv->not_found) {
-            ctx->request_id.data = vv->data;
-            ctx->request_id.len = vv->len;
-        }
+        creor_request_id(r, ctx);
     }
 
     status = creor_status_error(r->headers_out.status, &code, &msg);
@@ -698,8 +750,41 @@ creor_steps_cleanup(void *data)
 }
 
 
+/*
+ * Group commit (sync=on): what the request writes from its Idempotency-Key
+ * claim to its answer joins the turn's group transaction (creor_store.c);
+ * an answer that depends on it is parked until the group is on disk.
+ */
+
 static ngx_int_t
 creor_dispatch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    ngx_int_t       rc;
+    creor_store_t  *st;
+
+    st = &ctx->mcf->store;
+
+    ctx->group_mark = st->group_writes;
+    ctx->in_group = 1;
+    st->grouping = 1;
+
+    rc = creor_dispatch_route(r, ctx);
+
+    st->grouping = 0;
+    ctx->in_group = 0;
+
+    /* a group is never left open past this turn: it holds LMDB's lock */
+
+    if (st->group) {
+        creor_group_post(ctx->mcf);
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+creor_dispatch_route(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
     u_char                 err[128];
     ngx_int_t              rc;
@@ -1269,9 +1354,6 @@ ngx_int_t
 creor_send_raw(ngx_http_request_t *r, ngx_uint_t status, u_char *data,
     size_t len)
 {
-    ngx_int_t         rc;
-    ngx_buf_t        *b;
-    ngx_chain_t       out;
     ngx_creor_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
@@ -1288,6 +1370,24 @@ creor_send_raw(ngx_http_request_t *r, ngx_uint_t status, u_char *data,
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "creor: idempotent response not stored");
     }
+
+    if (ctx->in_group && r == r->main
+        && ctx->group_mark != ctx->mcf->store.group_writes)
+    {
+        return creor_park(r, ctx, data, len);
+    }
+
+    return creor_send_out(r, ctx, data, len);
+}
+
+
+static ngx_int_t
+creor_send_out(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, u_char *data,
+    size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
 
     if (ctx->request_id.len
         && creor_add_header(r, "X-Request-Id", &ctx->request_id) != NGX_OK)
@@ -1322,4 +1422,123 @@ creor_send_raw(ngx_http_request_t *r, ngx_uint_t status, u_char *data,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * The answer waits: the request is held (r->main->count) until the group
+ * it wrote in is committed, at the end of this turn of the event loop:
+ * one sync for every request of the turn, and none answered before its
+ * data is on disk.
+ */
+
+static ngx_int_t
+creor_park(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, u_char *data,
+    size_t len)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        (void) creor_store_group_commit(&ctx->mcf->store);
+        return creor_send_out(r, ctx, data, len);
+    }
+
+    cln->handler = creor_park_cleanup;
+    cln->data = ctx;
+
+    creor_group_post(ctx->mcf);
+
+    ctx->request = r;
+    ctx->parked_body.data = data;
+    ctx->parked_body.len = len;
+    ctx->is_parked = 1;
+    ngx_queue_insert_tail(&creor_parked, &ctx->parked);
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+/* the group is committed at the end of this turn, answers parked or not */
+
+static void
+creor_group_post(ngx_creor_main_conf_t *mcf)
+{
+    if (creor_group_ev.handler == NULL) {
+        ngx_queue_init(&creor_parked);
+        creor_group_ev.handler = creor_group_handler;
+        creor_group_ev.data = mcf;
+        creor_group_ev.log = ngx_cycle->log;
+    }
+
+    if (!creor_group_ev.posted) {
+        ngx_post_event(&creor_group_ev, &ngx_posted_events);
+    }
+}
+
+
+static void
+creor_park_cleanup(void *data)
+{
+    ngx_creor_ctx_t  *ctx = data;
+
+    if (ctx->is_parked) {
+        ctx->is_parked = 0;
+        ngx_queue_remove(&ctx->parked);
+    }
+}
+
+
+static void
+creor_group_handler(ngx_event_t *ev)
+{
+    int                      failed;
+    ngx_int_t                rc;
+    ngx_queue_t             *q;
+    creor_store_t           *st;
+    ngx_creor_ctx_t         *ctx;
+    ngx_connection_t        *c;
+    ngx_http_request_t      *r;
+    ngx_creor_main_conf_t   *mcf;
+
+    mcf = ev->data;
+    st = &mcf->store;
+
+    (void) creor_store_group_commit(st);
+
+    failed = st->group_failed;
+    st->group_failed = 0;
+
+    if (failed) {
+        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                      "creor_store: a group commit failed (%d), "
+                      "its requests get the store's error", failed);
+    }
+
+    while (!ngx_queue_empty(&creor_parked)) {
+        q = ngx_queue_head(&creor_parked);
+        ngx_queue_remove(q);
+
+        ctx = ngx_queue_data(q, ngx_creor_ctx_t, parked);
+        ctx->is_parked = 0;
+        ctx->in_group = 0;
+
+        r = ctx->request;
+        c = r->connection;
+
+        if (failed) {
+            ctx->sending = 0;
+            creor_fail_store(r, failed);
+            rc = creor_send_failure(r, ctx);
+
+        } else {
+            rc = creor_send_out(r, ctx, ctx->parked_body.data,
+                                ctx->parked_body.len);
+        }
+
+        ngx_http_finalize_request(r, rc);
+        ngx_http_run_posted_requests(c);
+    }
 }

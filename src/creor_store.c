@@ -27,10 +27,12 @@
 #define CREOR_STORE_WRITERS  8
 
 
+static int creor_store_begin(creor_store_t *s, MDB_txn **txn);
 static int creor_store_secret_check(creor_store_t *s, uint8_t *out);
 static void creor_store_chown(const char *dir, const char *file,
     struct stat *owner);
 static void creor_usage_digits(char *out, int v, int width);
+static void creor_store_track(MDB_txn *txn);
 static void creor_store_forget(MDB_txn *txn);
 
 
@@ -179,6 +181,7 @@ void
 creor_store_close(creor_store_t *s)
 {
     (void) creor_store_release(s);
+    (void) creor_store_group_commit(s);
 
     if (s->rtxn) {
         mdb_txn_abort(s->rtxn);
@@ -403,14 +406,110 @@ creor_store_read_done(creor_store_t *s)
 }
 
 
+/*
+ * Group commit (sync=on).  While s->grouping is set (the module sets it
+ * around requests' handlers), a write transaction is a child of one
+ * transaction left open for the rest of the turn of the event loop.  A
+ * child's commit is a merge into it, without a system call; the module
+ * commits the group once, with LMDB's own ordered flushes, for every
+ * request of the turn (creor_store_group_commit()), and answers them
+ * after that.  Any other write goes after the group: the group is
+ * committed first, so no writer waits for the end of the turn.
+ */
+
 int
 creor_store_write(creor_store_t *s, MDB_txn **txn)
 {
-    int  rc, i;
+    int  rc;
 
     /* a transaction of ours still open would wait for itself forever */
 
     s->left_open += creor_store_release(s);
+
+    if (s->group) {
+        if (s->grouping) {
+            rc = mdb_txn_begin(s->env, s->group, 0, txn);
+            if (rc != 0) {
+                return creor_store_rc(rc);
+            }
+
+            s->group_writes++;
+            creor_store_track(*txn);
+
+            return CREOR_STORE_OK;
+        }
+
+        (void) creor_store_group_commit(s);
+    }
+
+    if (!s->grouping || s->nosync) {
+        rc = creor_store_begin(s, txn);
+        if (rc == CREOR_STORE_OK) {
+            creor_store_track(*txn);
+        }
+
+        return rc;
+    }
+
+    /* the group's own commit syncs, whatever deferred syncing says */
+
+    mdb_env_set_flags(s->env, MDB_NOSYNC, 0);
+    rc = creor_store_begin(s, &s->group);
+    mdb_env_set_flags(s->env, MDB_NOSYNC, s->deferred);
+
+    if (rc != CREOR_STORE_OK) {
+        s->group = NULL;
+        return rc;
+    }
+
+    rc = mdb_txn_begin(s->env, s->group, 0, txn);
+
+    if (rc != 0) {
+        mdb_txn_abort(s->group);
+        s->group = NULL;
+        return creor_store_rc(rc);
+    }
+
+    s->group_writes++;
+    creor_store_track(*txn);
+
+    return CREOR_STORE_OK;
+}
+
+
+/* the group's changes on disk, or none of them; failures are remembered */
+
+int
+creor_store_group_commit(creor_store_t *s)
+{
+    int  rc;
+
+    if (s->group == NULL) {
+        return CREOR_STORE_OK;
+    }
+
+    /* a request's transaction left open is no part of the group */
+
+    s->left_open += creor_store_release(s);
+
+    mdb_env_set_flags(s->env, MDB_NOSYNC, 0);
+    rc = creor_store_rc(mdb_txn_commit(s->group));
+    mdb_env_set_flags(s->env, MDB_NOSYNC, s->deferred);
+
+    s->group = NULL;
+
+    if (rc != CREOR_STORE_OK) {
+        s->group_failed = rc;
+    }
+
+    return rc;
+}
+
+
+static int
+creor_store_begin(creor_store_t *s, MDB_txn **txn)
+{
+    int  rc;
 
     rc = mdb_txn_begin(s->env, NULL, 0, txn);
 
@@ -422,18 +521,7 @@ creor_store_write(creor_store_t *s, MDB_txn **txn)
         rc = mdb_txn_begin(s->env, NULL, 0, txn);
     }
 
-    if (rc != 0) {
-        return creor_store_rc(rc);
-    }
-
-    for (i = 0; i < CREOR_STORE_WRITERS; i++) {
-        if (creor_store_writers[i] == NULL) {
-            creor_store_writers[i] = *txn;
-            break;
-        }
-    }
-
-    return CREOR_STORE_OK;
+    return creor_store_rc(rc);
 }
 
 
@@ -481,6 +569,20 @@ creor_store_release(creor_store_t *s)
     }
 
     return n;
+}
+
+
+static void
+creor_store_track(MDB_txn *txn)
+{
+    int  i;
+
+    for (i = 0; i < CREOR_STORE_WRITERS; i++) {
+        if (creor_store_writers[i] == NULL) {
+            creor_store_writers[i] = txn;
+            return;
+        }
+    }
 }
 
 
@@ -863,10 +965,21 @@ creor_key_get(creor_store_t *s, MDB_txn *txn, const char *id,
     creor_key_rec_t *rec)
 {
     int      rc;
+    size_t   len;
     char     key[CREOR_STORE_KEY_MAX];
     MDB_val  val;
 
-    snprintf(key, sizeof(key), "k:%s", id);
+    /* read on every request: no snprintf() */
+
+    len = strlen(id);
+
+    if (len + 3 > sizeof(key)) {
+        return CREOR_STORE_NOTFOUND;
+    }
+
+    key[0] = 'k';
+    key[1] = ':';
+    memcpy(key + 2, id, len + 1);
 
     rc = creor_store_get(s, txn, key, &val);
     if (rc != CREOR_STORE_OK) {

@@ -59,6 +59,10 @@ typedef struct {
     int          nosync;
     int          deferred;          /* commits wait for a later synced one */
     int          left_open;         /* write transactions a path forgot */
+    MDB_txn     *group;             /* the turn's transaction: group commit */
+    int          grouping;          /* write transactions join the group */
+    int          group_failed;      /* the error of a group commit, or 0 */
+    uint64_t     group_writes;      /* transactions that joined a group */
     uint8_t      secret[CREOR_SERVER_SECRET_MAX];
     size_t       secret_len;
 } creor_store_t;
@@ -87,6 +91,7 @@ int creor_store_commit(MDB_txn *txn);
 void creor_store_abort(MDB_txn *txn);
 int creor_store_release(creor_store_t *s);
 int creor_store_commit_nosync(creor_store_t *s, MDB_txn *txn);
+int creor_store_group_commit(creor_store_t *s);
 void creor_store_defer_sync(creor_store_t *s, int on);
 int creor_store_rc(int rc);
 

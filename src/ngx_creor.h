@@ -126,6 +126,7 @@ typedef struct {
  */
 #define CREOR_WAKEUP_MAX    64
 typedef struct creor_metrics_s  creor_metrics_t;
+typedef struct creor_rl_table_s  creor_rl_table_t;
 
 typedef struct {
     ngx_atomic_t            epoch;
@@ -167,6 +168,10 @@ typedef struct {
     size_t                  counters_size;
     MDB_dbi                 counters_anon;  /* by address, bounded */
     size_t                  counters_anon_max;
+    ngx_shm_zone_t         *counters_zone;
+    creor_rl_table_t       *rl;         /* credentials' counters, shared */
+    ngx_uint_t              rl_buckets;
+    ngx_event_t             rl_timer;
     ngx_event_t             timer;
     ngx_int_t               request_id_index;
     creor_rate_t            global;
@@ -314,6 +319,14 @@ struct ngx_creor_ctx_s {
 
     ngx_str_t               tokens_in;
     ngx_str_t               tokens_out;
+
+    /* group commit: an answer waits for the turn's sync (creor_request.c) */
+    ngx_http_request_t     *request;
+    ngx_queue_t             parked;
+    uint64_t                group_mark;
+    ngx_str_t               parked_body;
+    unsigned                in_group:1;
+    unsigned                is_parked:1;
 };
 
 
@@ -449,6 +462,9 @@ ngx_int_t creor_ratelimit_anonymous(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
 void creor_ratelimit_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
 ngx_int_t creor_ratelimit_init(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
+void creor_ratelimit_exit(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
+ngx_int_t creor_ratelimit_zone(ngx_conf_t *cf, ngx_creor_main_conf_t *mcf,
+    size_t counters_size);
 char *creor_rate_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* creor_idempotency.c */

@@ -594,6 +594,16 @@ ngx_creor_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* credentials' counters in shared memory, as many as the map holds */
+
+    if (creor_ratelimit_zone(cf, mcf,
+                             mcf->counters_size == NGX_CONF_UNSET_SIZE
+                             ? CREOR_COUNTERS_MAP_SIZE : mcf->counters_size)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
 }
 
@@ -1044,6 +1054,7 @@ ngx_creor_exit_process(ngx_cycle_t *cycle)
 
     if (mcf && mcf->opened) {
         creor_usage_flush(cycle->log);
+        creor_ratelimit_exit(mcf, cycle->log);
         creor_store_close(&mcf->counters);
         creor_store_close(&mcf->store);
         mcf->opened = 0;

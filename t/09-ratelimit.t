@@ -241,6 +241,50 @@ sub is_429 {
     is(hdr($r, 'X-RateLimit-Remaining'), '69', '... on its own bucket');
 }
 
+###########################################################################
+# 6b. Counters survive a reload, a stop and a kill -9 of every process:
+#     the shared table outlives a reload, a stopping worker writes back
+#     what changed and a timer does it once a second.  A key of 5r/m
+#     makes 3 requests, then after the event exactly 2 more are admitted
+#     (the bucket refills one per 12 s: the margin of the case).
+
+sub kill_all {
+    my ($inst) = @_;
+    my @procs = ($inst->pid, $inst->worker_pids);
+    kill 'KILL', @procs;
+    my $deadline = time + 10;
+    sleep 0.05 while time < $deadline && grep { CreorTest::_alive($_) } @procs;
+    $inst->{running} = 0;
+    return !grep { CreorTest::_alive($_) } @procs;
+}
+
+{
+    my $ADM = fresh_key($t, $boot->{org}, 'admin');
+    my @events = (
+        [reload => sub { $t->reload; 1 }],
+        [stop   => sub { $t->stop; $t->start; 1 }],
+        # the write-back timer runs every second: 2.5 s leaves a margin
+        ['kill -9' => sub { sleep 2.5; my $ok = kill_all($t); $t->start; $ok }],
+    );
+    for my $e (@events) {
+        my ($name, $do) = @$e;
+        my $r = $t->req(POST => '/v1/api-keys', token => $ADM,
+                        json => {name => "survive $name", role => 'user',
+                                 rateLimit => '5r/m'});
+        my $K = $r->{json}{token} // 'none';
+        my @before = map { $t->req(GET => '/v1/agents', token => $K) } 1 .. 3;
+        is_deeply([map { $_->{status} } @before], [200, 200, 200],
+                  "$name: 3 admitted before");
+        ok($do->(), "$name: done");
+        my @after = map { $t->req(GET => '/v1/agents', token => $K) } 1 .. 3;
+        is_deeply([map { $_->{status} } @after[0, 1]], [200, 200],
+                  "$name: 2 more admitted after");
+        is_deeply([map { hdr($_, 'X-RateLimit-Remaining') } @after[0, 1]],
+                  [1, 0], "$name: remaining 1, 0 after");
+        is_429($after[2], "$name: the 6th");
+    }
+}
+
 $t->finish;
 
 ###########################################################################
