@@ -214,6 +214,8 @@ static void creor_wh_result(ngx_str_t *key, ngx_str_t *owner,
     int64_t retry_after);
 static ngx_uint_t creor_whd_count(ngx_str_t *owner);
 static ngx_int_t creor_wq_owner(u_char *key, size_t len, ngx_str_t *owner);
+static int creor_whd_drop(MDB_txn *txn, const MDB_val *key,
+    const MDB_val *val, int64_t now, void *data);
 
 
 static const char  *creor_event_types[] = {
