@@ -756,12 +756,47 @@ creor_store_make_id(creor_store_t *s, MDB_txn *txn, char *out, size_t size,
  * the machine is done again.
  */
 
+typedef struct {
+    creor_store_expired_pt  expired;
+} creor_store_expired_t;
+
+
+static int
+creor_store_expired_drop(MDB_txn *txn, const MDB_val *key,
+    const MDB_val *val, int64_t now, void *data)
+{
+    creor_store_expired_t  *e = data;
+
+    return e->expired(val, now);
+}
+
+
 int
 creor_store_purge(creor_store_t *s, const char *prefix, char *from,
     size_t batch, int64_t now, creor_store_expired_pt expired,
     size_t *purged)
 {
-    int          rc;
+    creor_store_expired_t  e;
+
+    e.expired = expired;
+
+    return creor_store_purge_txn(s, prefix, from, batch, now,
+                                 creor_store_expired_drop, &e, purged);
+}
+
+
+/*
+ * The same walk, drop() deciding in the purge's transaction, where it may
+ * also remove what the entry owns (its index entries, a counter's share):
+ * a failure of either undoes the batch, so nothing is half removed.
+ */
+
+int
+creor_store_purge_txn(creor_store_t *s, const char *prefix, char *from,
+    size_t batch, int64_t now, creor_store_drop_pt drop, void *data,
+    size_t *purged)
+{
+    int          rc, d;
     size_t       n, seen, plen;
     MDB_val      k, v;
     MDB_txn     *txn;
@@ -794,12 +829,16 @@ creor_store_purge(creor_store_t *s, const char *prefix, char *from,
             break;
         }
 
-        if (!expired(&v, now)) {
+        d = drop(txn, &k, &v, now, data);
+
+        if (d == 0) {
             continue;
         }
 
-        if (mdb_cursor_del(cur, 0) != 0) {
-            break;
+        if (d < 0 || mdb_cursor_del(cur, 0) != 0) {
+            mdb_cursor_close(cur);
+            creor_store_abort(txn);
+            return CREOR_STORE_ERROR;
         }
 
         n++;

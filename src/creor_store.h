@@ -108,6 +108,14 @@ typedef int (*creor_store_expired_pt)(const MDB_val *val, int64_t now);
 int creor_store_purge(creor_store_t *s, const char *prefix, char *from,
     size_t batch, int64_t now, creor_store_expired_pt expired,
     size_t *purged);
+
+/* 1: delete the entry, 0: keep it, -1: fail (the batch is undone) */
+typedef int (*creor_store_drop_pt)(MDB_txn *txn, const MDB_val *key,
+    const MDB_val *val, int64_t now, void *data);
+
+int creor_store_purge_txn(creor_store_t *s, const char *prefix, char *from,
+    size_t batch, int64_t now, creor_store_drop_pt drop, void *data,
+    size_t *purged);
 void creor_usage_day(char *out, int64_t ms);
 int creor_usage_key(char *out, size_t *len, const creor_usage_dims_t *d);
 int creor_usage_parse(const char *key, size_t len, creor_usage_dims_t *d);

@@ -39,6 +39,7 @@
 #define CREOR_WH_SCAN_WALK      4096        /* due entries looked at */
 #define CREOR_WH_LEASE_EXTRA    5000
 #define CREOR_WH_RETRY_AFTER_MAX 3600000
+#define CREOR_WH_PURGE          256         /* deliveries a housekeeping turn */
 
 #define CREOR_HTTP_GONE         410
 
@@ -213,6 +214,8 @@ static void creor_wh_result(ngx_str_t *key, ngx_str_t *owner,
     int64_t retry_after);
 static ngx_uint_t creor_whd_count(ngx_str_t *owner);
 static ngx_int_t creor_wq_owner(u_char *key, size_t len, ngx_str_t *owner);
+static int creor_whd_drop(MDB_txn *txn, const MDB_val *key,
+    const MDB_val *val, int64_t now, void *data);
 
 
 static const char  *creor_event_types[] = {
@@ -483,8 +486,9 @@ creor_webhooks_update(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
 
 /*
- * Its deliveries stay, listed nowhere: each is dropped when it comes due
- * (no transaction here grows with their number).
+ * Its deliveries stay, listed nowhere, until the housekeeping purge
+ * (creor_webhooks_purge) or their coming due drops them: no transaction
+ * here grows with their number.
  */
 
 ngx_int_t
@@ -1738,6 +1742,106 @@ creor_webhooks_queue_depth(creor_store_t *st)
     creor_store_read_done(st);
 
     return n;
+}
+
+
+/*
+ * A delivery goes when it finished (succeeded or dead) longer than
+ * creor_webhook_retention ago, or, finished or not, when its endpoint is
+ * gone; a pending one takes its "wq:" entry and its share of "m:whq"
+ * along.  A call in flight that loses its record finds nothing to update.
+ */
+
+static int
+creor_whd_drop(MDB_txn *txn, const MDB_val *key, const MDB_val *val,
+    int64_t now, void *data)
+{
+    int                     rc;
+    char                    k[CREOR_STORE_KEY_MAX];
+    int64_t                 done;
+    MDB_val                 w;
+    ngx_uint_t              last;
+    creor_whd_hdr_t         hdr;
+    ngx_creor_main_conf_t  *mcf = data;
+
+    if (val->mv_size < sizeof(creor_whd_hdr_t)
+        || key->mv_size + 16 >= CREOR_STORE_KEY_MAX)
+    {
+        return 0;               /* not ours to judge */
+    }
+
+    ngx_memcpy(&hdr, val->mv_data, sizeof(creor_whd_hdr_t));
+    hdr.org[CREOR_ID_MAX - 1] = '\0';
+    hdr.owner[CREOR_ID_MAX - 1] = '\0';
+
+    if (hdr.status == CREOR_WHD_SUCCEEDED || hdr.status == CREOR_WHD_DEAD) {
+        last = ngx_min(hdr.attempts, CREOR_WH_ATTEMPTS);
+        done = last ? hdr.attempt[last - 1].ms
+                      + hdr.attempt[last - 1].duration_ms
+                    : hdr.created_ms;
+
+        if (now - done >= (int64_t) mcf->webhook_retention) {
+            goto drop;
+        }
+    }
+
+    if (ngx_strncmp(hdr.owner, "wh_", 3) != 0) {
+        return 0;               /* a run's own webhookUrl */
+    }
+
+    ngx_snprintf((u_char *) k, sizeof(k), "w:%s:%s%Z", hdr.org, hdr.owner);
+
+    rc = creor_store_get(&mcf->store, txn, k, &w);
+
+    if (rc == CREOR_STORE_OK) {
+        return 0;
+    }
+
+    if (rc != CREOR_STORE_NOTFOUND) {
+        return -1;
+    }
+
+drop:
+
+    if (hdr.due_ms == 0) {
+        return 1;
+    }
+
+    ngx_snprintf((u_char *) k, sizeof(k), "wq:%013L:%*s%Z", hdr.due_ms,
+                 key->mv_size - 3, (u_char *) key->mv_data + 3);
+
+    rc = creor_store_del(&mcf->store, txn, k);
+
+    if (rc == CREOR_STORE_OK) {
+        rc = creor_wh_depth_add(&mcf->store, txn, -1);
+
+    } else if (rc == CREOR_STORE_NOTFOUND) {
+        rc = CREOR_STORE_OK;
+    }
+
+    return rc == CREOR_STORE_OK ? 1 : -1;
+}
+
+
+void
+creor_webhooks_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log)
+{
+    size_t       n;
+    static char  from[CREOR_STORE_KEY_MAX];
+
+    if (creor_store_purge_txn(&mcf->store, "wl:", from, CREOR_WH_PURGE,
+                              creor_now_ms(), creor_whd_drop, mcf, &n)
+        != CREOR_STORE_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "creor: webhook delivery purge failed");
+        return;
+    }
+
+    if (n) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "creor: purged %uz webhook deliveries", n);
+    }
 }
 
 

@@ -186,6 +186,8 @@ typedef struct {
     ngx_msec_t              webhook_timeout;
     ngx_array_t            *webhook_schedule;  /* of ngx_msec_t */
     ngx_flag_t              webhook_allow_private;
+    ngx_msec_t              webhook_retention;
+    ngx_msec_t              housekeeping;
     ngx_shm_zone_t         *shm_zone;
     creor_shared_t         *shared;
     creor_wakeup_t         *wakeup;
@@ -604,6 +606,7 @@ void creor_webhooks_scan(int64_t now);
 void creor_webhooks_tick(int64_t now);
 void creor_webhooks_release(void);
 int64_t creor_webhooks_queue_depth(creor_store_t *st);
+void creor_webhooks_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
 ngx_uint_t creor_webhooks_busy(void);
 
 /* creor_wakeup.c */

@@ -13,7 +13,6 @@
 #include "ngx_creor.h"
 
 
-#define CREOR_HOUSEKEEPING_INTERVAL  30000
 #define CREOR_COUNTERS_MAP_SIZE      (256 * 1024 * 1024)
 
 
@@ -172,6 +171,20 @@ static ngx_command_t  ngx_creor_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_creor_main_conf_t, webhook_timeout),
+      NULL },
+
+    { ngx_string("creor_webhook_retention"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_creor_main_conf_t, webhook_retention),
+      NULL },
+
+    { ngx_string("creor_housekeeping_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_creor_main_conf_t, housekeeping),
       NULL },
 
     { ngx_string("creor_webhook_retry_schedule"),
@@ -354,6 +367,8 @@ ngx_creor_create_main_conf(ngx_conf_t *cf)
     mcf->executor_retries = NGX_CONF_UNSET_UINT;
     mcf->webhook_timeout = NGX_CONF_UNSET_MSEC;
     mcf->webhook_schedule = NGX_CONF_UNSET_PTR;
+    mcf->webhook_retention = NGX_CONF_UNSET_MSEC;
+    mcf->housekeeping = NGX_CONF_UNSET_MSEC;
     mcf->webhook_allow_private = NGX_CONF_UNSET;
 
     return mcf;
@@ -375,6 +390,16 @@ ngx_creor_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(mcf->run_lease, 30000);
     ngx_conf_init_uint_value(mcf->executor_retries, 2);
     ngx_conf_init_msec_value(mcf->webhook_timeout, 10000);
+    ngx_conf_init_msec_value(mcf->webhook_retention,
+                             (ngx_msec_t) 30 * 86400000);
+    ngx_conf_init_msec_value(mcf->housekeeping, 30000);
+
+    if (mcf->housekeeping < 100) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"creor_housekeeping_interval\" must be at "
+                           "least 100ms");
+        return NGX_CONF_ERROR;
+    }
     ngx_conf_init_value(mcf->webhook_allow_private, 0);
 
     if (mcf->webhook_schedule == NGX_CONF_UNSET_PTR) {
@@ -1032,8 +1057,9 @@ ngx_creor_init_process(ngx_cycle_t *cycle)
     mcf->timer.log = cycle->log;
     mcf->timer.cancelable = 1;
 
-    ngx_add_timer(&mcf->timer, CREOR_HOUSEKEEPING_INTERVAL
-                               + ngx_random() % 1000);
+    ngx_add_timer(&mcf->timer, mcf->housekeeping
+                               + ngx_random() % ngx_min(mcf->housekeeping,
+                                                        1000));
 
     /* runs of agents deleted when a worker stopped half way */
 
@@ -1062,7 +1088,10 @@ ngx_creor_exit_process(ngx_cycle_t *cycle)
 }
 
 
-/* stale readers of dead processes; expired cursors, responses, counters */
+/*
+ * Stale readers of dead processes; expired cursors, responses, counters;
+ * finished webhook deliveries and those of deleted endpoints.
+ */
 
 static void
 ngx_creor_housekeeping(ngx_event_t *ev)
@@ -1088,10 +1117,11 @@ ngx_creor_housekeeping(ngx_event_t *ev)
     creor_runs_reap_kick();
     creor_idempotency_purge(mcf, ev->log);
     creor_ratelimit_purge(mcf, ev->log);
+    creor_webhooks_purge(mcf, ev->log);
 
     creor_store_guard(mcf, ev->log);
 
-    ngx_add_timer(ev, CREOR_HOUSEKEEPING_INTERVAL);
+    ngx_add_timer(ev, mcf->housekeeping);
 }
 
 
