@@ -77,6 +77,8 @@ typedef struct {
 
 static int32_t creor_utf8_next(u_char **pp, u_char *last);
 static ngx_int_t creor_json_check_text(u_char *p, size_t len);
+static ngx_int_t creor_json_escape_u(u_char *p, ngx_uint_t *high,
+    uint32_t *cp);
 static creor_json_t *creor_json_add(creor_json_parser_t *p, ngx_uint_t type);
 static int creor_json_null(void *ctx);
 static int creor_json_boolean(void *ctx, int b);
@@ -566,7 +568,7 @@ creor_json_fast_string(u_char *p, u_char *last, ngx_flag_t *esc)
 {
     u_char      c;
     uint32_t    cp;
-    ngx_uint_t  i, high;
+    ngx_uint_t  high;
 
     *esc = 0;
     high = 0;
@@ -622,44 +624,7 @@ creor_json_fast_string(u_char *p, u_char *last, ngx_flag_t *esc)
             return NULL;
         }
 
-        cp = 0;
-
-        for (i = 2; i < 6; i++) {
-
-            /* digits before the case fold: 0x10-0x19 | 0x20 are digits */
-
-            c = p[i];
-
-            if (c >= '0' && c <= '9') {
-                cp = (cp << 4) | (c - '0');
-                continue;
-            }
-
-            c |= 0x20;
-
-            if (c >= 'a' && c <= 'f') {
-                cp = (cp << 4) | (c - 'a' + 10);
-
-            } else {
-                return NULL;
-            }
-        }
-
-        if (cp >= 0xd800 && cp <= 0xdbff) {
-            if (high) {
-                return NULL;
-            }
-
-            high = 1;
-
-        } else if (cp >= 0xdc00 && cp <= 0xdfff) {
-            if (!high) {
-                return NULL;
-            }
-
-            high = 0;
-
-        } else if (high || cp == 0) {
+        if (creor_json_escape_u(p, &high, &cp) != NGX_OK || cp == 0) {
             return NULL;
         }
 
@@ -1062,7 +1027,7 @@ creor_json_check_text(u_char *p, size_t len)
 {
     u_char      *last, c;
     uint32_t     cp;
-    ngx_uint_t   i, in_string, high;
+    ngx_uint_t   in_string, high;
 
     last = p + len;
     in_string = 0;
@@ -1117,44 +1082,7 @@ creor_json_check_text(u_char *p, size_t len)
             return NGX_ERROR;
         }
 
-        cp = 0;
-
-        for (i = 2; i < 6; i++) {
-
-            /* digits before the case fold: 0x10-0x19 | 0x20 are digits */
-
-            c = p[i];
-
-            if (c >= '0' && c <= '9') {
-                cp = (cp << 4) | (c - '0');
-                continue;
-            }
-
-            c |= 0x20;
-
-            if (c >= 'a' && c <= 'f') {
-                cp = (cp << 4) | (c - 'a' + 10);
-
-            } else {
-                return NGX_ERROR;
-            }
-        }
-
-        if (cp >= 0xd800 && cp <= 0xdbff) {
-            if (high) {
-                return NGX_ERROR;
-            }
-
-            high = 1;
-
-        } else if (cp >= 0xdc00 && cp <= 0xdfff) {
-            if (!high) {
-                return NGX_ERROR;
-            }
-
-            high = 0;
-
-        } else if (high) {
+        if (creor_json_escape_u(p, &high, &cp) != NGX_OK) {
             return NGX_ERROR;
         }
 
@@ -1162,6 +1090,62 @@ creor_json_check_text(u_char *p, size_t len)
     }
 
     return high ? NGX_ERROR : NGX_OK;
+}
+
+
+/*
+ * The \uXXXX escape at p (6 bytes are there): its code point in *cp;
+ * *high tracks a high surrogate waiting for its low one.  NGX_ERROR for
+ * a digit that is not hex or a surrogate out of its pair.
+ */
+
+static ngx_int_t
+creor_json_escape_u(u_char *p, ngx_uint_t *high, uint32_t *cp)
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    *cp = 0;
+
+    for (i = 2; i < 6; i++) {
+
+        /* digits before the case fold: 0x10-0x19 | 0x20 are digits */
+
+        c = p[i];
+
+        if (c >= '0' && c <= '9') {
+            *cp = (*cp << 4) | (c - '0');
+            continue;
+        }
+
+        c |= 0x20;
+
+        if (c < 'a' || c > 'f') {
+            return NGX_ERROR;
+        }
+
+        *cp = (*cp << 4) | (c - 'a' + 10);
+    }
+
+    if (*cp >= 0xd800 && *cp <= 0xdbff) {
+        if (*high) {
+            return NGX_ERROR;
+        }
+
+        *high = 1;
+        return NGX_OK;
+    }
+
+    if (*cp >= 0xdc00 && *cp <= 0xdfff) {
+        if (!*high) {
+            return NGX_ERROR;
+        }
+
+        *high = 0;
+        return NGX_OK;
+    }
+
+    return *high ? NGX_ERROR : NGX_OK;
 }
 
 
