@@ -10,9 +10,10 @@ SAN       ?=
 
 TOP       := $(CURDIR)
 NGXDIR    := $(BUILD)/nginx
-CORE_SRC  := src/creor_store.c src/creor_core.c src/creor_index.c
-CLI_SRC   := src/creor_cli.c $(CORE_SRC)
-MOD_SRC   := $(wildcard src/*.c src/*.h) config
+CORE_SRC  := src/store/creor_store.c src/lib/creor_core.c src/store/creor_index.c
+CORE_INCS := -Isrc/store -Isrc/lib
+CLI_SRC   := src/cli/creor_cli.c $(CORE_SRC)
+MOD_SRC   := $(wildcard src/*.c src/*.h src/*/*.c src/*/*.h) config
 
 # Debian's nginx-dev ships configure and headers only; its configure wants
 # the flags the stock binary was built with, so that --with-compat matches.
@@ -48,10 +49,10 @@ $(BUILD)/ngx_creor_module.so: $(NGXDIR)/src/Makefile $(MOD_SRC)
 	grep -E 'warning:|error:' $(NGXDIR)/build.log || true
 	cp $(NGXDIR)/src/objs/ngx_creor_module.so $@.tmp && mv $@.tmp $@
 
-$(BUILD)/creor: $(CLI_SRC) src/creor_store.h src/creor_core.h \
-	    src/creor_index.h
+$(BUILD)/creor: $(CLI_SRC) src/store/creor_store.h src/lib/creor_core.h \
+	    src/store/creor_index.h
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS) $(SAN) -Wall -Wextra -Wno-unused-parameter \
+	$(CC) $(CFLAGS) $(SAN) -Wall -Wextra -Wno-unused-parameter $(CORE_INCS) \
 	    -o $@.tmp $(CLI_SRC) -llmdb -lcrypto && mv $@.tmp $@
 
 # preloaded after libasan in ASan runs: built without the sanitizer
@@ -107,16 +108,17 @@ FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer \
 	-ffunction-sections -fdata-sections -fuse-ld=lld -Wl,--gc-sections \
 	-Wall -Wno-unused-function -Wno-unused-parameter
 FUZZ_INCS     = $(addprefix -I$(NGXDIR)/src/src/, core event event/modules \
-	os/unix http http/modules http/v2) -I$(NGXDIR)/src/objs -Isrc
+	os/unix http http/modules http/v2) -I$(NGXDIR)/src/objs -Isrc \
+	$(addprefix -Isrc/, pipeline api engine http model store lib)
 
-fuzz_json_SRC         := src/creor_json.c src/creor_core.c
-fuzz_json_scan_SRC    := src/creor_json.c src/creor_core.c
-fuzz_multipart_SRC    := src/creor_multipart.c
-fuzz_multipart_rt_SRC := src/creor_multipart.c
-fuzz_token_SRC        := src/creor_core.c
-fuzz_cursor_SRC       := src/creor_core.c
-fuzz_idempotency_SRC  := src/creor_json.c src/creor_core.c
-fuzz_ndjson_SRC       := src/creor_json.c src/creor_core.c
+fuzz_json_SRC         := src/lib/creor_json.c src/lib/creor_core.c
+fuzz_json_scan_SRC    := src/lib/creor_json.c src/lib/creor_core.c
+fuzz_multipart_SRC    := src/http/creor_multipart.c
+fuzz_multipart_rt_SRC := src/http/creor_multipart.c
+fuzz_token_SRC        := src/lib/creor_core.c
+fuzz_cursor_SRC       := src/lib/creor_core.c
+fuzz_idempotency_SRC  := src/lib/creor_json.c src/lib/creor_core.c
+fuzz_ndjson_SRC       := src/lib/creor_json.c src/lib/creor_core.c
 
 fuzz-build: $(addprefix $(FUZZ_DIR)/, $(FUZZ_TARGETS))
 

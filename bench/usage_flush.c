@@ -7,8 +7,8 @@
  * committed with fsync (sync=on) and without; and, for comparison, one
  * synced commit per completion, which is what metering avoids.
  *
- *   cc -O2 -Isrc -o build/usage_flush bench/usage_flush.c \
- *       src/creor_store.c src/creor_core.c -llmdb -lcrypto
+ *   cc -O2 -Isrc/store -Isrc/lib -o build/usage_flush bench/usage_flush.c \
+ *       src/store/creor_store.c src/lib/creor_core.c -llmdb -lcrypto
  *   build/usage_flush [dir]
  */
 

@@ -8,7 +8,7 @@
  */
 
 
-#include "../src/creor_pagination.c"
+#include "../src/http/creor_pagination.c"
 
 
 int

@@ -7,7 +7,7 @@
  */
 
 
-#include "../src/creor_idempotency.c"
+#include "../src/pipeline/creor_idempotency.c"
 
 
 int

@@ -14,7 +14,7 @@
 
 #define CREOR_LINE_MAX  200
 
-#include "../src/creor_dispatch.c"
+#include "../src/engine/creor_dispatch.c"
 
 
 static size_t creor_fuzz_longest(u_char *p, size_t len);

@@ -8,7 +8,7 @@
  */
 
 
-#include "../src/creor_auth.c"
+#include "../src/pipeline/creor_auth.c"
 
 
 static void creor_fuzz_token(u_char *p, size_t len);

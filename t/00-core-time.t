@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# creor_time_rfc3339() (src/creor_core.c), the one formatter of every
+# creor_time_rfc3339() (src/lib/creor_core.c), the one formatter of every
 # timestamp the API and the command line print: always valid RFC 3339 of
 # 24 bytes, and the length it returns is the length it wrote, whatever
 # the time (a damaged record, a clock before 1970).  No HTTP request can
@@ -57,8 +57,8 @@ main(int argc, char **argv)
 EOF
 close $fh;
 
-my $cc = `cc -O1 -I$ROOT/src -o $dir/t $dir/t.c $ROOT/src/creor_core.c -lcrypto 2>&1`;
-is($?, 0, 'the driver builds with src/creor_core.c') or diag($cc);
+my $cc = `cc -O1 -I$ROOT/src/lib -o $dir/t $dir/t.c $ROOT/src/lib/creor_core.c -lcrypto 2>&1`;
+is($?, 0, 'the driver builds with src/lib/creor_core.c') or diag($cc);
 
 my @out = split /\n/, `$dir/t @{[map { $_->[0] } @cases]}`;
 is(scalar @out, scalar @cases, 'one line per time');

@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 # The tenancy matrix and hostile traffic, generated from the route table
-# (src/creor_router.c), so a new route is covered without anyone adding it
+# (src/pipeline/creor_router.c), so a new route is covered without anyone adding it
 # here.  For every route: another organization's ids are 404, another
 # project's ids for a project-bound key 404, another app for an app-bound
 # key 403 APP_SCOPE_RESTRICTED, a read_only key on a write 403; malformed
@@ -22,7 +22,7 @@ use CreorTest;
 
 sub slurp { local (@ARGV, $/) = @_; <> }
 
-my $src = slurp("$CreorTest::ROOT/src/creor_router.c");
+my $src = slurp("$CreorTest::ROOT/src/pipeline/creor_router.c");
 
 my %arrays;    # static const char *name[] = { "a", "b", NULL };
 while ($src =~ /static\s+const\s+char\s+\*(\w+)\[\]\s*=\s*\{(.*?)\};/sg) {
@@ -30,7 +30,7 @@ while ($src =~ /static\s+const\s+char\s+\*(\w+)\[\]\s*=\s*\{(.*?)\};/sg) {
 }
 
 my ($table) = $src =~ /creor_route_t\s+creor_routes\[\]\s*=\s*\{(.*?)\n\};/s
-    or BAIL_OUT('no creor_routes[] table in src/creor_router.c');
+    or BAIL_OUT('no creor_routes[] table in src/pipeline/creor_router.c');
 
 my %METHOD = (CREOR_GET => 'GET', CREOR_POST => 'POST',
               CREOR_PATCH => 'PATCH', CREOR_DELETE => 'DELETE');

@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 # docs/openapi.yaml against the linter, the route table and the live server:
-# it lints clean with @redocly/cli; every route of src/creor_router.c is
+# it lints clean with @redocly/cli; every route of src/pipeline/creor_router.c is
 # documented and every documented operation is a route; every operation,
 # sent its documented example, answers with a documented status, the
 # documented content type and headers, and a body valid under its schema;
@@ -43,7 +43,7 @@ my $api = decode_json(CreorTest::_slurp("$tmp/openapi.json") // '{}');
 my %METHOD = (CREOR_GET => 'get', CREOR_POST => 'post',
               CREOR_PATCH => 'patch', CREOR_DELETE => 'delete');
 
-my $router = CreorTest::_slurp("$ROOT/src/creor_router.c") // '';
+my $router = CreorTest::_slurp("$ROOT/src/pipeline/creor_router.c") // '';
 my %routes;
 while ($router =~ /\{\s*(CREOR_[A-Z]+),\s*"(\/v1[^"]*)"/g) {
     my ($m, $path) = ($METHOD{$1}, $2);

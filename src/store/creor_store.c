@@ -693,6 +693,130 @@ creor_store_del(creor_store_t *s, MDB_txn *txn, const char *key)
 }
 
 
+int
+creor_scan_open(creor_store_t *s, MDB_txn *txn, creor_scan_t *sc,
+    const char *prefix, size_t plen, const char *from, size_t from_len)
+{
+    memset(sc, 0, sizeof(creor_scan_t));
+
+    if (mdb_cursor_open(txn, s->dbi, &sc->cur) != 0) {
+        sc->cur = NULL;
+        return CREOR_STORE_ERROR;
+    }
+
+    sc->prefix = prefix;
+    sc->plen = plen;
+
+    if (from && from_len) {
+        sc->key.mv_data = (void *) from;
+        sc->key.mv_size = from_len;
+
+    } else {
+        sc->key.mv_data = (void *) prefix;
+        sc->key.mv_size = plen;
+    }
+
+    return CREOR_STORE_OK;
+}
+
+
+/* 1: an entry in key, val and rest; 0: the walk is over; -1: failed */
+
+int
+creor_scan_next(creor_scan_t *sc)
+{
+    int  rc;
+
+    if (sc->cur == NULL) {
+        return 0;
+    }
+
+    if (sc->started) {
+        rc = mdb_cursor_get(sc->cur, &sc->key, &sc->val, MDB_NEXT);
+
+    } else {
+        sc->started = 1;
+        rc = sc->key.mv_size
+             ? mdb_cursor_get(sc->cur, &sc->key, &sc->val, MDB_SET_RANGE)
+             : mdb_cursor_get(sc->cur, &sc->key, &sc->val, MDB_FIRST);
+    }
+
+    if (rc == MDB_NOTFOUND) {
+        return 0;
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    /* the prefix alone would be a key of another kind: skip it */
+
+    if (sc->key.mv_size == sc->plen && sc->plen
+        && memcmp(sc->key.mv_data, sc->prefix, sc->plen) == 0)
+    {
+        return creor_scan_next(sc);
+    }
+
+    if (sc->key.mv_size < sc->plen
+        || memcmp(sc->key.mv_data, sc->prefix, sc->plen) != 0)
+    {
+        return 0;
+    }
+
+    sc->rest = (const char *) sc->key.mv_data + sc->plen;
+    sc->rest_len = sc->key.mv_size - sc->plen;
+
+    return 1;
+}
+
+
+/* removes the entry creor_scan_next() returned last */
+
+int
+creor_scan_del(creor_scan_t *sc)
+{
+    return creor_store_rc(mdb_cursor_del(sc->cur, 0));
+}
+
+
+void
+creor_scan_close(creor_scan_t *sc)
+{
+    if (sc->cur) {
+        mdb_cursor_close(sc->cur);
+        sc->cur = NULL;
+    }
+}
+
+
+/* how many keys begin with the prefix, counting no further than max */
+
+int
+creor_scan_count(creor_store_t *s, MDB_txn *txn, const char *prefix,
+    size_t plen, size_t max, size_t *n)
+{
+    int           rc;
+    creor_scan_t  sc;
+
+    *n = 0;
+    rc = 0;
+
+    if (creor_scan_open(s, txn, &sc, prefix, plen, NULL, 0)
+        != CREOR_STORE_OK)
+    {
+        return CREOR_STORE_ERROR;
+    }
+
+    while (*n < max && (rc = creor_scan_next(&sc)) == 1) {
+        (*n)++;
+    }
+
+    creor_scan_close(&sc);
+
+    return rc < 0 ? CREOR_STORE_ERROR : CREOR_STORE_OK;
+}
+
+
 /*
  * An id that sorts after every id the store has issued: the ULID of now,
  * or the last one plus one if another process got further within the

@@ -101,6 +101,36 @@ int creor_store_put(creor_store_t *s, MDB_txn *txn, const char *key,
     const void *data, size_t len, unsigned flags);
 int creor_store_del(creor_store_t *s, MDB_txn *txn, const char *key);
 
+/*
+ * A walk over the keys that begin with a prefix, in key order:
+ *
+ *     if (creor_scan_open(s, txn, &sc, prefix, plen, NULL, 0) != OK) ...
+ *     while (creor_scan_next(&sc) == 1) { sc.key, sc.val, sc.rest }
+ *     creor_scan_close(&sc);
+ *
+ * "from" starts the walk at a later key (a cursor, the next event); a key
+ * equal to the prefix itself is not part of the walk.
+ */
+
+typedef struct {
+    MDB_cursor  *cur;
+    const char  *prefix;
+    size_t       plen;
+    MDB_val      key;
+    MDB_val      val;
+    const char  *rest;              /* the key after the prefix */
+    size_t       rest_len;
+    int          started;
+} creor_scan_t;
+
+int creor_scan_open(creor_store_t *s, MDB_txn *txn, creor_scan_t *sc,
+    const char *prefix, size_t plen, const char *from, size_t from_len);
+int creor_scan_next(creor_scan_t *sc);
+int creor_scan_del(creor_scan_t *sc);
+void creor_scan_close(creor_scan_t *sc);
+int creor_scan_count(creor_store_t *s, MDB_txn *txn, const char *prefix,
+    size_t plen, size_t max, size_t *n);
+
 int creor_store_make_id(creor_store_t *s, MDB_txn *txn, char *out,
     size_t size, const char *prefix);
 typedef int (*creor_store_expired_pt)(const MDB_val *val, int64_t now);
