@@ -15,6 +15,13 @@ CORE_INCS := -Isrc/store -Isrc/lib
 CLI_SRC   := src/cli/creor_cli.c $(CORE_SRC)
 MOD_SRC   := $(wildcard src/*.c src/*.h src/*/*.c src/*/*.h) config
 
+# config lists the files of the layer folders when nginx is configured: a
+# file added or removed configures again (the list changes only then)
+SRC_LIST  := $(BUILD)/sources.list
+$(shell mkdir -p $(BUILD) && ls src/*/*.[ch] | sort >$(SRC_LIST).new \
+	&& { cmp -s $(SRC_LIST).new $(SRC_LIST) \
+	     || mv $(SRC_LIST).new $(SRC_LIST); }; rm -f $(SRC_LIST).new)
+
 # Debian's nginx-dev ships configure and headers only; its configure wants
 # the flags the stock binary was built with, so that --with-compat matches.
 CONF_FLAGS = $(shell test -f $(NGINX_SRC)/conf_flags && \
@@ -33,7 +40,7 @@ cli: $(BUILD)/creor
 
 fault: $(BUILD)/mdbfault.so $(BUILD)/powercut.so
 
-$(NGXDIR)/src/Makefile: config
+$(NGXDIR)/src/Makefile: config $(SRC_LIST)
 	rm -rf $(NGXDIR) && mkdir -p $(NGXDIR)
 	cp -a $(NGINX_SRC)/. $(NGXDIR)/src/
 	cd $(NGXDIR)/src && ./configure --with-compat $(CONF_FLAGS) \

@@ -512,7 +512,7 @@ ngx_int_t creor_runs_route_run(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     MDB_txn *txn, creor_run_t *run);
 ngx_int_t creor_runs_cancel_agent(creor_store_t *st, MDB_txn *txn,
     ngx_pool_t *pool, ngx_str_t *org, ngx_str_t *agent, ngx_flag_t *more);
-void creor_runs_reap_kick(void);
+void creor_runs_reap_kick(ngx_creor_main_conf_t *mcf);
 ngx_int_t creor_runs_accepted(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     MDB_txn *txn, creor_run_t *run);
 ngx_int_t creor_runs_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
@@ -536,9 +536,6 @@ ngx_uint_t creor_sse_count(void);
 
 /* creor_dispatch.c */
 ngx_int_t creor_dispatch_init(ngx_cycle_t *cycle, ngx_creor_main_conf_t *mcf);
-void creor_dispatch_kick(void);
-void creor_dispatch_wakeup(ngx_creor_main_conf_t *mcf, ngx_str_t *run_id);
-void creor_dispatch_poke(void);
 
 /*
  * creor_job.c: a detached request to an internal location.  A kind says
@@ -617,6 +614,18 @@ ngx_int_t creor_wakeup_init_process(ngx_cycle_t *cycle,
 void creor_wakeup_exit_process(void);
 void creor_wakeup_listen(ngx_creor_main_conf_t *mcf, ngx_flag_t on);
 void creor_wakeup_others(void);
+
+/* what a commit changed (creor_changed()) */
+#define CREOR_CHANGED_EVENTS     0x01   /* run events stored: streams look */
+#define CREOR_CHANGED_WORK       0x02   /* a leg queued: the engine looks */
+#define CREOR_CHANGED_REAP       0x04   /* an agent deleted: cancel its runs */
+#define CREOR_CHANGED_ELSEWHERE  0x08   /* another worker stored events */
+
+typedef void (*creor_changed_pt)(ngx_creor_main_conf_t *mcf);
+
+ngx_int_t creor_changed_listen(ngx_uint_t what, creor_changed_pt handler);
+void creor_changed(ngx_creor_main_conf_t *mcf, ngx_str_t *run_id,
+    ngx_uint_t what);
 
 /* creor_usage.c */
 ngx_int_t creor_usage_add(ngx_creor_main_conf_t *mcf, creor_usage_t *u,

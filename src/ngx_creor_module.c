@@ -1044,6 +1044,14 @@ ngx_creor_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (creor_changed_listen(CREOR_CHANGED_EVENTS, creor_sse_notify)
+        != NGX_OK
+        || creor_changed_listen(CREOR_CHANGED_REAP, creor_runs_reap_kick)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     if (mcf->api_ctx && creor_dispatch_init(cycle, mcf) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -1063,7 +1071,7 @@ ngx_creor_init_process(ngx_cycle_t *cycle)
 
     /* runs of agents deleted when a worker stopped half way */
 
-    creor_runs_reap_kick();
+    creor_runs_reap_kick(mcf);
 
     return NGX_OK;
 }
@@ -1114,7 +1122,7 @@ ngx_creor_housekeeping(ngx_event_t *ev)
     (void) creor_store_reader_check(&mcf->counters);
 
     creor_cursor_purge(mcf, ev->log);
-    creor_runs_reap_kick();
+    creor_runs_reap_kick(mcf);
     creor_idempotency_purge(mcf, ev->log);
     creor_ratelimit_purge(mcf, ev->log);
     creor_webhooks_purge(mcf, ev->log);

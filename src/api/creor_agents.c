@@ -229,7 +229,7 @@ creor_agents_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return creor_fail_store(r, rc);
     }
 
-    creor_dispatch_kick();
+    creor_changed(ctx->mcf, NULL, CREOR_CHANGED_WORK);
 
     return creor_agents_send(r, ctx, &sid, NGX_HTTP_CREATED);
 }
@@ -962,11 +962,8 @@ creor_agents_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return creor_fail_store(r, rc);
     }
 
-    creor_dispatch_wakeup(ctx->mcf, NULL);
-
-    if (more) {
-        creor_runs_reap_kick();
-    }
+    creor_changed(ctx->mcf, NULL,
+                  CREOR_CHANGED_EVENTS | (more ? CREOR_CHANGED_REAP : 0));
 
     g = creor_gen_create(r);
     if (g == NULL) {

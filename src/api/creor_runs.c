@@ -648,7 +648,7 @@ creor_run_commit(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
     }
 
     mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_creor_module);
-    creor_dispatch_wakeup(mcf, &run->id);
+    creor_changed(mcf, &run->id, CREOR_CHANGED_EVENTS);
 
     return CREOR_STORE_OK;
 }
@@ -916,7 +916,7 @@ creor_runs_cancel_agent(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
  */
 
 void
-creor_runs_reap_kick(void)
+creor_runs_reap_kick(ngx_creor_main_conf_t *mcf)
 {
     if (ngx_exiting || ngx_quit || ngx_terminate) {
         return;
@@ -1093,7 +1093,7 @@ creor_runs_reap(ngx_event_t *ev)
         return;
     }
 
-    creor_dispatch_wakeup(mcf, NULL);
+    creor_changed(mcf, NULL, CREOR_CHANGED_EVENTS);
 
     /*
      * This agent's next batch, or the next agent's, or nothing; after a
@@ -1286,7 +1286,7 @@ creor_runs_accepted(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
         return creor_fail_store(r, rc);
     }
 
-    creor_dispatch_kick();
+    creor_changed(ctx->mcf, NULL, CREOR_CHANGED_WORK);
 
     g = creor_gen_create(r);
     if (g == NULL) {

@@ -724,7 +724,7 @@ creor_webhooks_redeliver(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return creor_fail_store(r, rc);
     }
 
-    creor_dispatch_wakeup(ctx->mcf, NULL);
+    creor_changed(ctx->mcf, NULL, CREOR_CHANGED_EVENTS);
 
     g = creor_gen_create(r);
     if (g == NULL) {
@@ -805,7 +805,7 @@ creor_webhooks_test(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return creor_fail_store(r, rc);
     }
 
-    creor_dispatch_wakeup(ctx->mcf, NULL);
+    creor_changed(ctx->mcf, NULL, CREOR_CHANGED_EVENTS);
 
     g = creor_gen_create(r);
     if (g == NULL) {

@@ -59,6 +59,8 @@ static void creor_tick_handler(ngx_event_t *ev);
 static void creor_legs_check(void);
 static void creor_legs_renew(int64_t now);
 static void creor_legs_release(void);
+static void creor_dispatch_kick(ngx_creor_main_conf_t *mcf);
+static void creor_dispatch_poke(ngx_creor_main_conf_t *mcf);
 static void creor_dispatch_scan(int64_t now);
 static void creor_dispatch_claim(ngx_str_t *id, int64_t now);
 static ngx_int_t creor_leg_start(ngx_str_t *id, ngx_str_t *uri,
@@ -119,6 +121,14 @@ creor_dispatch_init(ngx_cycle_t *cycle, ngx_creor_main_conf_t *mcf)
     creor_job_init(mcf);
     creor_webhooks_init(mcf);
 
+    if (creor_changed_listen(CREOR_CHANGED_WORK, creor_dispatch_kick)
+        != NGX_OK
+        || creor_changed_listen(CREOR_CHANGED_ELSEWHERE, creor_dispatch_poke)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     creor_epoch_seen = mcf->shared->epoch;
 
     creor_tick.handler = creor_tick_handler;
@@ -134,16 +144,10 @@ creor_dispatch_init(ngx_cycle_t *cycle, ngx_creor_main_conf_t *mcf)
 
 /* a new leg is waiting here: do not wait for the next tick */
 
-void
-creor_dispatch_kick(void)
+static void
+creor_dispatch_kick(ngx_creor_main_conf_t *mcf)
 {
     creor_next_scan = 0;
-
-    /* the scan reads the store: the request's group goes first */
-
-    if (creor_mcf) {
-        (void) creor_store_group_commit(&creor_mcf->store);
-    }
 
     if (creor_tick.handler == NULL || creor_tick.posted) {
         return;
@@ -157,44 +161,10 @@ creor_dispatch_kick(void)
 }
 
 
-/*
- * An event was stored: the streams of this worker are told at once, the
- * other workers' on their next tick through the shared counter.  Legs are
- * looked at on the tick only: this may run inside a leg's own filter.
- */
-
-void
-creor_dispatch_wakeup(ngx_creor_main_conf_t *mcf, ngx_str_t *run_id)
-{
-    ngx_uint_t  i;
-
-    /* whoever is told reads the store: the request's group goes first */
-
-    (void) creor_store_group_commit(&mcf->store);
-
-    /* the slot first: a worker that sees the epoch move sees the slot */
-
-    if (run_id) {
-        (void) ngx_atomic_fetch_add(
-                           &mcf->shared->slots[creor_shared_slot(run_id)], 1);
-
-    } else {
-        for (i = 0; i < CREOR_SHARED_SLOTS; i++) {
-            (void) ngx_atomic_fetch_add(&mcf->shared->slots[i], 1);
-        }
-    }
-
-    (void) ngx_atomic_fetch_add(&mcf->shared->epoch, 1);
-
-    creor_sse_notify(mcf);
-    creor_wakeup_others();
-}
-
-
 /* another worker stored events: look now, not on the next tick */
 
-void
-creor_dispatch_poke(void)
+static void
+creor_dispatch_poke(ngx_creor_main_conf_t *mcf)
 {
     if (creor_tick.handler == NULL || creor_tick.posted) {
         return;

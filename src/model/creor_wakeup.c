@@ -8,6 +8,11 @@
  * once instead of on their next tick.  The eventfds are made by the master
  * before the workers fork, one per worker slot, as nchan makes its pipes;
  * writes are coalesced to one per event loop turn.
+ *
+ * What a commit changed is announced with creor_changed(); the layers
+ * above that act on it (event streams, the engine) listen with
+ * creor_changed_listen(), so that neither handlers nor the state machine
+ * call them.
  */
 
 
@@ -23,7 +28,19 @@
 static void creor_wakeup_close(void *data);
 static void creor_wakeup_read(ngx_event_t *rev);
 static void creor_wakeup_flush(ngx_event_t *ev);
+static void creor_changed_tell(ngx_creor_main_conf_t *mcf, ngx_uint_t what);
 
+
+typedef struct {
+    ngx_uint_t         what;
+    creor_changed_pt   handler;
+} creor_listener_t;
+
+
+#define CREOR_LISTENERS_MAX  8
+
+static creor_listener_t   creor_listeners[CREOR_LISTENERS_MAX];
+static ngx_uint_t         creor_nlisteners;
 
 static creor_wakeup_t    *creor_wakeup;       /* this worker's cycle's */
 static ngx_connection_t  *creor_wakeup_conn;
@@ -212,5 +229,73 @@ creor_wakeup_read(ngx_event_t *rev)
 
     (void) read(c->fd, &n, sizeof(n));
 
-    creor_dispatch_poke();
+    creor_changed_tell(c->data, CREOR_CHANGED_ELSEWHERE);
+}
+
+
+/* in a worker, at its start: who acts on which changes */
+
+ngx_int_t
+creor_changed_listen(ngx_uint_t what, creor_changed_pt handler)
+{
+    if (creor_nlisteners == CREOR_LISTENERS_MAX) {
+        return NGX_ERROR;
+    }
+
+    creor_listeners[creor_nlisteners].what = what;
+    creor_listeners[creor_nlisteners].handler = handler;
+    creor_nlisteners++;
+
+    return NGX_OK;
+}
+
+
+/*
+ * After a commit: events of run_id (of every run if NULL) were stored,
+ * or work was queued.  Whoever is told reads the store, so the request's
+ * group commit goes first; the slot before the epoch, so that a worker
+ * that sees the epoch move sees the slot.
+ */
+
+void
+creor_changed(ngx_creor_main_conf_t *mcf, ngx_str_t *run_id,
+    ngx_uint_t what)
+{
+    ngx_uint_t  i;
+
+    (void) creor_store_group_commit(&mcf->store);
+
+    if (what & CREOR_CHANGED_EVENTS) {
+
+        if (run_id) {
+            (void) ngx_atomic_fetch_add(
+                           &mcf->shared->slots[creor_shared_slot(run_id)], 1);
+
+        } else {
+            for (i = 0; i < CREOR_SHARED_SLOTS; i++) {
+                (void) ngx_atomic_fetch_add(&mcf->shared->slots[i], 1);
+            }
+        }
+
+        (void) ngx_atomic_fetch_add(&mcf->shared->epoch, 1);
+    }
+
+    creor_changed_tell(mcf, what);
+
+    if (what & CREOR_CHANGED_EVENTS) {
+        creor_wakeup_others();
+    }
+}
+
+
+static void
+creor_changed_tell(ngx_creor_main_conf_t *mcf, ngx_uint_t what)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < creor_nlisteners; i++) {
+        if (creor_listeners[i].what & what) {
+            creor_listeners[i].handler(mcf);
+        }
+    }
 }
