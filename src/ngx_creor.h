@@ -322,7 +322,7 @@ struct ngx_creor_ctx_s {
     ngx_str_t               tokens_in;
     ngx_str_t               tokens_out;
 
-    /* group commit: an answer waits for the turn's sync (creor_request.c) */
+    /* group commit: an answer waits for the turn's sync (creor_response.c) */
     ngx_http_request_t     *request;
     ngx_queue_t             parked;
     uint64_t                group_mark;
@@ -376,31 +376,16 @@ extern ngx_module_t  ngx_creor_module;
 /* ngx_creor_module.c */
 void creor_store_guard(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
 
-/* creor_request.c */
+/* creor_pipeline.c */
 ngx_int_t ngx_creor_handle(ngx_http_request_t *r);
-ngx_int_t creor_steps(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    creor_step_pt step);
-ngx_int_t creor_handler_done(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    ngx_int_t rc);
+
+/* creor_error_filter.c */
 ngx_int_t creor_error_filter_init(ngx_conf_t *cf);
-ngx_int_t creor_send_json(ngx_http_request_t *r, ngx_uint_t status,
-    yajl_gen g);
-ngx_int_t creor_send_raw(ngx_http_request_t *r, ngx_uint_t status,
-    u_char *data, size_t len);
-ngx_int_t creor_add_header(ngx_http_request_t *r, const char *name,
-    ngx_str_t *value);
-ngx_int_t creor_send_error(ngx_http_request_t *r, ngx_uint_t status,
-    const char *code, const char *message, const char *param);
-ngx_int_t creor_fail(ngx_http_request_t *r, ngx_uint_t status,
-    const char *code, const char *param, const char *fmt, ...);
-ngx_int_t creor_fail_store(ngx_http_request_t *r, ngx_int_t rc);
-ngx_str_t *creor_header(ngx_http_request_t *r, const char *name);
-ngx_creor_main_conf_t *creor_main_conf(ngx_http_request_t *r);
-creor_arg_t *creor_arg(ngx_creor_ctx_t *ctx, const char *name);
-ngx_int_t creor_arg_uint(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    const char *name, ngx_uint_t min, ngx_uint_t max, ngx_uint_t *out);
-ngx_int_t creor_check_fields(ngx_http_request_t *r, creor_json_t *obj,
-    const char **allowed, const char *prefix);
+ngx_int_t creor_error_page(ngx_http_request_t *r);
+
+/* http/: creor_response.c, creor_steps.c */
+#include "creor_response.h"
+#include "creor_steps.h"
 
 /* creor_router.c */
 ngx_int_t creor_route(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,

@@ -842,9 +842,14 @@ ngx_creor_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    /* above the error filter: a job's reply is never an error page */
+    /*
+     * above the error filter: a provider's or a job's reply is never an
+     * error page
+     */
 
-    if (creor_job_filter_init(cf) != NGX_OK) {
+    if (creor_chat_filter_init(cf) != NGX_OK
+        || creor_job_filter_init(cf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
