@@ -257,6 +257,10 @@ typedef ngx_int_t (*creor_handler_pt)(ngx_http_request_t *r,
 typedef ngx_int_t (*creor_step_pt)(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
 
+/* a response about to be sent, kept for replay (creor_idempotency.c) */
+typedef ngx_int_t (*creor_keep_pt)(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx, ngx_uint_t status, u_char *data, size_t len);
+
 
 typedef struct {
     ngx_uint_t              method;
@@ -306,6 +310,7 @@ struct ngx_creor_ctx_s {
     u_char                 *idempotency_key;   /* store key of a claim */
     ngx_str_t               replay;             /* a stored response */
     unsigned                idempotency_claimed:1;
+    creor_keep_pt           keep;           /* set while claimed */
 
     ngx_str_t               replacement;    /* envelope for nginx's error */
     unsigned                sending:1;
@@ -459,8 +464,7 @@ ngx_int_t creor_idempotency_begin(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
 ngx_int_t creor_idempotency_replay(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
-ngx_int_t creor_idempotency_end(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    ngx_uint_t status, u_char *body, size_t len);
+void creor_idempotency_handled(ngx_creor_ctx_t *ctx);
 void creor_idempotency_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
 ngx_int_t creor_idempotency_renew(ngx_creor_ctx_t *ctx, ngx_log_t *log);
 void creor_idempotency_release(ngx_creor_ctx_t *ctx);

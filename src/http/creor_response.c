@@ -96,16 +96,6 @@ creor_handler_done(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, ngx_int_t rc)
 
     creor_store_read_done(&ctx->mcf->store);
 
-    /*
-     * Handlers answer before they return, which ends deferred syncing;
-     * one that did not must not leave the worker's commits unsynced.
-     */
-
-    if (ctx->mcf->store.deferred) {
-        creor_store_defer_sync(&ctx->mcf->store, 0);
-        (void) mdb_env_sync(ctx->mcf->store.env, 1);
-    }
-
     if (rc == NGX_DECLINED) {
         return creor_send_failure(r, ctx);
     }
@@ -209,32 +199,77 @@ ngx_str_t *
 creor_header(ngx_http_request_t *r, const char *name)
 {
     size_t            len;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
+    creor_headers_t   w;
     ngx_table_elt_t  *h;
 
     len = ngx_strlen(name);
-    part = &r->headers_in.headers.part;
-    h = part->elts;
 
-    for (i = 0; /* void */; i++) {
+    creor_headers_init(&w, &r->headers_in.headers);
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+    while ((h = creor_headers_next(&w)) != NULL) {
+        if (h->key.len == len
+            && ngx_strncasecmp(h->key.data, (u_char *) name, len) == 0)
         {
-            return &h[i].value;
+            return &h->value;
         }
     }
+
+    return NULL;
+}
+
+
+/* a header of the response (one not removed), by name */
+
+ngx_table_elt_t *
+creor_header_out(ngx_http_request_t *r, const char *name)
+{
+    size_t            len;
+    creor_headers_t   w;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+
+    creor_headers_init(&w, &r->headers_out.headers);
+
+    while ((h = creor_headers_next(&w)) != NULL) {
+        if (h->hash && h->key.len == len
+            && ngx_strncasecmp(h->key.data, (u_char *) name, len) == 0)
+        {
+            return h;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* the headers of a list, request's or response's, in turn; NULL after */
+
+void
+creor_headers_init(creor_headers_t *w, ngx_list_t *list)
+{
+    w->part = &list->part;
+    w->i = 0;
+}
+
+
+ngx_table_elt_t *
+creor_headers_next(creor_headers_t *w)
+{
+    ngx_table_elt_t  *h;
+
+    while (w->i >= w->part->nelts) {
+        if (w->part->next == NULL) {
+            return NULL;
+        }
+
+        w->part = w->part->next;
+        w->i = 0;
+    }
+
+    h = w->part->elts;
+
+    return &h[w->i++];
 }
 
 
@@ -466,11 +501,8 @@ creor_send_raw(ngx_http_request_t *r, ngx_uint_t status, u_char *data,
     r->headers_out.content_type_lowcase = NULL;
     r->headers_out.content_length_n = len;
 
-    if (ctx->idempotency_claimed
-        && creor_idempotency_end(r, ctx, status, data, len) != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "creor: idempotent response not stored");
+    if (ctx->keep) {
+        (void) ctx->keep(r, ctx, status, data, len);
     }
 
     if (ctx->in_group && r == r->main

@@ -11,6 +11,13 @@
 #define _CREOR_RESPONSE_H_INCLUDED_
 
 
+/* a walk over a list of headers (creor_headers_next()) */
+typedef struct {
+    ngx_list_part_t        *part;
+    ngx_uint_t              i;
+} creor_headers_t;
+
+
 extern ngx_str_t  creor_json_type;
 
 
@@ -25,6 +32,9 @@ ngx_int_t creor_arg_uint(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 ngx_int_t creor_check_fields(ngx_http_request_t *r, creor_json_t *obj,
     const char **allowed, const char *prefix);
 ngx_str_t *creor_header(ngx_http_request_t *r, const char *name);
+ngx_table_elt_t *creor_header_out(ngx_http_request_t *r, const char *name);
+void creor_headers_init(creor_headers_t *w, ngx_list_t *list);
+ngx_table_elt_t *creor_headers_next(creor_headers_t *w);
 ngx_int_t creor_add_header(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
 

@@ -43,6 +43,11 @@ static void creor_idem_update(SHA256_CTX *sha, ngx_str_t *s);
 static void creor_idem_fingerprint(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, uint8_t *out);
 static ngx_flag_t creor_idem_claim_dead(creor_idem_rec_t *rec, int64_t now);
+static ngx_int_t creor_idem_keep(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx, ngx_uint_t status, u_char *body, size_t len);
+static ngx_int_t creor_idem_finish(ngx_creor_ctx_t *ctx, u_char *data,
+    size_t len, ngx_log_t *log);
+static void creor_idem_unclaim(ngx_creor_ctx_t *ctx);
 static ngx_int_t creor_idem_commit(creor_store_t *st, MDB_txn *txn,
     ngx_flag_t sync);
 static ngx_flag_t creor_idem_own_header(ngx_table_elt_t *h);
@@ -215,6 +220,7 @@ creor_idempotency_begin(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
     ctx->idempotency_claimed = 1;
     ctx->idempotent = creor_idem_miss;
+    ctx->keep = creor_idem_keep;
 
     /* what the handler writes is synced with the stored response */
 
@@ -350,112 +356,60 @@ creor_idem_update(SHA256_CTX *sha, ngx_str_t *s)
 
 
 /*
- * Called with the response about to be sent: it replaces the claim,
- * unless it is one a retry should not see (5xx, 429, 401, 403).
+ * The sender calls it (ctx->keep) with the response about to go: the
+ * response replaces the claim, unless it is one a retry should not see
+ * (5xx, 429, 401, 403).
  */
 
-ngx_int_t
-creor_idempotency_end(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+static ngx_int_t
+creor_idem_keep(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     ngx_uint_t status, u_char *body, size_t len)
 {
-    int                rc;
     u_char            *buf, *p;
     size_t             hlen;
-    MDB_txn           *txn;
-    ngx_uint_t         i;
-    creor_store_t     *st;
-    ngx_list_part_t   *part;
+    creor_headers_t    w;
     ngx_table_elt_t   *h;
     creor_idem_rec_t   rec;
-
-    if (!ctx->idempotency_claimed) {
-        return NGX_OK;
-    }
-
-    ctx->idempotency_claimed = 0;
-    st = &ctx->mcf->store;
-
-    creor_store_defer_sync(st, 0);
-
-    rc = creor_store_write(st, &txn);
-    if (rc != CREOR_STORE_OK) {
-        (void) mdb_env_sync(st->env, 1);
-        return NGX_ERROR;
-    }
 
     if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR
         || status == NGX_HTTP_TOO_MANY_REQUESTS
         || status == NGX_HTTP_UNAUTHORIZED
         || status == NGX_HTTP_FORBIDDEN)
     {
-        rc = creor_store_del(st, txn, (char *) ctx->idempotency_key);
-
-        if (rc != CREOR_STORE_OK) {
-            creor_store_abort(txn);
-            (void) mdb_env_sync(st->env, 1);
-            return NGX_ERROR;
-        }
-
-        /* the handler's own writes, if any, are made durable by this */
-
-        return creor_idem_commit(st, txn, 1) == CREOR_STORE_OK
-               ? NGX_OK : NGX_ERROR;
+        buf = NULL;
+        hlen = 0;
+        goto finish;
     }
 
     /* the response's own headers: not the per-request ones */
 
     hlen = sizeof("Content-Type: application/json\r\n") - 1;
-    part = &r->headers_out.headers.part;
-    h = part->elts;
 
-    for (i = 0; /* void */; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
+    creor_headers_init(&w, &r->headers_out.headers);
 
-            part = part->next;
-            h = part->elts;
-            i = 0;
+    while ((h = creor_headers_next(&w)) != NULL) {
+        if (creor_idem_own_header(h)) {
+            hlen += h->key.len + 2 + h->value.len + 2;
         }
-
-        if (!creor_idem_own_header(&h[i])) {
-            continue;
-        }
-
-        hlen += h[i].key.len + 2 + h[i].value.len + 2;
     }
 
     buf = ngx_pnalloc(r->pool, sizeof(creor_idem_rec_t) + hlen + len);
     if (buf == NULL) {
-        creor_store_abort(txn);
-        (void) mdb_env_sync(st->env, 1);
-        return NGX_ERROR;
+        creor_idem_unclaim(ctx);
+        (void) creor_store_flush(&ctx->mcf->store);
+        goto failed;
     }
 
     p = buf + sizeof(creor_idem_rec_t);
     p = ngx_cpymem(p, "Content-Type: application/json\r\n",
                    sizeof("Content-Type: application/json\r\n") - 1);
 
-    part = &r->headers_out.headers.part;
-    h = part->elts;
+    creor_headers_init(&w, &r->headers_out.headers);
 
-    for (i = 0; /* void */; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
+    while ((h = creor_headers_next(&w)) != NULL) {
+        if (creor_idem_own_header(h)) {
+            p = ngx_sprintf(p, "%V: %V\r\n", &h->key, &h->value);
         }
-
-        if (!creor_idem_own_header(&h[i])) {
-            continue;
-        }
-
-        p = ngx_sprintf(p, "%V: %V\r\n", &h[i].key, &h[i].value);
     }
 
     ngx_memcpy(p, body, len);
@@ -468,21 +422,21 @@ creor_idempotency_end(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_idem_fingerprint(r, ctx, rec.fingerprint);
     ngx_memcpy(buf, &rec, sizeof(creor_idem_rec_t));
 
-    rc = creor_store_put(st, txn, (char *) ctx->idempotency_key, buf,
-                         sizeof(creor_idem_rec_t) + hlen + len, 0);
+finish:
 
-    if (rc != CREOR_STORE_OK) {
-        creor_store_abort(txn);
-        (void) mdb_env_sync(st->env, 1);
-
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "creor: cannot store the response of an idempotent "
-                      "request");
-        return NGX_ERROR;
+    if (creor_idem_finish(ctx, buf, sizeof(creor_idem_rec_t) + hlen + len,
+                          r->connection->log)
+        == NGX_OK)
+    {
+        return NGX_OK;
     }
 
-    return creor_idem_commit(st, txn, 1) == CREOR_STORE_OK
-           ? NGX_OK : NGX_ERROR;
+failed:
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "creor: idempotent response not stored");
+
+    return NGX_ERROR;
 }
 
 
@@ -602,6 +556,86 @@ creor_idem_commit(creor_store_t *st, MDB_txn *txn, ngx_flag_t sync)
 }
 
 
+/*
+ * The claim's last write: the response to replay (data), or no entry.
+ * It is synced, and with it what the handler wrote while syncing was
+ * deferred; if it fails, those writes are flushed all the same.
+ */
+
+static ngx_int_t
+creor_idem_finish(ngx_creor_ctx_t *ctx, u_char *data, size_t len,
+    ngx_log_t *log)
+{
+    int             rc;
+    MDB_txn        *txn;
+    creor_store_t  *st;
+
+    creor_idem_unclaim(ctx);
+
+    st = &ctx->mcf->store;
+
+    rc = creor_store_write(st, &txn);
+    if (rc != CREOR_STORE_OK) {
+        (void) creor_store_flush(st);
+        return NGX_ERROR;
+    }
+
+    if (data) {
+        rc = creor_store_put(st, txn, (char *) ctx->idempotency_key, data,
+                             len, 0);
+    } else {
+        rc = creor_store_del(st, txn, (char *) ctx->idempotency_key);
+    }
+
+    if (rc != CREOR_STORE_OK) {
+        creor_store_abort(txn);
+        (void) creor_store_flush(st);
+
+        if (data) {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "creor: cannot store the response of an "
+                          "idempotent request");
+        }
+
+        return NGX_ERROR;
+    }
+
+    return creor_idem_commit(st, txn, 1) == CREOR_STORE_OK
+           ? NGX_OK : NGX_ERROR;
+}
+
+
+/* the claim is over: the handler's writes are synced with the next */
+
+static void
+creor_idem_unclaim(ngx_creor_ctx_t *ctx)
+{
+    ctx->idempotency_claimed = 0;
+    ctx->keep = NULL;
+
+    creor_store_defer_sync(&ctx->mcf->store, 0);
+}
+
+
+/*
+ * The handler returned: one that has not answered (it goes on over later
+ * events) must not leave the worker's commits unsynced till it does.
+ */
+
+void
+creor_idempotency_handled(ngx_creor_ctx_t *ctx)
+{
+    creor_store_t  *st;
+
+    st = &ctx->mcf->store;
+
+    if (st->deferred) {
+        creor_store_defer_sync(st, 0);
+        (void) creor_store_flush(st);
+    }
+}
+
+
 /* a claim given up without a stored response (a stream is not stored) */
 
 void
@@ -616,33 +650,9 @@ creor_idem_cleanup(void *data)
 {
     ngx_creor_ctx_t  *ctx = data;
 
-    int             rc;
-    MDB_txn        *txn;
-    creor_store_t  *st;
-
-    if (!ctx->idempotency_claimed) {
-        return;
+    if (ctx->idempotency_claimed) {
+        (void) creor_idem_finish(ctx, NULL, 0, ngx_cycle->log);
     }
-
-    ctx->idempotency_claimed = 0;
-    st = &ctx->mcf->store;
-
-    creor_store_defer_sync(st, 0);
-
-    if (creor_store_write(st, &txn) != CREOR_STORE_OK) {
-        (void) mdb_env_sync(st->env, 1);
-        return;
-    }
-
-    rc = creor_store_del(st, txn, (char *) ctx->idempotency_key);
-
-    if (rc != CREOR_STORE_OK) {
-        creor_store_abort(txn);
-        (void) mdb_env_sync(st->env, 1);
-        return;
-    }
-
-    (void) creor_idem_commit(st, txn, 1);
 }
 
 

@@ -27,6 +27,7 @@ static ngx_int_t creor_body_step(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 static ngx_int_t creor_dispatch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 static ngx_int_t creor_dispatch_route(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
+static ngx_int_t creor_body_json(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 
 
 ngx_int_t
@@ -384,13 +385,15 @@ creor_dispatch(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 }
 
 
+/*
+ * Idempotency-Key: claimed (or replayed) before the handler, kept from
+ * the answer by the sender (ctx->keep), released with the pool if none.
+ */
+
 static ngx_int_t
 creor_dispatch_route(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
-    u_char                 err[128];
-    ngx_int_t              rc;
-    ngx_flag_t             too_many;
-    ngx_creor_loc_conf_t  *lcf;
+    ngx_int_t  rc;
 
     if (r->method & CREOR_METHOD_BODY) {
 
@@ -408,55 +411,78 @@ creor_dispatch_route(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        if (ctx->route->flags & CREOR_ROUTE_JSON_SCAN) {
-            return creor_handler_done(r, ctx, ctx->route->handler(r, ctx));
-        }
+        if (!(ctx->route->flags & CREOR_ROUTE_JSON_SCAN)) {
+            rc = creor_body_json(r, ctx);
 
-        if (ctx->body.len == 0 || ctx->multipart) {
-            ctx->json = ngx_pcalloc(r->pool, sizeof(creor_json_t));
-            if (ctx->json == NULL) {
+            if (rc == NGX_DECLINED) {
+                return creor_send_failure(r, ctx);
+            }
+
+            if (rc != NGX_OK) {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
-
-            ctx->json->type = CREOR_JSON_OBJECT;
-            ctx->json->pool = r->pool;
-
-        } else {
-            lcf = ngx_http_get_module_loc_conf(r, ngx_creor_module);
-
-            ctx->json = creor_json_parse_max(r->pool, ctx->body.data,
-                                             ctx->body.len,
-                                             lcf->json_max_values, &too_many,
-                                             err, sizeof(err));
-            if (ctx->json == NULL) {
-                if (too_many) {
-                    creor_fail(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                               "BODY_TOO_LARGE", NULL, "%s", err);
-
-                } else {
-                    creor_fail(r, NGX_HTTP_BAD_REQUEST, "INVALID_JSON", NULL,
-                               "%s", err);
-                }
-
-                return creor_send_failure(r, ctx);
-            }
-
-            if (ctx->json->type != CREOR_JSON_OBJECT) {
-                creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR", NULL,
-                           "The body must be a JSON object.");
-                return creor_send_failure(r, ctx);
-            }
-        }
-
-        /* a form's ids are checked by its handler once it is parsed */
-
-        if (!ctx->multipart && creor_scope_body(r, ctx, ctx->json) != NGX_OK)
-        {
-            return creor_send_failure(r, ctx);
         }
     }
 
-    return creor_handler_done(r, ctx, ctx->route->handler(r, ctx));
+    rc = ctx->route->handler(r, ctx);
+
+    creor_idempotency_handled(ctx);
+
+    return creor_handler_done(r, ctx, rc);
+}
+
+
+/*
+ * The body as a JSON object, its ids in scope; a form's is an empty one.
+ * NGX_DECLINED: an error to send.
+ */
+
+static ngx_int_t
+creor_body_json(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
+{
+    u_char                 err[128];
+    ngx_flag_t             too_many;
+    ngx_creor_loc_conf_t  *lcf;
+
+    if (ctx->body.len == 0 || ctx->multipart) {
+        ctx->json = ngx_pcalloc(r->pool, sizeof(creor_json_t));
+        if (ctx->json == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->json->type = CREOR_JSON_OBJECT;
+        ctx->json->pool = r->pool;
+
+    } else {
+        lcf = ngx_http_get_module_loc_conf(r, ngx_creor_module);
+
+        ctx->json = creor_json_parse_max(r->pool, ctx->body.data,
+                                         ctx->body.len,
+                                         lcf->json_max_values, &too_many,
+                                         err, sizeof(err));
+        if (ctx->json == NULL) {
+            if (too_many) {
+                return creor_fail(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                  "BODY_TOO_LARGE", NULL, "%s", err);
+            }
+
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "INVALID_JSON", NULL,
+                              "%s", err);
+        }
+
+        if (ctx->json->type != CREOR_JSON_OBJECT) {
+            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                              NULL, "The body must be a JSON object.");
+        }
+    }
+
+    /* a form's ids are checked by its handler once it is parsed */
+
+    if (!ctx->multipart && creor_scope_body(r, ctx, ctx->json) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }
 
 

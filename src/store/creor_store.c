@@ -1350,3 +1350,12 @@ creor_usage_merge(creor_store_t *s, MDB_txn *txn, const char *key,
 
     return creor_store_rc(mdb_put(txn, s->dbi, &k, &v, 0));
 }
+
+
+/* what commits left unsynced (deferred syncing, nosync) on disk now */
+
+int
+creor_store_flush(creor_store_t *s)
+{
+    return creor_store_rc(mdb_env_sync(s->env, 1));
+}

@@ -93,6 +93,7 @@ int creor_store_release(creor_store_t *s);
 int creor_store_commit_nosync(creor_store_t *s, MDB_txn *txn);
 int creor_store_group_commit(creor_store_t *s);
 void creor_store_defer_sync(creor_store_t *s, int on);
+int creor_store_flush(creor_store_t *s);
 int creor_store_rc(int rc);
 
 int creor_store_get(creor_store_t *s, MDB_txn *txn, const char *key,
