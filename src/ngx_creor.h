@@ -380,6 +380,7 @@ extern ngx_module_t  ngx_creor_module;
 
 /* ngx_creor_module.c */
 void creor_store_guard(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
+void *creor_zone_data(ngx_shm_zone_t *shm_zone, void *old);
 
 /* creor_pipeline.c */
 ngx_int_t ngx_creor_handle(ngx_http_request_t *r);
@@ -448,11 +449,14 @@ ngx_flag_t creor_scope_sees_key(ngx_creor_ctx_t *ctx, creor_key_rec_t *rec);
 ngx_int_t creor_scope_project(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     MDB_txn *txn);
 
-/* creor_ratelimit.c */
+/* creor_ratelimit.c, and its counters in the store: creor_counters.c */
+#include "creor_counters.h"
+
 ngx_int_t creor_ratelimit(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_ratelimit_anonymous(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
-void creor_ratelimit_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
+int creor_ratelimit_expired(const MDB_val *val, int64_t now);
+int64_t creor_now_us(void);
 ngx_int_t creor_ratelimit_init(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
 void creor_ratelimit_exit(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
 ngx_int_t creor_ratelimit_zone(ngx_conf_t *cf, ngx_creor_main_conf_t *mcf,
@@ -465,7 +469,7 @@ ngx_int_t creor_idempotency_begin(ngx_http_request_t *r,
 ngx_int_t creor_idempotency_replay(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
 void creor_idempotency_handled(ngx_creor_ctx_t *ctx);
-void creor_idempotency_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
+int creor_idempotency_expired(const MDB_val *val, int64_t now);
 ngx_int_t creor_idempotency_renew(ngx_creor_ctx_t *ctx, ngx_log_t *log);
 void creor_idempotency_release(ngx_creor_ctx_t *ctx);
 

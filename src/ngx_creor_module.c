@@ -15,6 +15,23 @@
 
 #define CREOR_COUNTERS_MAP_SIZE      (256 * 1024 * 1024)
 
+#define NGX_CREOR_PURGE_BATCH        2000
+#define NGX_CREOR_PURGE_STORE        0
+#define NGX_CREOR_PURGE_COUNTERS     1
+#define NGX_CREOR_PURGE_ANON         2  /* the counters' "anon" database */
+
+
+/* a kind of entries that expire (ngx_creor_purge()) */
+
+typedef struct {
+    const char              *what;      /* for the log */
+    ngx_uint_t               where;
+    const char              *prefix;
+    creor_store_expired_pt   expired;
+    ngx_flag_t               us;        /* its times are microseconds */
+    char                     from[CREOR_STORE_KEY_MAX];    /* resume */
+} ngx_creor_purge_t;
+
 
 static ngx_int_t ngx_creor_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_creor_variable(ngx_http_request_t *r,
@@ -37,7 +54,22 @@ static ngx_int_t ngx_creor_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_creor_init_process(ngx_cycle_t *cycle);
 static void ngx_creor_exit_process(ngx_cycle_t *cycle);
 static void ngx_creor_housekeeping(ngx_event_t *ev);
+static void ngx_creor_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
 static char *ngx_creor_at_least_one(ngx_conf_t *cf, void *post, void *data);
+
+
+/* idempotent responses; credentials', old "a:" and anonymous counters */
+
+static ngx_creor_purge_t  ngx_creor_purges[] = {
+    { "idempotency", NGX_CREOR_PURGE_STORE, "i:", creor_idempotency_expired,
+      0, "" },
+    { "counter", NGX_CREOR_PURGE_COUNTERS, "k:", creor_ratelimit_expired,
+      1, "" },
+    { "counter", NGX_CREOR_PURGE_COUNTERS, "a:", creor_ratelimit_expired,
+      1, "" },
+    { "counter", NGX_CREOR_PURGE_ANON, "", creor_ratelimit_expired,
+      1, "" }
+};
 
 
 static ngx_conf_post_t  creor_json_max_values_post = {
@@ -744,6 +776,26 @@ ngx_creor_retry_schedule(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * What a shared zone holds already: the old cycle's (a reload), or what
+ * outlived it; NULL when the zone is new and its object is to be made.
+ */
+
+void *
+creor_zone_data(ngx_shm_zone_t *shm_zone, void *old)
+{
+    ngx_slab_pool_t  *shpool;
+
+    if (old) {
+        return old;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    return shm_zone->shm.exists ? shpool->data : NULL;
+}
+
+
 static ngx_int_t
 ngx_creor_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
@@ -754,19 +806,14 @@ ngx_creor_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     mcf = shm_zone->data;
 
-    if (omcf) {
-        mcf->shared = omcf->shared;
+    mcf->shared = creor_zone_data(shm_zone, omcf ? omcf->shared : NULL);
+
+    if (mcf->shared) {
         creor_metrics_attach(mcf->shared);
         return NGX_OK;
     }
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (shm_zone->shm.exists) {
-        mcf->shared = shpool->data;
-        creor_metrics_attach(mcf->shared);
-        return NGX_OK;
-    }
 
     mcf->shared = ngx_slab_calloc(shpool, sizeof(creor_shared_t));
     if (mcf->shared == NULL) {
@@ -1101,6 +1148,44 @@ ngx_creor_exit_process(ngx_cycle_t *cycle)
 }
 
 
+/* a batch of each kind of expiring entries a housekeeping turn */
+
+static void
+ngx_creor_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log)
+{
+    size_t              n;
+    int64_t             now;
+    ngx_uint_t          i;
+    creor_store_t       anon, *st;
+    ngx_creor_purge_t  *pg;
+
+    /* the counters' environment, seen through the anonymous database */
+
+    anon = mcf->counters;
+    anon.dbi = mcf->counters_anon;
+
+    for (i = 0; i < sizeof(ngx_creor_purges) / sizeof(ngx_creor_purge_t);
+         i++)
+    {
+        pg = &ngx_creor_purges[i];
+
+        st = (pg->where == NGX_CREOR_PURGE_STORE) ? &mcf->store
+             : (pg->where == NGX_CREOR_PURGE_COUNTERS) ? &mcf->counters
+             : &anon;
+
+        now = pg->us ? creor_now_us() : creor_now_ms();
+
+        if (creor_store_purge(st, pg->prefix, pg->from, NGX_CREOR_PURGE_BATCH,
+                              now, pg->expired, &n)
+            != CREOR_STORE_OK)
+        {
+            ngx_log_error(NGX_LOG_ERR, log, 0, "creor: %s purge failed",
+                          pg->what);
+        }
+    }
+}
+
+
 /*
  * Stale readers of dead processes; expired cursors, responses, counters;
  * finished webhook deliveries and those of deleted endpoints.
@@ -1128,8 +1213,7 @@ ngx_creor_housekeeping(ngx_event_t *ev)
 
     creor_cursor_purge(mcf, ev->log);
     creor_runs_reap_kick(mcf);
-    creor_idempotency_purge(mcf, ev->log);
-    creor_ratelimit_purge(mcf, ev->log);
+    ngx_creor_purge(mcf, ev->log);
     creor_webhooks_purge(mcf, ev->log);
 
     creor_store_guard(mcf, ev->log);

@@ -16,6 +16,8 @@
 #include "ngx_creor.h"
 
 
+static ngx_table_elt_t *creor_header_find(ngx_list_t *list,
+    const char *name, ngx_flag_t live);
 static const char *creor_error_type(ngx_uint_t status);
 static ngx_int_t creor_send_out(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     u_char *data, size_t len);
@@ -198,23 +200,11 @@ creor_check_fields(ngx_http_request_t *r, creor_json_t *obj,
 ngx_str_t *
 creor_header(ngx_http_request_t *r, const char *name)
 {
-    size_t            len;
-    creor_headers_t   w;
     ngx_table_elt_t  *h;
 
-    len = ngx_strlen(name);
+    h = creor_header_find(&r->headers_in.headers, name, 0);
 
-    creor_headers_init(&w, &r->headers_in.headers);
-
-    while ((h = creor_headers_next(&w)) != NULL) {
-        if (h->key.len == len
-            && ngx_strncasecmp(h->key.data, (u_char *) name, len) == 0)
-        {
-            return &h->value;
-        }
-    }
-
-    return NULL;
+    return h ? &h->value : NULL;
 }
 
 
@@ -223,16 +213,23 @@ creor_header(ngx_http_request_t *r, const char *name)
 ngx_table_elt_t *
 creor_header_out(ngx_http_request_t *r, const char *name)
 {
+    return creor_header_find(&r->headers_out.headers, name, 1);
+}
+
+
+static ngx_table_elt_t *
+creor_header_find(ngx_list_t *list, const char *name, ngx_flag_t live)
+{
     size_t            len;
     creor_headers_t   w;
     ngx_table_elt_t  *h;
 
     len = ngx_strlen(name);
 
-    creor_headers_init(&w, &r->headers_out.headers);
+    creor_headers_init(&w, list);
 
     while ((h = creor_headers_next(&w)) != NULL) {
-        if (h->hash && h->key.len == len
+        if ((h->hash || !live) && h->key.len == len
             && ngx_strncasecmp(h->key.data, (u_char *) name, len) == 0)
         {
             return h;

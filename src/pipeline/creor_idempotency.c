@@ -24,7 +24,6 @@
 
 #define CREOR_IDEM_LEASE      30000     /* ms a claim holds without news */
 #define CREOR_IDEM_KEY_MAX    255
-#define CREOR_IDEM_PURGE      2000
 
 
 typedef struct {
@@ -583,6 +582,7 @@ creor_idem_finish(ngx_creor_ctx_t *ctx, u_char *data, size_t len,
     if (data) {
         rc = creor_store_put(st, txn, (char *) ctx->idempotency_key, data,
                              len, 0);
+
     } else {
         rc = creor_store_del(st, txn, (char *) ctx->idempotency_key);
     }
@@ -714,10 +714,13 @@ creor_idempotency_renew(ngx_creor_ctx_t *ctx, ngx_log_t *log)
 }
 
 
-/* responses past their TTL and claims of dead workers, a batch a turn */
+/*
+ * Responses past their TTL and claims of dead workers: the housekeeping
+ * purges "i:" with it (ngx_creor_module.c).
+ */
 
-static int
-creor_idem_expired(const MDB_val *val, int64_t now)
+int
+creor_idempotency_expired(const MDB_val *val, int64_t now)
 {
     creor_idem_rec_t  rec;
 
@@ -730,20 +733,4 @@ creor_idem_expired(const MDB_val *val, int64_t now)
     return !((rec.state == CREOR_IDEM_DONE && rec.expires_ms > now)
              || (rec.state == CREOR_IDEM_CLAIMED
                  && rec.lease_ms + CREOR_IDEM_LEASE > now));
-}
-
-
-void
-creor_idempotency_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log)
-{
-    size_t       n;
-    static char  from[CREOR_STORE_KEY_MAX];
-
-    if (creor_store_purge(&mcf->store, "i:", from, CREOR_IDEM_PURGE,
-                          creor_now_ms(), creor_idem_expired, &n)
-        != CREOR_STORE_OK)
-    {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "creor: idempotency purge failed");
-    }
 }

@@ -125,11 +125,9 @@ static int creor_rl_evict(ngx_creor_main_conf_t *mcf, MDB_txn *txn,
     int64_t now);
 static void creor_rl_relieve(ngx_creor_main_conf_t *mcf, ngx_log_t *log,
     int64_t now);
-static int creor_rl_expired(const MDB_val *val, int64_t now);
 static ngx_int_t creor_rl_headers(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, creor_rl_check_t *c, int64_t now);
 static u_char *creor_rl_int(u_char *p, int64_t n);
-static int64_t creor_now_us(void);
 
 
 ngx_int_t
@@ -297,7 +295,6 @@ creor_rl_update(ngx_creor_main_conf_t *mcf, creor_rl_check_t *checks,
 {
     int                rc;
     int64_t            tat;
-    MDB_val            key, val;
     MDB_txn           *txn;
     ngx_uint_t         i;
     creor_rl_check_t  *c;
@@ -312,19 +309,12 @@ creor_rl_update(ngx_creor_main_conf_t *mcf, creor_rl_check_t *checks,
     for (i = 0; i < n; i++) {
         c = &checks[i];
 
-        key.mv_data = c->key;
-        key.mv_size = ngx_strlen(c->key);
-
-        tat = 0;
-
-        rc = creor_store_rc(mdb_get(txn, c->dbi, &key, &val));
+        rc = creor_counter_get(txn, c->dbi, c->key, ngx_strlen(c->key),
+                               &tat);
 
         c->found = (rc == CREOR_STORE_OK);
 
-        if (rc == CREOR_STORE_OK && val.mv_size == sizeof(int64_t)) {
-            ngx_memcpy(&tat, val.mv_data, sizeof(int64_t));
-
-        } else if (rc != CREOR_STORE_OK && rc != CREOR_STORE_NOTFOUND) {
+        if (rc != CREOR_STORE_OK && rc != CREOR_STORE_NOTFOUND) {
             creor_store_abort(txn);
             return rc;
         }
@@ -348,12 +338,8 @@ creor_rl_update(ngx_creor_main_conf_t *mcf, creor_rl_check_t *checks,
             }
         }
 
-        key.mv_data = c->key;
-        key.mv_size = ngx_strlen(c->key);
-        val.mv_data = &c->tat;
-        val.mv_size = sizeof(int64_t);
-
-        rc = creor_store_rc(mdb_put(txn, c->dbi, &key, &val, 0));
+        rc = creor_counter_put(txn, c->dbi, c->key, ngx_strlen(c->key),
+                               c->tat);
         if (rc != CREOR_STORE_OK) {
             creor_store_abort(txn);
             return rc;
@@ -559,7 +545,6 @@ creor_rl_load(ngx_creor_main_conf_t *mcf, creor_rl_check_t *checks,
     ngx_uint_t n)
 {
     int                rc;
-    MDB_val            key, val;
     MDB_txn           *txn;
     ngx_uint_t         i;
     creor_rl_check_t  *c;
@@ -578,17 +563,10 @@ creor_rl_load(ngx_creor_main_conf_t *mcf, creor_rl_check_t *checks,
             continue;
         }
 
-        key.mv_data = c->key;
-        key.mv_size = c->len;
+        rc = creor_counter_get(txn, mcf->counters.dbi, c->key, c->len,
+                               &c->stored);
 
-        rc = creor_store_rc(mdb_get(txn, mcf->counters.dbi, &key, &val));
-
-        c->stored = 0;
-
-        if (rc == CREOR_STORE_OK && val.mv_size == sizeof(int64_t)) {
-            ngx_memcpy(&c->stored, val.mv_data, sizeof(int64_t));
-
-        } else if (rc != CREOR_STORE_OK && rc != CREOR_STORE_NOTFOUND) {
+        if (rc != CREOR_STORE_OK && rc != CREOR_STORE_NOTFOUND) {
             break;
         }
 
@@ -823,7 +801,6 @@ creor_rl_write(ngx_creor_main_conf_t *mcf, creor_rl_dirty_t *dirty,
 {
     int          rc;
     int64_t      stored;
-    MDB_val      key, val;
     MDB_txn     *txn;
     ngx_uint_t   i, retried;
 
@@ -835,27 +812,19 @@ creor_rl_write(ngx_creor_main_conf_t *mcf, creor_rl_dirty_t *dirty,
         }
 
         for (i = 0; i < n; i++) {
-            key.mv_data = dirty[i].key;
-            key.mv_size = dirty[i].len;
+            rc = creor_counter_get(txn, mcf->counters.dbi, dirty[i].key,
+                                   dirty[i].len, &stored);
 
-            rc = creor_store_rc(mdb_get(txn, mcf->counters.dbi, &key, &val));
+            if (rc == CREOR_STORE_OK && stored >= dirty[i].tat) {
+                continue;
+            }
 
-            if (rc == CREOR_STORE_OK && val.mv_size == sizeof(int64_t)) {
-                ngx_memcpy(&stored, val.mv_data, sizeof(int64_t));
-
-                if (stored >= dirty[i].tat) {
-                    continue;
-                }
-
-            } else if (rc != CREOR_STORE_OK && rc != CREOR_STORE_NOTFOUND) {
+            if (rc != CREOR_STORE_OK && rc != CREOR_STORE_NOTFOUND) {
                 break;
             }
 
-            val.mv_data = &dirty[i].tat;
-            val.mv_size = sizeof(int64_t);
-
-            rc = creor_store_rc(mdb_put(txn, mcf->counters.dbi, &key, &val,
-                                        0));
+            rc = creor_counter_put(txn, mcf->counters.dbi, dirty[i].key,
+                                   dirty[i].len, dirty[i].tat);
             if (rc != CREOR_STORE_OK) {
                 break;
             }
@@ -890,94 +859,99 @@ static int
 creor_rl_evict(ngx_creor_main_conf_t *mcf, MDB_txn *txn, int64_t now)
 {
     int            rc;
-    size_t         victim_len;
+    size_t         n, victim_len;
     int64_t        tat, soonest;
-    MDB_val        k, v;
-    MDB_stat       st;
     ngx_uint_t     i, evicted;
-    MDB_cursor    *cur;
+    creor_scan_t   sc;
     u_char         victim[CREOR_STORE_KEY_MAX];
     static size_t  from_len;
     static u_char  from[CREOR_STORE_KEY_MAX];
 
-    rc = mdb_stat(txn, mcf->counters_anon, &st);
-    if (rc != 0) {
-        return creor_store_rc(rc);
+    rc = creor_counters_entries(txn, mcf->counters_anon, &n);
+    if (rc != CREOR_STORE_OK) {
+        return rc;
     }
 
-    if (st.ms_entries < mcf->counters_anon_max) {
+    if (n < mcf->counters_anon_max) {
         return CREOR_STORE_OK;
     }
 
-    rc = mdb_cursor_open(txn, mcf->counters_anon, &cur);
-    if (rc != 0) {
-        return creor_store_rc(rc);
-    }
-
-    k.mv_data = from;
-    k.mv_size = from_len;
-
-    rc = from_len ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
-                  : MDB_NOTFOUND;
-
-    if (rc == MDB_NOTFOUND) {
-        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    rc = creor_scan_open_dbi(txn, mcf->counters_anon, &sc, "", 0,
+                             (char *) from, from_len);
+    if (rc != CREOR_STORE_OK) {
+        return rc;
     }
 
     evicted = 0;
     victim_len = 0;
     soonest = INT64_MAX;
 
-    for (i = 0; rc == 0 && i < CREOR_RL_EVICT_SAMPLE; i++) {
+    for (i = 0; i < CREOR_RL_EVICT_SAMPLE; i++) {
 
-        if (creor_rl_expired(&v, now)) {
-            rc = mdb_cursor_del(cur, 0);
-            if (rc != 0) {
-                break;
+        /* past the last counter, the walk goes on from the first */
+
+        rc = creor_scan_next(&sc);
+
+        if (rc == 0) {
+            creor_scan_rewind(&sc);
+            rc = creor_scan_next(&sc);
+        }
+
+        if (rc != 1) {
+            break;
+        }
+
+        if (creor_ratelimit_expired(&sc.val, now)) {
+            rc = creor_scan_del(&sc);
+            if (rc != CREOR_STORE_OK) {
+                from_len = 0;
+                creor_scan_close(&sc);
+                return rc;
             }
 
             evicted++;
 
-        } else if (k.mv_size <= sizeof(victim)) {
-            ngx_memcpy(&tat, v.mv_data, sizeof(int64_t));
+        } else if (sc.key.mv_size <= sizeof(victim)) {
+            ngx_memcpy(&tat, sc.val.mv_data, sizeof(int64_t));
 
             if (tat < soonest) {
                 soonest = tat;
-                victim_len = k.mv_size;
-                ngx_memcpy(victim, k.mv_data, k.mv_size);
+                victim_len = sc.key.mv_size;
+                ngx_memcpy(victim, sc.key.mv_data, sc.key.mv_size);
             }
         }
-
-        /* after a deletion the cursor is on the next entry already */
-
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-
-        if (rc == MDB_NOTFOUND) {
-            rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-        }
     }
+
+    /* the next eviction starts where this one stopped */
 
     from_len = 0;
 
-    if (rc == 0 && k.mv_size <= sizeof(from)) {
-        from_len = k.mv_size;
-        ngx_memcpy(from, k.mv_data, k.mv_size);
+    if (i == CREOR_RL_EVICT_SAMPLE) {
+        rc = creor_scan_next(&sc);
+
+        if (rc == 0) {
+            creor_scan_rewind(&sc);
+            rc = creor_scan_next(&sc);
+        }
+
+        if (rc == 1 && sc.key.mv_size <= sizeof(from)) {
+            from_len = sc.key.mv_size;
+            ngx_memcpy(from, sc.key.mv_data, sc.key.mv_size);
+        }
     }
 
-    mdb_cursor_close(cur);
+    creor_scan_close(&sc);
 
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        return creor_store_rc(rc);
+    if (rc == -1) {
+        return CREOR_STORE_ERROR;
     }
 
     if (evicted || victim_len == 0) {
         return CREOR_STORE_OK;
     }
 
-    k.mv_data = victim;
-    k.mv_size = victim_len;
-
-    return creor_store_rc(mdb_del(txn, mcf->counters_anon, &k, NULL));
+    return creor_counter_del(txn, mcf->counters_anon, (char *) victim,
+                             victim_len);
 }
 
 
@@ -987,24 +961,16 @@ static void
 creor_rl_relieve(ngx_creor_main_conf_t *mcf, ngx_log_t *log, int64_t now)
 {
     size_t        n;
-    MDB_txn      *txn;
     static char   from[CREOR_STORE_KEY_MAX];
 
     ngx_log_error(NGX_LOG_WARN, log, 0,
                   "creor: rate limit counters are full, "
                   "dropping the anonymous ones");
 
-    if (creor_store_write(&mcf->counters, &txn) == CREOR_STORE_OK) {
-        if (mdb_drop(txn, mcf->counters_anon, 0) == 0) {
-            (void) creor_store_commit(txn);
-
-        } else {
-            creor_store_abort(txn);
-        }
-    }
+    (void) creor_counters_drop(&mcf->counters, mcf->counters_anon);
 
     (void) creor_store_purge(&mcf->counters, "k:", from,
-                             CREOR_RL_PURGE_BATCH, now, creor_rl_expired,
+                             CREOR_RL_PURGE_BATCH, now, creor_ratelimit_expired,
                              &n);
 }
 
@@ -1019,9 +985,15 @@ static ngx_int_t
 creor_rl_headers(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_rl_check_t *c, int64_t now)
 {
-    u_char     *p;
-    int64_t     reset;
-    ngx_str_t   v;
+    u_char      *p, *start, *end[5];
+    int64_t      reset;
+    ngx_str_t    v;
+    ngx_uint_t   i;
+
+    static const char  *names[5] = {
+        "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
+        "RateLimit-Policy", "RateLimit"
+    };
 
     p = ngx_pnalloc(r->pool, 5 * NGX_INT64_LEN + 64);
     if (p == NULL) {
@@ -1032,50 +1004,46 @@ creor_rl_headers(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 
     reset = (c->tat - now + 999999) / 1000000;
 
-    v.data = p;
+    /* the values one after the other, then a header for each */
+
+    start = p;
+
     p = creor_rl_int(p, c->capacity);
-    v.len = p - v.data;
+    end[0] = p;
 
-    if (creor_add_header(r, "X-RateLimit-Limit", &v) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    v.data = p;
     p = creor_rl_int(p, c->remaining);
-    v.len = p - v.data;
-    ctx->ratelimit_remaining = v;
+    end[1] = p;
 
-    if (creor_add_header(r, "X-RateLimit-Remaining", &v) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    v.data = p;
     p = creor_rl_int(p, now / 1000000 + reset);
-    v.len = p - v.data;
+    end[2] = p;
 
-    if (creor_add_header(r, "X-RateLimit-Reset", &v) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    v.data = p;
     p = ngx_cpymem(p, "\"default\";q=", sizeof("\"default\";q=") - 1);
     p = creor_rl_int(p, c->capacity);
     p = ngx_cpymem(p, ";w=", sizeof(";w=") - 1);
     p = creor_rl_int(p, c->rate->period_ms / 1000);
-    v.len = p - v.data;
+    end[3] = p;
 
-    if (creor_add_header(r, "RateLimit-Policy", &v) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    v.data = p;
     p = ngx_cpymem(p, "\"default\";r=", sizeof("\"default\";r=") - 1);
     p = creor_rl_int(p, c->remaining);
     p = ngx_cpymem(p, ";t=", sizeof(";t=") - 1);
     p = creor_rl_int(p, reset);
-    v.len = p - v.data;
+    end[4] = p;
 
-    return creor_add_header(r, "RateLimit", &v);
+    for (i = 0; i < 5; i++) {
+        v.data = start;
+        v.len = end[i] - start;
+        start = end[i];
+
+        if (i == 1) {
+            ctx->ratelimit_remaining = v;
+        }
+
+        if (creor_add_header(r, names[i], &v) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1098,10 +1066,15 @@ creor_rl_int(u_char *p, int64_t n)
 }
 
 
-/* counters whose bucket is full again are the same as no counter */
+/*
+ * Counters whose bucket is full again are the same as no counter: the
+ * housekeeping purges them with it (ngx_creor_module.c), credentials',
+ * anonymous ones, and "a:" ones in the main database left by versions
+ * before "anon".
+ */
 
-static int
-creor_rl_expired(const MDB_val *val, int64_t now)
+int
+creor_ratelimit_expired(const MDB_val *val, int64_t now)
 {
     int64_t  tat;
 
@@ -1115,68 +1088,14 @@ creor_rl_expired(const MDB_val *val, int64_t now)
 }
 
 
-/*
- * Idle counters a batch a turn: credentials', anonymous ones, and "a:"
- * ones in the main database left by versions before "anon".  Named
- * databases of other features in the environment are not visited.
- */
-
-void
-creor_ratelimit_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log)
-{
-    size_t          n;
-    ngx_uint_t      i;
-    creor_store_t   anon;
-
-    static struct {
-        const char   *prefix;
-        ngx_uint_t    anon;
-        char          from[CREOR_STORE_KEY_MAX];
-    } parts[] = {
-        { "k:", 0, "" },
-        { "a:", 0, "" },
-        { "", 1, "" }
-    };
-
-    /* the same environment, seen through the anonymous database */
-
-    anon = mcf->counters;
-    anon.dbi = mcf->counters_anon;
-
-    for (i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
-        if (creor_store_purge(parts[i].anon ? &anon : &mcf->counters,
-                              parts[i].prefix, parts[i].from,
-                              CREOR_RL_PURGE_BATCH, creor_now_us(),
-                              creor_rl_expired, &n)
-            != CREOR_STORE_OK)
-        {
-            ngx_log_error(NGX_LOG_ERR, log, 0,
-                          "creor: counter purge failed");
-        }
-    }
-}
-
-
 ngx_int_t
 creor_ratelimit_init(ngx_creor_main_conf_t *mcf, ngx_log_t *log)
 {
-    int       rc;
-    MDB_txn  *txn;
+    int  rc;
 
     mcf->counters_anon_max = mcf->counters_size / CREOR_RL_ANON_COST;
 
-    rc = creor_store_write(&mcf->counters, &txn);
-
-    if (rc == CREOR_STORE_OK) {
-        rc = creor_store_rc(mdb_dbi_open(txn, "anon", MDB_CREATE,
-                                         &mcf->counters_anon));
-        if (rc == CREOR_STORE_OK) {
-            rc = creor_store_commit(txn);
-
-        } else {
-            creor_store_abort(txn);
-        }
-    }
+    rc = creor_counters_open(&mcf->counters, "anon", &mcf->counters_anon);
 
     if (rc != CREOR_STORE_OK) {
         ngx_log_error(NGX_LOG_EMERG, log, 0,
@@ -1260,17 +1179,13 @@ creor_rl_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     mcf = shm_zone->data;
 
-    if (omcf) {
-        mcf->rl = omcf->rl;
+    mcf->rl = creor_zone_data(shm_zone, omcf ? omcf->rl : NULL);
+
+    if (mcf->rl) {
         return NGX_OK;
     }
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (shm_zone->shm.exists) {
-        mcf->rl = shpool->data;
-        return NGX_OK;
-    }
 
     mcf->rl = ngx_slab_calloc(shpool, offsetof(creor_rl_table_t, buckets)
                                       + mcf->rl_buckets
@@ -1338,7 +1253,7 @@ creor_rate_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-static int64_t
+int64_t
 creor_now_us(void)
 {
     struct timeval  tv;

@@ -697,26 +697,8 @@ int
 creor_scan_open(creor_store_t *s, MDB_txn *txn, creor_scan_t *sc,
     const char *prefix, size_t plen, const char *from, size_t from_len)
 {
-    memset(sc, 0, sizeof(creor_scan_t));
-
-    if (mdb_cursor_open(txn, s->dbi, &sc->cur) != 0) {
-        sc->cur = NULL;
-        return CREOR_STORE_ERROR;
-    }
-
-    sc->prefix = prefix;
-    sc->plen = plen;
-
-    if (from && from_len) {
-        sc->key.mv_data = (void *) from;
-        sc->key.mv_size = from_len;
-
-    } else {
-        sc->key.mv_data = (void *) prefix;
-        sc->key.mv_size = plen;
-    }
-
-    return CREOR_STORE_OK;
+    return creor_scan_open_dbi(txn, s->dbi, sc, prefix, plen, from,
+                               from_len);
 }
 
 
@@ -1358,4 +1340,44 @@ int
 creor_store_flush(creor_store_t *s)
 {
     return creor_store_rc(mdb_env_sync(s->env, 1));
+}
+
+
+/* a walk over another database of the environment (counters') */
+
+int
+creor_scan_open_dbi(MDB_txn *txn, MDB_dbi dbi, creor_scan_t *sc,
+    const char *prefix, size_t plen, const char *from, size_t from_len)
+{
+    memset(sc, 0, sizeof(creor_scan_t));
+
+    if (mdb_cursor_open(txn, dbi, &sc->cur) != 0) {
+        sc->cur = NULL;
+        return CREOR_STORE_ERROR;
+    }
+
+    sc->prefix = prefix;
+    sc->plen = plen;
+
+    if (from && from_len) {
+        sc->key.mv_data = (void *) from;
+        sc->key.mv_size = from_len;
+
+    } else {
+        sc->key.mv_data = (void *) prefix;
+        sc->key.mv_size = plen;
+    }
+
+    return CREOR_STORE_OK;
+}
+
+
+/* the walk starts again from its prefix: one that wraps around */
+
+void
+creor_scan_rewind(creor_scan_t *sc)
+{
+    sc->started = 0;
+    sc->key.mv_data = (void *) sc->prefix;
+    sc->key.mv_size = sc->plen;
 }
