@@ -770,6 +770,53 @@ creor_scan_next(creor_scan_t *sc)
 }
 
 
+/*
+ * The same walk backwards, from the last entry before "from" (a key of
+ * the walk, which needs one), latest first: a thread's runs before a run.
+ */
+
+int
+creor_scan_prev(creor_scan_t *sc)
+{
+    int  rc;
+
+    if (sc->cur == NULL) {
+        return 0;
+    }
+
+    if (sc->started) {
+        rc = mdb_cursor_get(sc->cur, &sc->key, &sc->val, MDB_PREV);
+
+    } else {
+        sc->started = 1;
+        rc = mdb_cursor_get(sc->cur, &sc->key, &sc->val, MDB_SET_RANGE);
+        rc = mdb_cursor_get(sc->cur, &sc->key, &sc->val,
+                            rc == 0 ? MDB_PREV : MDB_LAST);
+    }
+
+    if (rc == MDB_NOTFOUND) {
+        return 0;
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    /* the prefix alone sorts before every key of the walk: it is over */
+
+    if (sc->key.mv_size <= sc->plen
+        || memcmp(sc->key.mv_data, sc->prefix, sc->plen) != 0)
+    {
+        return 0;
+    }
+
+    sc->rest = (const char *) sc->key.mv_data + sc->plen;
+    sc->rest_len = sc->key.mv_size - sc->plen;
+
+    return 1;
+}
+
+
 /* removes the entry creor_scan_next() returned last */
 
 int

@@ -126,6 +126,7 @@ typedef struct {
 int creor_scan_open(creor_store_t *s, MDB_txn *txn, creor_scan_t *sc,
     const char *prefix, size_t plen, const char *from, size_t from_len);
 int creor_scan_next(creor_scan_t *sc);
+int creor_scan_prev(creor_scan_t *sc);
 int creor_scan_del(creor_scan_t *sc);
 void creor_scan_close(creor_scan_t *sc);
 int creor_scan_count(creor_store_t *s, MDB_txn *txn, const char *prefix,
