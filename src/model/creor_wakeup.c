@@ -288,6 +288,18 @@ creor_changed(ngx_creor_main_conf_t *mcf, ngx_str_t *run_id,
 }
 
 
+/*
+ * From the engine's tick, when the host's epoch moved: events stored by
+ * another worker (or by this one) may be new, the EVENTS listeners look.
+ */
+
+void
+creor_changed_look(ngx_creor_main_conf_t *mcf)
+{
+    creor_changed_tell(mcf, CREOR_CHANGED_EVENTS);
+}
+
+
 static void
 creor_changed_tell(ngx_creor_main_conf_t *mcf, ngx_uint_t what)
 {
