@@ -583,6 +583,13 @@ void creor_changed(ngx_creor_main_conf_t *mcf, ngx_str_t *run_id,
     ngx_uint_t what);
 void creor_changed_look(ngx_creor_main_conf_t *mcf);
 
+typedef void (*creor_stop_pt)(void);
+typedef ngx_uint_t (*creor_busy_pt)(void);
+
+ngx_int_t creor_changed_watch(creor_stop_pt stop, creor_busy_pt busy);
+void creor_changed_stop(void);
+ngx_uint_t creor_changed_busy(void);
+
 /* creor_usage.c */
 ngx_int_t creor_usage_add(ngx_creor_main_conf_t *mcf, creor_usage_t *u,
     ngx_log_t *log);

@@ -12,8 +12,10 @@
  *                        kind's changed and scan hooks
  *   every 200 ms         (at once when work is queued): every hooks
  *   every tick           tick hooks
- *   the worker stops     release hooks: jobs go back to the store at
- *                        once, for another worker or the next nginx
+ *   the worker stops     the watchers of creor_wakeup.c (event streams)
+ *                        are told, then the release hooks: jobs go back
+ *                        to the store at once, for another worker or the
+ *                        next nginx
  *
  * A new kind of background job is a file of its own (its
  * creor_job_kind_t for the detached request, its hooks for the queue it
@@ -193,7 +195,7 @@ creor_tick_handler(ngx_event_t *ev)
          * left to the next worker at once, not after their lease.
          */
 
-        creor_sse_shutdown();
+        creor_changed_stop();
 
         for (kind = creor_job_kinds; kind->name; kind++) {
             if (kind->release) {
@@ -206,7 +208,7 @@ creor_tick_handler(ngx_event_t *ev)
 
     creor_tick_call(offsetof(creor_job_queue_t, tick), now);
 
-    busy = creor_sse_count();
+    busy = creor_changed_busy();
 
     for (kind = creor_job_kinds; kind->name; kind++) {
         if (kind->busy) {

@@ -37,10 +37,19 @@ typedef struct {
 } creor_listener_t;
 
 
+typedef struct {
+    creor_stop_pt      stop;
+    creor_busy_pt      busy;
+} creor_watcher_t;
+
+
 #define CREOR_LISTENERS_MAX  8
+#define CREOR_WATCHERS_MAX   4
 
 static creor_listener_t   creor_listeners[CREOR_LISTENERS_MAX];
 static ngx_uint_t         creor_nlisteners;
+static creor_watcher_t    creor_watchers[CREOR_WATCHERS_MAX];
+static ngx_uint_t         creor_nwatchers;
 
 static creor_wakeup_t    *creor_wakeup;       /* this worker's cycle's */
 static ngx_connection_t  *creor_wakeup_conn;
@@ -297,6 +306,54 @@ void
 creor_changed_look(ngx_creor_main_conf_t *mcf)
 {
     creor_changed_tell(mcf, CREOR_CHANGED_EVENTS);
+}
+
+
+/*
+ * In a worker, at its start: a layer that holds connections open while
+ * it waits for changes (event streams).  The engine's tick asks whether
+ * it has any (the tick stays fast, other workers wake this one) and tells
+ * it when the worker stops, without naming it.
+ */
+
+ngx_int_t
+creor_changed_watch(creor_stop_pt stop, creor_busy_pt busy)
+{
+    if (creor_nwatchers == CREOR_WATCHERS_MAX) {
+        return NGX_ERROR;
+    }
+
+    creor_watchers[creor_nwatchers].stop = stop;
+    creor_watchers[creor_nwatchers].busy = busy;
+    creor_nwatchers++;
+
+    return NGX_OK;
+}
+
+
+void
+creor_changed_stop(void)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < creor_nwatchers; i++) {
+        creor_watchers[i].stop();
+    }
+}
+
+
+ngx_uint_t
+creor_changed_busy(void)
+{
+    ngx_uint_t  i, n;
+
+    n = 0;
+
+    for (i = 0; i < creor_nwatchers; i++) {
+        n += creor_watchers[i].busy();
+    }
+
+    return n;
 }
 
 
