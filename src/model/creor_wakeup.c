@@ -29,27 +29,23 @@ static void creor_wakeup_close(void *data);
 static void creor_wakeup_read(ngx_event_t *rev);
 static void creor_wakeup_flush(ngx_event_t *ev);
 static void creor_changed_tell(ngx_creor_main_conf_t *mcf, ngx_uint_t what);
+static ngx_int_t creor_changed_add(ngx_uint_t what, creor_changed_pt handler,
+    creor_stop_pt stop, creor_busy_pt busy);
 
 
+/* a listener of changes (what, handler) or a watcher (stop, busy) */
 typedef struct {
     ngx_uint_t         what;
     creor_changed_pt   handler;
+    creor_stop_pt      stop;
+    creor_busy_pt      busy;
 } creor_listener_t;
 
 
-typedef struct {
-    creor_stop_pt      stop;
-    creor_busy_pt      busy;
-} creor_watcher_t;
-
-
 #define CREOR_LISTENERS_MAX  8
-#define CREOR_WATCHERS_MAX   4
 
 static creor_listener_t   creor_listeners[CREOR_LISTENERS_MAX];
 static ngx_uint_t         creor_nlisteners;
-static creor_watcher_t    creor_watchers[CREOR_WATCHERS_MAX];
-static ngx_uint_t         creor_nwatchers;
 
 static creor_wakeup_t    *creor_wakeup;       /* this worker's cycle's */
 static ngx_connection_t  *creor_wakeup_conn;
@@ -247,15 +243,7 @@ creor_wakeup_read(ngx_event_t *rev)
 ngx_int_t
 creor_changed_listen(ngx_uint_t what, creor_changed_pt handler)
 {
-    if (creor_nlisteners == CREOR_LISTENERS_MAX) {
-        return NGX_ERROR;
-    }
-
-    creor_listeners[creor_nlisteners].what = what;
-    creor_listeners[creor_nlisteners].handler = handler;
-    creor_nlisteners++;
-
-    return NGX_OK;
+    return creor_changed_add(what, handler, NULL, NULL);
 }
 
 
@@ -319,13 +307,26 @@ creor_changed_look(ngx_creor_main_conf_t *mcf)
 ngx_int_t
 creor_changed_watch(creor_stop_pt stop, creor_busy_pt busy)
 {
-    if (creor_nwatchers == CREOR_WATCHERS_MAX) {
+    return creor_changed_add(0, NULL, stop, busy);
+}
+
+
+static ngx_int_t
+creor_changed_add(ngx_uint_t what, creor_changed_pt handler,
+    creor_stop_pt stop, creor_busy_pt busy)
+{
+    creor_listener_t  *l;
+
+    if (creor_nlisteners == CREOR_LISTENERS_MAX) {
         return NGX_ERROR;
     }
 
-    creor_watchers[creor_nwatchers].stop = stop;
-    creor_watchers[creor_nwatchers].busy = busy;
-    creor_nwatchers++;
+    l = &creor_listeners[creor_nlisteners++];
+
+    l->what = what;
+    l->handler = handler;
+    l->stop = stop;
+    l->busy = busy;
 
     return NGX_OK;
 }
@@ -336,8 +337,10 @@ creor_changed_stop(void)
 {
     ngx_uint_t  i;
 
-    for (i = 0; i < creor_nwatchers; i++) {
-        creor_watchers[i].stop();
+    for (i = 0; i < creor_nlisteners; i++) {
+        if (creor_listeners[i].stop) {
+            creor_listeners[i].stop();
+        }
     }
 }
 
@@ -349,8 +352,10 @@ creor_changed_busy(void)
 
     n = 0;
 
-    for (i = 0; i < creor_nwatchers; i++) {
-        n += creor_watchers[i].busy();
+    for (i = 0; i < creor_nlisteners; i++) {
+        if (creor_listeners[i].busy) {
+            n += creor_listeners[i].busy();
+        }
     }
 
     return n;
