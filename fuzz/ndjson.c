@@ -3,9 +3,10 @@
  * Copyright (C) ngx_creor_module authors
  *
  * The executor's NDJSON reply as a leg's piece handler takes it
- * (creor_legs.c): the input's first byte sets the size of the buffers it
- * arrives in, the rest is the reply.  Each buffer goes through creor_leg_feed() with a
- * pool of its own, and each complete line through creor_leg_line().
+ * (creor_legs.c, creor_executor.c): the input's first byte sets the size
+ * of the buffers it arrives in, the rest is the reply.  Each buffer goes
+ * through creor_leg_feed() with a pool of its own, and each complete line
+ * through creor_leg_line().
  * The lines and what is left over put together are the reply again; the
  * feed fails as soon as a line is longer than the limit, and only then
  * (a limit of 200 bytes here, so that inputs reach it).
