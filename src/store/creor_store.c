@@ -34,6 +34,7 @@ static void creor_store_chown(const char *dir, const char *file,
 static void creor_usage_digits(char *out, int v, int width);
 static void creor_store_track(MDB_txn *txn);
 static void creor_store_forget(MDB_txn *txn);
+static int creor_scan_at(creor_scan_t *sc, int rc);
 
 
 /*
@@ -741,32 +742,15 @@ creor_scan_next(creor_scan_t *sc)
              : mdb_cursor_get(sc->cur, &sc->key, &sc->val, MDB_FIRST);
     }
 
-    if (rc == MDB_NOTFOUND) {
-        return 0;
-    }
-
-    if (rc != 0) {
-        return -1;
-    }
+    rc = creor_scan_at(sc, rc);
 
     /* the prefix alone would be a key of another kind: skip it */
 
-    if (sc->key.mv_size == sc->plen && sc->plen
-        && memcmp(sc->key.mv_data, sc->prefix, sc->plen) == 0)
-    {
+    if (rc == 1 && sc->rest_len == 0) {
         return creor_scan_next(sc);
     }
 
-    if (sc->key.mv_size < sc->plen
-        || memcmp(sc->key.mv_data, sc->prefix, sc->plen) != 0)
-    {
-        return 0;
-    }
-
-    sc->rest = (const char *) sc->key.mv_data + sc->plen;
-    sc->rest_len = sc->key.mv_size - sc->plen;
-
-    return 1;
+    return rc;
 }
 
 
@@ -794,6 +778,19 @@ creor_scan_prev(creor_scan_t *sc)
                             rc == 0 ? MDB_PREV : MDB_LAST);
     }
 
+    rc = creor_scan_at(sc, rc);
+
+    /* the prefix alone sorts before every key of the walk: it is over */
+
+    return (rc == 1 && sc->rest_len == 0) ? 0 : rc;
+}
+
+
+/* where the cursor moved (rc): an entry of the walk, or its end */
+
+static int
+creor_scan_at(creor_scan_t *sc, int rc)
+{
     if (rc == MDB_NOTFOUND) {
         return 0;
     }
@@ -802,9 +799,7 @@ creor_scan_prev(creor_scan_t *sc)
         return -1;
     }
 
-    /* the prefix alone sorts before every key of the walk: it is over */
-
-    if (sc->key.mv_size <= sc->plen
+    if (sc->key.mv_size < sc->plen
         || memcmp(sc->key.mv_data, sc->prefix, sc->plen) != 0)
     {
         return 0;
