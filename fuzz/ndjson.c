@@ -2,10 +2,11 @@
 /*
  * Copyright (C) ngx_creor_module authors
  *
- * The executor's NDJSON reply as creor_leg_body_filter() takes it: the
- * input's first byte sets the size of the buffers it arrives in, the
- * rest is the reply.  Each buffer goes through creor_leg_feed() with a
- * pool of its own, and each complete line through creor_leg_line().
+ * The executor's NDJSON reply as a leg's piece handler takes it
+ * (creor_legs.c, creor_executor.c): the input's first byte sets the size
+ * of the buffers it arrives in, the rest is the reply.  Each buffer goes
+ * through creor_leg_feed() with a pool of its own, and each complete line
+ * through creor_leg_line().
  * The lines and what is left over put together are the reply again; the
  * feed fails as soon as a line is longer than the limit, and only then
  * (a limit of 200 bytes here, so that inputs reach it).
@@ -14,7 +15,7 @@
 
 #define CREOR_LINE_MAX  200
 
-#include "../src/engine/creor_dispatch.c"
+#include "../src/engine/creor_executor.c"
 
 
 static size_t creor_fuzz_longest(u_char *p, size_t len);

@@ -496,8 +496,6 @@ ngx_int_t creor_run_fail(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
     const char *type, const char *reason);
 void creor_run_json(yajl_gen g, creor_run_t *run);
 const char *creor_run_status_name(ngx_uint_t status);
-ngx_int_t creor_run_leg_body(creor_store_t *st, MDB_txn *txn,
-    ngx_pool_t *pool, creor_run_t *run, ngx_str_t *out);
 ngx_int_t creor_runs_start(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     ngx_str_t *agent_id, creor_json_t *inputs, ngx_flag_t followup,
     MDB_txn *txn, creor_run_t *run);
@@ -527,51 +525,8 @@ void creor_sse_notify(ngx_creor_main_conf_t *mcf);
 void creor_sse_shutdown(void);
 ngx_uint_t creor_sse_count(void);
 
-/* creor_dispatch.c */
-ngx_int_t creor_dispatch_init(ngx_cycle_t *cycle, ngx_creor_main_conf_t *mcf);
-
-/*
- * creor_job.c: a detached request to an internal location.  A kind says
- * what to do with the reply's status (header), each piece of its body
- * (piece, then pieces_done once per buffer chain, with a pool that lives
- * until then) and its end: finish is called once the call is over or
- * timed out and must end in creor_job_destroy(); end is called by
- * creor_job_destroy() itself, whoever calls it.
- */
-typedef struct creor_job_s  creor_job_t;
-
-typedef struct {
-    const char             *action;     /* for the log: "calling ..." */
-    ngx_int_t             (*header)(creor_job_t *job, ngx_http_request_t *r);
-    ngx_int_t             (*piece)(creor_job_t *job, u_char *p, size_t len,
-                                   ngx_pool_t *pool);
-    void                  (*pieces_done)(creor_job_t *job, ngx_pool_t *pool);
-    void                  (*finish)(creor_job_t *job);
-    void                  (*end)(creor_job_t *job);
-} creor_job_kind_t;
-
-struct creor_job_s {
-    creor_job_kind_t       *kind;
-    void                   *data;       /* the kind's */
-    ngx_pool_t             *pool;       /* the job's: log, data, request */
-    ngx_connection_t       *c;          /* no client, no socket */
-    ngx_http_request_t     *r;
-    ngx_event_t             timer;
-    ngx_uint_t              status;     /* the location's HTTP status */
-    ngx_int_t               rc;         /* how the subrequest ended */
-    unsigned                done:1;     /* the call is over */
-    unsigned                timed_out:1;
-    unsigned                ignore_body:1;
-    unsigned                destroyed:1;
-};
-
-void creor_job_init(ngx_creor_main_conf_t *mcf);
-ngx_int_t creor_job_filter_init(ngx_conf_t *cf);
-creor_job_t *creor_job_create(creor_job_kind_t *kind, size_t size,
-    ngx_str_t *uri, ngx_str_t *body, ngx_keyval_t *headers,
-    ngx_uint_t nheaders);
-void creor_job_run(creor_job_t *job, ngx_msec_t timeout);
-void creor_job_destroy(creor_job_t *job);
+/* the detached-job engine (src/engine/) */
+#include "creor_engine.h"
 
 /* creor_webhooks.c */
 ngx_int_t creor_webhooks_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
@@ -619,6 +574,14 @@ typedef void (*creor_changed_pt)(ngx_creor_main_conf_t *mcf);
 ngx_int_t creor_changed_listen(ngx_uint_t what, creor_changed_pt handler);
 void creor_changed(ngx_creor_main_conf_t *mcf, ngx_str_t *run_id,
     ngx_uint_t what);
+void creor_changed_look(ngx_creor_main_conf_t *mcf);
+
+typedef void (*creor_stop_pt)(void);
+typedef ngx_uint_t (*creor_busy_pt)(void);
+
+ngx_int_t creor_changed_watch(creor_stop_pt stop, creor_busy_pt busy);
+void creor_changed_stop(void);
+ngx_uint_t creor_changed_busy(void);
 
 /* creor_usage.c */
 ngx_int_t creor_usage_add(ngx_creor_main_conf_t *mcf, creor_usage_t *u,
@@ -664,21 +627,6 @@ char *creor_cors_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t creor_cors_options(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     ngx_str_t *allow);
 ngx_int_t creor_cors_headers(ngx_http_request_t *r);
-
-/* creor_builtin.c */
-typedef struct creor_builtin_s  creor_builtin_t;
-
-ngx_int_t creor_builtin_claim(creor_store_t *st, MDB_txn *txn,
-    creor_run_t *run, ngx_array_t *providers, creor_provider_t **pv);
-ngx_int_t creor_builtin_started(creor_store_t *st, MDB_txn *txn,
-    creor_run_t *run);
-ngx_int_t creor_builtin_body(creor_store_t *st, creor_run_t *run,
-    ngx_pool_t *pool, ngx_str_t *out);
-creor_builtin_t *creor_builtin_create(ngx_pool_t *pool, creor_run_t *run);
-ngx_int_t creor_builtin_events(creor_builtin_t *bi, ngx_str_t *run_id,
-    ngx_array_t *lines, ngx_pool_t *pool);
-void creor_builtin_failed(creor_builtin_t *bi);
-ngx_flag_t creor_builtin_retryable(ngx_uint_t status);
 
 /* creor_chat.c */
 ngx_int_t creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);

@@ -1099,6 +1099,8 @@ ngx_creor_init_process(ngx_cycle_t *cycle)
     if (creor_changed_listen(CREOR_CHANGED_EVENTS, creor_sse_notify)
         != NGX_OK
         || creor_changed_listen(CREOR_CHANGED_REAP, creor_runs_reap_kick)
+           != NGX_OK
+        || creor_changed_watch(creor_sse_shutdown, creor_sse_count)
            != NGX_OK)
     {
         return NGX_ERROR;

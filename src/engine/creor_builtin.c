@@ -68,6 +68,8 @@ static ngx_int_t creor_builtin_add(ngx_pool_t *pool, creor_builtin_buf_t *b,
     ngx_str_t *s);
 static ngx_int_t creor_builtin_turns(creor_run_t *run, creor_json_t *msg);
 static creor_json_t *creor_builtin_model(creor_run_t *run);
+static creor_json_t *creor_builtin_object(ngx_pool_t *pool, const char *name,
+    const char *value, size_t len);
 static ngx_flag_t creor_builtin_role(creor_json_t *msg, const char *role);
 static ngx_str_t *creor_builtin_str(creor_json_t *obj, const char *name);
 static ngx_int_t creor_builtin_history(yajl_gen g, creor_json_t *m,
@@ -128,14 +130,10 @@ creor_builtin_claim(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
          out;
          out = out->next)
     {
-        msg = creor_json_new(run->pool, CREOR_JSON_OBJECT, NULL, 0);
+        msg = creor_builtin_object(run->pool, "role", "tool", 4);
         v = creor_json_get(out, "tool_call_id");
 
         if (msg == NULL || v == NULL
-            || creor_json_set(msg, "role",
-                              creor_json_new(run->pool, CREOR_JSON_STRING,
-                                             "tool", 4))
-               != NGX_OK
             || creor_json_set(msg, "tool_call_id", v) != NGX_OK
             || creor_json_set(msg, "content",
                               creor_json_get(out, "output"))
@@ -169,6 +167,28 @@ creor_builtin_model(creor_run_t *run)
     }
 
     return (v && v->type == CREOR_JSON_STRING) ? v : NULL;
+}
+
+
+/* a new object of one string member */
+
+static creor_json_t *
+creor_builtin_object(ngx_pool_t *pool, const char *name, const char *value,
+    size_t len)
+{
+    creor_json_t  *obj;
+
+    obj = creor_json_new(pool, CREOR_JSON_OBJECT, NULL, 0);
+
+    if (obj == NULL
+        || creor_json_set(obj, name,
+                          creor_json_new(pool, CREOR_JSON_STRING, value, len))
+           != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return obj;
 }
 
 
@@ -556,16 +576,11 @@ creor_builtin_started(creor_store_t *st, MDB_txn *txn, creor_run_t *run)
     creor_json_t  *value, *model;
 
     model = creor_builtin_model(run);
-    value = creor_json_new(run->pool, CREOR_JSON_OBJECT, NULL, 0);
+    value = creor_builtin_object(run->pool, "step_id", (char *) id,
+                                 ngx_sprintf(id, "step_%uD", run->hdr.legs)
+                                 - id);
 
     if (value == NULL || model == NULL
-        || creor_json_set(value, "step_id",
-                          creor_json_new(run->pool, CREOR_JSON_STRING,
-                                         (char *) id,
-                                         ngx_sprintf(id, "step_%uD",
-                                                     run->hdr.legs)
-                                         - id))
-           != NGX_OK
         || creor_json_set(value, "name", model) != NGX_OK)
     {
         return CREOR_STORE_ERROR;
@@ -731,13 +746,9 @@ creor_builtin_delta(creor_builtin_t *bi, creor_json_t *d, creor_run_t *run,
             return NGX_OK;
         }
 
-        x = creor_json_new(pool, CREOR_JSON_OBJECT, NULL, 0);
+        x = creor_builtin_object(pool, "kind", "content_delta", 13);
 
         if (x == NULL
-            || creor_json_set(x, "kind",
-                              creor_json_new(pool, CREOR_JSON_STRING,
-                                             "content_delta", 13))
-               != NGX_OK
             || creor_json_set(x, "content_delta", v) != NGX_OK
             || creor_run_event(st, txn, run, "step.progress", 13, x)
                != CREOR_STORE_OK)
@@ -921,13 +932,9 @@ creor_builtin_end(creor_builtin_t *bi, creor_run_t *run, creor_store_t *st,
     /* the assistant's turn, as the provider will be sent it next leg */
 
     calls = creor_json_get(value, "tool_calls");
-    msg = creor_json_new(pool, CREOR_JSON_OBJECT, NULL, 0);
+    msg = creor_builtin_object(pool, "role", "assistant", 9);
 
     if (msg == NULL
-        || creor_json_set(msg, "role",
-                          creor_json_new(pool, CREOR_JSON_STRING,
-                                         "assistant", 9))
-           != NGX_OK
         || creor_json_set(msg, "content", creor_json_get(value, "content"))
            != NGX_OK
         || creor_json_set(msg, "tool_calls", calls) != NGX_OK

@@ -6,11 +6,12 @@
  * without a socket, whose POST subrequest goes to an internal location
  * (the operator's proxy_pass).  What comes back is taken by the capture
  * filter below, not sent anywhere: the job's kind (creor_job_kind_t) is
- * told the status and each piece of the reply, and when the call is over.
+ * told the status and each piece of the reply (by the capture filter,
+ * creor_capture.c), and when the call is over.
  *
- * Claiming, leases and retries are the kind's: run legs (creor_dispatch.c)
+ * Claiming, leases and retries are the kind's: run legs (creor_legs.c)
  * keep them on the run, webhook deliveries (creor_webhooks.c) on the
- * delivery record.
+ * delivery record; the worker's tick (creor_tick.c) drives them.
  */
 
 
@@ -21,21 +22,12 @@
 #include "ngx_creor.h"
 
 
-#define CREOR_JOB_READ_CHUNK   (64 * 1024)
-
-
 static ngx_int_t creor_job_done(ngx_http_request_t *sr, void *data,
     ngx_int_t rc);
 static void creor_job_parent_handler(ngx_http_request_t *r);
 static void creor_job_timeout_handler(ngx_event_t *ev);
 static void creor_job_empty_handler(ngx_event_t *ev);
-static ngx_int_t creor_job_header_filter(ngx_http_request_t *r);
-static ngx_int_t creor_job_body_filter(ngx_http_request_t *r,
-    ngx_chain_t *in);
 
-
-static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
-static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 static ngx_creor_main_conf_t   *creor_mcf;
 
@@ -181,23 +173,9 @@ creor_job_create(creor_job_kind_t *kind, size_t size, ngx_str_t *uri,
 
     /* the subrequest shares these: proxy_pass sends them on */
 
-    if (ngx_list_init(&r->headers_in.headers, r->pool, nheaders + 2,
-                      sizeof(ngx_table_elt_t))
-        != NGX_OK)
-    {
+    if (creor_job_json_headers(r, nheaders) != NGX_OK) {
         goto failed;
     }
-
-    h = ngx_list_push(&r->headers_in.headers);
-    if (h == NULL) {
-        goto failed;
-    }
-
-    ngx_str_set(&h->key, "Content-Type");
-    h->value = creor_json_ct;
-    h->lowcase_key = (u_char *) "content-type";
-    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
-    r->headers_in.content_type = h;
 
     for (i = 0; i < nheaders; i++) {
         h = ngx_list_push(&r->headers_in.headers);
@@ -274,6 +252,38 @@ failed:
     ngx_destroy_pool(pool);
 
     return NULL;
+}
+
+
+/*
+ * The request headers of a POST of JSON: Content-Type, and room for n
+ * more.  A chat completion's subrequest has the same.
+ */
+
+ngx_int_t
+creor_job_json_headers(ngx_http_request_t *r, ngx_uint_t n)
+{
+    ngx_table_elt_t  *h;
+
+    if (ngx_list_init(&r->headers_in.headers, r->pool, n + 2,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    h = ngx_list_push(&r->headers_in.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&h->key, "Content-Type");
+    h->value = creor_json_ct;
+    h->lowcase_key = (u_char *) "content-type";
+    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
+    r->headers_in.content_type = h;
+
+    return NGX_OK;
 }
 
 
@@ -435,135 +445,4 @@ static void
 creor_job_empty_handler(ngx_event_t *ev)
 {
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ev->log, 0, "creor job event");
-}
-
-
-/*
- * The capture filter: a job's reply goes to its kind, never to the
- * socketless connection.  It is the top filter, so nothing of the reply
- * reaches the postpone or write filters.
- */
-
-ngx_int_t
-creor_job_filter_init(ngx_conf_t *cf)
-{
-    ngx_http_next_header_filter = ngx_http_top_header_filter;
-    ngx_http_top_header_filter = creor_job_header_filter;
-
-    ngx_http_next_body_filter = ngx_http_top_body_filter;
-    ngx_http_top_body_filter = creor_job_body_filter;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-creor_job_header_filter(ngx_http_request_t *r)
-{
-    creor_job_t      *job;
-    ngx_creor_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
-
-    if (ctx == NULL || ctx->job == NULL) {
-        return ngx_http_next_header_filter(r);
-    }
-
-    job = ctx->job;
-    job->status = r->headers_out.status;
-    r->header_sent = 1;
-
-    if (job->kind->header && !job->destroyed) {
-        return job->kind->header(job, r);
-    }
-
-    return NGX_OK;
-}
-
-
-/* each piece in memory, read from a temp file if need be */
-
-static ngx_int_t
-creor_job_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
-{
-    u_char           *buf;
-    off_t             off;
-    ssize_t           n;
-    ngx_buf_t        *b;
-    ngx_pool_t       *pool;
-    ngx_chain_t      *cl;
-    creor_job_t      *job;
-    ngx_creor_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
-
-    if (ctx == NULL || ctx->job == NULL) {
-        return ngx_http_next_body_filter(r, in);
-    }
-
-    job = ctx->job;
-    pool = NULL;
-    buf = NULL;
-
-    for (cl = in; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (job->kind->piece && !job->destroyed && !job->ignore_body) {
-
-            if (pool == NULL) {
-                pool = ngx_create_pool(16384, r->connection->log);
-                if (pool == NULL) {
-                    return NGX_ERROR;
-                }
-            }
-
-            if (ngx_buf_in_memory(b)) {
-                if (b->last > b->pos
-                    && job->kind->piece(job, b->pos, b->last - b->pos, pool)
-                       != NGX_OK)
-                {
-                    job->ignore_body = 1;
-                }
-
-            } else if (b->in_file) {
-
-                /* a reply buffered to disk (proxy_buffering on): by pieces */
-
-                if (buf == NULL) {
-                    buf = ngx_pnalloc(pool, CREOR_JOB_READ_CHUNK);
-                    if (buf == NULL) {
-                        ngx_destroy_pool(pool);
-                        return NGX_ERROR;
-                    }
-                }
-
-                for (off = b->file_pos;
-                     off < b->file_last && !job->ignore_body;
-                     off += n)
-                {
-                    n = ngx_min(b->file_last - off, CREOR_JOB_READ_CHUNK);
-                    n = ngx_read_file(b->file, buf, n, off);
-
-                    if (n <= 0
-                        || job->kind->piece(job, buf, n, pool) != NGX_OK)
-                    {
-                        job->ignore_body = 1;
-                    }
-                }
-            }
-        }
-
-        b->pos = b->last;
-        b->file_pos = b->file_last;
-    }
-
-    if (pool) {
-        if (job->kind->pieces_done && !job->destroyed) {
-            job->kind->pieces_done(job, pool);
-        }
-
-        ngx_destroy_pool(pool);
-    }
-
-    return NGX_OK;
 }

@@ -29,11 +29,16 @@ static void creor_wakeup_close(void *data);
 static void creor_wakeup_read(ngx_event_t *rev);
 static void creor_wakeup_flush(ngx_event_t *ev);
 static void creor_changed_tell(ngx_creor_main_conf_t *mcf, ngx_uint_t what);
+static ngx_int_t creor_changed_add(ngx_uint_t what, creor_changed_pt handler,
+    creor_stop_pt stop, creor_busy_pt busy);
 
 
+/* a listener of changes (what, handler) or a watcher (stop, busy) */
 typedef struct {
     ngx_uint_t         what;
     creor_changed_pt   handler;
+    creor_stop_pt      stop;
+    creor_busy_pt      busy;
 } creor_listener_t;
 
 
@@ -238,15 +243,7 @@ creor_wakeup_read(ngx_event_t *rev)
 ngx_int_t
 creor_changed_listen(ngx_uint_t what, creor_changed_pt handler)
 {
-    if (creor_nlisteners == CREOR_LISTENERS_MAX) {
-        return NGX_ERROR;
-    }
-
-    creor_listeners[creor_nlisteners].what = what;
-    creor_listeners[creor_nlisteners].handler = handler;
-    creor_nlisteners++;
-
-    return NGX_OK;
+    return creor_changed_add(what, handler, NULL, NULL);
 }
 
 
@@ -285,6 +282,83 @@ creor_changed(ngx_creor_main_conf_t *mcf, ngx_str_t *run_id,
     if (what & CREOR_CHANGED_EVENTS) {
         creor_wakeup_others();
     }
+}
+
+
+/*
+ * From the engine's tick, when the host's epoch moved: events stored by
+ * another worker (or by this one) may be new, the EVENTS listeners look.
+ */
+
+void
+creor_changed_look(ngx_creor_main_conf_t *mcf)
+{
+    creor_changed_tell(mcf, CREOR_CHANGED_EVENTS);
+}
+
+
+/*
+ * In a worker, at its start: a layer that holds connections open while
+ * it waits for changes (event streams).  The engine's tick asks whether
+ * it has any (the tick stays fast, other workers wake this one) and tells
+ * it when the worker stops, without naming it.
+ */
+
+ngx_int_t
+creor_changed_watch(creor_stop_pt stop, creor_busy_pt busy)
+{
+    return creor_changed_add(0, NULL, stop, busy);
+}
+
+
+static ngx_int_t
+creor_changed_add(ngx_uint_t what, creor_changed_pt handler,
+    creor_stop_pt stop, creor_busy_pt busy)
+{
+    creor_listener_t  *l;
+
+    if (creor_nlisteners == CREOR_LISTENERS_MAX) {
+        return NGX_ERROR;
+    }
+
+    l = &creor_listeners[creor_nlisteners++];
+
+    l->what = what;
+    l->handler = handler;
+    l->stop = stop;
+    l->busy = busy;
+
+    return NGX_OK;
+}
+
+
+void
+creor_changed_stop(void)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < creor_nlisteners; i++) {
+        if (creor_listeners[i].stop) {
+            creor_listeners[i].stop();
+        }
+    }
+}
+
+
+ngx_uint_t
+creor_changed_busy(void)
+{
+    ngx_uint_t  i, n;
+
+    n = 0;
+
+    for (i = 0; i < creor_nlisteners; i++) {
+        if (creor_listeners[i].busy) {
+            n += creor_listeners[i].busy();
+        }
+    }
+
+    return n;
 }
 
 

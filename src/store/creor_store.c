@@ -34,6 +34,7 @@ static void creor_store_chown(const char *dir, const char *file,
 static void creor_usage_digits(char *out, int v, int width);
 static void creor_store_track(MDB_txn *txn);
 static void creor_store_forget(MDB_txn *txn);
+static int creor_scan_at(creor_scan_t *sc, int rc);
 
 
 /*
@@ -723,20 +724,61 @@ creor_scan_next(creor_scan_t *sc)
              : mdb_cursor_get(sc->cur, &sc->key, &sc->val, MDB_FIRST);
     }
 
+    rc = creor_scan_at(sc, rc);
+
+    /* the prefix alone would be a key of another kind: skip it */
+
+    if (rc == 1 && sc->rest_len == 0) {
+        return creor_scan_next(sc);
+    }
+
+    return rc;
+}
+
+
+/*
+ * The same walk backwards, from the last entry before "from" (a key of
+ * the walk, which needs one), latest first: a thread's runs before a run.
+ */
+
+int
+creor_scan_prev(creor_scan_t *sc)
+{
+    int  rc;
+
+    if (sc->cur == NULL) {
+        return 0;
+    }
+
+    if (sc->started) {
+        rc = mdb_cursor_get(sc->cur, &sc->key, &sc->val, MDB_PREV);
+
+    } else {
+        sc->started = 1;
+        rc = mdb_cursor_get(sc->cur, &sc->key, &sc->val, MDB_SET_RANGE);
+        rc = mdb_cursor_get(sc->cur, &sc->key, &sc->val,
+                            rc == 0 ? MDB_PREV : MDB_LAST);
+    }
+
+    rc = creor_scan_at(sc, rc);
+
+    /* the prefix alone sorts before every key of the walk: it is over */
+
+    return (rc == 1 && sc->rest_len == 0) ? 0 : rc;
+}
+
+
+/* where the cursor moved (rc): an entry of the walk, or its end */
+
+static int
+creor_scan_at(creor_scan_t *sc, int rc)
+{
     if (rc == MDB_NOTFOUND) {
         return 0;
     }
 
     if (rc != 0) {
         return -1;
-    }
-
-    /* the prefix alone would be a key of another kind: skip it */
-
-    if (sc->key.mv_size == sc->plen && sc->plen
-        && memcmp(sc->key.mv_data, sc->prefix, sc->plen) == 0)
-    {
-        return creor_scan_next(sc);
     }
 
     if (sc->key.mv_size < sc->plen

@@ -129,6 +129,7 @@ int creor_scan_open(creor_store_t *s, MDB_txn *txn, creor_scan_t *sc,
 int creor_scan_open_dbi(MDB_txn *txn, MDB_dbi dbi, creor_scan_t *sc,
     const char *prefix, size_t plen, const char *from, size_t from_len);
 int creor_scan_next(creor_scan_t *sc);
+int creor_scan_prev(creor_scan_t *sc);
 void creor_scan_rewind(creor_scan_t *sc);
 int creor_scan_del(creor_scan_t *sc);
 void creor_scan_close(creor_scan_t *sc);

@@ -2,21 +2,19 @@
 /*
  * Copyright (C) ngx_creor_module authors
  *
- * Detached execution (SPEC 8.5).  Every worker runs a timer that claims
- * queued legs from the store under a lease and calls the creor_executor
- * location for each through nginx itself: a request of its own, on a
- * connection of its own that no client owns, whose subrequest goes to the
- * operator's proxy_pass.  The executor's NDJSON reply is parsed in a body
- * filter as it streams; each line becomes an event in the store.
+ * Run legs (SPEC 8.5), the engine's first kind of job.  "q:<run>" lists
+ * the runs that need a worker; every 200 ms, and at once when a run is
+ * queued, the tick has them scanned and each free leg claimed under a
+ * lease (owner, lease end, the run.started event in one write
+ * transaction).  The leg is a detached request (creor_job.c) to the
+ * creor_executor location, whose reply is the executor contract's
+ * (creor_executor.c); with no creor_executor, a chat completion of the
+ * run's model through its creor_provider (creor_builtin.c).
  *
- * With no creor_executor, a leg is a chat completion of the run's model
- * through its creor_provider instead (creor_builtin.c): the same detached
- * request, with that provider's location and a stream of SSE lines.
- *
- * The same timer renews the leases of the worker's legs, notices runs
- * that were cancelled or timed out (and closes their calls), retries
- * failed legs with backoff, takes over legs of dead workers, and wakes
- * event streams when another worker has stored an event.
+ * Here too: the holder renews its leases; a leg whose run was cancelled
+ * or timed out is closed; a failed try is retried with backoff, then the
+ * run fails; a leg whose holder died is taken over after its lease; a
+ * worker that stops gives its legs back at once.
  */
 
 
@@ -25,44 +23,17 @@
 #include <ngx_http.h>
 
 #include "ngx_creor.h"
+#include "creor_executor.h"
 
 
-#define CREOR_TICK_BUSY        5        /* ms, with legs or streams */
-#define CREOR_TICK_IDLE        200
-#define CREOR_SCAN_INTERVAL    200
 #define CREOR_SCAN_BATCH       256
 #define CREOR_LEGS_MAX         256      /* a worker's executor calls */
-#ifndef CREOR_LINE_MAX                  /* fuzz/ndjson.c makes it small */
-#define CREOR_LINE_MAX         (1024 * 1024)
-#endif
 #define CREOR_BACKOFF_MAX      30000
 
 
-/* a leg is a job (creor_job.c) of this kind: its data */
-typedef struct {
-    ngx_queue_t             queue;
-    creor_job_t            *job;
-    ngx_str_t               run_id;
-    creor_builtin_t        *builtin;    /* a built-in leg's state */
-    u_char                 *line;       /* a line still being received */
-    size_t                  line_len;
-    size_t                  line_size;
-    ngx_array_t            *lines;      /* complete ones, in this chain */
-    int64_t                 renew_ms;
-    unsigned                ended:1;    /* a leg-ending event arrived */
-    unsigned                aborted:1;  /* the run went on without it */
-    unsigned                failed:1;   /* a broken reply: a failed try */
-} creor_leg_t;
-
-
-static void creor_tick_handler(ngx_event_t *ev);
-static void creor_legs_check(void);
 static void creor_legs_renew(int64_t now);
-static void creor_legs_release(void);
-static void creor_dispatch_kick(ngx_creor_main_conf_t *mcf);
-static void creor_dispatch_poke(ngx_creor_main_conf_t *mcf);
-static void creor_dispatch_scan(int64_t now);
-static void creor_dispatch_claim(ngx_str_t *id, int64_t now);
+static void creor_legs_scan(int64_t now);
+static void creor_legs_claim(ngx_str_t *id, int64_t now);
 static ngx_int_t creor_leg_start(ngx_str_t *id, ngx_str_t *uri,
     ngx_str_t *body, creor_run_t *run);
 static ngx_int_t creor_leg_header(creor_job_t *job, ngx_http_request_t *r);
@@ -71,25 +42,13 @@ static ngx_int_t creor_leg_piece(creor_job_t *job, u_char *p, size_t len,
 static void creor_leg_pieces_done(creor_job_t *job, ngx_pool_t *pool);
 static void creor_leg_finish(creor_job_t *job);
 static void creor_leg_end(creor_job_t *job);
-static ngx_int_t creor_leg_feed(creor_leg_t *leg, u_char *p, size_t len,
-    ngx_array_t *lines, ngx_pool_t *pool);
-static ngx_int_t creor_leg_line(ngx_pool_t *pool, ngx_str_t *line,
-    const char **type, creor_json_t **value);
-static void creor_leg_events(creor_leg_t *leg, ngx_array_t *lines,
-    ngx_pool_t *pool);
 static creor_leg_t *creor_leg_find(ngx_str_t *id);
-static void creor_dispatch_failed(ngx_str_t *id, const char *what,
-    ngx_int_t rc);
 
 #define creor_leg_destroy(leg)  creor_job_destroy((leg)->job)
 
 
 static ngx_queue_t              creor_legs;
 static ngx_uint_t               creor_nlegs;
-static ngx_event_t              creor_tick;
-static ngx_atomic_uint_t        creor_epoch_seen;
-static ngx_flag_t               creor_legs_failed;
-static int64_t                  creor_next_scan;
 static ngx_creor_main_conf_t   *creor_mcf;
 static ngx_str_t                creor_executor;
 static ngx_array_t             *creor_providers;
@@ -104,8 +63,8 @@ static creor_job_kind_t  creor_leg_kind = {
 };
 
 
-ngx_int_t
-creor_dispatch_init(ngx_cycle_t *cycle, ngx_creor_main_conf_t *mcf)
+void
+creor_legs_init(ngx_creor_main_conf_t *mcf)
 {
     ngx_creor_loc_conf_t  *lcf;
 
@@ -117,123 +76,26 @@ creor_dispatch_init(ngx_cycle_t *cycle, ngx_creor_main_conf_t *mcf)
         creor_executor = lcf->executor;
         creor_providers = lcf->providers;
     }
-
-    creor_job_init(mcf);
-    creor_webhooks_init(mcf);
-
-    if (creor_changed_listen(CREOR_CHANGED_WORK, creor_dispatch_kick)
-        != NGX_OK
-        || creor_changed_listen(CREOR_CHANGED_ELSEWHERE, creor_dispatch_poke)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    creor_epoch_seen = mcf->shared->epoch;
-
-    creor_tick.handler = creor_tick_handler;
-    creor_tick.data = mcf;
-    creor_tick.log = cycle->log;
-    creor_tick.cancelable = 1;
-
-    ngx_add_timer(&creor_tick, CREOR_TICK_BUSY);
-
-    return NGX_OK;
 }
 
 
-/* a new leg is waiting here: do not wait for the next tick */
-
-static void
-creor_dispatch_kick(ngx_creor_main_conf_t *mcf)
+ngx_uint_t
+creor_legs_busy(void)
 {
-    creor_next_scan = 0;
-
-    if (creor_tick.handler == NULL || creor_tick.posted) {
-        return;
-    }
-
-    if (creor_tick.timer_set) {
-        ngx_del_timer(&creor_tick);
-    }
-
-    ngx_post_event(&creor_tick, &ngx_posted_events);
+    return creor_nlegs;
 }
 
 
-/* another worker stored events: look now, not on the next tick */
+/* every 200 ms: leases renewed, free legs claimed */
 
-static void
-creor_dispatch_poke(ngx_creor_main_conf_t *mcf)
+void
+creor_legs_every(int64_t now)
 {
-    if (creor_tick.handler == NULL || creor_tick.posted) {
-        return;
-    }
-
-    ngx_post_event(&creor_tick, &ngx_posted_events);
-}
-
-
-static void
-creor_tick_handler(ngx_event_t *ev)
-{
-    int64_t            now;
-    ngx_uint_t         busy;
-    ngx_atomic_uint_t  epoch;
-
-    /* what the executor's replies wrote since the last tick has ended */
-
-    creor_store_guard(creor_mcf, ev->log);
-
-    now = creor_now_ms();
-    epoch = creor_mcf->shared->epoch;
-
-    if (epoch != creor_epoch_seen || creor_legs_failed) {
-        creor_epoch_seen = epoch;
-        creor_legs_failed = 0;
-        creor_sse_notify(creor_mcf);
-        creor_legs_check();
-
-        /* a commit may have made deliveries: they leave at once */
-
-        if (!ngx_exiting && !ngx_quit && !ngx_terminate) {
-            creor_webhooks_scan(now);
-        }
-    }
-
-    if (now >= creor_next_scan) {
-        creor_next_scan = now + CREOR_SCAN_INTERVAL;
-
-        creor_legs_renew(now);
-
-        if (!ngx_exiting && !ngx_quit && !ngx_terminate) {
-            creor_dispatch_scan(now);
-        }
-    }
+    creor_legs_renew(now);
 
     if (!ngx_exiting && !ngx_quit && !ngx_terminate) {
-        creor_webhooks_tick(now);
+        creor_legs_scan(now);
     }
-
-    if (ngx_exiting || ngx_quit || ngx_terminate) {
-
-        /*
-         * Clients of event streams reconnect to a new worker; legs are
-         * left to the next worker at once, not after their lease.
-         */
-
-        creor_sse_shutdown();
-        creor_legs_release();
-        creor_webhooks_release();
-
-        return;
-    }
-
-    busy = creor_nlegs || creor_sse_count() || creor_webhooks_busy();
-
-    creor_wakeup_listen(creor_mcf, busy);
-
-    ngx_add_timer(ev, busy ? CREOR_TICK_BUSY : CREOR_TICK_IDLE);
 }
 
 
@@ -242,8 +104,8 @@ creor_tick_handler(ngx_event_t *ev)
  * are calls whose reply broke the contract, as a failed try.
  */
 
-static void
-creor_legs_check(void)
+void
+creor_legs_changed(int64_t now)
 {
     MDB_txn           *txn;
     ngx_queue_t       *q, *next;
@@ -348,7 +210,7 @@ creor_legs_renew(int64_t now)
             leg->renew_ms = now + creor_mcf->run_lease / 3;
 
         } else {
-            creor_dispatch_failed(&leg->run_id, "renew the lease of", rc);
+            creor_legs_failed(&leg->run_id, "renew the lease of", rc);
         }
     }
 
@@ -364,7 +226,7 @@ creor_legs_renew(int64_t now)
  * after any failed try, and is called again for the whole leg.
  */
 
-static void
+void
 creor_legs_release(void)
 {
     MDB_txn       *txn;
@@ -428,17 +290,14 @@ creor_legs_release(void)
  */
 
 static void
-creor_dispatch_scan(int64_t now)
+creor_legs_scan(int64_t now)
 {
-    int               rc;
-    size_t            n;
-    MDB_val           k, v;
     MDB_txn          *txn;
     ngx_str_t        *id;
     ngx_uint_t        i;
     ngx_pool_t       *pool;
     ngx_array_t       ids;
-    MDB_cursor       *cur;
+    creor_scan_t      sc;
     creor_run_hdr_t   hdr;
 
     pool = ngx_create_pool(8192, ngx_cycle->log);
@@ -454,35 +313,27 @@ creor_dispatch_scan(int64_t now)
     txn = creor_store_read(&creor_mcf->store);
 
     if (txn == NULL
-        || mdb_cursor_open(txn, creor_mcf->store.dbi, &cur) != 0)
+        || creor_scan_open(&creor_mcf->store, txn, &sc, "q:", 2, NULL, 0)
+           != CREOR_STORE_OK)
     {
         creor_store_read_done(&creor_mcf->store);
         ngx_destroy_pool(pool);
         return;
     }
 
-    k.mv_data = "q:";
-    k.mv_size = 2;
-
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-         rc == 0 && k.mv_size > 2 && ngx_memcmp(k.mv_data, "q:", 2) == 0
-         && ids.nelts < CREOR_SCAN_BATCH;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-    {
-        n = k.mv_size - 2;
-
+    while (ids.nelts < CREOR_SCAN_BATCH && creor_scan_next(&sc) == 1) {
         id = ngx_array_push(&ids);
         if (id == NULL) {
             break;
         }
 
-        id->data = ngx_pnalloc(pool, n);
+        id->data = ngx_pnalloc(pool, sc.rest_len);
         if (id->data == NULL) {
             break;
         }
 
-        ngx_memcpy(id->data, (u_char *) k.mv_data + 2, n);
-        id->len = n;
+        ngx_memcpy(id->data, sc.rest, sc.rest_len);
+        id->len = sc.rest_len;
 
         /* only what needs a write: free legs, timeouts, dead holders */
 
@@ -498,13 +349,13 @@ creor_dispatch_scan(int64_t now)
         }
     }
 
-    mdb_cursor_close(cur);
+    creor_scan_close(&sc);
     creor_store_read_done(&creor_mcf->store);
 
     id = ids.elts;
 
     for (i = 0; i < ids.nelts; i++) {
-        creor_dispatch_claim(&id[i], now);
+        creor_legs_claim(&id[i], now);
     }
 
     ngx_destroy_pool(pool);
@@ -512,7 +363,7 @@ creor_dispatch_scan(int64_t now)
 
 
 static void
-creor_dispatch_claim(ngx_str_t *id, int64_t now)
+creor_legs_claim(ngx_str_t *id, int64_t now)
 {
     int                rc;
     MDB_txn           *txn;
@@ -557,7 +408,7 @@ creor_dispatch_claim(ngx_str_t *id, int64_t now)
     if (run.hdr.created_ms + (int64_t) creor_mcf->run_timeout <= now) {
         rc = creor_run_fail(st, txn, &run, "run.failed", "RUN_TIMEOUT");
         if (rc != CREOR_STORE_OK) {
-            creor_dispatch_failed(id, "time out", rc);
+            creor_legs_failed(id, "time out", rc);
         }
 
         ngx_destroy_pool(pool);
@@ -594,7 +445,7 @@ creor_dispatch_claim(ngx_str_t *id, int64_t now)
         }
 
         if (rc != CREOR_STORE_OK) {
-            creor_dispatch_failed(id, "fail", rc);
+            creor_legs_failed(id, "fail", rc);
         }
 
         ngx_destroy_pool(pool);
@@ -609,7 +460,7 @@ creor_dispatch_claim(ngx_str_t *id, int64_t now)
         rc = creor_run_event(st, txn, &run, "run.started", 11, NULL);
         if (rc != CREOR_STORE_OK) {
             creor_store_abort(txn);
-            creor_dispatch_failed(id, "claim", rc);
+            creor_legs_failed(id, "claim", rc);
             ngx_destroy_pool(pool);
             return;
         }
@@ -629,7 +480,7 @@ creor_dispatch_claim(ngx_str_t *id, int64_t now)
         rc = creor_builtin_started(st, txn, &run);
         if (rc != CREOR_STORE_OK) {
             creor_store_abort(txn);
-            creor_dispatch_failed(id, "claim", rc);
+            creor_legs_failed(id, "claim", rc);
             ngx_destroy_pool(pool);
             return;
         }
@@ -638,7 +489,7 @@ creor_dispatch_claim(ngx_str_t *id, int64_t now)
 
     rc = creor_run_commit(st, txn, &run, 1);
     if (rc != CREOR_STORE_OK) {
-        creor_dispatch_failed(id, "claim", rc);
+        creor_legs_failed(id, "claim", rc);
         ngx_destroy_pool(pool);
         return;
     }
@@ -815,7 +666,7 @@ creor_leg_finish(creor_job_t *job)
                                 job->rc == NGX_HTTP_GATEWAY_TIME_OUT
                                 ? "PROVIDER_TIMEOUT" : "PROVIDER_ERROR");
             if (rc != CREOR_STORE_OK) {
-                creor_dispatch_failed(&leg->run_id, "fail", rc);
+                creor_legs_failed(&leg->run_id, "fail", rc);
             }
 
             goto done;
@@ -826,7 +677,7 @@ creor_leg_finish(creor_job_t *job)
         rc = creor_run_fail(st, txn, &run, "run.worker.failed",
                             "EXECUTOR_UNAVAILABLE");
         if (rc != CREOR_STORE_OK) {
-            creor_dispatch_failed(&leg->run_id, "fail", rc);
+            creor_legs_failed(&leg->run_id, "fail", rc);
         }
 
         goto done;
@@ -843,7 +694,7 @@ creor_leg_finish(creor_job_t *job)
 
     rc = creor_run_commit(st, txn, &run, 1);
     if (rc != CREOR_STORE_OK) {
-        creor_dispatch_failed(&leg->run_id, "retry", rc);
+        creor_legs_failed(&leg->run_id, "retry", rc);
     }
 
 done:
@@ -861,10 +712,7 @@ creor_leg_end(creor_job_t *job)
     ngx_queue_remove(&leg->queue);
     creor_nlegs--;
 
-    if (leg->line) {
-        ngx_free(leg->line);
-        leg->line = NULL;
-    }
+    creor_leg_line_free(leg);
 }
 
 
@@ -908,7 +756,7 @@ creor_leg_piece(creor_job_t *job, u_char *p, size_t len, ngx_pool_t *pool)
         /* the tick closes the call and schedules the next try */
 
         leg->failed = 1;
-        creor_legs_failed = 1;
+        creor_tick_again();
         return NGX_ERROR;
     }
 
@@ -938,233 +786,13 @@ creor_leg_pieces_done(creor_job_t *job, ngx_pool_t *pool)
 }
 
 
-/* complete lines go to lines (copied into pool); the rest waits */
-
-static ngx_int_t
-creor_leg_feed(creor_leg_t *leg, u_char *p, size_t len, ngx_array_t *lines,
-    ngx_pool_t *pool)
-{
-    u_char     *nl, *last, *nb;
-    size_t      n, size;
-    ngx_str_t  *line;
-
-    last = p + len;
-
-    while (p < last) {
-        nl = ngx_strlchr(p, last, '\n');
-        n = (nl ? nl : last) - p;
-
-        if (leg->line_len + n > CREOR_LINE_MAX) {
-            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                          "creor: an executor line of %V is over %d bytes",
-                          &leg->run_id, CREOR_LINE_MAX);
-            return NGX_ERROR;
-        }
-
-        if (nl && leg->line_len == 0) {
-            line = ngx_array_push(lines);
-            if (line == NULL) {
-                return NGX_ERROR;
-            }
-
-            line->data = ngx_pnalloc(pool, n);
-            if (line->data == NULL) {
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(line->data, p, n);
-            line->len = n;
-            p = nl + 1;
-            continue;
-        }
-
-        if (leg->line_len + n > leg->line_size) {
-            size = ngx_max(leg->line_size * 2, leg->line_len + n);
-            size = ngx_max(size, 1024);
-
-            nb = ngx_alloc(size, ngx_cycle->log);
-            if (nb == NULL) {
-                return NGX_ERROR;
-            }
-
-            if (leg->line) {
-                ngx_memcpy(nb, leg->line, leg->line_len);
-                ngx_free(leg->line);
-            }
-
-            leg->line = nb;
-            leg->line_size = size;
-        }
-
-        ngx_memcpy(leg->line + leg->line_len, p, n);
-        leg->line_len += n;
-
-        if (nl == NULL) {
-            break;
-        }
-
-        line = ngx_array_push(lines);
-        if (line == NULL) {
-            return NGX_ERROR;
-        }
-
-        line->data = ngx_pnalloc(pool, leg->line_len);
-        if (line->data == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(line->data, leg->line, leg->line_len);
-        line->len = leg->line_len;
-        leg->line_len = 0;
-        p = nl + 1;
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * An executor line: NGX_OK with its type and value (NULL if it has
- * none) if it is an event of the contract, NGX_DONE if it is blank,
- * NGX_DECLINED otherwise.  Nothing here needs a run, for fuzz/ndjson.c.
- */
-
-static ngx_int_t
-creor_leg_line(ngx_pool_t *pool, ngx_str_t *line, const char **type,
-    creor_json_t **value)
-{
-    u_char         err[128];
-    creor_json_t  *ev, *t;
-    const char   **name;
-
-    static const char  *types[] = {
-        "step.started", "step.progress", "step.done", "run.awaiting_input",
-        "run.completed", "run.failed", NULL
-    };
-
-    while (line->len && (line->data[line->len - 1] == '\r'
-                         || line->data[line->len - 1] == ' '))
-    {
-        line->len--;
-    }
-
-    if (line->len == 0) {
-        return NGX_DONE;
-    }
-
-    ev = creor_json_parse_max(pool, line->data, line->len,
-                              CREOR_JSON_MAX_VALUES, NULL, err, sizeof(err));
-    t = creor_json_get(ev, "type");
-    *value = creor_json_get(ev, "value");
-
-    if (ev == NULL || t == NULL || t->type != CREOR_JSON_STRING
-        || (*value && (*value)->type != CREOR_JSON_OBJECT))
-    {
-        return NGX_DECLINED;
-    }
-
-    for (name = types; *name; name++) {
-        if (ngx_strcmp(*name, t->str.data) == 0) {
-            *type = *name;
-            return NGX_OK;
-        }
-    }
-
-    return NGX_DECLINED;
-}
-
-
-/*
- * Lines received together are stored in one transaction.  A line that
- * is not an event of the executor contract is logged and skipped.
- */
-
-static void
-creor_leg_events(creor_leg_t *leg, ngx_array_t *lines, ngx_pool_t *pool)
-{
-    int             rc;
-    MDB_txn        *txn;
-    ngx_str_t      *line;
-    ngx_uint_t      i;
-    const char     *t;
-    creor_run_t     run;
-    creor_json_t   *value;
-    creor_store_t  *st;
-
-    st = &creor_mcf->store;
-
-    if (creor_store_write(st, &txn) != CREOR_STORE_OK) {
-        return;
-    }
-
-    if (creor_run_load_any(st, txn, pool, &leg->run_id, &run)
-        != CREOR_STORE_OK
-        || creor_run_terminal(run.hdr.status)
-        || run.hdr.owner_pid != (uint32_t) ngx_pid)
-    {
-        /* cancelled, timed out or taken over: the tick closes the call */
-
-        creor_store_abort(txn);
-        leg->aborted = 1;
-        return;
-    }
-
-    line = lines->elts;
-    run.sync = 0;
-
-    for (i = 0; i < lines->nelts && !leg->ended; i++) {
-
-        rc = creor_leg_line(pool, &line[i], &t, &value);
-
-        if (rc == NGX_DONE) {
-            continue;
-        }
-
-        if (rc != NGX_OK) {
-            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                          "creor: executor line of %V skipped: not an "
-                          "event of the contract", &leg->run_id);
-            continue;
-        }
-
-        rc = creor_run_event(st, txn, &run, t, ngx_strlen(t), value);
-
-        if (rc != CREOR_STORE_OK) {
-            creor_store_abort(txn);
-
-            if (rc != NGX_DECLINED) {
-                creor_dispatch_failed(&leg->run_id, "record the events of",
-                                      rc);
-            }
-
-            leg->aborted = 1;
-            return;
-        }
-
-        if (ngx_strcmp(t, "run.awaiting_input") == 0
-            || ngx_strcmp(t, "run.completed") == 0
-            || ngx_strcmp(t, "run.failed") == 0)
-        {
-            leg->ended = 1;
-        }
-    }
-
-    rc = creor_run_commit(st, txn, &run, 1);
-
-    if (rc != CREOR_STORE_OK) {
-        creor_dispatch_failed(&leg->run_id, "record the events of", rc);
-        leg->aborted = 1;
-    }
-}
-
-
 /*
  * A store failure costs the background work one turn: the run stays
  * queued or leased and is taken up again, as after a worker's death.
  */
 
-static void
-creor_dispatch_failed(ngx_str_t *id, const char *what, ngx_int_t rc)
+void
+creor_legs_failed(ngx_str_t *id, const char *what, ngx_int_t rc)
 {
     ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                   "creor: cannot %s %V: %s", what, id,
