@@ -10,6 +10,7 @@ use Test::More;
 use MIME::Base64 qw(encode_base64);
 use Time::HiRes qw(sleep time);
 use CreorTest;
+use CreorApi;
 
 my $ULID  = qr/[0-9a-hjkmnp-tv-z]{26}/;
 my $TOKEN = qr/^ck_[0-9a-z]{26}_[0-9A-Za-z]{43}$/;
@@ -28,9 +29,8 @@ is(scalar @workers, 2, 'two workers running');
 my @rid_problems;    # responses without X-Request-Id or with a mismatch
 my $nreq = 0;
 
-sub api {
-    my ($method, $path, %o) = @_;
-    my $r = $t->req($method, $path, %o);
+api_use($t, check => sub {
+    my ($r, $method, $path) = @_;
     $nreq++;
     my $rid = $r->{headers}{'x-request-id'};
     if (!defined $rid || $rid !~ /^[0-9a-f]{32}$/) {
@@ -43,29 +43,7 @@ sub api {
                             . ($got // 'undef') . " != header $rid"
             unless defined $got && $got eq $rid;
     }
-    return $r;
-}
-
-my %TYPE = (400 => 'invalid_request', 401 => 'authentication_error',
-            403 => 'permission_denied', 404 => 'not_found',
-            405 => 'invalid_request', 409 => 'conflict',
-            415 => 'invalid_request');
-
-# err_is($r, status, code, param-or-undef, name)
-sub err_is {
-    my ($r, $status, $code, $param, $name) = @_;
-    local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $e = ref $r->{json} eq 'HASH' ? $r->{json}{error} : undef;
-    my $ok = is($r->{status}, $status, "$name: status $status");
-    $ok &&= is(ref $e eq 'HASH' ? $e->{code} : undef, $code, "$name: code $code");
-    is(ref $e eq 'HASH' ? $e->{type} : undef, $TYPE{$status}, "$name: type")
-        if $TYPE{$status};
-    if (@_ >= 4 && defined $param) {
-        is(ref $e eq 'HASH' ? $e->{param} : undef, $param, "$name: param $param");
-    }
-    diag("body: $r->{body}") unless $ok;
-    return $ok;
-}
+});
 
 sub basic { 'Basic ' . encode_base64($_[0], '') }
 
@@ -318,40 +296,41 @@ err_is(api(GET => "/v1/api-keys/key_$unknown_ulid", token => $A),
     is($r->{status}, 201, 'create unscoped read_only key');
     my $RO2 = $r->{json}{token};
 
-    is(api(GET => '/v1/agents', token => $RO2)->{status}, 200, 'read_only GET /v1/agents');
-    is(api(GET => '/v1/projects', token => $RO2)->{status}, 200, 'read_only GET /v1/projects');
-    is(api(GET => "/v1/agents/$agent", token => $RO2)->{status}, 200, 'read_only GET agent');
-    is(api(GET => "/v1/agents/$agent", token => $RO)->{status}, 200,
-       'read_only app key GET its agent');
-    err_is(api(POST => '/v1/agents', token => $RO2, headers => {'X-Project-Id' => $proj},
-               json => {name => 'x', model => 'a/b'}),
-           403, 'PERMISSION_DENIED', undef, 'read_only POST /v1/agents');
-    err_is(api(PATCH => "/v1/agents/$agent", token => $RO2, json => {name => 'y'}),
-           403, 'PERMISSION_DENIED', undef, 'read_only PATCH agent');
-    err_is(api(DELETE => "/v1/agents/$agent", token => $RO2),
-           403, 'PERMISSION_DENIED', undef, 'read_only DELETE agent');
-    err_is(api(GET => '/v1/api-keys', token => $RO2),
-           403, 'PERMISSION_DENIED', undef, 'read_only GET /v1/api-keys');
-    err_is(api(POST => '/v1/api-keys', token => $RO2, json => {name => 'x'}),
-           403, 'PERMISSION_DENIED', undef, 'read_only POST /v1/api-keys');
-    err_is(api(POST => '/v1/projects', token => $RO2, json => {name => 'x'}),
-           403, 'PERMISSION_DENIED', undef, 'read_only POST /v1/projects');
-
-    $r = api(POST => '/v1/agents', token => $U, headers => {'X-Project-Id' => $proj},
-             json => {name => 'by user', model => 'anthropic/claude'});
-    is($r->{status}, 201, 'user creates agent') or diag $r->{body};
-    is(api(GET => '/v1/agents', token => $U)->{status}, 200, 'user lists agents');
-    err_is(api(POST => '/v1/api-keys', token => $U, json => {name => 'x'}),
-           403, 'PERMISSION_DENIED', undef, 'user POST /v1/api-keys');
-    err_is(api(GET => '/v1/api-keys', token => $U),
-           403, 'PERMISSION_DENIED', undef, 'user GET /v1/api-keys');
-    err_is(api(DELETE => "/v1/api-keys/$admin_key_id", token => $U),
-           403, 'PERMISSION_DENIED', undef, 'user DELETE /v1/api-keys/:id');
-    err_is(api(POST => "/v1/api-keys/$admin_key_id/rotate", token => $U, json => {}),
-           403, 'PERMISSION_DENIED', undef, 'user rotate');
-    err_is(api(POST => '/v1/projects', token => $U, json => {name => 'x'}),
-           403, 'PERMISSION_DENIED', undef, 'user POST /v1/projects');
-    is(api(GET => '/v1/projects', token => $U)->{status}, 200, 'user GET /v1/projects');
+    my @DENIED = (403, 'PERMISSION_DENIED');
+    my %P = (headers => {'X-Project-Id' => $proj});
+    cases_ok([
+        ['read_only GET /v1/agents',   GET => '/v1/agents',   {token => $RO2}, 200],
+        ['read_only GET /v1/projects', GET => '/v1/projects', {token => $RO2}, 200],
+        ['read_only GET agent',       GET => "/v1/agents/$agent", {token => $RO2}, 200],
+        ['read_only app key GET its agent',
+                                      GET => "/v1/agents/$agent", {token => $RO}, 200],
+        ['read_only POST /v1/agents', POST => '/v1/agents',
+            {token => $RO2, %P, json => {name => 'x', model => 'a/b'}}, @DENIED],
+        ['read_only PATCH agent',     PATCH => "/v1/agents/$agent",
+            {token => $RO2, json => {name => 'y'}},                      @DENIED],
+        ['read_only DELETE agent',    DELETE => "/v1/agents/$agent",
+            {token => $RO2},                                            @DENIED],
+        ['read_only GET /v1/api-keys', GET => '/v1/api-keys',
+            {token => $RO2},                                            @DENIED],
+        ['read_only POST /v1/api-keys', POST => '/v1/api-keys',
+            {token => $RO2, json => {name => 'x'}},                      @DENIED],
+        ['read_only POST /v1/projects', POST => '/v1/projects',
+            {token => $RO2, json => {name => 'x'}},                      @DENIED],
+        ['user creates agent',        POST => '/v1/agents',
+            {token => $U, %P, json => {name => 'by user', model => 'anthropic/claude'}},
+                                                                        201],
+        ['user lists agents',         GET => '/v1/agents',   {token => $U}, 200],
+        ['user POST /v1/api-keys',    POST => '/v1/api-keys',
+            {token => $U, json => {name => 'x'}},                        @DENIED],
+        ['user GET /v1/api-keys',     GET => '/v1/api-keys', {token => $U}, @DENIED],
+        ['user DELETE /v1/api-keys/:id', DELETE => "/v1/api-keys/$admin_key_id",
+            {token => $U},                                              @DENIED],
+        ['user rotate',               POST => "/v1/api-keys/$admin_key_id/rotate",
+            {token => $U, json => {}},                                  @DENIED],
+        ['user POST /v1/projects',    POST => '/v1/projects',
+            {token => $U, json => {name => 'x'}},                        @DENIED],
+        ['user GET /v1/projects',     GET => '/v1/projects', {token => $U}, 200],
+    ]);
 }
 
 ###########################################################################
