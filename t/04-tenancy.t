@@ -9,20 +9,13 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use CreorTest;
+use CreorApi;
 
 my $t = CreorTest->new(store_opts => 'sync=off');
+api_use($t);
 
 ###########################################################################
 # Helpers
-
-sub err_is {
-    my ($r, $status, $code, $param, $name) = @_;
-    local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $e = ($r->{json} && ref $r->{json} eq 'HASH') ? $r->{json}{error} : undef;
-    is($r->{status}, $status, "$name: status $status") or diag($r->{body});
-    is($e && $e->{code}, $code, "$name: code $code");
-    is($e && $e->{param}, $param, "$name: param $param") if defined $param;
-}
 
 sub ids { my ($r) = @_; return [map { $_->{id} } @{($r->{json} // {})->{data} // []}] }
 
@@ -202,15 +195,13 @@ for my $p (sort keys %before) {
 
     $x = $t->req(GET => "/v1/agents/$a1->{id}", token => $bound);
     is($x->{status}, 200, 'bound: GET P1 agent');
-    err_is($t->req(GET => "/v1/agents/$a3->{id}", token => $bound),
-           404, 'NOT_FOUND', undef, 'bound: GET P2 agent');
-    err_is($t->req(PATCH => "/v1/agents/$a3->{id}", token => $bound,
-                   json => { name => 'x' }),
-           404, 'NOT_FOUND', undef, 'bound: PATCH P2 agent');
-    err_is($t->req(DELETE => "/v1/agents/$a3->{id}", token => $bound),
-           404, 'NOT_FOUND', undef, 'bound: DELETE P2 agent');
-    err_is($t->req(GET => "/v1/projects/$PA2", token => $bound),
-           404, 'NOT_FOUND', undef, 'bound: GET other project');
+    cases_ok([
+        ['bound: GET P2 agent',    GET    => "/v1/agents/$a3->{id}", {}, 404, 'NOT_FOUND'],
+        ['bound: PATCH P2 agent',  PATCH  => "/v1/agents/$a3->{id}",
+            { json => { name => 'x' } },                              404, 'NOT_FOUND'],
+        ['bound: DELETE P2 agent', DELETE => "/v1/agents/$a3->{id}", {}, 404, 'NOT_FOUND'],
+        ['bound: GET other project', GET  => "/v1/projects/$PA2",    {}, 404, 'NOT_FOUND'],
+    ], token => $bound);
     $x = $t->req(GET => "/v1/projects/$PA", token => $bound);
     is($x->{status}, 200, 'bound: GET own project');
     $x = $t->req(GET => '/v1/projects?limit=100', token => $bound);
@@ -254,20 +245,20 @@ for my $p (sort keys %before) {
     $x = $t->req(GET => "/v1/agents/$a1->{id}", token => $app);
     is($x->{status}, 200, 'per-app: GET its agent');
     is($x->{json}{id}, $a1->{id}, 'per-app: right agent');
-    err_is($t->req(GET => "/v1/agents/$a2->{id}", token => $app),
-           403, 'APP_SCOPE_RESTRICTED', undef, 'per-app: GET another agent');
-    err_is($t->req(PATCH => "/v1/agents/$a2->{id}", token => $app,
-                   json => { name => 'x' }),
-           403, 'APP_SCOPE_RESTRICTED', undef, 'per-app: PATCH another agent');
-    err_is($t->req(DELETE => "/v1/agents/$a2->{id}", token => $app),
-           403, 'APP_SCOPE_RESTRICTED', undef, 'per-app: DELETE another agent');
-    err_is($t->req(GET => "/v1/agents/$b1->{id}", token => $app),
-           404, 'NOT_FOUND', undef, "per-app: other org's agent is 404");
     (my $unknown = $a1->{id}) =~ s/.$/ substr($a1->{id}, -1) eq 'z' ? 'y' : 'z' /e;
-    err_is($t->req(GET => "/v1/agents/$unknown", token => $app),
-           404, 'NOT_FOUND', undef, 'per-app: well-formed unknown agent id is 404');
-    err_is($t->req(GET => "/v1/agents/$b1->{id}", token => $akey_token),
-           404, 'NOT_FOUND', undef, "user key (no app): other org's agent is 404");
+    my @APP = (403, 'APP_SCOPE_RESTRICTED');
+    cases_ok([
+        ['per-app: GET another agent',    GET    => "/v1/agents/$a2->{id}", {}, @APP],
+        ['per-app: PATCH another agent',  PATCH  => "/v1/agents/$a2->{id}",
+            { json => { name => 'x' } },                                    @APP],
+        ['per-app: DELETE another agent', DELETE => "/v1/agents/$a2->{id}", {}, @APP],
+        ["per-app: other org's agent is 404", GET => "/v1/agents/$b1->{id}",
+            {},                                                404, 'NOT_FOUND'],
+        ['per-app: well-formed unknown agent id is 404', GET => "/v1/agents/$unknown",
+            {},                                                404, 'NOT_FOUND'],
+        ["user key (no app): other org's agent is 404", GET => "/v1/agents/$b1->{id}",
+            { token => $akey_token },                          404, 'NOT_FOUND'],
+    ], token => $app);
 
     $x = $t->req(GET => '/v1/agents?limit=100', token => $app);
     is($x->{status}, 200, 'per-app: list');
