@@ -128,7 +128,8 @@ sub err_is {
     Test::More::is($e->{type}, $type, "$name: type $type") if defined $type;
     Test::More::ok(defined $e->{message} && !ref $e->{message}
                    && length $e->{message}, "$name: message");
-    Test::More::is($e->{request_id}, $r->{headers}{'x-request-id'},
+    Test::More::is($e->{request_id} // '(none)',
+                   $r->{headers}{'x-request-id'} // '(no header)',
                    "$name: request_id equals X-Request-Id");
     if (ref $param && $param == NO_PARAM) {
         Test::More::is($e->{param}, undef, "$name: no param");
