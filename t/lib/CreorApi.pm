@@ -106,8 +106,8 @@ sub api_ok {
 
 # err_is($r, STATUS, CODE, PARAM, NAME, type => TYPE): the response is the
 # JSON error envelope (SPEC 3.1) of STATUS: content type, code (unless
-# undef), type (TYPE, or the one of STATUS), a message, request_id equal
-# to X-Request-Id, and param when PARAM is defined (NO_PARAM: none).
+# undef), type (TYPE, or the one of STATUS), a message, an X-Request-Id
+# and request_id equal to it, and param when PARAM is defined (NO_PARAM: none).
 # STATUS '4xx' takes any 4xx.  Returns the envelope's error object.
 sub err_is {
     my ($r, $status, $code, $param, $name, %o) = @_;
@@ -128,6 +128,8 @@ sub err_is {
     Test::More::is($e->{type}, $type, "$name: type $type") if defined $type;
     Test::More::ok(defined $e->{message} && !ref $e->{message}
                    && length $e->{message}, "$name: message");
+    Test::More::like($r->{headers}{'x-request-id'} // '', qr/^[0-9a-f]{32}$/,
+                     "$name: X-Request-Id header");
     Test::More::is($e->{request_id} // '(none)',
                    $r->{headers}{'x-request-id'} // '(no header)',
                    "$name: request_id equals X-Request-Id");
