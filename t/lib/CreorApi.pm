@@ -31,7 +31,7 @@ use CreorTest;
 
 our @EXPORT = qw(api api_use api_ok err_is cases_ok NO_PARAM %ERROR_TYPE
                  hdr types wait_until wait_run get_run multipart_body
-                 slurp free_port);
+                 project_agent slurp free_port);
 
 # SPEC 3.1: the error type of each status.
 our %ERROR_TYPE = (
@@ -211,8 +211,9 @@ sub wait_run {
 }
 
 # multipart/form-data: parts [name, value] or [name, value, filename, type];
-# returns (body, content type).  eol => "\n" for a bare-LF body, boundary
-# => BD for a given boundary.
+# returns (body, content type).  Options: boundary => BD, eol => "\n" for
+# bare LF line endings, file_type => TYPE for files given without one,
+# escape => 1 to escape " and \ in file names.
 sub multipart_body {
     my ($parts, %o) = @_;
     my $bd  = $o{boundary} // '----creor-test-' . int(rand 1e9);
@@ -220,6 +221,8 @@ sub multipart_body {
     my $body = '';
     for my $p (@$parts) {
         my ($name, $value, $filename, $type) = @$p;
+        $type //= $o{file_type} if defined $filename;
+        $filename =~ s/(["\\])/\\$1/g if $o{escape} && defined $filename;
         $body .= "--$bd$eol"
                . qq{Content-Disposition: form-data; name="$name"}
                . (defined $filename ? qq{; filename="$filename"} : '')
@@ -227,6 +230,27 @@ sub multipart_body {
                . "$eol$eol$value$eol";
     }
     return ($body . "--$bd--$eol", "multipart/form-data; boundary=$bd");
+}
+
+# project_agent($t, $token, %o): a project and an agent in it, made with
+# $token (the project with the CLI when org => ORG is given); project =>,
+# name => and model => name them, check => NAME asserts the agent's 201.
+# Returns (project id, agent id).
+sub project_agent {
+    my ($t, $token, %o) = @_;
+    my $pname = $o{project} // 'p';
+    my $proj = defined $o{org}
+        ? $t->cli('project', 'create', '--org', $o{org}, $pname)
+        : $t->req(POST => '/v1/projects', token => $token,
+                  json => { name => $pname })->{json}{id};
+    my $r = $t->req(POST => '/v1/agents', token => $token,
+                    headers => { 'X-Project-Id' => $proj },
+                    json => { name => $o{name} // 'a',
+                              model => $o{model} // 'x/y' });
+    Test::More::is($r->{status}, 201, $o{check})
+        or Test::More::diag($r->{body})
+        if defined $o{check};
+    return ($proj, $r->{json}{id});
 }
 
 # a file's bytes, or undef

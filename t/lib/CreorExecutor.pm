@@ -62,6 +62,8 @@ use Scalar::Util qw(weaken);
 use Socket qw(IPPROTO_TCP TCP_NODELAY);
 use Time::HiRes qw(time sleep);
 
+use CreorTest ();
+
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 
 our $HEAD_TIMEOUT = 10;     # seconds to receive a whole request
@@ -132,6 +134,15 @@ sub dir     { $_[0]{dir} }
 sub pid     { $_[0]{pid} }
 sub framing { $_[0]{framing} }
 
+# The internal location nginx reaches this executor through (creor_executor
+# /_exec), with $extra directives, e.g. 'proxy_read_timeout 60s;'.
+sub location {
+    my ($self, $extra) = @_;
+    return 'location /_exec { internal; proxy_pass ' . $self->url . '/run; '
+         . 'proxy_buffering off; proxy_http_version 1.1;'
+         . (defined $extra ? " $extra" : '') . ' }';
+}
+
 # All recorded requests, oldest first: hashrefs with body (decoded JSON or
 # undef), raw (the body bytes when not JSON), at, closed_at, done_at,
 # run_id, script, attempt, status, method, path, version, headers (names
@@ -140,7 +151,7 @@ sub requests {
     my ($self) = @_;
     my @r;
     for my $file (glob "$self->{dir}/requests/*.json") {
-        my $text = _slurp($file) // next;
+        my $text = CreorTest::_slurp($file) // next;
         my $rec = eval { $JSON->decode($text) } or next;
         push @r, $rec;
     }
@@ -221,7 +232,7 @@ sub _group_pids {
     my @pids;
     opendir(my $dh, '/proc') or return ();
     for my $p (grep { /^\d+$/ } readdir $dh) {
-        my $stat = _slurp("/proc/$p/stat") // next;
+        my $stat = CreorTest::_slurp("/proc/$p/stat") // next;
         my ($state, $pgrp) = $stat =~ /\)\s+(\S)\s+\d+\s+(\d+)/ or next;
         push @pids, $p if $pgrp == $pgid && $state ne 'Z' && $state ne 'X';
     }
@@ -806,14 +817,6 @@ sub http_get {
         $body = substr($buf, 0, $1);
     }
     return { status => $status + 0, headers => \%h, body => $body };
-}
-
-sub _slurp {
-    my ($file) = @_;
-    open(my $fh, '<:raw', $file) or return undef;
-    local $/;
-    my $text = <$fh>;
-    return $text // '';
 }
 
 1;
