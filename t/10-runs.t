@@ -25,10 +25,7 @@ my %TERMINAL = map { $_ => 1 } qw(completed failed cancelled);
 
 my $ex = CreorExecutor->new;
 my $exec_loc = sub {
-    my ($url) = @_;
-    return "location /_exec { internal; proxy_pass $url/run; "
-         . "proxy_buffering off; proxy_http_version 1.1; "
-         . "proxy_read_timeout 30s; }";
+    CreorExecutor::location_for($_[0], 'proxy_read_timeout 30s;');
 };
 my $t = CreorTest->new(
     store_opts    => 'sync=off',

@@ -23,11 +23,7 @@ my %TERMINAL = map { $_ => 1 } qw(completed failed cancelled);
 
 my $ex = CreorExecutor->new;
 
-sub exec_location {
-    return "location /_exec { internal; proxy_pass " . $ex->url . "/run; "
-         . "proxy_buffering off; proxy_http_version 1.1; "
-         . "proxy_read_timeout 60s; }";
-}
+sub exec_location { $ex->location('proxy_read_timeout 60s;') }
 
 my $t = CreorTest->new(
     http_config   => "creor_executor /_exec; creor_run_lease ${LEASE}s;",

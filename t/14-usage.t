@@ -21,9 +21,7 @@ my %TERMINAL = map { $_ => 1 } qw(completed failed cancelled);
 my $ex = CreorExecutor->new;
 my $t  = CreorTest->new(
     http_config   => 'creor_executor /_exec;',
-    server_config => 'location /_exec { internal; proxy_pass ' . $ex->url
-                   . '/run; proxy_buffering off; proxy_http_version 1.1; '
-                   . 'proxy_read_timeout 30s; }',
+    server_config => $ex->location('proxy_read_timeout 30s;'),
 );
 
 ###########################################################################

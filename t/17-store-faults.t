@@ -40,9 +40,7 @@ my $t = CreorTest->new(
     http_config   => 'creor_executor /_exec; creor_run_lease 2s; '
                    . 'creor_executor_retries 20; creor_idempotency_ttl 1s; '
                    . 'add_header X-Worker-Pid $pid always;',
-    server_config => 'location /_exec { internal; proxy_pass ' . $ex->url
-                   . '/run; proxy_buffering off; proxy_http_version 1.1; '
-                   . 'proxy_read_timeout 60s; }',
+    server_config => $ex->location('proxy_read_timeout 60s;'),
     preload       => [$LIB],
     env           => { MDBFAULT_CTL => $CTL, MDBFAULT_LOG => $FLOG },
     cli_env       => { MDBFAULT_CTL => $CTL, MDBFAULT_LOG => $FLOG });

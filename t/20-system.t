@@ -31,8 +31,7 @@ my $t = CreorTest->new(
                    . "creor_cors $ORIGIN https://b.example:8443; }",
     server_config => join(' ',
         'location = /metrics { creor_metrics; }',
-        'location /_exec { internal; proxy_pass ' . $ex->url . '/run; '
-        . 'proxy_buffering off; proxy_http_version 1.1; }'),
+        $ex->location),
 );
 
 my $b   = $t->bootstrap;

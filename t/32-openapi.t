@@ -83,9 +83,7 @@ my $t = CreorTest->new(
                    . 'creor_executor /_exec; '
                    . 'creor_provider demo /_demo; creor_webhook_proxy /_wh; '
                    . 'creor_webhook_allow_private on;',
-    server_config => 'location /_exec { internal; proxy_pass ' . $ex->url
-                   . '/run; proxy_buffering off; proxy_http_version 1.1; } '
-                   . 'location /_wh { internal; proxy_pass '
+    server_config => $ex->location . ' location /_wh { internal; proxy_pass '
                    . '$creor_webhook_scheme://$creor_webhook_addr$creor_webhook_uri; '
                    . 'proxy_set_header Host $creor_webhook_host; } '
                    . q|location = /_demo { internal; |

@@ -44,9 +44,7 @@ my $t = CreorTest->new(
                  . 'creor_webhook_retry_schedule 1s 2s; '
                  . 'creor_webhook_timeout 2s; creor_executor /_exec; '
                  . $LOG_FORMAT,
-    server_config => $WH_LOCATION . ' location /_exec { internal; proxy_pass '
-                   . $ex->url . '/run; proxy_buffering off; '
-                   . 'proxy_http_version 1.1; }');
+    server_config => "$WH_LOCATION " . $ex->location);
 my $A = $t->bootstrap(name => 'Hooks');
 my $B = $t->bootstrap(name => 'Other');
 

@@ -136,9 +136,12 @@ sub framing { $_[0]{framing} }
 
 # The internal location nginx reaches this executor through (creor_executor
 # /_exec), with $extra directives, e.g. 'proxy_read_timeout 60s;'.
-sub location {
-    my ($self, $extra) = @_;
-    return 'location /_exec { internal; proxy_pass ' . $self->url . '/run; '
+sub location { location_for($_[0]->url, $_[1]) }
+
+# the same for an executor at $url (one that is down, say)
+sub location_for {
+    my ($url, $extra) = @_;
+    return "location /_exec { internal; proxy_pass $url/run; "
          . 'proxy_buffering off; proxy_http_version 1.1;'
          . (defined $extra ? " $extra" : '') . ' }';
 }
