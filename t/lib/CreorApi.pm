@@ -31,7 +31,7 @@ use CreorTest;
 
 our @EXPORT = qw(api api_use api_ok err_is cases_ok NO_PARAM %ERROR_TYPE
                  hdr types wait_until wait_run get_run multipart_body
-                 project_agent slurp free_port);
+                 project_agent slurp spew free_port);
 
 # SPEC 3.1: the error type of each status.
 our %ERROR_TYPE = (
@@ -234,15 +234,23 @@ sub multipart_body {
 
 # project_agent($t, $token, %o): a project and an agent in it, made with
 # $token (the project with the CLI when org => ORG is given); project =>,
-# name => and model => name them, check => NAME asserts the agent's 201.
+# name => and model => name them, check => NAME asserts the agent's 201,
+# check_project => NAME the project's.
 # Returns (project id, agent id).
 sub project_agent {
     my ($t, $token, %o) = @_;
     my $pname = $o{project} // 'p';
-    my $proj = defined $o{org}
-        ? $t->cli('project', 'create', '--org', $o{org}, $pname)
-        : $t->req(POST => '/v1/projects', token => $token,
-                  json => { name => $pname })->{json}{id};
+    my $proj;
+    if (defined $o{org}) {
+        $proj = $t->cli('project', 'create', '--org', $o{org}, $pname);
+    } else {
+        my $r = $t->req(POST => '/v1/projects', token => $token,
+                        json => { name => $pname });
+        Test::More::is($r->{status}, 201, $o{check_project})
+            or Test::More::diag($r->{body})
+            if defined $o{check_project};
+        $proj = $r->{json}{id} // 'none';
+    }
     my $r = $t->req(POST => '/v1/agents', token => $token,
                     headers => { 'X-Project-Id' => $proj },
                     json => { name => $o{name} // 'a',
@@ -250,11 +258,14 @@ sub project_agent {
     Test::More::is($r->{status}, 201, $o{check})
         or Test::More::diag($r->{body})
         if defined $o{check};
-    return ($proj, $r->{json}{id});
+    return ($proj, $r->{json}{id} // 'none');
 }
 
 # a file's bytes, or undef
 sub slurp { CreorTest::_slurp($_[0]) }
+
+# write a file's bytes (dies on failure)
+sub spew { CreorTest::_write_file(@_) }
 
 # a TCP port on 127.0.0.1 free at the time of the call
 sub free_port { CreorTest::_free_port() }
