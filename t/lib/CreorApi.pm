@@ -105,10 +105,11 @@ sub api_ok {
 # Assertions
 
 # err_is($r, STATUS, CODE, PARAM, NAME, type => TYPE): the response is the
-# JSON error envelope (SPEC 3.1) of STATUS: content type, code (unless
-# undef), type (TYPE, or the one of STATUS), a message, an X-Request-Id
-# and request_id equal to it, and param when PARAM is defined (NO_PARAM: none).
-# STATUS '4xx' takes any 4xx.  Returns the envelope's error object.
+# JSON error envelope (SPEC 3.1) of STATUS ('4xx': any 4xx): an error object
+# with a type, code, message and request_id; a JSON content type; the code
+# CODE (unless undef); the type TYPE, or the one of STATUS when known; an
+# X-Request-Id, equal to request_id; the param PARAM when defined (NO_PARAM:
+# none).  Returns the error object.
 sub err_is {
     my ($r, $status, $code, $param, $name, %o) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
@@ -117,9 +118,10 @@ sub err_is {
         ? Test::More::ok($r->{status} >= 400 && $r->{status} < 500,
                          "$name: 4xx ($r->{status})")
         : Test::More::is($r->{status}, $status, "$name: status $status");
-    $ok = Test::More::ok(ref $e eq 'HASH', "$name: JSON error envelope")
-          && $ok;
     $e = {} unless ref $e eq 'HASH';
+    $ok = Test::More::ok($e->{type} && $e->{code} && $e->{message}
+                         && $e->{request_id}, "$name: JSON error envelope")
+          && $ok;
     Test::More::like($r->{headers}{'content-type'} // '',
                      qr{^application/json\b}, "$name: content-type json");
     $ok = Test::More::is($e->{code}, $code, "$name: code $code") && $ok
