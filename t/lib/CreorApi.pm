@@ -30,7 +30,7 @@ use Time::HiRes qw(time sleep);
 use CreorTest;
 
 our @EXPORT = qw(api api_use api_ok err_is cases_ok NO_PARAM %ERROR_TYPE
-                 hdr types wait_until wait_run get_run multipart_body
+                 hdr ids_of types wait_until wait_run get_run multipart_body
                  project_agent slurp spew free_port);
 
 # SPEC 3.1: the error type of each status.
@@ -174,6 +174,13 @@ sub cases_ok {
 # Small helpers
 
 sub hdr { $_[0]{headers}{lc $_[1]} }
+
+# the ids of a list response's data
+sub ids_of {
+    my ($r) = @_;
+    my $l = ref $r->{json} eq 'HASH' ? $r->{json}{data} : undef;
+    return [map { $_->{id} } @{ref $l eq 'ARRAY' ? $l : []}];
+}
 
 # the types of a list of events
 sub types { [map { ref $_ eq 'HASH' ? $_->{type} // '?' : '?' } @{$_[0] // []}] }
