@@ -16,6 +16,7 @@ use Test::More;
 use JSON::PP;
 use Time::HiRes qw(sleep time);
 use CreorTest;
+use CreorApi;
 use CreorProvider;
 
 my $JSONU = JSON::PP->new->utf8->canonical;
@@ -24,16 +25,13 @@ my %TERMINAL = map { $_ => 1 } qw(completed failed cancelled);
 my $pv = CreorProvider->new;
 my $pport = $pv->port;
 
-my $PROXY = 'proxy_http_version 1.1; proxy_set_header Connection ""; '
-          . 'proxy_buffering off;';
-
 my $t = CreorTest->new(
     store_opts    => 'sync=off',
     http_config   => join("\n",
         'creor_executor builtin;',
         'creor_run_lease 3s;',
         'creor_executor_retries 2;',
-        "upstream provider { server 127.0.0.1:$pport; keepalive 8; }"),
+        $pv->upstream),
     api_location  => join(' ',
         'location /v1/ {',
         '    creor_api;',
@@ -41,30 +39,16 @@ my $t = CreorTest->new(
         '    creor_provider short /provider/short;',
         '}'),
     server_config => join("\n",
-        'location = /provider/test {',
-        '    internal;',
-        '    proxy_pass http://provider/v1/chat/completions;',
-        "    $PROXY",
-        '    proxy_read_timeout 30s;',
-        '}',
-        'location = /provider/short {',
-        '    internal;',
-        '    proxy_pass http://provider/v1/chat/completions;',
-        "    $PROXY",
-        '    proxy_read_timeout 1s;',
-        '}'),
+        $pv->location('/provider/test', 'proxy_read_timeout 30s;'),
+        $pv->location('/provider/short', 'proxy_read_timeout 1s;')),
 );
 
 my $TOK = $t->bootstrap->{token};
 my $PROJ;
 
-sub api {
-    my ($method, $path, %o) = @_;
-    my %h = (%{ delete $o{headers} // {} }, 'X-Project-Id' => $PROJ // '');
-    return $t->req($method, $path, token => $TOK, %o, headers => \%h);
-}
-
+api_use($t, token => $TOK, headers => { 'X-Project-Id' => '' });
 $PROJ = api(POST => '/v1/projects', json => { name => 'p' })->{json}{id};
+api_use($t, token => $TOK, headers => { 'X-Project-Id' => $PROJ // '' });
 
 sub agent {
     my (%o) = @_;
@@ -82,19 +66,6 @@ sub run {
     return $r->{json}{id};
 }
 
-sub get_run { api(GET => "/v1/runs/$_[0]")->{json} // {} }
-
-sub wait_run {
-    my ($id, $cond, $timeout) = @_;
-    $cond //= sub { $TERMINAL{ $_[0]{status} // '' } };
-    my $deadline = time + ($timeout // 10);
-    while (1) {
-        my $run = get_run($id);
-        return $run if $cond->($run) || time >= $deadline;
-        sleep 0.05;
-    }
-}
-
 sub awaiting { my $id = shift; wait_run($id, sub {
     $_[0]{status} eq 'awaiting_input' || $TERMINAL{ $_[0]{status} } }) }
 
@@ -102,8 +73,6 @@ sub events {
     my $r = api(GET => "/v1/runs/$_[0]/events?order=asc&limit=100");
     return $r->{json}{data} // [];
 }
-
-sub types { [map { $_->{type} } @{ $_[0] }] }
 
 # the provider's requests whose last user message is $text
 sub calls_for {
