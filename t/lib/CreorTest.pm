@@ -387,6 +387,18 @@ sub upgrade {
     return $self->worker_pids;
 }
 
+# SIGKILL the master and its workers at once (a crash, a power cut); true
+# once they are all gone.
+sub kill_all {
+    my ($self) = @_;
+    my @procs = ($self->{pid}, $self->worker_pids);
+    kill 'KILL', @procs;
+    my $deadline = time + $STOP_TIMEOUT;
+    sleep 0.05 while time < $deadline && grep { _alive($_) } @procs;
+    $self->{running} = 0;
+    return !grep { _alive($_) } @procs;
+}
+
 # Graceful stop (QUIT), then KILL whatever is left after the timeout.
 sub stop {
     my ($self) = @_;
