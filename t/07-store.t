@@ -326,21 +326,19 @@ spew($short, '0123456789');
 
 my $cdir = $t->conf_dir;
 
-sub conf_test { return $t->conf_test(@_) }
-
 {
-    my ($rc, $out) = conf_test("creor_store $cdir/store;", 'creor_api;');
+    my ($rc, $out) = $t->conf_test("creor_store $cdir/store;", 'creor_api;');
     is($rc, 0, 'nginx -t: valid conf passes') or diag($out);
 
-    ($rc, $out) = conf_test("creor_store $cdir/store map_size=4m sync=off;",
+    ($rc, $out) = $t->conf_test("creor_store $cdir/store map_size=4m sync=off;",
                             'creor_api;');
     is($rc, 0, 'nginx -t: map_size=4m sync=off passes') or diag($out);
 
-    ($rc, $out) = conf_test("creor_store $cdir/store; "
+    ($rc, $out) = $t->conf_test("creor_store $cdir/store; "
                             . "creor_secret_file $secret;", 'creor_api;');
     is($rc, 0, 'nginx -t: 40-byte secret file passes') or diag($out);
 
-    ($rc, $out) = conf_test("creor_store $cdir/store; "
+    ($rc, $out) = $t->conf_test("creor_store $cdir/store; "
                             . "creor_secret_file $short;", 'creor_api;');
     isnt($rc, 0, 'nginx -t: 10-byte secret file fails');
     like($out, qr/creor_secret_file/, '10-byte secret: message names it')
@@ -351,14 +349,14 @@ sub conf_test { return $t->conf_test(@_) }
                   ['sync=maybe',   qr/sync=maybe/],
                   ['frobnicate=1', qr/frobnicate/]) {
         my ($arg, $re) = @$case;
-        ($rc, $out) = conf_test("creor_store $cdir/store $arg;", 'creor_api;');
+        ($rc, $out) = $t->conf_test("creor_store $cdir/store $arg;", 'creor_api;');
         isnt($rc, 0, "nginx -t: creor_store $arg fails");
         like($out, qr/creor_store/, "creor_store $arg: message names the "
                                     . 'directive') or diag($out);
         like($out, $re, "creor_store $arg: message names the value");
     }
 
-    ($rc, $out) = conf_test("creor_store $cdir/store;", 'creor_api on;');
+    ($rc, $out) = $t->conf_test("creor_store $cdir/store;", 'creor_api on;');
     isnt($rc, 0, 'nginx -t: creor_api with an argument fails');
     like($out, qr/creor_api/, 'creor_api with an argument: message names it')
         or diag($out);

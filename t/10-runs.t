@@ -91,6 +91,8 @@ sub sse_collect {
 # multipart/form-data: parts [name, value] or [name, value, filename, type]
 my $BOUNDARY = '----creor-test-7MA4YWxkTrZu0gW';
 my %MP = (boundary => $BOUNDARY, file_type => 'application/octet-stream');
+sub multipart { (multipart_body([@_], %MP))[0] }    # with this boundary
+
 sub post_form {
     my ($body, %o) = @_;
     return api(POST => $o{path} // '/v1/runs', body => $body,
@@ -547,7 +549,7 @@ my ($FRUN, @FILES);
     my $one = "hello file one\n";
     my $two = join('', map { chr($_ % 256) } 0 .. 4999)
             . "\r\n--" . substr($BOUNDARY, 0, 12) . "\r\nnot a boundary\r\n";
-    my $body = (multipart_body([
+    my $body = multipart(
         [appId => $APP],
         [inputs => $JSONU->encode({ script => 'files', gateway => $GATEWAY })],
         [chatModelId => 'openai/gpt-4o-mini'],
@@ -555,7 +557,7 @@ my ($FRUN, @FILES);
         [metadata => '{"ticket":42}'],
         [files => $one, 'one.txt', 'text/plain'],
         [files => $two, 'two.bin', 'application/octet-stream'],
-    ], %MP))[0];
+    );
     $r = post_form($body);
     is($r->{status}, 202, 'multipart: 202') or diag($r->{body});
     $FRUN = $r->{json}{id};
@@ -631,23 +633,23 @@ my ($FRUN, @FILES);
 
     # limits
     my @ten = map { [files => "f$_", "f$_.txt", 'text/plain'] } 1 .. 10;
-    $r = post_form((multipart_body([[appId => $APP], @ten], %MP))[0]);
+    $r = post_form(multipart([appId => $APP], @ten));
     is($r->{status}, 202, 'ten files: 202') or diag($r->{body});
     my $ten = $r->{json}{id};
-    $r = post_form((multipart_body([[appId => $APP], @ten,
-                             [files => 'f11', 'f11.txt', 'text/plain']], %MP))[0]);
+    $r = post_form(multipart([appId => $APP], @ten,
+                             [files => 'f11', 'f11.txt', 'text/plain']));
     err_is($r, 413, 'TOO_MANY_FILES', 'files', 'eleven files');
-    $r = post_form((multipart_body([[appId => $APP],
-                             [files => '', 'empty.txt', 'text/plain']], %MP))[0]);
+    $r = post_form(multipart([appId => $APP],
+                             [files => '', 'empty.txt', 'text/plain']));
     err_is($r, 400, 'VALIDATION_ERROR', 'files', 'empty file');
     my $big = 'x' x (10 * 1024 * 1024);
-    $r = post_form((multipart_body([[appId => $APP],
-                             [files => $big, 'max.bin', 'application/octet-stream']], %MP))[0]);
+    $r = post_form(multipart([appId => $APP],
+                             [files => $big, 'max.bin', 'application/octet-stream']));
     is($r->{status}, 202, '10 MB file: 202') or diag($r->{body});
     my $max = $r->{json}{id};
-    $r = post_form((multipart_body([[appId => $APP],
+    $r = post_form(multipart([appId => $APP],
                              [files => "${big}y", 'big.bin',
-                              'application/octet-stream']], %MP))[0]);
+                              'application/octet-stream']));
     err_is($r, 413, 'FILE_TOO_LARGE', 'files', '10 MB + 1 byte');
     undef $big;
     is(wait_run($ten)->{status}, 'completed', 'ten files: run completes');
@@ -671,7 +673,7 @@ my @APP2_RUNS;
                     path => "/v1/apps/$AG2->{id}/runs");
     is($r->{status}, 202, 'apps create without appId: 202') or diag($r->{body});
     push @APP2_RUNS, $r->{json}{id};
-    $r = post_form((multipart_body([[inputs => '{"script":"ok"}']], %MP))[0],
+    $r = post_form(multipart([inputs => '{"script":"ok"}']),
                    path => "/v1/apps/$AG2->{id}/runs");
     is($r->{status}, 202, 'apps create multipart: 202') or diag($r->{body});
     push @APP2_RUNS, $r->{json}{id};
@@ -946,38 +948,38 @@ my @APP2_RUNS;
         ['text/plain', POST => '/v1/runs', body => '{}', ct => 'text/plain',
          415, 'UNSUPPORTED_MEDIA_TYPE'],
         ['multipart without boundary', POST => '/v1/runs',
-         body => (multipart_body([[appId => $APP]], %MP))[0], ct => 'multipart/form-data',
+         body => multipart([appId => $APP]), ct => 'multipart/form-data',
          400, 'VALIDATION_ERROR'],
         ['multipart unterminated', POST => '/v1/runs',
          body => "--$BOUNDARY\r\nContent-Disposition: form-data; "
                . "name=\"appId\"\r\n\r\n$APP", ct => $mp,
          400, 'VALIDATION_ERROR'],
         ['multipart other boundary', POST => '/v1/runs',
-         body => (multipart_body([[appId => $APP]], %MP))[0] =~ s/\Q$BOUNDARY\E/zzz/gr,
+         body => multipart([appId => $APP]) =~ s/\Q$BOUNDARY\E/zzz/gr,
          ct => $mp, 400, 'VALIDATION_ERROR'],
         ['multipart part without disposition', POST => '/v1/runs',
          body => "--$BOUNDARY\r\nContent-Type: text/plain\r\n\r\nx\r\n"
                . "--$BOUNDARY--\r\n", ct => $mp, 400, 'VALIDATION_ERROR'],
         ['multipart inputs not JSON', POST => '/v1/runs',
-         body => (multipart_body([[appId => $APP], [inputs => '{nope']], %MP))[0], ct => $mp,
+         body => multipart([appId => $APP], [inputs => '{nope']), ct => $mp,
          400, 'INVALID_JSON'],
         ['multipart inputs an array', POST => '/v1/runs',
-         body => (multipart_body([[appId => $APP], [inputs => '[]']], %MP))[0], ct => $mp,
+         body => multipart([appId => $APP], [inputs => '[]']), ct => $mp,
          400, 'VALIDATION_ERROR'],
         ['multipart unknown field', POST => '/v1/runs',
-         body => (multipart_body([[appId => $APP], [colour => 'red']], %MP))[0], ct => $mp,
+         body => multipart([appId => $APP], [colour => 'red']), ct => $mp,
          400, 'UNKNOWN_PARAMETER'],
         ['multipart files not a file', POST => '/v1/runs',
-         body => (multipart_body([[appId => $APP], [files => 'abc']], %MP))[0], ct => $mp,
+         body => multipart([appId => $APP], [files => 'abc']), ct => $mp,
          400, 'VALIDATION_ERROR'],
         ['multipart appId twice', POST => '/v1/runs',
-         body => (multipart_body([[appId => $APP], [appId => $APP]], %MP))[0], ct => $mp,
+         body => multipart([appId => $APP], [appId => $APP]), ct => $mp,
          400, 'VALIDATION_ERROR'],
         ['multipart empty file name', POST => '/v1/runs',
-         body => (multipart_body([[appId => $APP], [files => 'x', '', 'text/plain']], %MP))[0],
+         body => multipart([appId => $APP], [files => 'x', '', 'text/plain']),
          ct => $mp, 400, 'VALIDATION_ERROR'],
         ['multipart no appId', POST => '/v1/runs',
-         body => (multipart_body([[inputs => '{}']], %MP))[0], ct => $mp,
+         body => multipart([inputs => '{}']), ct => $mp,
          400, 'MISSING_FIELD'],
         ['bad status filter', GET => '/v1/runs?status=bogus',
          400, 'VALIDATION_ERROR'],

@@ -114,6 +114,20 @@ sub completed_ok {
     return $run;
 }
 
+# A run of $inputs, created and called at the executor (within 5 s):
+# asserts "$name: run created" and "$name: $called"; returns its id and
+# the executor's first request for it.
+sub started_run {
+    my ($name, $inputs, $called) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my $r = create_run($t, $tok, $agent, $inputs);
+    is($r->{status}, 202, "$name: run created");
+    my $id = $r->{json}{id} // 'none';
+    my ($first) = $ex->wait_for(sub { $ex->requests_for($id) }, 5);
+    ok($first, "$name: $called");
+    return ($id, $first);
+}
+
 sub seqs_increase {
     my ($ev) = @_;
     my @s = map { $_->{seq} // -1 } @$ev;
@@ -213,13 +227,9 @@ sub start_again {
 # 2. kill -9 of the worker running a leg: taken over after the lease
 
 {
-    my $r = create_run($t, $tok, $agent,
-                       { script => 'long', steps => 40, delay => 0.1 });
-    is($r->{status}, 202, 'kill -9: run created');
-    my $id = $r->{json}{id} // 'none';
-
-    my ($first) = $ex->wait_for(sub { $ex->requests_for($id) }, 5);
-    ok($first, 'kill -9: executor called');
+    my ($id, $first) = started_run('kill -9', { script => 'long', steps => 40,
+                                                delay => 0.1 },
+                                   'executor called');
 
     # some progress stored before the kill
     ok($ex->wait_for(sub {
@@ -360,12 +370,9 @@ sub start_again {
 
 # 4a. graceful stop (QUIT) with a run in flight
 {
-    my $r = create_run($t, $tok, $agent,
-                       { script => 'long', steps => 20, delay => 0.1 });
-    is($r->{status}, 202, 'restart (QUIT): run created');
-    my $id = $r->{json}{id} // 'none';
-    ok($ex->wait_for(sub { $ex->requests_for($id) }, 5),
-       'restart (QUIT): running before the stop');
+    my ($id) = started_run('restart (QUIT)', { script => 'long', steps => 20,
+                                               delay => 0.1 },
+                           'running before the stop');
     my $st = (get_run($t, $tok, $id) // {})->{status} // '';
     like($st, qr/^(?:queued|running)$/,
          'restart (QUIT): not terminal at the stop');
@@ -382,12 +389,10 @@ sub start_again {
 
 # 4b. fast stop (TERM) in the middle of a leg: taken over after restart
 {
-    my $r = create_run($t, $tok, $agent,
-                       { script => 'long', steps => 20, delay => 0.1 });
-    is($r->{status}, 202, 'restart (TERM): run created');
-    my $id = $r->{json}{id} // 'none';
-    my ($first) = $ex->wait_for(sub { $ex->requests_for($id) }, 5);
-    ok($first, 'restart (TERM): running before the stop');
+    my ($id, $first) = started_run('restart (TERM)', { script => 'long',
+                                                       steps => 20,
+                                                       delay => 0.1 },
+                                   'running before the stop');
 
     my @procs = ($t->pid, $t->worker_pids);
     kill 'TERM', $t->pid;

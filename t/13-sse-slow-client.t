@@ -36,12 +36,8 @@ setsockopt($s, SOL_SOCKET, SO_RCVBUF, 32768);
 print $s "GET /v1/runs/$run/events/stream HTTP/1.1\r\nHost: t\r\n"
        . "Authorization: Bearer $b->{token}\r\n\r\n";
 
-my $status = '';
-for (1 .. 300) {
-    $status = $t->req('GET', "/v1/runs/$run", %auth)->{json}{status};
-    last if $status eq 'completed';
-    sleep 0.1;
-}
+my $status = wait_run($run, sub { ($_[0]{status} // '') eq 'completed' }, 30,
+                      inst => $t, %auth)->{status} // '';
 is($status, 'completed', 'the run completed while its subscriber slept');
 
 my ($buf, $t0) = ('', time);

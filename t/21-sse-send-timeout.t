@@ -93,12 +93,8 @@ while ($sel->can_read(1)) {
 like($buf, qr/^id: 1$/m, 'the client had the first events');
 unlike($buf, qr/run\.completed/, 'not the end');
 
-my $status = '';
-for (1 .. 300) {
-    $status = $t->req('GET', "/v1/runs/$run", %auth)->{json}{status};
-    last if $status eq 'completed';
-    sleep 0.1;
-}
+my $status = wait_run($run, sub { ($_[0]{status} // '') eq 'completed' }, 30,
+                      inst => $t, %auth)->{status} // '';
 is($status, 'completed', 'the run itself went on to completion');
 
 $t->finish;
