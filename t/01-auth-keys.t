@@ -196,28 +196,28 @@ is(scalar @{$r->{json}{data} // []}, 1, 'failed creations created no keys');
 $r = api(POST => '/v1/api-keys', token => $A, json => {name => 'defaults'});
 is($r->{status}, 201, 'create key with name only') or diag $r->{body};
 my $kd = $r->{json};
-is($kd->{role}, 'user', 'default role user');
-is($kd->{projectId}, undef, 'default projectId null');
-is($kd->{appId}, undef, 'default appId null');
-is($kd->{rateLimit}, undef, 'default rateLimit null');
-is($kd->{lastUsedAt}, undef, 'new key lastUsedAt null');
-is($kd->{revokedAt}, undef, 'new key revokedAt null');
+fields_ok($kd, [role       => 'user', 'default role user'],
+               [projectId  => undef,  'default projectId null'],
+               [appId      => undef,  'default appId null'],
+               [rateLimit  => undef,  'default rateLimit null'],
+               [lastUsedAt => undef,  'new key lastUsedAt null'],
+               [revokedAt  => undef,  'new key revokedAt null']);
 
 $r = api(POST => '/v1/api-keys', token => $A,
          json => {name => 'full key', role => 'read_only', projectId => $proj,
                   appId => $agent, rateLimit => '120r/m'});
 is($r->{status}, 201, 'create key with every field') or diag $r->{body};
 my $kf = $r->{json};
-like($kf->{id}, qr/^key_$ULID$/, 'key id format');
-is($kf->{object}, 'api_key', 'object api_key');
-is($kf->{name}, 'full key', 'name');
-is($kf->{role}, 'read_only', 'role');
-is($kf->{projectId}, $proj, 'projectId');
-is($kf->{appId}, $agent, 'appId');
-is($kf->{rateLimit}, '120r/m', 'rateLimit');
-is($kf->{organizationId}, $b->{org}, 'organizationId');
-like($kf->{createdAt} // '', $TS, 'createdAt RFC 3339 UTC');
-like($kf->{token} // '', $TOKEN, 'token format');
+fields_ok($kf, [id             => qr/^key_$ULID$/, 'key id format'],
+               [object         => 'api_key',       'object api_key'],
+               [name           => 'full key',      'name'],
+               [role           => 'read_only',     'role'],
+               [projectId      => $proj,           'projectId'],
+               [appId          => $agent,          'appId'],
+               [rateLimit      => '120r/m',        'rateLimit'],
+               [organizationId => $b->{org},       'organizationId'],
+               [createdAt      => $TS,             'createdAt RFC 3339 UTC'],
+               [token          => $TOKEN,          'token format']);
 is('key_' . (ulid_of($kf->{token} // '') // ''), $kf->{id},
    'token carries the key id');
 

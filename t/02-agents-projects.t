@@ -55,12 +55,12 @@ my $r = $t->req(POST => '/v1/projects', token => $A,
                 json => {name => 'Alpha', description => 'first project'});
 is($r->{status}, 201, 'POST /v1/projects 201') or diag $r->{body};
 my $p1 = $r->{json};
-like($p1->{id}, qr/^proj_$ULID$/, 'project id format');
-is($p1->{object}, 'project', 'object project');
-is($p1->{name}, 'Alpha', 'project name');
-is($p1->{description}, 'first project', 'project description');
-is($p1->{organizationId}, $org, 'project organizationId');
-like($p1->{createdAt} // '', $TS, 'project createdAt RFC 3339 UTC');
+fields_ok($p1, [id             => qr/^proj_$ULID$/, 'project id format'],
+               [object         => 'project',        'object project'],
+               [name           => 'Alpha',          'project name'],
+               [description    => 'first project',  'project description'],
+               [organizationId => $org,             'project organizationId'],
+               [createdAt      => $TS,  'project createdAt RFC 3339 UTC']);
 
 $r = $t->req(POST => '/v1/projects', token => $A, json => {name => 'B' x 127});
 is($r->{status}, 201, 'project name of 127 bytes accepted') or diag $r->{body};

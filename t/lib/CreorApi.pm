@@ -29,7 +29,7 @@ use Time::HiRes qw(time sleep);
 
 use CreorTest;
 
-our @EXPORT = qw(api api_use api_ok err_is cases_ok NO_PARAM %ERROR_TYPE
+our @EXPORT = qw(api api_use api_ok err_is cases_ok fields_ok NO_PARAM %ERROR_TYPE
                  hdr ids_of types wait_until wait_run get_run multipart_body
                  project_agent slurp spew free_port);
 
@@ -168,6 +168,19 @@ sub cases_ok {
         push @rs, $r;
     }
     return @rs;
+}
+
+# fields_ok($object, [FIELD, WANT, NAME], ...): each FIELD of $object is
+# WANT, or matches it when WANT is a qr//.
+sub fields_ok {
+    my ($obj, @rows) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    for my $row (@rows) {
+        my ($field, $want, $name) = @$row;
+        my $got = ref $obj eq 'HASH' ? $obj->{$field} : undef;
+        ref $want eq 'Regexp' ? Test::More::like($got // '', $want, $name)
+                              : Test::More::is($got, $want, $name);
+    }
 }
 
 ###########################################################################
