@@ -37,9 +37,10 @@ my ($proj, $agent) = setup($t, $tok);
 
 sub setup {
     my ($t, $tok) = @_;
-    return project_agent($t, $tok, project => 'resilience', name => 'runner',
-                         check_project => 'project created',
-                         check => 'agent created');
+    return map { $_ // 'none' }
+        project_agent($t, $tok, project => 'resilience', name => 'runner',
+                      check_project => 'project created',
+                      check => 'agent created');
 }
 
 # POST /v1/runs on $c (a CreorTest::Conn) or a fresh connection

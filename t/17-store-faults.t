@@ -241,17 +241,14 @@ my %OBJ;
     is($run->{status}, 'running', 'setup: run to cancel is running');
 }
 
-my $BD = 'creor-faults-boundary';
+# a multipart run: appId and one file
 sub form {
     my (%o) = @_;
+    my ($body, $ct) = multipart_body([[appId => $APP],
+                                      [files => 'hello', 'a.txt', 'text/plain']],
+                                     boundary => 'creor-faults-boundary');
     return api(POST => $o{path} // '/v1/runs',
-               headers => { ikey(), 'Content-Type' =>
-                            "multipart/form-data; boundary=$BD" },
-               body => "--$BD\r\nContent-Disposition: form-data; "
-                     . "name=\"appId\"\r\n\r\n$APP\r\n"
-                     . "--$BD\r\nContent-Disposition: form-data; "
-                     . "name=\"files\"; filename=\"a.txt\"\r\n"
-                     . "Content-Type: text/plain\r\n\r\nhello\r\n--$BD--\r\n");
+               headers => { ikey(), 'Content-Type' => $ct }, body => $body);
 }
 
 # [route, prefix of the record it writes, ops to fail, request, 2xx, ack]

@@ -258,7 +258,7 @@ sub multipart_body {
 # $token (the project with the CLI when org => ORG is given); project =>,
 # name => and model => name them, check => NAME asserts the agent's 201,
 # check_project => NAME the project's.
-# Returns (project id, agent id).
+# Returns (project id, agent id), undef for one not made.
 sub project_agent {
     my ($t, $token, %o) = @_;
     my $pname = $o{project} // 'p';
@@ -271,7 +271,7 @@ sub project_agent {
         Test::More::is($r->{status}, 201, $o{check_project})
             or Test::More::diag($r->{body})
             if defined $o{check_project};
-        $proj = $r->{json}{id} // 'none';
+        $proj = $r->{json}{id};
     }
     my $r = $t->req(POST => '/v1/agents', token => $token,
                     headers => { 'X-Project-Id' => $proj },
@@ -280,7 +280,7 @@ sub project_agent {
     Test::More::is($r->{status}, 201, $o{check})
         or Test::More::diag($r->{body})
         if defined $o{check};
-    return ($proj, $r->{json}{id} // 'none');
+    return ($proj, $r->{json}{id});
 }
 
 # a file's bytes, or undef
