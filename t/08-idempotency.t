@@ -49,18 +49,9 @@ sub post_agent {
 # How many agents named $name the org of $tok has (walks every page).
 sub count_agents {
     my ($tok, $name, $inst) = @_;
-    $inst //= $t;
-    my ($n, $cursor) = (0, undef);
-    for (1 .. 50) {
-        my $r = $inst->req(GET => '/v1/agents?limit=100'
-                           . (defined $cursor ? "&cursor=$cursor" : ''),
-                           token => $tok);
-        return -1 unless $r->{status} == 200 && ref $r->{json} eq 'HASH';
-        $n += grep { ($_->{name} // '') eq $name } @{$r->{json}{data} // []};
-        return $n unless $r->{json}{has_more};
-        $cursor = $r->{json}{next_cursor} // return $n;
-    }
-    return $n;
+    my $all = list_all('/v1/agents', token => $tok, inst => $inst // $t)
+        // return -1;
+    return scalar grep { ($_->{name} // '') eq $name } @$all;
 }
 
 # The response headers that belong to the request rather than to the

@@ -47,13 +47,6 @@ sub create_run {
     return api(POST => $o{path} // '/v1/runs', json => $json, %o);
 }
 
-sub events_of {
-    my ($id, %o) = @_;
-    my $r = api(GET => "/v1/runs/$id/events?order=asc&limit=100", %o);
-    return [] unless $r->{status} == 200 && ref $r->{json} eq 'HASH';
-    return $r->{json}{data} // [];
-}
-
 # Parse SSE text: frames { event, id, data (decoded) } and comments.
 sub sse_parse {
     my ($text) = @_;

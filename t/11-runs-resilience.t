@@ -12,7 +12,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use CreorTest;
-use CreorApi qw(project_agent types);
+use CreorApi qw(project_agent types list_all);
 use CreorExecutor;
 use Time::HiRes qw(time sleep);
 
@@ -75,17 +75,8 @@ sub wait_status {
 # All events of a run, oldest first (every page).
 sub all_events {
     my ($t, $tok, $id) = @_;
-    my (@ev, $cursor);
-    for (1 .. 50) {
-        my $path = "/v1/runs/$id/events?order=asc&limit=100"
-                 . (defined $cursor ? "&cursor=$cursor" : '');
-        my $r = $t->req(GET => $path, token => $tok, timeout => 5);
-        return undef unless $r->{status} == 200 && $r->{json};
-        push @ev, @{$r->{json}{data} // []};
-        last unless $r->{json}{has_more};
-        $cursor = $r->{json}{next_cursor} // last;
-    }
-    return \@ev;
+    return list_all("/v1/runs/$id/events?order=asc", inst => $t, token => $tok,
+                    timeout => 5);
 }
 
 sub count_type {

@@ -34,16 +34,10 @@ api_use($t, token => $TOK, keepalive => 1);
 # every item of a list in creation order, by cursor walk
 sub walk {
     my ($path, $tok) = @_;
-    my (@all, $cursor);
-    for (1 .. 1000) {
-        my $sep = $path =~ /\?/ ? '&' : '?';
-        my $r = api(GET => "$path${sep}limit=100&order=asc"
-                    . ($cursor ? "&cursor=$cursor" : ''), token => $tok // $TOK);
-        die "walk $path: $r->{status} $r->{body}\n" if $r->{status} != 200;
-        push @all, @{$r->{json}{data}};
-        $cursor = $r->{json}{next_cursor} or last;
-    }
-    return @all;
+    my $sep = $path =~ /\?/ ? '&' : '?';
+    my $all = list_all("$path${sep}order=asc", token => $tok // $TOK)
+        // die "walk $path: a page did not answer 200\n";
+    return @$all;
 }
 
 # A few agents and runs of P2 made through the API, with a key bound to

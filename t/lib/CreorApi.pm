@@ -30,7 +30,8 @@ use Time::HiRes qw(time sleep);
 use CreorTest;
 
 our @EXPORT = qw(api api_use api_ok err_is cases_ok fields_ok NO_PARAM %ERROR_TYPE
-                 hdr ids_of types wait_until wait_run get_run multipart_body
+                 hdr ids_of types wait_until wait_run get_run list_all events_of
+                 multipart_body
                  project_agent slurp spew free_port);
 
 # SPEC 3.1: the error type of each status.
@@ -207,6 +208,31 @@ sub wait_until {
     my @r;
     until ((@r = $sub->()) > 1 || $r[0] || time > $deadline) { sleep 0.05 }
     return wantarray ? @r : $r[0];
+}
+
+# Every item of the list at PATH (which may carry a query), walked 100 a
+# page by next_cursor; api() %options.  undef when a page is not a 200.
+sub list_all {
+    my ($path, %o) = @_;
+    my $sep = $path =~ /\?/ ? '&' : '?';
+    my (@all, $cursor);
+    for (1 .. 1000) {
+        my $r = api(GET => "$path${sep}limit=100"
+                           . (defined $cursor ? "&cursor=$cursor" : ''), %o);
+        return undef unless $r->{status} == 200 && ref $r->{json} eq 'HASH';
+        push @all, @{$r->{json}{data} // []};
+        last unless $r->{json}{has_more};
+        $cursor = $r->{json}{next_cursor} // last;
+    }
+    return \@all;
+}
+
+# the events of run $id, oldest first (its first 100), or []
+sub events_of {
+    my ($id, %o) = @_;
+    my $r = api(GET => "/v1/runs/$id/events?order=asc&limit=100", %o);
+    return [] unless $r->{status} == 200 && ref $r->{json} eq 'HASH';
+    return $r->{json}{data} // [];
 }
 
 my %TERMINAL = map { $_ => 1 } qw(completed failed cancelled);
