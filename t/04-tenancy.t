@@ -295,7 +295,8 @@ for my $p ('/v1/agents/../..', '/v1/agents/..%2F..', '/v1/agents/%2e%2e/%2e%2e')
 {
     my $x;
     $x = $t->req(GET => '/v1/agents/x/../../agents/agent_x', token => $A->{token});
-    err_is($x, 404, 'NOT_FOUND', undef, 'dot segments resolving into /v1/agents/agent_x');
+    err_is($x, 404, 'NOT_FOUND', undef,
+           'dot segments resolving into /v1/agents/agent_x');
 }
 
 $t->finish;

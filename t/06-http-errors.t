@@ -46,8 +46,10 @@ for my $case (
     [PUT    => '/v1/unknown/route'],
 ) {
     my ($m, $p) = @$case;
-    err_is($t->req($m, $p, token => $tok), 404, 'NOT_FOUND', undef, "$m $p (token)");
-    err_is($t->req($m, $p), 404, 'NOT_FOUND', undef, "$m $p (no token): 404 before auth");
+    err_is($t->req($m, $p, token => $tok), 404, 'NOT_FOUND', undef,
+           "$m $p (token)");
+    err_is($t->req($m, $p), 404, 'NOT_FOUND', undef,
+           "$m $p (no token): 404 before auth");
 }
 err_is($t->req(GET => '/v1/nope', headers => [Authorization => 'Bearer junk']),
          404, 'NOT_FOUND', undef, 'unknown route with a bad token: 404, not 401');
@@ -69,7 +71,8 @@ ok(!$allow->{PUT} && !$allow->{DELETE} && !$allow->{PATCH},
    'PUT /v1/agents: Allow lists no PUT, PATCH or DELETE');
 
 $r = $t->req(PUT => '/v1/agents', json => {});
-err_is($r, 405, 'METHOD_NOT_ALLOWED', undef, 'PUT /v1/agents without a token: 405 before auth');
+err_is($r, 405, 'METHOD_NOT_ALLOWED', undef,
+       'PUT /v1/agents without a token: 405 before auth');
 ok(allow_set($r)->{GET}, 'Allow without a token');
 
 $r = $t->req(DELETE => '/v1/agents', token => $tok);
@@ -100,7 +103,8 @@ err_is($t->req(POST => '/v1/agents', token => $tok, body => '{"name":"a","model"
 err_is($t->req(POST => '/v1/agents', token => $tok, body => '{"name":',
                  headers => ['Content-Type' => 'application/json', 'X-Project-Id' => $proj]),
          400, 'INVALID_JSON', undef, '400 invalid JSON');
-err_is($t->req(GET => '/v1/agents'), 401, 'AUTH_MISSING_HEADER', undef, '401 no token');
+err_is($t->req(GET => '/v1/agents'), 401, 'AUTH_MISSING_HEADER', undef,
+       '401 no token');
 err_is($t->req(GET => '/v1/agents', token => 'ck_nope'), 401, 'AUTH_KEY_INVALID', undef, '401 bad token');
 
 my $ro = $t->cli(qw(key create --org), $b->{org}, qw(--role read_only));
@@ -130,7 +134,8 @@ my $chunked = "POST /v1/agents HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bea
     . "X-Project-Id: $proj\r\nContent-Type: application/json\r\n"
     . "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     . join('', map { sprintf("%x\r\n%s\r\n", 65536, 'x' x 65536) } 1 .. 32) . "0\r\n\r\n";
-err_is($t->req(POST => undef, raw => $chunked), 413, 'BODY_TOO_LARGE', undef, '413 chunked 2 MB');
+err_is($t->req(POST => undef, raw => $chunked), 413, 'BODY_TOO_LARGE', undef,
+       '413 chunked 2 MB');
 
 # after a 413 on a keep-alive connection it may close; a new one works
 {

@@ -383,9 +383,11 @@ my @OK_TYPES = qw(run.queued run.started step.started step.progress
               'signal: seqs contiguous');
 
     $r = api(POST => "/v1/runs/$id/signal", json => { action => 'approve' });
-    err_is($r, 409, 'RUN_NOT_AWAITING_INPUT', undef, 'signal on a completed run');
+    err_is($r, 409, 'RUN_NOT_AWAITING_INPUT', undef,
+           'signal on a completed run');
     $r = api(POST => "/v1/runs/$OK/signal", json => { action => 'reject' });
-    err_is($r, 409, 'RUN_NOT_AWAITING_INPUT', undef, 'signal on another completed run');
+    err_is($r, 409, 'RUN_NOT_AWAITING_INPUT', undef,
+           'signal on another completed run');
 }
 
 # submit_input, and cancel while awaiting input
@@ -780,7 +782,8 @@ my @APP2_RUNS;
     $r = api(GET => '/v1/apps/agent_00000000000000000000000000/runs');
     err_is($r, 404, 'NOT_FOUND', undef, 'GET /v1/apps/<unknown agent>/runs');
     $r = api(GET => '/v1/apps/agent_00000000000000000000000000/runs/' . $OK);
-    err_is($r, 404, 'NOT_FOUND', undef, 'GET /v1/apps/<unknown agent>/runs/:runId');
+    err_is($r, 404, 'NOT_FOUND', undef,
+           'GET /v1/apps/<unknown agent>/runs/:runId');
     $r = create_run({ appId => $APP }, token => $B->{token});
     err_is($r, 404, 'NOT_FOUND', undef, "org B: POST /v1/runs with A's app");
     $r = api(GET => '/v1/runs?limit=100', token => $B->{token});
@@ -800,13 +803,16 @@ my @APP2_RUNS;
                [GET => "/v1/apps/$AG2->{id}/runs"],
                [GET => "/v1/apps/$AG2->{id}/runs/$other"]) {
         $r = api($p->[0] => $p->[1], token => $ak);
-        err_is($r, 403, 'APP_SCOPE_RESTRICTED', undef, "app key: $p->[0] $p->[1]");
+        err_is($r, 403, 'APP_SCOPE_RESTRICTED', undef,
+               "app key: $p->[0] $p->[1]");
     }
     $r = create_run({ inputs => { script => 'ok' } }, token => $ak,
                     path => "/v1/apps/$AG2->{id}/runs");
-    err_is($r, 403, 'APP_SCOPE_RESTRICTED', undef, 'app key: POST other app runs');
+    err_is($r, 403, 'APP_SCOPE_RESTRICTED', undef,
+           'app key: POST other app runs');
     $r = create_run({ appId => $AG2->{id} }, token => $ak);
-    err_is($r, 403, 'APP_SCOPE_RESTRICTED', undef, 'app key: POST /v1/runs other app');
+    err_is($r, 403, 'APP_SCOPE_RESTRICTED', undef,
+           'app key: POST /v1/runs other app');
     is(get_run($OK, token => $ak)->{id}, $OK, 'app key: own app run readable');
     $r = create_run({ appId => $APP, inputs => { script => 'ok' } },
                     token => $ak);
@@ -1056,9 +1062,11 @@ my @APP2_RUNS;
     my $a2 = $r->{json}{id};
 
     $r = api(POST => '/v1/runs', %o, json => { appId => $a2 });
-    err_is($r, 400, 'MISSING_IDEMPOTENCY_KEY', undef, 'idem: POST /v1/runs without key');
+    err_is($r, 400, 'MISSING_IDEMPOTENCY_KEY', undef,
+           'idem: POST /v1/runs without key');
     $r = api(POST => "/v1/apps/$a2/runs", %o, json => {});
-    err_is($r, 400, 'MISSING_IDEMPOTENCY_KEY', undef, 'idem: POST apps runs without key');
+    err_is($r, 400, 'MISSING_IDEMPOTENCY_KEY', undef,
+           'idem: POST apps runs without key');
 
     my $key = "runs-$$-" . int(time * 1000);
     my $body = { appId => $a2, inputs => { script => 'ok' } };
@@ -1076,7 +1084,8 @@ my @APP2_RUNS;
     is(scalar @{$r->{json}{data} // []}, 1, 'idem: one run made');
     $r = api(POST => '/v1/runs', %o, json => { appId => $a2 },
              headers => { 'Idempotency-Key' => $key });
-    err_is($r, 409, 'IDEMPOTENCY_KEY_REUSED', undef, 'idem: same key, other body');
+    err_is($r, 409, 'IDEMPOTENCY_KEY_REUSED', undef,
+           'idem: same key, other body');
 
     # nothing listens behind /_exec
     my $x = wait_run($r1->{json}{id}, undef, 15, %o);

@@ -13,26 +13,26 @@ package CreorApi;
 #     err_is(api(GET => '/v1/agents/agt_x'), 404, 'NOT_FOUND', undef,
 #            'unknown agent');
 #     cases_ok([
-#         # name,             method, path,          options, status, code
-#         ['list agents',     GET  => '/v1/agents',  {},      200],
-#         ['no credentials',  GET  => '/v1/agents',  { token => undef },
-#                                                          401, 'AUTH_MISSING_HEADER'],
+#         # name,            method => path,       options, status, code
+#         ['list agents',    GET => '/v1/agents',  {},      200],
+#         ['no credentials', GET => '/v1/agents',  { token => undef },
+#                                                  401, 'AUTH_MISSING_HEADER'],
 #     ]);
 
 use strict;
 use warnings;
 
 use Exporter 'import';
-use JSON::PP;
 use Test::More ();
 use Time::HiRes qw(time sleep);
 
 use CreorTest;
 
-our @EXPORT = qw(api api_use api_ok err_is cases_ok fields_ok NO_PARAM %ERROR_TYPE
-                 hdr ids_of types wait_until wait_run get_run list_all events_of
-                 multipart_body
-                 project_agent slurp spew free_port);
+our @EXPORT = qw(api api_use api_ok
+                 err_is cases_ok fields_ok NO_PARAM %ERROR_TYPE
+                 get_run wait_run events_of list_all project_agent
+                 hdr ids_of types wait_until multipart_body
+                 slurp spew free_port);
 
 # SPEC 3.1: the error type of each status.
 our %ERROR_TYPE = (
@@ -197,7 +197,9 @@ sub ids_of {
 }
 
 # the types of a list of events
-sub types { [map { ref $_ eq 'HASH' ? $_->{type} // '?' : '?' } @{$_[0] // []}] }
+sub types {
+    return [map { ref $_ eq 'HASH' ? $_->{type} // '?' : '?' } @{$_[0] // []}];
+}
 
 # Calls $sub every 50 ms until it returns something true (a list of more
 # than one value, or one true value) or $timeout seconds passed; returns

@@ -40,7 +40,9 @@ sub url  { "http://127.0.0.1:$_[0]{port}" }
 # The upstream "provider" of this provider (http{} level), and an internal
 # location $path that streams to it (for creor_provider NAME $path), with
 # $extra directives (e.g. the read timeout).
-sub upstream { "upstream provider { server 127.0.0.1:$_[0]{port}; keepalive 8; }" }
+sub upstream {
+    return "upstream provider { server 127.0.0.1:$_[0]{port}; keepalive 8; }";
+}
 
 sub location {
     my ($self, $path, $extra) = @_;
