@@ -13,6 +13,7 @@ use JSON::PP;
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(time sleep);
 use CreorExecutor;
+use CreorApi qw(types);
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $seq  = 0;
@@ -133,7 +134,6 @@ sub post {
     return $r;
 }
 
-sub types { [map { ref $_ eq 'HASH' ? $_->{type} // '?' : '?' } @{$_[0]}] }
 
 my $ex = CreorExecutor->new;
 like($ex->url, qr{^http://127\.0\.0\.1:\d+$}, 'url');

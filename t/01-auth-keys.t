@@ -10,6 +10,7 @@ use Test::More;
 use MIME::Base64 qw(encode_base64);
 use Time::HiRes qw(sleep time);
 use CreorTest;
+use CreorApi;
 
 my $ULID  = qr/[0-9a-hjkmnp-tv-z]{26}/;
 my $TOKEN = qr/^ck_[0-9a-z]{26}_[0-9A-Za-z]{43}$/;
@@ -28,9 +29,8 @@ is(scalar @workers, 2, 'two workers running');
 my @rid_problems;    # responses without X-Request-Id or with a mismatch
 my $nreq = 0;
 
-sub api {
-    my ($method, $path, %o) = @_;
-    my $r = $t->req($method, $path, %o);
+api_use($t, check => sub {
+    my ($r, $method, $path) = @_;
     $nreq++;
     my $rid = $r->{headers}{'x-request-id'};
     if (!defined $rid || $rid !~ /^[0-9a-f]{32}$/) {
@@ -43,29 +43,7 @@ sub api {
                             . ($got // 'undef') . " != header $rid"
             unless defined $got && $got eq $rid;
     }
-    return $r;
-}
-
-my %TYPE = (400 => 'invalid_request', 401 => 'authentication_error',
-            403 => 'permission_denied', 404 => 'not_found',
-            405 => 'invalid_request', 409 => 'conflict',
-            415 => 'invalid_request');
-
-# err_is($r, status, code, param-or-undef, name)
-sub err_is {
-    my ($r, $status, $code, $param, $name) = @_;
-    local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $e = ref $r->{json} eq 'HASH' ? $r->{json}{error} : undef;
-    my $ok = is($r->{status}, $status, "$name: status $status");
-    $ok &&= is(ref $e eq 'HASH' ? $e->{code} : undef, $code, "$name: code $code");
-    is(ref $e eq 'HASH' ? $e->{type} : undef, $TYPE{$status}, "$name: type")
-        if $TYPE{$status};
-    if (@_ >= 4 && defined $param) {
-        is(ref $e eq 'HASH' ? $e->{param} : undef, $param, "$name: param $param");
-    }
-    diag("body: $r->{body}") unless $ok;
-    return $ok;
-}
+});
 
 sub basic { 'Basic ' . encode_base64($_[0], '') }
 
@@ -218,28 +196,28 @@ is(scalar @{$r->{json}{data} // []}, 1, 'failed creations created no keys');
 $r = api(POST => '/v1/api-keys', token => $A, json => {name => 'defaults'});
 is($r->{status}, 201, 'create key with name only') or diag $r->{body};
 my $kd = $r->{json};
-is($kd->{role}, 'user', 'default role user');
-is($kd->{projectId}, undef, 'default projectId null');
-is($kd->{appId}, undef, 'default appId null');
-is($kd->{rateLimit}, undef, 'default rateLimit null');
-is($kd->{lastUsedAt}, undef, 'new key lastUsedAt null');
-is($kd->{revokedAt}, undef, 'new key revokedAt null');
+fields_ok($kd, [role       => 'user', 'default role user'],
+               [projectId  => undef,  'default projectId null'],
+               [appId      => undef,  'default appId null'],
+               [rateLimit  => undef,  'default rateLimit null'],
+               [lastUsedAt => undef,  'new key lastUsedAt null'],
+               [revokedAt  => undef,  'new key revokedAt null']);
 
 $r = api(POST => '/v1/api-keys', token => $A,
          json => {name => 'full key', role => 'read_only', projectId => $proj,
                   appId => $agent, rateLimit => '120r/m'});
 is($r->{status}, 201, 'create key with every field') or diag $r->{body};
 my $kf = $r->{json};
-like($kf->{id}, qr/^key_$ULID$/, 'key id format');
-is($kf->{object}, 'api_key', 'object api_key');
-is($kf->{name}, 'full key', 'name');
-is($kf->{role}, 'read_only', 'role');
-is($kf->{projectId}, $proj, 'projectId');
-is($kf->{appId}, $agent, 'appId');
-is($kf->{rateLimit}, '120r/m', 'rateLimit');
-is($kf->{organizationId}, $b->{org}, 'organizationId');
-like($kf->{createdAt} // '', $TS, 'createdAt RFC 3339 UTC');
-like($kf->{token} // '', $TOKEN, 'token format');
+fields_ok($kf, [id             => qr/^key_$ULID$/, 'key id format'],
+               [object         => 'api_key',       'object api_key'],
+               [name           => 'full key',      'name'],
+               [role           => 'read_only',     'role'],
+               [projectId      => $proj,           'projectId'],
+               [appId          => $agent,          'appId'],
+               [rateLimit      => '120r/m',        'rateLimit'],
+               [organizationId => $b->{org},       'organizationId'],
+               [createdAt      => $TS,             'createdAt RFC 3339 UTC'],
+               [token          => $TOKEN,          'token format']);
 is('key_' . (ulid_of($kf->{token} // '') // ''), $kf->{id},
    'token carries the key id');
 
@@ -318,40 +296,42 @@ err_is(api(GET => "/v1/api-keys/key_$unknown_ulid", token => $A),
     is($r->{status}, 201, 'create unscoped read_only key');
     my $RO2 = $r->{json}{token};
 
-    is(api(GET => '/v1/agents', token => $RO2)->{status}, 200, 'read_only GET /v1/agents');
-    is(api(GET => '/v1/projects', token => $RO2)->{status}, 200, 'read_only GET /v1/projects');
-    is(api(GET => "/v1/agents/$agent", token => $RO2)->{status}, 200, 'read_only GET agent');
-    is(api(GET => "/v1/agents/$agent", token => $RO)->{status}, 200,
-       'read_only app key GET its agent');
-    err_is(api(POST => '/v1/agents', token => $RO2, headers => {'X-Project-Id' => $proj},
-               json => {name => 'x', model => 'a/b'}),
-           403, 'PERMISSION_DENIED', undef, 'read_only POST /v1/agents');
-    err_is(api(PATCH => "/v1/agents/$agent", token => $RO2, json => {name => 'y'}),
-           403, 'PERMISSION_DENIED', undef, 'read_only PATCH agent');
-    err_is(api(DELETE => "/v1/agents/$agent", token => $RO2),
-           403, 'PERMISSION_DENIED', undef, 'read_only DELETE agent');
-    err_is(api(GET => '/v1/api-keys', token => $RO2),
-           403, 'PERMISSION_DENIED', undef, 'read_only GET /v1/api-keys');
-    err_is(api(POST => '/v1/api-keys', token => $RO2, json => {name => 'x'}),
-           403, 'PERMISSION_DENIED', undef, 'read_only POST /v1/api-keys');
-    err_is(api(POST => '/v1/projects', token => $RO2, json => {name => 'x'}),
-           403, 'PERMISSION_DENIED', undef, 'read_only POST /v1/projects');
-
-    $r = api(POST => '/v1/agents', token => $U, headers => {'X-Project-Id' => $proj},
-             json => {name => 'by user', model => 'anthropic/claude'});
-    is($r->{status}, 201, 'user creates agent') or diag $r->{body};
-    is(api(GET => '/v1/agents', token => $U)->{status}, 200, 'user lists agents');
-    err_is(api(POST => '/v1/api-keys', token => $U, json => {name => 'x'}),
-           403, 'PERMISSION_DENIED', undef, 'user POST /v1/api-keys');
-    err_is(api(GET => '/v1/api-keys', token => $U),
-           403, 'PERMISSION_DENIED', undef, 'user GET /v1/api-keys');
-    err_is(api(DELETE => "/v1/api-keys/$admin_key_id", token => $U),
-           403, 'PERMISSION_DENIED', undef, 'user DELETE /v1/api-keys/:id');
-    err_is(api(POST => "/v1/api-keys/$admin_key_id/rotate", token => $U, json => {}),
-           403, 'PERMISSION_DENIED', undef, 'user rotate');
-    err_is(api(POST => '/v1/projects', token => $U, json => {name => 'x'}),
-           403, 'PERMISSION_DENIED', undef, 'user POST /v1/projects');
-    is(api(GET => '/v1/projects', token => $U)->{status}, 200, 'user GET /v1/projects');
+    my @DENIED = (403, 'PERMISSION_DENIED');
+    my %P = (headers => {'X-Project-Id' => $proj});
+    my %AB = (json => {name => 'x', model => 'a/b'});
+    cases_ok([
+        ['read_only GET /v1/agents',    GET => '/v1/agents',         {}, 200],
+        ['read_only GET /v1/projects',  GET => '/v1/projects',       {}, 200],
+        ['read_only GET agent',         GET => "/v1/agents/$agent",  {}, 200],
+        ['read_only app key GET its agent', GET => "/v1/agents/$agent",
+                                        {token => $RO},                  200],
+        ['read_only POST /v1/agents',   POST => '/v1/agents', {%P, %AB}, @DENIED],
+        ['read_only PATCH agent',       PATCH => "/v1/agents/$agent",
+                                        {json => {name => 'y'}},     @DENIED],
+        ['read_only DELETE agent',      DELETE => "/v1/agents/$agent", {},
+                                                                     @DENIED],
+        ['read_only GET /v1/api-keys',  GET => '/v1/api-keys', {},   @DENIED],
+        ['read_only POST /v1/api-keys', POST => '/v1/api-keys',
+                                        {json => {name => 'x'}},     @DENIED],
+        ['read_only POST /v1/projects', POST => '/v1/projects',
+                                        {json => {name => 'x'}},     @DENIED],
+    ], token => $RO2);
+    cases_ok([
+        ['user creates agent',          POST => '/v1/agents',
+            {%P, json => {name => 'by user', model => 'anthropic/claude'}}, 201],
+        ['user lists agents',           GET => '/v1/agents',   {},   200],
+        ['user POST /v1/api-keys',      POST => '/v1/api-keys',
+                                        {json => {name => 'x'}},     @DENIED],
+        ['user GET /v1/api-keys',       GET => '/v1/api-keys', {},   @DENIED],
+        ['user DELETE /v1/api-keys/:id',
+                                        DELETE => "/v1/api-keys/$admin_key_id",
+                                        {},                          @DENIED],
+        ['user rotate',                 POST => "/v1/api-keys/$admin_key_id/rotate",
+                                        {json => {}},                @DENIED],
+        ['user POST /v1/projects',      POST => '/v1/projects',
+                                        {json => {name => 'x'}},     @DENIED],
+        ['user GET /v1/projects',       GET => '/v1/projects', {},   200],
+    ], token => $U);
 }
 
 ###########################################################################

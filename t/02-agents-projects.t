@@ -11,6 +11,7 @@ use Test::More;
 use IO::Socket::IP;
 use Time::HiRes qw(sleep time);
 use CreorTest;
+use CreorApi;
 
 my $ULID   = qr/[0-9a-hjkmnp-tv-z]{26}/;
 my $AGENT  = qr/^agent_$ULID$/;
@@ -20,28 +21,10 @@ my $FALSE  = JSON::PP::false;
 my $UNKNOWN_ULID = '01m00000000000000000000000';
 
 my $t = CreorTest->new(store_opts => 'sync=off');
+api_use($t);
 
 ###########################################################################
 # Helpers
-
-my %TYPE = (400 => 'invalid_request', 401 => 'authentication_error',
-            403 => 'permission_denied', 404 => 'not_found');
-
-sub err_is {
-    my ($r, $status, $code, $param, $name) = @_;
-    local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $e = ref $r->{json} eq 'HASH' ? $r->{json}{error} : undef;
-    my $ok = is($r->{status}, $status, "$name: status $status");
-    $ok &&= is(ref $e eq 'HASH' ? $e->{code} : undef, $code, "$name: code $code");
-    is(ref $e eq 'HASH' ? $e->{type} : undef, $TYPE{$status}, "$name: type")
-        if $TYPE{$status};
-    is(ref $e eq 'HASH' ? $e->{param} : undef, $param, "$name: param "
-       . ($param // 'absent')) if @_ >= 4 && defined $param;
-    is(ref $e eq 'HASH' ? $e->{request_id} : undef, $r->{headers}{'x-request-id'},
-       "$name: request_id matches X-Request-Id");
-    diag("body: $r->{body}") unless $ok;
-    return $ok;
-}
 
 # Raw HTTP exchange on a fresh connection; returns everything the server
 # sent until it closed the connection.
@@ -72,12 +55,12 @@ my $r = $t->req(POST => '/v1/projects', token => $A,
                 json => {name => 'Alpha', description => 'first project'});
 is($r->{status}, 201, 'POST /v1/projects 201') or diag $r->{body};
 my $p1 = $r->{json};
-like($p1->{id}, qr/^proj_$ULID$/, 'project id format');
-is($p1->{object}, 'project', 'object project');
-is($p1->{name}, 'Alpha', 'project name');
-is($p1->{description}, 'first project', 'project description');
-is($p1->{organizationId}, $org, 'project organizationId');
-like($p1->{createdAt} // '', $TS, 'project createdAt RFC 3339 UTC');
+fields_ok($p1, [id             => qr/^proj_$ULID$/, 'project id format'],
+               [object         => 'project',        'object project'],
+               [name           => 'Alpha',          'project name'],
+               [description    => 'first project',  'project description'],
+               [organizationId => $org,             'project organizationId'],
+               [createdAt      => $TS,  'project createdAt RFC 3339 UTC']);
 
 $r = $t->req(POST => '/v1/projects', token => $A, json => {name => 'B' x 127});
 is($r->{status}, 201, 'project name of 127 bytes accepted') or diag $r->{body};
@@ -188,25 +171,24 @@ $r = $t->req(POST => '/v1/agents', token => $BOUND,
              json => {name => 'Bound agent 2', model => 'anthropic/claude-3'});
 is($r->{status}, 201, 'bound key + matching X-Project-Id') or diag $r->{body};
 my $a_bound2 = $r->{json};
-err_is($t->req(POST => '/v1/agents', token => $BOUND, %P1,
-               json => {name => 'x', model => 'a/b'}),
-       403, 'PERMISSION_DENIED', undef, 'bound key + other X-Project-Id');
-
-err_is($t->req(POST => '/v1/agents', token => $A,
-               json => {name => 'x', model => 'a/b'}),
-       400, 'MISSING_FIELD', 'projectId', 'create agent without project context');
-err_is($t->req(POST => '/v1/agents', token => $A,
-               headers => {'X-Project-Id' => "proj_$UNKNOWN_ULID"},
-               json => {name => 'x', model => 'a/b'}),
-       404, 'NOT_FOUND', 'projectId', 'unknown X-Project-Id');
-err_is($t->req(POST => '/v1/agents', token => $A,
-               headers => {'X-Project-Id' => $foreign_proj},
-               json => {name => 'x', model => 'a/b'}),
-       404, 'NOT_FOUND', 'projectId', "another org's project in X-Project-Id");
-err_is($t->req(POST => '/v1/agents', token => $A,
-               headers => {'X-Project-Id' => 'garbage'},
-               json => {name => 'x', model => 'a/b'}),
-       404, 'NOT_FOUND', 'projectId', 'garbage X-Project-Id');
+{
+    my %AB = (json => {name => 'x', model => 'a/b'});
+    cases_ok([
+        ['bound key + other X-Project-Id', POST => '/v1/agents',
+            {token => $BOUND, %P1, %AB},               403, 'PERMISSION_DENIED'],
+        ['create agent without project context', POST => '/v1/agents',
+            {token => $A, %AB},                        400, 'MISSING_FIELD', 'projectId'],
+        ['unknown X-Project-Id', POST => '/v1/agents',
+            {token => $A, %AB, headers => {'X-Project-Id' => "proj_$UNKNOWN_ULID"}},
+                                                       404, 'NOT_FOUND', 'projectId'],
+        ["another org's project in X-Project-Id", POST => '/v1/agents',
+            {token => $A, %AB, headers => {'X-Project-Id' => $foreign_proj}},
+                                                       404, 'NOT_FOUND', 'projectId'],
+        ['garbage X-Project-Id', POST => '/v1/agents',
+            {token => $A, %AB, headers => {'X-Project-Id' => 'garbage'}},
+                                                       404, 'NOT_FOUND', 'projectId'],
+    ]);
+}
 
 ###########################################################################
 # Agent creation: validation

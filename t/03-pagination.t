@@ -9,6 +9,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use CreorTest;
+use CreorApi;
 
 # /pid tells which worker serves a connection (for the same-millisecond
 # creation order check at the end).
@@ -16,6 +17,7 @@ my $t = CreorTest->new(store_opts    => 'sync=off',
                        server_config => 'location = /pid { return 200 "$pid"; }');
 my $A = $t->bootstrap(name => 'Pager A');
 my $B = $t->bootstrap(name => 'Pager B');
+api_use($t, token => $A->{token});
 
 ###########################################################################
 # Helpers
@@ -32,29 +34,11 @@ sub qs {
     return @p ? '?' . join('&', @p) : '';
 }
 
-sub get {
-    my ($path, %o) = @_;
-    return $t->req(GET => $path, token => $o{token} // $A->{token},
-                   ($o{headers} ? (headers => $o{headers}) : ()));
-}
-
-# Asserts a 400 error with the given code and param.
-sub err_is {
-    my ($r, $status, $code, $param, $name) = @_;
-    local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $e = ($r->{json} && ref $r->{json} eq 'HASH') ? $r->{json}{error} : undef;
-    is($r->{status}, $status, "$name: status $status")
-        or diag($r->{body});
-    is($e && $e->{code}, $code, "$name: code $code");
-    is($e && $e->{param}, $param, "$name: param " . ($param // 'undef'))
-        if @_ >= 4 && defined $param;
-}
-
 # Fetch one page; returns the decoded list (or undef) and the response.
 sub page {
     my ($route, %q) = @_;
     my $token = delete $q{token} // $A->{token};
-    my $r = get($route . qs(%q), token => $token);
+    my $r = api(GET => $route . qs(%q), token => $token);
     return ($r->{status} == 200 ? $r->{json} : undef, $r);
 }
 
@@ -159,18 +143,15 @@ for my $order (undef, 'desc', 'asc') {
 ###########################################################################
 # Parameter validation
 
-for my $bad ('0', '101', '-1', 'abc', '') {
-    err_is(get("/v1/agents?limit=$bad"), 400, 'VALIDATION_ERROR', 'limit',
-           "limit='$bad'");
-}
-err_is(get('/v1/agents?order=sideways'), 400, 'VALIDATION_ERROR', 'order',
-       'order=sideways');
-err_is(get('/v1/projects?limit=0'), 400, 'VALIDATION_ERROR', 'limit',
-       'projects limit=0');
-err_is(get('/v1/api-keys?limit=101'), 400, 'VALIDATION_ERROR', 'limit',
-       'api-keys limit=101');
-err_is(get('/v1/api-keys?order=up'), 400, 'VALIDATION_ERROR', 'order',
-       'api-keys order=up');
+my @INVALID = (400, 'VALIDATION_ERROR');
+cases_ok([
+    (map { ["limit='$_'", GET => "/v1/agents?limit=$_", {}, @INVALID, 'limit'] }
+         '0', '101', '-1', 'abc', ''),
+    ['order=sideways',     GET => '/v1/agents?order=sideways', {}, @INVALID, 'order'],
+    ['projects limit=0',   GET => '/v1/projects?limit=0',      {}, @INVALID, 'limit'],
+    ['api-keys limit=101', GET => '/v1/api-keys?limit=101',    {}, @INVALID, 'limit'],
+    ['api-keys order=up',  GET => '/v1/api-keys?order=up',     {}, @INVALID, 'order'],
+]);
 
 ###########################################################################
 # Cursor binding
@@ -196,22 +177,26 @@ ok(defined $cur_proj, 'got a cursor for projectId filter');
     is($l2->{has_more} ? 1 : 0, $l->{has_more} ? 1 : 0, 'same has_more');
 }
 
-err_is(get('/v1/agents' . qs(limit => 10, cursor => $cur, order => 'asc')),
-       400, 'INVALID_CURSOR', 'cursor', 'desc cursor with order=asc');
-err_is(get('/v1/agents' . qs(limit => 10, cursor => $cur, status => 'idle')),
-       400, 'INVALID_CURSOR', 'cursor', 'cursor with added status filter');
-err_is(get('/v1/agents' . qs(limit => 10, cursor => $cur, projectId => $P1)),
-       400, 'INVALID_CURSOR', 'cursor', 'cursor with added projectId filter');
-err_is(get('/v1/agents' . qs(limit => 10, cursor => $cur_proj)),
-       400, 'INVALID_CURSOR', 'cursor', 'projectId cursor without the filter');
-err_is(get('/v1/agents' . qs(limit => 10, cursor => $cur_proj, projectId => $P2)),
-       400, 'INVALID_CURSOR', 'cursor', 'projectId cursor with another project');
-err_is(get('/v1/projects' . qs(limit => 10, cursor => $cur)),
-       400, 'INVALID_CURSOR', 'cursor', 'agents cursor on /v1/projects');
-err_is(get('/v1/api-keys' . qs(limit => 10, cursor => $cur)),
-       400, 'INVALID_CURSOR', 'cursor', 'agents cursor on /v1/api-keys');
-err_is(get('/v1/agents' . qs(limit => 10, cursor => $cur), token => $B->{token}),
-       400, 'INVALID_CURSOR', 'cursor', "another org's cursor");
+my @BAD_CURSOR = (400, 'INVALID_CURSOR', 'cursor');
+sub agents_qs { '/v1/agents' . qs(limit => 10, @_) }
+cases_ok([
+    ['desc cursor with order=asc',
+        GET => agents_qs(cursor => $cur, order => 'asc'), {}, @BAD_CURSOR],
+    ['cursor with added status filter',
+        GET => agents_qs(cursor => $cur, status => 'idle'), {}, @BAD_CURSOR],
+    ['cursor with added projectId filter',
+        GET => agents_qs(cursor => $cur, projectId => $P1), {}, @BAD_CURSOR],
+    ['projectId cursor without the filter',
+        GET => agents_qs(cursor => $cur_proj), {}, @BAD_CURSOR],
+    ['projectId cursor with another project',
+        GET => agents_qs(cursor => $cur_proj, projectId => $P2), {}, @BAD_CURSOR],
+    ['agents cursor on /v1/projects',
+        GET => '/v1/projects' . qs(limit => 10, cursor => $cur), {}, @BAD_CURSOR],
+    ['agents cursor on /v1/api-keys',
+        GET => '/v1/api-keys' . qs(limit => 10, cursor => $cur), {}, @BAD_CURSOR],
+    ["another org's cursor",
+        GET => agents_qs(cursor => $cur), {token => $B->{token}}, @BAD_CURSOR],
+]);
 
 # The proper projectId-filtered continuation still works.
 {
@@ -220,34 +205,34 @@ err_is(get('/v1/agents' . qs(limit => 10, cursor => $cur), token => $B->{token})
     is($r->{status}, 200, 'projectId cursor with its filter: 200');
 }
 
-# Tampered: change one character in several places.
+# Tampered (one character changed in several places), cut, made up.
 {
     my @pos = grep { $_ >= 4 } (4, int(length($cur) / 2), length($cur) - 1);
-    for my $p (@pos) {
+    my %tampered = map {
         my $bad = $cur;
-        my $c = substr($bad, $p, 1);
-        substr($bad, $p, 1) = $c eq 'A' ? 'B' : 'A';
-        err_is(get('/v1/agents' . qs(limit => 10, cursor => $bad)),
-               400, 'INVALID_CURSOR', 'cursor', "cursor tampered at $p");
-    }
-    err_is(get('/v1/agents' . qs(limit => 10, cursor => $cur . 'A')),
-           400, 'INVALID_CURSOR', 'cursor', 'cursor with extra char');
-    err_is(get('/v1/agents' . qs(limit => 10, cursor => substr($cur, 0, -1))),
-           400, 'INVALID_CURSOR', 'cursor', 'truncated cursor');
+        substr($bad, $_, 1) = substr($bad, $_, 1) eq 'A' ? 'B' : 'A';
+        ($_ => $bad);
+    } @pos;
+    cases_ok([
+        (map { ["cursor tampered at $_", GET => agents_qs(cursor => $tampered{$_}),
+                {}, @BAD_CURSOR] } @pos),
+        ['cursor with extra char', GET => agents_qs(cursor => $cur . 'A'),
+            {}, @BAD_CURSOR],
+        ['truncated cursor', GET => agents_qs(cursor => substr($cur, 0, -1)),
+            {}, @BAD_CURSOR],
+        (map { ["made-up cursor '$_'", GET => agents_qs(cursor => $_),
+                {}, @BAD_CURSOR] }
+             'cur_', 'cur_' . ('A' x 40), 'garbage',
+             'cur_01ARZ3NDEKTSV4RRFFQ69G5FAV', $created[3]),
+        ['empty cursor', GET => '/v1/agents?limit=10&cursor=', {}, @BAD_CURSOR],
+    ]);
 }
-for my $made ('cur_', 'cur_' . ('A' x 40), 'garbage', 'cur_01ARZ3NDEKTSV4RRFFQ69G5FAV',
-              $created[3]) {
-    err_is(get('/v1/agents' . qs(limit => 10, cursor => $made)),
-           400, 'INVALID_CURSOR', 'cursor', "made-up cursor '$made'");
-}
-err_is(get('/v1/agents?limit=10&cursor='), 400, 'INVALID_CURSOR', 'cursor',
-       'empty cursor');
 
 # An asc cursor is also bound to asc.
 {
     my ($l) = page('/v1/agents', limit => 10, order => 'asc');
     my $ac = $l->{next_cursor};
-    err_is(get('/v1/agents' . qs(limit => 10, cursor => $ac)),
+    err_is(api(GET => '/v1/agents' . qs(limit => 10, cursor => $ac)),
            400, 'INVALID_CURSOR', 'cursor', 'asc cursor without order (desc)');
     my ($l2, $r2) = page('/v1/agents', limit => 10, order => 'asc', cursor => $ac);
     is($r2->{status}, 200, 'asc cursor with asc: 200');
@@ -264,83 +249,67 @@ err_is(get('/v1/agents?limit=10&cursor='), 400, 'INVALID_CURSOR', 'cursor',
 }
 
 ###########################################################################
-# Concurrent changes during a desc walk
+# Concurrent changes during a walk: after the first page of 5, an item not
+# yet seen ($all[$gone_at]) and the anchor (the last one seen) are deleted
+# and three agents created; $between->($cursor) runs then.  Returns the
+# items in walk order before the changes, those seen, the deleted unseen
+# one, the anchor, and the new ones.
 
-{
-    my @all = reverse @created;     # desc order as listed
-    my ($l, $r) = page('/v1/agents', limit => 5);
+sub concurrent_walk {
+    my ($order, $gone_at, $between) = @_;
+    my @all = $order eq 'asc' ? @created : reverse @created;
+    my %q = (limit => 5, ($order eq 'asc' ? (order => 'asc') : ()));
+    my ($l, $r) = page('/v1/agents', %q);
     my @seen = map { $_->{id} } @{$l->{data}};
-    is_deeply(\@seen, [@all[0 .. 4]], 'desc concurrent: first page');
+    is_deeply(\@seen, [@all[0 .. 4]], "$order concurrent: first page");
     my $c = $l->{next_cursor};
 
-    # delete one not yet seen, and the anchor (last seen) item
-    my $gone = $all[12];
-    my $anchor = $all[4];
+    my ($gone, $anchor) = @all[$gone_at, 4];
     for my $id ($gone, $anchor) {
-        my $d = $t->req(DELETE => "/v1/agents/$id", token => $A->{token});
-        is($d->{status}, 200, "desc concurrent: delete $id");
+        my $d = api(DELETE => "/v1/agents/$id");
+        is($d->{status}, 200, "$order concurrent: delete $id");
     }
-    my @new = map { create_agent($P1, "late-desc-$_") } 1 .. 3;
+    my @new = sort map { create_agent($P1, "late-$order-$_") } 1 .. 3;
+    $between->($c) if $between;
 
-    while (defined $c) {
-        ($l, $r) = page('/v1/agents', limit => 5, cursor => $c);
-        is($r->{status}, 200, 'desc concurrent: next page 200') or last;
+    for (my $pages = 1; defined $c && $pages <= 50; $pages++) {
+        ($l, $r) = page('/v1/agents', %q, cursor => $c);
+        is($r->{status}, 200, "$order concurrent: next page 200") or last;
         push @seen, map { $_->{id} } @{$l->{data}};
         $c = $l->{next_cursor};
         last unless $l->{has_more};
     }
     my %seen; $seen{$_}++ for @seen;
-    is(scalar(grep { $seen{$_} > 1 } keys %seen), 0, 'desc concurrent: no repeats');
-    my @survivors = grep { $_ ne $gone && $_ ne $anchor } @all;
-    is_deeply([grep { $_ ne $anchor } @seen], \@survivors,
-              'desc concurrent: every surviving item once, in order');
-    ok(!$seen{$gone}, 'desc concurrent: deleted unseen item not returned');
-    ok(!(grep { $seen{$_} } @new), 'desc concurrent: newer items not in desc walk');
-    @created = sort((grep { $_ ne $gone && $_ ne $anchor } @created), @new);
+    is(scalar(grep { $seen{$_} > 1 } keys %seen), 0,
+       "$order concurrent: no repeats");
+    ok(!$seen{$gone}, "$order concurrent: deleted unseen item not returned");
+    return (\@all, \@seen, $gone, $anchor, \@new);
 }
 
-###########################################################################
-# Concurrent changes during an asc walk
+{
+    my ($all, $seen, $gone, $anchor, $new) = concurrent_walk(desc => 12);
+    my @survivors = grep { $_ ne $gone && $_ ne $anchor } @$all;
+    is_deeply([grep { $_ ne $anchor } @$seen], \@survivors,
+              'desc concurrent: every surviving item once, in order');
+    my %seen = map { $_ => 1 } @$seen;
+    ok(!(grep { $seen{$_} } @$new), 'desc concurrent: newer items not in desc walk');
+    @created = sort((grep { $_ ne $gone && $_ ne $anchor } @created), @$new);
+}
 
 {
-    my @all = @created;
-    is(scalar @all, 26, 'asc concurrent: 26 agents now');
-    my ($l, $r) = page('/v1/agents', limit => 5, order => 'asc');
-    my @seen = map { $_->{id} } @{$l->{data}};
-    is_deeply(\@seen, [@all[0 .. 4]], 'asc concurrent: first page');
-    my $c = $l->{next_cursor};
-
-    my $gone = $all[15];
-    my $anchor = $all[4];
-    for my $id ($gone, $anchor) {
-        my $d = $t->req(DELETE => "/v1/agents/$id", token => $A->{token});
-        is($d->{status}, 200, "asc concurrent: delete $id");
-    }
-    my @new = sort map { create_agent($P1, "late-asc-$_") } 1 .. 3;
-
-    # same cursor twice gives the same page, even after changes
-    my ($x1) = page('/v1/agents', limit => 5, order => 'asc', cursor => $c);
-    my ($x2) = page('/v1/agents', limit => 5, order => 'asc', cursor => $c);
-    is_deeply([map { $_->{id} } @{$x1->{data} // []}],
-              [map { $_->{id} } @{$x2->{data} // []}],
-              'asc concurrent: same cursor twice, same page');
-
-    my $pages = 1;
-    while (defined $c) {
-        ($l, $r) = page('/v1/agents', limit => 5, order => 'asc', cursor => $c);
-        is($r->{status}, 200, 'asc concurrent: next page 200') or last;
-        push @seen, map { $_->{id} } @{$l->{data}};
-        $pages++;
-        $c = $l->{next_cursor};
-        last unless $l->{has_more};
-        last if $pages > 50;
-    }
-    my %seen; $seen{$_}++ for @seen;
-    is(scalar(grep { $seen{$_} > 1 } keys %seen), 0, 'asc concurrent: no repeats');
-    my @want = ((grep { $_ ne $gone } @all), @new);
-    is_deeply(\@seen, \@want,
+    is(scalar @created, 26, 'asc concurrent: 26 agents now');
+    my ($all, $seen, $gone, $anchor, $new) = concurrent_walk(asc => 15, sub {
+        my ($c) = @_;
+        # same cursor twice gives the same page, even after changes
+        my ($x1) = page('/v1/agents', limit => 5, order => 'asc', cursor => $c);
+        my ($x2) = page('/v1/agents', limit => 5, order => 'asc', cursor => $c);
+        is_deeply([map { $_->{id} } @{$x1->{data} // []}],
+                  [map { $_->{id} } @{$x2->{data} // []}],
+                  'asc concurrent: same cursor twice, same page');
+    });
+    my @want = ((grep { $_ ne $gone } @$all), @$new);
+    is_deeply($seen, \@want,
               'asc concurrent: survivors once in order, new items at the end');
-    ok(!$seen{$gone}, 'asc concurrent: deleted unseen item not returned');
 }
 
 ###########################################################################
@@ -389,14 +358,14 @@ err_is(get('/v1/agents?limit=10&cursor='), 400, 'INVALID_CURSOR', 'cursor',
     # cursors of these routes are bound to them too
     my ($kp) = page('/v1/api-keys', limit => 1);
     my ($pp) = page('/v1/projects', limit => 1);
-    err_is(get('/v1/projects' . qs(limit => 1, cursor => $kp->{next_cursor})),
+    err_is(api(GET => '/v1/projects' . qs(limit => 1, cursor => $kp->{next_cursor})),
            400, 'INVALID_CURSOR', 'cursor', 'api-keys cursor on /v1/projects');
-    err_is(get('/v1/agents' . qs(limit => 1, cursor => $pp->{next_cursor})),
+    err_is(api(GET => '/v1/agents' . qs(limit => 1, cursor => $pp->{next_cursor})),
            400, 'INVALID_CURSOR', 'cursor', 'projects cursor on /v1/agents');
-    err_is(get('/v1/api-keys' . qs(limit => 1, cursor => $kp->{next_cursor}),
+    err_is(api(GET => '/v1/api-keys' . qs(limit => 1, cursor => $kp->{next_cursor}),
                token => $B->{token}),
            400, 'INVALID_CURSOR', 'cursor', "org A api-keys cursor used by org B");
-    err_is(get('/v1/api-keys' . qs(limit => 1, order => 'asc',
+    err_is(api(GET => '/v1/api-keys' . qs(limit => 1, order => 'asc',
                                    cursor => $kp->{next_cursor})),
            400, 'INVALID_CURSOR', 'cursor', 'api-keys desc cursor with asc');
 }
@@ -406,7 +375,7 @@ my $C = do {
     my $org = $t->cli('org', 'create', 'Pager C');
     my $tok = $t->cli('key', 'create', '--org', $org, '--role', 'admin');
     my ($l) = page('/v1/agents', limit => 2);
-    err_is(get('/v1/agents' . qs(limit => 2, cursor => $l->{next_cursor}),
+    err_is(api(GET => '/v1/agents' . qs(limit => 2, cursor => $l->{next_cursor}),
                token => $tok),
            400, 'INVALID_CURSOR', 'cursor', 'cursor by CLI-created third org');
     { org => $org, token => $tok };

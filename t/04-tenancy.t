@@ -9,22 +9,13 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use CreorTest;
+use CreorApi;
 
 my $t = CreorTest->new(store_opts => 'sync=off');
+api_use($t);
 
 ###########################################################################
 # Helpers
-
-sub err_is {
-    my ($r, $status, $code, $param, $name) = @_;
-    local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $e = ($r->{json} && ref $r->{json} eq 'HASH') ? $r->{json}{error} : undef;
-    is($r->{status}, $status, "$name: status $status") or diag($r->{body});
-    is($e && $e->{code}, $code, "$name: code $code");
-    is($e && $e->{param}, $param, "$name: param $param") if defined $param;
-}
-
-sub ids { my ($r) = @_; return [map { $_->{id} } @{($r->{json} // {})->{data} // []}] }
 
 sub new_org {
     my ($name) = @_;
@@ -127,20 +118,20 @@ for my $c (@cross) {
                '/v1/agents?limit=100&page=1', '/v1/agents?status=idle&limit=100') {
         my $x = $t->req(GET => $p, token => $B->{token});
         is($x->{status}, 200, "B: GET $p");
-        my @leak = grep { $a_ids{$_} } @{ids($x)};
+        my @leak = grep { $a_ids{$_} } @{ids_of($x)};
         is(scalar @leak, 0, "B: $p contains none of A's objects");
     }
     my $x = $t->req(GET => '/v1/agents?limit=100', token => $B->{token});
-    is_deeply(ids($x), [$b1->{id}], 'B sees exactly its own agent');
+    is_deeply(ids_of($x), [$b1->{id}], 'B sees exactly its own agent');
     $x = $t->req(GET => '/v1/projects?limit=100', token => $B->{token});
-    is_deeply(ids($x), [$PB], 'B sees exactly its own project');
+    is_deeply(ids_of($x), [$PB], 'B sees exactly its own project');
     $x = $t->req(GET => '/v1/agents?limit=100&page=1', token => $B->{token});
     is($x->{json} && $x->{json}{meta} && $x->{json}{meta}{total}, 1,
        'B page mode total counts only its own agents');
 
     # filtering B's agents by A's project reveals nothing
     $x = $t->req(GET => "/v1/agents?projectId=$PA", token => $B->{token});
-    ok($x->{status} == 404 || ($x->{status} == 200 && !@{ids($x)}),
+    ok($x->{status} == 404 || ($x->{status} == 200 && !@{ids_of($x)}),
        "B: GET /v1/agents?projectId=<A's project> is 404 or empty")
         or diag("$x->{status} $x->{body}");
     ok($x->{status} < 500, 'B: projectId filter of A is not 5xx');
@@ -163,9 +154,9 @@ for my $c (@cross) {
 
     # nothing was created in B
     $x = $t->req(GET => '/v1/api-keys?limit=100', token => $B->{token});
-    is(scalar @{ids($x)}, 1, 'B still has exactly one key');
+    is(scalar @{ids_of($x)}, 1, 'B still has exactly one key');
     $x = $t->req(GET => '/v1/agents?limit=100', token => $B->{token});
-    is(scalar @{ids($x)}, 1, 'B still has exactly one agent');
+    is(scalar @{ids_of($x)}, 1, 'B still has exactly one agent');
 }
 
 # A's objects are unchanged
@@ -178,7 +169,7 @@ for my $p (sort keys %before) {
     my $g = $t->req(GET => "/v1/agents/$a1->{id}", token => $akey_token);
     is($g->{status}, 200, "A's created key still works (not rotated/revoked by B)");
     my $x = $t->req(GET => '/v1/agents?limit=100&order=asc', token => $A->{token});
-    is_deeply([sort @{ids($x)}], [sort $a1->{id}, $a2->{id}, $a3->{id}],
+    is_deeply([sort @{ids_of($x)}], [sort $a1->{id}, $a2->{id}, $a3->{id}],
               'A still has its 3 agents');
 }
 
@@ -192,29 +183,27 @@ for my $p (sort keys %before) {
 
     my $x = $t->req(GET => '/v1/agents?limit=100&order=asc', token => $bound);
     is($x->{status}, 200, 'bound: list agents');
-    is_deeply([sort @{ids($x)}], [sort $a1->{id}, $a2->{id}],
+    is_deeply([sort @{ids_of($x)}], [sort $a1->{id}, $a2->{id}],
               'bound: sees only agents of P1');
 
     $x = $t->req(GET => "/v1/agents?limit=100&projectId=$PA2", token => $bound);
-    ok($x->{status} >= 400 || !@{ids($x)},
+    ok($x->{status} >= 400 || !@{ids_of($x)},
        'bound: projectId filter of P2 shows nothing') or diag($x->{body});
     ok($x->{status} < 500, 'bound: projectId filter of P2 not 5xx');
 
     $x = $t->req(GET => "/v1/agents/$a1->{id}", token => $bound);
     is($x->{status}, 200, 'bound: GET P1 agent');
-    err_is($t->req(GET => "/v1/agents/$a3->{id}", token => $bound),
-           404, 'NOT_FOUND', undef, 'bound: GET P2 agent');
-    err_is($t->req(PATCH => "/v1/agents/$a3->{id}", token => $bound,
-                   json => { name => 'x' }),
-           404, 'NOT_FOUND', undef, 'bound: PATCH P2 agent');
-    err_is($t->req(DELETE => "/v1/agents/$a3->{id}", token => $bound),
-           404, 'NOT_FOUND', undef, 'bound: DELETE P2 agent');
-    err_is($t->req(GET => "/v1/projects/$PA2", token => $bound),
-           404, 'NOT_FOUND', undef, 'bound: GET other project');
+    cases_ok([
+        ['bound: GET P2 agent',    GET    => "/v1/agents/$a3->{id}", {}, 404, 'NOT_FOUND'],
+        ['bound: PATCH P2 agent',  PATCH  => "/v1/agents/$a3->{id}",
+            { json => { name => 'x' } },                              404, 'NOT_FOUND'],
+        ['bound: DELETE P2 agent', DELETE => "/v1/agents/$a3->{id}", {}, 404, 'NOT_FOUND'],
+        ['bound: GET other project', GET  => "/v1/projects/$PA2",    {}, 404, 'NOT_FOUND'],
+    ], token => $bound);
     $x = $t->req(GET => "/v1/projects/$PA", token => $bound);
     is($x->{status}, 200, 'bound: GET own project');
     $x = $t->req(GET => '/v1/projects?limit=100', token => $bound);
-    is_deeply(ids($x), [$PA], 'bound: project list has only its project');
+    is_deeply(ids_of($x), [$PA], 'bound: project list has only its project');
 
     $x = $t->req(POST => '/v1/agents', token => $bound,
                  json => { name => 'bound-made', model => 'openai/gpt-4o' });
@@ -238,7 +227,7 @@ for my $p (sort keys %before) {
               'P2 agent untouched by bound key');
     $x = $t->req(GET => '/v1/agents?limit=100', token => $A->{token},
                  headers => {});
-    ok((grep { $_ eq $made } @{ids($x)}), 'admin sees the bound key\'s agent');
+    ok((grep { $_ eq $made } @{ids_of($x)}), 'admin sees the bound key\'s agent');
 }
 
 ###########################################################################
@@ -254,26 +243,26 @@ for my $p (sort keys %before) {
     $x = $t->req(GET => "/v1/agents/$a1->{id}", token => $app);
     is($x->{status}, 200, 'per-app: GET its agent');
     is($x->{json}{id}, $a1->{id}, 'per-app: right agent');
-    err_is($t->req(GET => "/v1/agents/$a2->{id}", token => $app),
-           403, 'APP_SCOPE_RESTRICTED', undef, 'per-app: GET another agent');
-    err_is($t->req(PATCH => "/v1/agents/$a2->{id}", token => $app,
-                   json => { name => 'x' }),
-           403, 'APP_SCOPE_RESTRICTED', undef, 'per-app: PATCH another agent');
-    err_is($t->req(DELETE => "/v1/agents/$a2->{id}", token => $app),
-           403, 'APP_SCOPE_RESTRICTED', undef, 'per-app: DELETE another agent');
-    err_is($t->req(GET => "/v1/agents/$b1->{id}", token => $app),
-           404, 'NOT_FOUND', undef, "per-app: other org's agent is 404");
     (my $unknown = $a1->{id}) =~ s/.$/ substr($a1->{id}, -1) eq 'z' ? 'y' : 'z' /e;
-    err_is($t->req(GET => "/v1/agents/$unknown", token => $app),
-           404, 'NOT_FOUND', undef, 'per-app: well-formed unknown agent id is 404');
-    err_is($t->req(GET => "/v1/agents/$b1->{id}", token => $akey_token),
-           404, 'NOT_FOUND', undef, "user key (no app): other org's agent is 404");
+    my @APP = (403, 'APP_SCOPE_RESTRICTED');
+    cases_ok([
+        ['per-app: GET another agent',    GET    => "/v1/agents/$a2->{id}", {}, @APP],
+        ['per-app: PATCH another agent',  PATCH  => "/v1/agents/$a2->{id}",
+            { json => { name => 'x' } },                                    @APP],
+        ['per-app: DELETE another agent', DELETE => "/v1/agents/$a2->{id}", {}, @APP],
+        ["per-app: other org's agent is 404", GET => "/v1/agents/$b1->{id}",
+            {},                                                404, 'NOT_FOUND'],
+        ['per-app: well-formed unknown agent id is 404', GET => "/v1/agents/$unknown",
+            {},                                                404, 'NOT_FOUND'],
+        ["user key (no app): other org's agent is 404", GET => "/v1/agents/$b1->{id}",
+            { token => $akey_token },                          404, 'NOT_FOUND'],
+    ], token => $app);
 
     $x = $t->req(GET => '/v1/agents?limit=100', token => $app);
     is($x->{status}, 200, 'per-app: list');
-    is_deeply(ids($x), [$a1->{id}], 'per-app: list shows only its agent');
+    is_deeply(ids_of($x), [$a1->{id}], 'per-app: list shows only its agent');
     $x = $t->req(GET => '/v1/agents?limit=100&page=1', token => $app);
-    is_deeply(ids($x), [$a1->{id}], 'per-app: page mode shows only its agent');
+    is_deeply(ids_of($x), [$a1->{id}], 'per-app: page mode shows only its agent');
 
     $x = $t->req(GET => "/v1/agents/$a2->{id}", token => $A->{token});
     is_deeply($x->{json}, $before{"/v1/agents/$a2->{id}"},
@@ -306,7 +295,8 @@ for my $p ('/v1/agents/../..', '/v1/agents/..%2F..', '/v1/agents/%2e%2e/%2e%2e')
 {
     my $x;
     $x = $t->req(GET => '/v1/agents/x/../../agents/agent_x', token => $A->{token});
-    err_is($x, 404, 'NOT_FOUND', undef, 'dot segments resolving into /v1/agents/agent_x');
+    err_is($x, 404, 'NOT_FOUND', undef,
+           'dot segments resolving into /v1/agents/agent_x');
 }
 
 $t->finish;

@@ -10,39 +10,9 @@ use Test::More;
 use JSON::PP;
 use MIME::Base64 qw(encode_base64);
 use CreorTest;
+use CreorApi;
 
 my $JS = JSON::PP->new->canonical;
-
-my %TYPE = (
-    400 => 'invalid_request',      401 => 'authentication_error',
-    403 => 'permission_denied',    404 => 'not_found',
-    405 => 'invalid_request',      409 => 'conflict',
-    413 => 'invalid_request',      414 => 'invalid_request',
-    415 => 'invalid_request',      408 => 'invalid_request',
-);
-
-# Asserts the error envelope of a response; $exp: {status, code, param?}.
-sub envelope_ok {
-    my ($r, $exp, $name) = @_;
-    is($r->{status}, $exp->{status}, "$name: status $exp->{status}")
-        or diag("body: " . substr($r->{body} // '', 0, 300)
-                . ($r->{error} ? " (error: $r->{error})" : ''));
-    my $e = ref $r->{json} eq 'HASH' ? $r->{json}{error} : undef;
-    ok(ref $e eq 'HASH', "$name: JSON error envelope")
-        or return diag("body: " . substr($r->{body} // '', 0, 300));
-    like($r->{headers}{'content-type'} // '', qr{^application/json},
-         "$name: content-type json");
-    is($e->{code}, $exp->{code}, "$name: code $exp->{code}") if $exp->{code};
-    is($e->{type}, $TYPE{$exp->{status}} // 'invalid_request',
-       "$name: type for $exp->{status}");
-    ok(defined $e->{message} && !ref $e->{message} && length $e->{message},
-       "$name: message");
-    ok(defined $e->{request_id} && length $e->{request_id}, "$name: request_id");
-    is($e->{request_id}, $r->{headers}{'x-request-id'},
-       "$name: request_id equals X-Request-Id");
-    is($e->{param}, $exp->{param}, "$name: param $exp->{param}")
-        if exists $exp->{param};
-}
 
 ###########################################################################
 # Setup
@@ -54,31 +24,25 @@ my $t = CreorTest->new(store_opts    => 'sync=off',
 my $b   = $t->bootstrap;
 my $tok = $b->{token};
 
-sub api {
-    my ($m, $p, $json, %o) = @_;
-    my $r = $t->req($m, $p, token => $o{token} // $tok,
-                    (defined $json ? (json => $json) : ()),
-                    headers => $o{headers} // []);
-    return $r;
-}
+api_use($t, token => $tok);
 
-my $r = api(POST => '/v1/projects', {name => 'p1'});
+my $r = api(POST => '/v1/projects', json => {name => 'p1'});
 is($r->{status}, 201, 'setup: project') or BAIL_OUT("cannot create project: $r->{body}");
 my $proj = $r->{json}{id};
 
-$r = api(POST => '/v1/agents', {name => 'a1', model => 'p/m'},
+$r = api(POST => '/v1/agents', json => {name => 'a1', model => 'p/m'},
          headers => ['X-Project-Id' => $proj]);
 is($r->{status}, 201, 'setup: agent') or BAIL_OUT("cannot create agent: $r->{body}");
 my $agent = $r->{json}{id};
 
 # another organization with a project, an agent and a key
 my $b2 = $t->bootstrap;
-$r = api(POST => '/v1/projects', {name => 'p2'}, token => $b2->{token});
+$r = api(POST => '/v1/projects', json => {name => 'p2'}, token => $b2->{token});
 my $proj2 = $r->{json}{id};
-$r = api(POST => '/v1/agents', {name => 'a2', model => 'p/m'},
+$r = api(POST => '/v1/agents', json => {name => 'a2', model => 'p/m'},
          token => $b2->{token}, headers => ['X-Project-Id' => $proj2]);
 my $agent2 = $r->{json}{id};
-$r = api(POST => '/v1/api-keys', {name => 'k2'}, token => $b2->{token});
+$r = api(POST => '/v1/api-keys', json => {name => 'k2'}, token => $b2->{token});
 my $key2 = $r->{json}{id};
 ok($proj2 && $agent2 && $key2, 'setup: other org resources');
 
@@ -342,57 +306,60 @@ row(name => 'PATCH text/plain', method => 'PATCH', path => "/v1/agents/$agent",
     code => 'UNSUPPORTED_MEDIA_TYPE');
 
 # --- query strings --------------------------------------------------------
-get('limit=%zz',           '/v1/agents?limit=%zz', 400, 'VALIDATION_ERROR', param => 'limit');
-get('%zz=1',               '/v1/agents?%zz=1',     400, 'UNKNOWN_PARAMETER');
-get('limit=%ff',           '/v1/agents?limit=%ff', 400, 'VALIDATION_ERROR');
-get('cursor=%ff%fe',       '/v1/agents?cursor=%ff%fe', 400, 'VALIDATION_ERROR');
-get('%ff=1 (name)',        '/v1/agents?%ff=1',     400, 'VALIDATION_ERROR');
-get('cursor=%00',          '/v1/agents?cursor=%00', 400, 'VALIDATION_ERROR');
-get('limit=1%00',          '/v1/agents?limit=1%00', 400, 'VALIDATION_ERROR');
-get('overlong %c0%af',     '/v1/agents?cursor=%c0%af', 400, 'VALIDATION_ERROR');
-get('duplicate limit',     '/v1/agents?limit=1&limit=2', 400, 'VALIDATION_ERROR', param => 'limit');
-get('duplicate order',     '/v1/agents?order=asc&order=asc', 400, 'VALIDATION_ERROR', param => 'order');
-get('unknown param',       '/v1/agents?foo=1',     400, 'UNKNOWN_PARAMETER', param => 'foo');
-get('unknown valueless',   '/v1/agents?verbose',   400, 'UNKNOWN_PARAMETER', param => 'verbose');
-get('40 params',           '/v1/agents?' . join('&', map { "p$_=1" } 1 .. 40),
-    400, 'VALIDATION_ERROR');
-get('limit=1e3',           '/v1/agents?limit=1e3', 400, 'VALIDATION_ERROR', param => 'limit');
-get('limit=0',             '/v1/agents?limit=0',   400, 'VALIDATION_ERROR', param => 'limit');
-get('limit=101',           '/v1/agents?limit=101', 400, 'VALIDATION_ERROR', param => 'limit');
-get('limit=-1',            '/v1/agents?limit=-1',  400, 'VALIDATION_ERROR', param => 'limit');
-get('limit empty',         '/v1/agents?limit=',    400, 'VALIDATION_ERROR', param => 'limit');
-get('limit huge',          '/v1/agents?limit=99999999999999999999', 400, 'VALIDATION_ERROR', param => 'limit');
-get('page=0',              '/v1/agents?page=0',    400, 'VALIDATION_ERROR', param => 'page');
-get('page=-1',             '/v1/agents?page=-1',   400, 'VALIDATION_ERROR', param => 'page');
-get('page=abc',            '/v1/agents?page=abc',  400, 'VALIDATION_ERROR', param => 'page');
-get('page and cursor',     '/v1/agents?page=1&cursor=cur_x', 400, 'VALIDATION_ERROR');
-get('order=up',            '/v1/agents?order=up',  400, 'VALIDATION_ERROR', param => 'order');
-get('status=bogus',        '/v1/agents?status=bogus', 400, 'VALIDATION_ERROR', param => 'status');
-get('cursor garbage',      '/v1/agents?cursor=garbage', 400, 'INVALID_CURSOR', param => 'cursor');
-get('cursor cur_ forged',  '/v1/agents?cursor=cur_' . ('A' x 40), 400, 'INVALID_CURSOR', param => 'cursor');
-get('projects ?page=1',    '/v1/projects?page=1', 400, 'UNKNOWN_PARAMETER', param => 'page');
-get('agent ?limit=1',      "/v1/agents/$agent?limit=1", 400, 'UNKNOWN_PARAMETER', param => 'limit');
-get('api-keys limit=abc',  '/v1/api-keys?limit=abc', 400, 'VALIDATION_ERROR', param => 'limit');
+get(@$_) for
+    ['limit=%zz',           '/v1/agents?limit=%zz', 400, 'VALIDATION_ERROR', param => 'limit'],
+    ['%zz=1',               '/v1/agents?%zz=1',     400, 'UNKNOWN_PARAMETER'],
+    ['limit=%ff',           '/v1/agents?limit=%ff', 400, 'VALIDATION_ERROR'],
+    ['cursor=%ff%fe',       '/v1/agents?cursor=%ff%fe', 400, 'VALIDATION_ERROR'],
+    ['%ff=1 (name)',        '/v1/agents?%ff=1',     400, 'VALIDATION_ERROR'],
+    ['cursor=%00',          '/v1/agents?cursor=%00', 400, 'VALIDATION_ERROR'],
+    ['limit=1%00',          '/v1/agents?limit=1%00', 400, 'VALIDATION_ERROR'],
+    ['overlong %c0%af',     '/v1/agents?cursor=%c0%af', 400, 'VALIDATION_ERROR'],
+    ['duplicate limit',     '/v1/agents?limit=1&limit=2', 400, 'VALIDATION_ERROR', param => 'limit'],
+    ['duplicate order',     '/v1/agents?order=asc&order=asc', 400, 'VALIDATION_ERROR', param => 'order'],
+    ['unknown param',       '/v1/agents?foo=1',     400, 'UNKNOWN_PARAMETER', param => 'foo'],
+    ['unknown valueless',   '/v1/agents?verbose',   400, 'UNKNOWN_PARAMETER', param => 'verbose'],
+    ['40 params',           '/v1/agents?' . join('&', map { "p$_=1" } 1 .. 40),
+     400, 'VALIDATION_ERROR'],
+    ['limit=1e3',           '/v1/agents?limit=1e3', 400, 'VALIDATION_ERROR', param => 'limit'],
+    ['limit=0',             '/v1/agents?limit=0',   400, 'VALIDATION_ERROR', param => 'limit'],
+    ['limit=101',           '/v1/agents?limit=101', 400, 'VALIDATION_ERROR', param => 'limit'],
+    ['limit=-1',            '/v1/agents?limit=-1',  400, 'VALIDATION_ERROR', param => 'limit'],
+    ['limit empty',         '/v1/agents?limit=',    400, 'VALIDATION_ERROR', param => 'limit'],
+    ['limit huge',          '/v1/agents?limit=99999999999999999999', 400, 'VALIDATION_ERROR', param => 'limit'],
+    ['page=0',              '/v1/agents?page=0',    400, 'VALIDATION_ERROR', param => 'page'],
+    ['page=-1',             '/v1/agents?page=-1',   400, 'VALIDATION_ERROR', param => 'page'],
+    ['page=abc',            '/v1/agents?page=abc',  400, 'VALIDATION_ERROR', param => 'page'],
+    ['page and cursor',     '/v1/agents?page=1&cursor=cur_x', 400, 'VALIDATION_ERROR'],
+    ['order=up',            '/v1/agents?order=up',  400, 'VALIDATION_ERROR', param => 'order'],
+    ['status=bogus',        '/v1/agents?status=bogus', 400, 'VALIDATION_ERROR', param => 'status'],
+    ['cursor garbage',      '/v1/agents?cursor=garbage', 400, 'INVALID_CURSOR', param => 'cursor'],
+    ['cursor cur_ forged',  '/v1/agents?cursor=cur_' . ('A' x 40), 400, 'INVALID_CURSOR', param => 'cursor'],
+    ['projects ?page=1',    '/v1/projects?page=1', 400, 'UNKNOWN_PARAMETER', param => 'page'],
+    ['agent ?limit=1',      "/v1/agents/$agent?limit=1", 400, 'UNKNOWN_PARAMETER', param => 'limit'],
+    ['api-keys limit=abc',  '/v1/api-keys?limit=abc', 400, 'VALIDATION_ERROR', param => 'limit'];
 
 # --- bad ids --------------------------------------------------------------
-get('agent id unicode %-encoded', '/v1/agents/agent_%C3%A9%C3%A9', 404, 'NOT_FOUND');
-get('agent id raw utf-8',  "/v1/agents/agent_\xc3\xa9", 404, 'NOT_FOUND');
-get('agent id 5000 chars', '/v1/agents/agent_' . ('a' x 5000), 404, 'NOT_FOUND');
-get('agent id with %2F',   '/v1/agents/agent_a%2Fb', 404, 'NOT_FOUND');
-get('agent id ...',        '/v1/agents/...', 404, 'NOT_FOUND');
-get('agent id with dots',  '/v1/agents/agent_..x', 404, 'NOT_FOUND');
-get('agent id uppercase',  '/v1/agents/' . uc $agent, 404, 'NOT_FOUND');
-get('agent id unknown ulid', '/v1/agents/agent_' . ('0' x 26), 404, 'NOT_FOUND');
-get('agent id project id', "/v1/agents/$proj", 404, 'NOT_FOUND');
-get('agent id + suffix',   "/v1/agents/${agent}x", 404, 'NOT_FOUND');
-get('project id bogus',    '/v1/projects/proj_bogus', 404, 'NOT_FOUND');
-get('api-key id bogus',    '/v1/api-keys/key_' . ('z' x 26), 404, 'NOT_FOUND');
-get('trailing slash',      "/v1/agents/$agent/", 404, 'NOT_FOUND');
+get(@$_) for
+    ['agent id unicode %-encoded', '/v1/agents/agent_%C3%A9%C3%A9', 404, 'NOT_FOUND'],
+    ['agent id raw utf-8',  "/v1/agents/agent_\xc3\xa9", 404, 'NOT_FOUND'],
+    ['agent id 5000 chars', '/v1/agents/agent_' . ('a' x 5000), 404, 'NOT_FOUND'],
+    ['agent id with %2F',   '/v1/agents/agent_a%2Fb', 404, 'NOT_FOUND'],
+    ['agent id ...',        '/v1/agents/...', 404, 'NOT_FOUND'],
+    ['agent id with dots',  '/v1/agents/agent_..x', 404, 'NOT_FOUND'],
+    ['agent id uppercase',  '/v1/agents/' . uc $agent, 404, 'NOT_FOUND'],
+    ['agent id unknown ulid', '/v1/agents/agent_' . ('0' x 26), 404, 'NOT_FOUND'],
+    ['agent id project id', "/v1/agents/$proj", 404, 'NOT_FOUND'],
+    ['agent id + suffix',   "/v1/agents/${agent}x", 404, 'NOT_FOUND'],
+    ['project id bogus',    '/v1/projects/proj_bogus', 404, 'NOT_FOUND'],
+    ['api-key id bogus',    '/v1/api-keys/key_' . ('z' x 26), 404, 'NOT_FOUND'],
+    ['trailing slash',      "/v1/agents/$agent/", 404, 'NOT_FOUND'];
 
 # --- other org's ids ------------------------------------------------------
-get('other org agent',     "/v1/agents/$agent2",   404, 'NOT_FOUND');
-get('other org project',   "/v1/projects/$proj2",  404, 'NOT_FOUND');
-get('other org api key',   "/v1/api-keys/$key2",   404, 'NOT_FOUND');
+get(@$_) for
+    ['other org agent',     "/v1/agents/$agent2",   404, 'NOT_FOUND'],
+    ['other org project',   "/v1/projects/$proj2",  404, 'NOT_FOUND'],
+    ['other org api key',   "/v1/api-keys/$key2",   404, 'NOT_FOUND'];
 row(name => 'PATCH other org agent', method => 'PATCH', path => "/v1/agents/$agent2",
     body => '{"name":"z"}', status => 404, code => 'NOT_FOUND');
 row(name => 'DELETE other org agent', method => 'DELETE', path => "/v1/agents/$agent2",
@@ -510,13 +477,9 @@ for my $row (@rows) {
                      body => $row->{body}, timeout => 10);
     }
     push @fivexx, "$row->{name}: $r->{status}" if $r->{status} >= 500;
-    subtest $row->{name} => sub {
-        ok($r->{status} >= 400 && $r->{status} < 500, '4xx')
-            or diag("got $r->{status}" . ($r->{error} ? " ($r->{error})" : ''));
-        envelope_ok($r, {status => $row->{status}, code => $row->{code},
-                         (exists $row->{param} ? (param => $row->{param}) : ())},
-                    $row->{name});
-    };
+    ok($r->{status} >= 400 && $r->{status} < 500, "$row->{name}: 4xx")
+        or diag("got $r->{status}" . ($r->{error} ? " ($r->{error})" : ''));
+    err_is($r, $row->{status}, $row->{code}, $row->{param}, $row->{name});
 }
 
 is_deeply(\@fivexx, [], 'no 5xx in the corpus');
@@ -568,8 +531,8 @@ sub header_attacks {
     # a bad chunk is found by the module's body read, inside the API
     # location: still the JSON envelope (SPEC 3: never nginx's HTML pages)
     my ($bad) = grep { $_->[0] eq 'bad chunk size' } header_attacks($d, $db->{token});
-    envelope_ok($d->req(POST => undef, raw => $bad->[1], timeout => 10),
-                {status => 400}, 'default config: bad chunk size in API location');
+    err_is($d->req(POST => undef, raw => $bad->[1], timeout => 10),
+           400, undef, undef, 'default config: bad chunk size in API location');
     is($d->req(GET => '/v1/agents', token => $db->{token})->{status}, 200,
        'default config: still serving');
     is_deeply([$d->worker_pids], \@w, 'default config: workers unchanged');
@@ -585,13 +548,12 @@ sub header_attacks {
     for my $a (header_attacks($e, $eb->{token})) {
         my $r = $e->req(GET => undef, raw => $a->[1], timeout => 10);
         my $name = "error_page config: $a->[0]";
-        subtest $name => sub {
-            ok($r->{status} >= 400 && $r->{status} < 500, '4xx')
-                or diag("got $r->{status}");
-            envelope_ok($r, {status => $r->{status}}, $name);
-            like($r->{json}{error}{code} // '', qr/^[A-Z_]+$/, "$name: code")
-                if ref $r->{json} eq 'HASH';
-        };
+        ok($r->{status} >= 400 && $r->{status} < 500, "$name: 4xx")
+            or diag("got $r->{status}");
+        err_is($r, $r->{status}, undef, undef, $name,
+               type => $ERROR_TYPE{$r->{status}} // 'invalid_request');
+        like($r->{json}{error}{code} // '', qr/^[A-Z_]+$/, "$name: code")
+            if ref $r->{json} eq 'HASH';
     }
     is($e->req(GET => '/v1/agents', token => $eb->{token})->{status}, 200,
        'error_page config: still serving');

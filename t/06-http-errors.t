@@ -9,39 +9,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use CreorTest;
-
-# SPEC 3.1: type per status
-my %TYPE = (
-    400 => 'invalid_request',      401 => 'authentication_error',
-    403 => 'permission_denied',    404 => 'not_found',
-    405 => 'invalid_request',      409 => 'conflict',
-    413 => 'invalid_request',      415 => 'invalid_request',
-    501 => 'invalid_request',      503 => 'service_unavailable',
-    505 => 'invalid_request',
-);
-
-# status, code, type, content type, X-Request-Id == request_id
-sub error_ok {
-    my ($r, $status, $code, $name) = @_;
-    local $Test::Builder::Level = $Test::Builder::Level + 1;
-    subtest $name => sub {
-        is($r->{status}, $status, "status $status")
-            or diag('body: ' . substr($r->{body} // '', 0, 300)
-                    . ($r->{error} ? " ($r->{error})" : ''));
-        like($r->{headers}{'content-type'} // '', qr{^application/json\b},
-             'Content-Type application/json');
-        my $rid = $r->{headers}{'x-request-id'};
-        ok(defined $rid && $rid =~ /^[0-9a-f]{32}$/, 'X-Request-Id header')
-            or diag('X-Request-Id: ' . ($rid // 'none'));
-        my $e = ref $r->{json} eq 'HASH' ? $r->{json}{error} : undef;
-        ok(ref $e eq 'HASH', 'JSON error envelope')
-            or return diag('body: ' . substr($r->{body} // '', 0, 300));
-        is($e->{code}, $code, "code $code");
-        is($e->{type}, $TYPE{$status}, "type $TYPE{$status}");
-        ok(defined $e->{message} && length $e->{message}, 'message');
-        is($e->{request_id}, $rid, 'request_id equals X-Request-Id');
-    };
-}
+use CreorApi;
 
 sub rid_ok {
     my ($r, $name) = @_;
@@ -78,11 +46,13 @@ for my $case (
     [PUT    => '/v1/unknown/route'],
 ) {
     my ($m, $p) = @$case;
-    error_ok($t->req($m, $p, token => $tok), 404, 'NOT_FOUND', "$m $p (token)");
-    error_ok($t->req($m, $p), 404, 'NOT_FOUND', "$m $p (no token): 404 before auth");
+    err_is($t->req($m, $p, token => $tok), 404, 'NOT_FOUND', undef,
+           "$m $p (token)");
+    err_is($t->req($m, $p), 404, 'NOT_FOUND', undef,
+           "$m $p (no token): 404 before auth");
 }
-error_ok($t->req(GET => '/v1/nope', headers => [Authorization => 'Bearer junk']),
-         404, 'NOT_FOUND', 'unknown route with a bad token: 404, not 401');
+err_is($t->req(GET => '/v1/nope', headers => [Authorization => 'Bearer junk']),
+         404, 'NOT_FOUND', undef, 'unknown route with a bad token: 404, not 401');
 
 ###########################################################################
 # 405 with Allow
@@ -93,7 +63,7 @@ sub allow_set {
 }
 
 $r = $t->req(PUT => '/v1/agents', token => $tok, json => {});
-error_ok($r, 405, 'METHOD_NOT_ALLOWED', 'PUT /v1/agents');
+err_is($r, 405, 'METHOD_NOT_ALLOWED', undef, 'PUT /v1/agents');
 my $allow = allow_set($r);
 ok($allow->{GET} && $allow->{POST}, 'PUT /v1/agents: Allow has GET and POST')
     or diag('Allow: ' . ($r->{headers}{allow} // 'none'));
@@ -101,54 +71,56 @@ ok(!$allow->{PUT} && !$allow->{DELETE} && !$allow->{PATCH},
    'PUT /v1/agents: Allow lists no PUT, PATCH or DELETE');
 
 $r = $t->req(PUT => '/v1/agents', json => {});
-error_ok($r, 405, 'METHOD_NOT_ALLOWED', 'PUT /v1/agents without a token: 405 before auth');
+err_is($r, 405, 'METHOD_NOT_ALLOWED', undef,
+       'PUT /v1/agents without a token: 405 before auth');
 ok(allow_set($r)->{GET}, 'Allow without a token');
 
 $r = $t->req(DELETE => '/v1/agents', token => $tok);
-error_ok($r, 405, 'METHOD_NOT_ALLOWED', 'DELETE /v1/agents');
+err_is($r, 405, 'METHOD_NOT_ALLOWED', undef, 'DELETE /v1/agents');
 
 $r = $t->req(POST => "/v1/agents/$agent", token => $tok, json => {});
-error_ok($r, 405, 'METHOD_NOT_ALLOWED', 'POST /v1/agents/:id');
+err_is($r, 405, 'METHOD_NOT_ALLOWED', undef, 'POST /v1/agents/:id');
 $allow = allow_set($r);
 ok($allow->{GET} && $allow->{PATCH} && $allow->{DELETE} && !$allow->{POST},
    'POST /v1/agents/:id: Allow is GET, PATCH, DELETE')
     or diag('Allow: ' . ($r->{headers}{allow} // 'none'));
 
 $r = $t->req(PATCH => '/v1/projects', token => $tok, json => {});
-error_ok($r, 405, 'METHOD_NOT_ALLOWED', 'PATCH /v1/projects');
+err_is($r, 405, 'METHOD_NOT_ALLOWED', undef, 'PATCH /v1/projects');
 $allow = allow_set($r);
 ok($allow->{GET} && $allow->{POST} && !$allow->{PATCH}, 'PATCH /v1/projects: Allow GET, POST');
 
 $r = $t->req(GET => "/v1/api-keys/key_x/rotate", token => $tok);
-error_ok($r, 405, 'METHOD_NOT_ALLOWED', 'GET /v1/api-keys/:id/rotate');
+err_is($r, 405, 'METHOD_NOT_ALLOWED', undef, 'GET /v1/api-keys/:id/rotate');
 is($r->{headers}{allow}, 'POST', 'rotate: Allow is POST');
 
 ###########################################################################
 # 415, 400, 401, 403, 409: types per status
 
-error_ok($t->req(POST => '/v1/agents', token => $tok, body => '{"name":"a","model":"p/m"}',
+err_is($t->req(POST => '/v1/agents', token => $tok, body => '{"name":"a","model":"p/m"}',
                  headers => ['Content-Type' => 'text/plain', 'X-Project-Id' => $proj]),
-         415, 'UNSUPPORTED_MEDIA_TYPE', '415 text/plain');
-error_ok($t->req(POST => '/v1/agents', token => $tok, body => '{"name":',
+         415, 'UNSUPPORTED_MEDIA_TYPE', undef, '415 text/plain');
+err_is($t->req(POST => '/v1/agents', token => $tok, body => '{"name":',
                  headers => ['Content-Type' => 'application/json', 'X-Project-Id' => $proj]),
-         400, 'INVALID_JSON', '400 invalid JSON');
-error_ok($t->req(GET => '/v1/agents'), 401, 'AUTH_MISSING_HEADER', '401 no token');
-error_ok($t->req(GET => '/v1/agents', token => 'ck_nope'), 401, 'AUTH_KEY_INVALID', '401 bad token');
+         400, 'INVALID_JSON', undef, '400 invalid JSON');
+err_is($t->req(GET => '/v1/agents'), 401, 'AUTH_MISSING_HEADER', undef,
+       '401 no token');
+err_is($t->req(GET => '/v1/agents', token => 'ck_nope'), 401, 'AUTH_KEY_INVALID', undef, '401 bad token');
 
 my $ro = $t->cli(qw(key create --org), $b->{org}, qw(--role read_only));
-error_ok($t->req(POST => '/v1/agents', token => $ro, json => {name => 'a', model => 'p/m'},
+err_is($t->req(POST => '/v1/agents', token => $ro, json => {name => 'a', model => 'p/m'},
                  headers => ['X-Project-Id' => $proj]),
-         403, 'PERMISSION_DENIED', '403 read_only key');
+         403, 'PERMISSION_DENIED', undef, '403 read_only key');
 
-error_ok($t->req(GET => '/v1/agents/agent_' . ('0' x 26), token => $tok),
-         404, 'NOT_FOUND', '404 unknown agent');
+err_is($t->req(GET => '/v1/agents/agent_' . ('0' x 26), token => $tok),
+         404, 'NOT_FOUND', undef, '404 unknown agent');
 
 $r = $t->req(POST => '/v1/api-keys', token => $tok, json => {name => 'victim'});
 is($r->{status}, 201, 'key to revoke');
 my $victim = $r->{json}{id};
 is($t->req(DELETE => "/v1/api-keys/$victim", token => $tok)->{status}, 200, 'revoke');
-error_ok($t->req(POST => "/v1/api-keys/$victim/rotate", token => $tok, json => {}),
-         409, 'KEY_REVOKED', '409 rotate a revoked key');
+err_is($t->req(POST => "/v1/api-keys/$victim/rotate", token => $tok, json => {}),
+         409, 'KEY_REVOKED', undef, '409 rotate a revoked key');
 
 ###########################################################################
 # 413
@@ -156,13 +128,14 @@ error_ok($t->req(POST => "/v1/api-keys/$victim/rotate", token => $tok, json => {
 my $big = '{"name":"' . ('x' x (2 * 1024 * 1024)) . '"}';
 $r = $t->req(POST => '/v1/agents', token => $tok, body => $big,
              headers => ['Content-Type' => 'application/json', 'X-Project-Id' => $proj]);
-error_ok($r, 413, 'BODY_TOO_LARGE', '413 Content-Length 2 MB');
+err_is($r, 413, 'BODY_TOO_LARGE', undef, '413 Content-Length 2 MB');
 
 my $chunked = "POST /v1/agents HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer $tok\r\n"
     . "X-Project-Id: $proj\r\nContent-Type: application/json\r\n"
     . "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     . join('', map { sprintf("%x\r\n%s\r\n", 65536, 'x' x 65536) } 1 .. 32) . "0\r\n\r\n";
-error_ok($t->req(POST => undef, raw => $chunked), 413, 'BODY_TOO_LARGE', '413 chunked 2 MB');
+err_is($t->req(POST => undef, raw => $chunked), 413, 'BODY_TOO_LARGE', undef,
+       '413 chunked 2 MB');
 
 # after a 413 on a keep-alive connection it may close; a new one works
 {
@@ -294,7 +267,7 @@ is(scalar @workers, 2, 'two workers alive');
         or diag("got $other[0]{status}: " . substr($other[0]{body}, 0, 300));
     ok($full, 'store full: a 503 within 200 requests (' . scalar(@created) . ' created)');
     if ($full) {
-        error_ok($full, 503, 'STORE_FULL', 'store full: 503 STORE_FULL');
+        err_is($full, 503, 'STORE_FULL', undef, 'store full: 503 STORE_FULL');
         like($full->{headers}{'retry-after'} // '', qr/^\d+$/, 'store full: Retry-After');
     }
     cmp_ok(scalar @created, '>=', 1, 'store full: some agents fit first');
@@ -312,7 +285,7 @@ is(scalar @workers, 2, 'two workers alive');
     $r = $s->req(POST => '/v1/agents', token => $sb->{token},
                  json => {name => 'again', model => 'p/m', systemPrompt => $prompt},
                  headers => ['X-Project-Id' => $sp]);
-    error_ok($r, 503, 'STORE_FULL', 'store full: a second large write');
+    err_is($r, 503, 'STORE_FULL', undef, 'store full: a second large write');
     is($s->req(GET => "/v1/projects/$sp", token => $sb->{token})->{status}, 200,
        'store full: project readable');
     $s->finish('store full: no [alert]/[crit] in error.log');
@@ -341,7 +314,7 @@ is(scalar @workers, 2, 'two workers alive');
     ) {
         my ($name, $status, $code, $raw) = @$case;
         my $r = $e->req(GET => undef, raw => $raw, timeout => 10);
-        error_ok($r, $status, $code, "nginx's own $status: $name");
+        err_is($r, $status, $code, undef, "nginx's own $status: $name");
     }
     $e->finish("nginx's own errors: no alerts");
 }

@@ -9,27 +9,13 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use CreorTest;
+use CreorApi qw(slurp spew);
 use File::Temp qw(tempdir);
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(time sleep);
 
-my $NGINX = $CreorTest::NGINX;
 
 my $AGENT = { name => 'load agent', model => 'openai/gpt-4o' };
-
-sub slurp {
-    my ($f) = @_;
-    open(my $fh, '<', $f) or return '';
-    local $/;
-    return scalar <$fh>;
-}
-
-sub spew {
-    my ($f, $text) = @_;
-    open(my $fh, '>:raw', $f) or die "write $f: $!";
-    print $fh $text;
-    close $fh or die "close $f: $!";
-}
 
 # GET every id on keep-alive connections (reopened when closed);
 # returns the ids that did not answer 200, with their status.
@@ -177,7 +163,7 @@ for my $pid (@kids) {
 my (@ids, @errs, $after_kill);
 $after_kill = 0;
 for my $n (sort keys %files) {
-    for my $line (split /\n/, slurp($files{$n})) {
+    for my $line (split /\n/, slurp($files{$n}) // '') {
         if ($line =~ /^ID (\S+) (\S+)$/) {
             push @ids, $1;
             $after_kill++ if $2 > $kill_time + 0.5;
@@ -234,28 +220,9 @@ $t->stop;
 }
 
 {
-    my $dir = $t->dir;
-    unlink "$dir/logs/nginx.pid";
-    my ($rc, $out, $err) = CreorTest::_run(
-        [$NGINX, '-p', "$dir/", '-e', $t->error_log, '-c', $t->conf_file],
-        $t->nginx_env);
-    is($rc, 0, 'nginx restarted on the same conf and store') or diag($err);
-
-    my $pid;
-    my $deadline = time + 10;
-    until (($pid = CreorTest::_read_pid("$dir/logs/nginx.pid"))
-           || time > $deadline) {
-        sleep 0.02;
-    }
+    my ($rc, $out, $pid) = $t->start_again;
+    is($rc, 0, 'nginx restarted on the same conf and store') or diag($out);
     ok($pid, 'restarted master pid');
-    $t->{pid} = $pid;    # lets worker_pids() find the new workers
-    until ((eval { my $s = IO::Socket::IP->new(
-                       PeerHost => '127.0.0.1', PeerPort => $t->port,
-                       Timeout => 1); $s ? 1 : 0 })
-           && $t->worker_pids >= 2
-           || time > $deadline) {
-        sleep 0.02;
-    }
 
     @bad = unreadable($t, $tok, @ids);
     is(scalar @bad, 0, 'every agent readable after a restart')
@@ -264,7 +231,7 @@ $t->stop;
     if ($pid) {
         my @procs = ($pid, $t->worker_pids);
         kill 'QUIT', $pid;
-        $deadline = time + 10;
+        my $deadline = time + 10;
         sleep 0.02 while time < $deadline
                          && grep { CreorTest::_alive($_) } @procs;
         my @left = grep { CreorTest::_alive($_) } @procs;
@@ -359,21 +326,19 @@ spew($short, '0123456789');
 
 my $cdir = $t->conf_dir;
 
-sub conf_test { return $t->conf_test(@_) }
-
 {
-    my ($rc, $out) = conf_test("creor_store $cdir/store;", 'creor_api;');
+    my ($rc, $out) = $t->conf_test("creor_store $cdir/store;", 'creor_api;');
     is($rc, 0, 'nginx -t: valid conf passes') or diag($out);
 
-    ($rc, $out) = conf_test("creor_store $cdir/store map_size=4m sync=off;",
+    ($rc, $out) = $t->conf_test("creor_store $cdir/store map_size=4m sync=off;",
                             'creor_api;');
     is($rc, 0, 'nginx -t: map_size=4m sync=off passes') or diag($out);
 
-    ($rc, $out) = conf_test("creor_store $cdir/store; "
+    ($rc, $out) = $t->conf_test("creor_store $cdir/store; "
                             . "creor_secret_file $secret;", 'creor_api;');
     is($rc, 0, 'nginx -t: 40-byte secret file passes') or diag($out);
 
-    ($rc, $out) = conf_test("creor_store $cdir/store; "
+    ($rc, $out) = $t->conf_test("creor_store $cdir/store; "
                             . "creor_secret_file $short;", 'creor_api;');
     isnt($rc, 0, 'nginx -t: 10-byte secret file fails');
     like($out, qr/creor_secret_file/, '10-byte secret: message names it')
@@ -384,14 +349,14 @@ sub conf_test { return $t->conf_test(@_) }
                   ['sync=maybe',   qr/sync=maybe/],
                   ['frobnicate=1', qr/frobnicate/]) {
         my ($arg, $re) = @$case;
-        ($rc, $out) = conf_test("creor_store $cdir/store $arg;", 'creor_api;');
+        ($rc, $out) = $t->conf_test("creor_store $cdir/store $arg;", 'creor_api;');
         isnt($rc, 0, "nginx -t: creor_store $arg fails");
         like($out, qr/creor_store/, "creor_store $arg: message names the "
                                     . 'directive') or diag($out);
         like($out, $re, "creor_store $arg: message names the value");
     }
 
-    ($rc, $out) = conf_test("creor_store $cdir/store;", 'creor_api on;');
+    ($rc, $out) = $t->conf_test("creor_store $cdir/store;", 'creor_api on;');
     isnt($rc, 0, 'nginx -t: creor_api with an argument fails');
     like($out, qr/creor_api/, 'creor_api with an argument: message names it')
         or diag($out);

@@ -10,29 +10,14 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use CreorTest;
+use CreorApi;
 
 my $t = CreorTest->new(store_opts => 'sync=off');
 my $b = $t->bootstrap;
-my $proj = $t->cli('project', 'create', '--org', $b->{org}, 'Idem');
-my $r = $t->req(POST => '/v1/agents', token => $b->{token},
-                headers => ['X-Project-Id' => $proj],
-                json => {name => 'mp', model => 'p/m'});
-is($r->{status}, 201, 'setup: agent') or diag($r->{body});
-my $APP = $r->{json}{id} // 'none';
-
-# parts: [name, value, filename?, type?]
-sub form {
-    my ($bd, $eol, @parts) = @_;
-    my $body = '';
-    for my $p (@parts) {
-        $body .= "--$bd$eol"
-               . qq{Content-Disposition: form-data; name="$p->[0]"}
-               . (defined $p->[2] ? qq{; filename="$p->[2]"} : '')
-               . (defined $p->[3] ? "${eol}Content-Type: $p->[3]" : '')
-               . "$eol$eol$p->[1]$eol";
-    }
-    return ($body . "--$bd--$eol", "multipart/form-data; boundary=$bd");
-}
+my (undef, $APP) = project_agent($t, $b->{token}, org => $b->{org},
+                                 project => 'Idem', name => 'mp',
+                                 model => 'p/m', check => 'setup: agent');
+$APP //= 'none';
 
 my @BASE = ([appId => $APP], [metadata => '{"n":1}'],
             [files => 'first file', 'a.txt', 'text/plain'],
@@ -40,7 +25,7 @@ my @BASE = ([appId => $APP], [metadata => '{"n":1}'],
 
 sub post {
     my ($key, $bd, $eol, @parts) = @_;
-    my ($body, $ct) = form($bd, $eol, @parts);
+    my ($body, $ct) = multipart_body(\@parts, boundary => $bd, eol => $eol);
     return $t->req(POST => '/v1/runs', token => $b->{token}, body => $body,
                    headers => ['Content-Type' => $ct, 'Idempotency-Key' => $key]);
 }

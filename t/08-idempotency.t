@@ -14,6 +14,7 @@ use POSIX ();
 use JSON::PP;
 use Time::HiRes qw(sleep time);
 use CreorTest;
+use CreorApi;
 
 my $JSONU = JSON::PP->new->utf8->canonical;
 my $AGENT = qr/^agent_[0-9a-hjkmnp-tv-z]{26}$/;
@@ -35,20 +36,6 @@ my $t = CreorTest->new(
 my $n_key = 0;
 sub fresh_key { sprintf('idem-%d-%d-%06d', $$, int(time * 1000), ++$n_key) }
 
-sub hdr { my ($r, $name) = @_; $r->{headers}{lc $name} }
-
-sub err_is {
-    my ($r, $status, $code, $type, $name) = @_;
-    local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $e = ref $r->{json} eq 'HASH' ? $r->{json}{error} : undef;
-    my $ok = is($r->{status}, $status, "$name: status $status");
-    $ok &&= is(ref $e eq 'HASH' ? $e->{code} : undef, $code, "$name: code $code");
-    is(ref $e eq 'HASH' ? $e->{type} : undef, $type, "$name: type $type")
-        if defined $type;
-    diag("body: $r->{body}") unless $ok;
-    return $ok;
-}
-
 # POST /v1/agents in project $p with an optional Idempotency-Key.
 sub post_agent {
     my ($tok, $proj, $key, $json, %o) = @_;
@@ -62,18 +49,9 @@ sub post_agent {
 # How many agents named $name the org of $tok has (walks every page).
 sub count_agents {
     my ($tok, $name, $inst) = @_;
-    $inst //= $t;
-    my ($n, $cursor) = (0, undef);
-    for (1 .. 50) {
-        my $r = $inst->req(GET => '/v1/agents?limit=100'
-                           . (defined $cursor ? "&cursor=$cursor" : ''),
-                           token => $tok);
-        return -1 unless $r->{status} == 200 && ref $r->{json} eq 'HASH';
-        $n += grep { ($_->{name} // '') eq $name } @{$r->{json}{data} // []};
-        return $n unless $r->{json}{has_more};
-        $cursor = $r->{json}{next_cursor} // return $n;
-    }
-    return $n;
+    my $all = list_all('/v1/agents', token => $tok, inst => $inst // $t)
+        // return -1;
+    return scalar grep { ($_->{name} // '') eq $name } @$all;
 }
 
 # The response headers that belong to the request rather than to the
@@ -225,8 +203,8 @@ my ($replay_agent, $replay_key);
 
     # same key, different body: 409 IDEMPOTENCY_KEY_REUSED
     my $r4 = post_agent($A, $P1, $key, {%$body, name => "replay-other-$key"});
-    err_is($r4, 409, 'IDEMPOTENCY_KEY_REUSED', 'conflict',
-           'same key, different body');
+    err_is($r4, 409, 'IDEMPOTENCY_KEY_REUSED', undef,
+           'same key, different body', type => 'conflict');
     ok(!defined hdr($r4, 'Idempotent-Replayed'), 'reused: not a replay');
     is(count_agents($A, "replay-other-$key"), 0,
        'reused: the different request did not run');
@@ -241,8 +219,8 @@ my ($replay_agent, $replay_key);
     if ($r5->{status} == 415) {
         note('application/json; charset=utf-8 is not accepted (415)');
     } else {
-        err_is($r5, 409, 'IDEMPOTENCY_KEY_REUSED', 'conflict',
-               'same key and body, other Content-Type');
+        err_is($r5, 409, 'IDEMPOTENCY_KEY_REUSED', undef,
+               'same key and body, other Content-Type', type => 'conflict');
     }
 
     # the original still replays after the conflicts
@@ -316,7 +294,8 @@ my ($replay_agent, $replay_key);
     err_is($t->req(PATCH => "/v1/agents/$id", token => $A,
                    headers => {'Idempotency-Key' => $key},
                    json => {description => 'third'}),
-           409, 'IDEMPOTENCY_KEY_REUSED', 'conflict', 'PATCH: same key, other body');
+           409, 'IDEMPOTENCY_KEY_REUSED', undef, 'PATCH: same key, other body',
+           type => 'conflict');
 
     # same key, same body, another agent: another path, so another scope
     my $other = post_agent($A, $P1, undef, {name => "patch-other-$key",
@@ -345,8 +324,8 @@ my ($replay_agent, $replay_key);
         my ($what, $key) = @$c;
         my $name = "badkey-$n_key-" . ++$n_key;
         my $r = post_agent($A, $P1, $key, {name => $name, model => 'a/b'});
-        err_is($r, 400, 'INVALID_IDEMPOTENCY_KEY', 'invalid_request',
-               "Idempotency-Key $what");
+        err_is($r, 400, 'INVALID_IDEMPOTENCY_KEY', undef,
+               "Idempotency-Key $what", type => 'invalid_request');
         is(count_agents($A, $name), 0, "Idempotency-Key $what: nothing created");
     }
 
@@ -374,7 +353,8 @@ my ($replay_agent, $replay_key);
     # a 400 is stored and replayed
     my $key = fresh_key();
     my $r1 = post_agent($A, $P1, $key, {name => "v-$key", model => 5});
-    err_is($r1, 400, 'VALIDATION_ERROR', 'invalid_request', '400 with key');
+    err_is($r1, 400, 'VALIDATION_ERROR', undef, '400 with key',
+           type => 'invalid_request');
     ok(!defined hdr($r1, 'Idempotent-Replayed'), '400: original not replayed');
     my $r2 = post_agent($A, $P1, $key, {name => "v-$key", model => 5});
     is($r2->{status}, 400, '400 replay: same status');
@@ -387,8 +367,8 @@ my ($replay_agent, $replay_key);
     my $body = {name => "perm-$key"};
     my $r3 = $t->req(POST => '/v1/projects', token => $USER,
                      headers => {'Idempotency-Key' => $key}, json => $body);
-    err_is($r3, 403, 'PERMISSION_DENIED', 'permission_denied',
-           'user key POST /v1/projects with key');
+    err_is($r3, 403, 'PERMISSION_DENIED', undef,
+           'user key POST /v1/projects with key', type => 'permission_denied');
     my $r4 = $t->req(POST => '/v1/projects', token => $A,
                      headers => {'Idempotency-Key' => $key}, json => $body);
     is($r4->{status}, 201, '403 not stored: admin with the same key runs (201)')
@@ -402,8 +382,8 @@ my ($replay_agent, $replay_key);
     $key = fresh_key();
     $body = {name => "bound-$key", model => 'a/b'};
     my $r6 = post_agent($BOUND, $P2, $key, $body);
-    err_is($r6, 403, 'PERMISSION_DENIED', 'permission_denied',
-           'bound key, other project, with key');
+    err_is($r6, 403, 'PERMISSION_DENIED', undef,
+           'bound key, other project, with key', type => 'permission_denied');
     my $r7 = post_agent($BOUND, $P1, $key, $body);
     is($r7->{status}, 201, '403 not stored: same key and body, own project, runs')
         or diag($r7->{body});
@@ -505,8 +485,8 @@ SKIP: {
 
     # while it hangs, the key is in progress
     my $busy = post_agent($A, $P1, $key, $body, timeout => 5);
-    err_is($busy, 409, 'IDEMPOTENCY_REQUEST_IN_PROGRESS', 'conflict',
-           'key claimed by the stopped worker');
+    err_is($busy, 409, 'IDEMPOTENCY_REQUEST_IN_PROGRESS', undef,
+           'key claimed by the stopped worker', type => 'conflict');
     is(hdr($busy, 'Retry-After'), '1', 'in progress: Retry-After: 1');
 
     kill 'KILL', $victim;
@@ -579,8 +559,8 @@ $t->stop;
     my $r2 = $t2->req(POST => '/v1/projects', token => $b2->{token},
                       headers => {'Idempotency-Key' => $k2},
                       json => {name => 'second'});
-    err_is($r2, 429, 'RATE_LIMIT_EXCEEDED', 'rate_limit_exceeded',
-           'second request over 1r/s');
+    err_is($r2, 429, 'RATE_LIMIT_EXCEEDED', undef,
+           'second request over 1r/s', type => 'rate_limit_exceeded');
     ok(!defined hdr($r2, 'Idempotent-Replayed'), '429 has no Idempotent-Replayed');
     like(hdr($r2, 'Retry-After') // '', qr/^[1-9]\d*$/, '429 has Retry-After');
 

@@ -15,6 +15,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(time);
 use CreorTest;
+use CreorApi qw(hdr);
 
 # distinct addresses flooded; CREOR_FLOOD overrides
 my $FLOOD    = $ENV{CREOR_FLOOD} // 40000;
@@ -37,8 +38,6 @@ my $t = CreorTest->new(
 my $boot = $t->bootstrap(name => 'Flood Org');
 my $KEY  = $t->cli('key', 'create', '--org', $boot->{org}, '--role', 'user',
                    '--name', 'probe');
-
-sub hdr { my ($r, $name) = @_; $r->{headers}{lc $name} }
 
 sub addr { my $i = shift; join '.', 127, ($i >> 16) & 255, ($i >> 8) & 255,
                                      $i & 255 }

@@ -12,6 +12,7 @@ use Test::More;
 use File::Temp qw(tempdir);
 use Time::HiRes qw(sleep time);
 use CreorTest;
+use CreorApi qw(hdr);
 
 my $NGINX = $CreorTest::NGINX;
 
@@ -31,8 +32,6 @@ my $boot = $t->bootstrap(name => 'Rate Org');
 
 ###########################################################################
 # Helpers
-
-sub hdr { my ($r, $name) = @_; $r->{headers}{lc $name} }
 
 # a fresh key of the org, made with the CLI (no request counted)
 my $n_keys = 0;
@@ -248,23 +247,13 @@ sub is_429 {
 #     makes 3 requests, then after the event exactly 2 more are admitted
 #     (the bucket refills one per 12 s: the margin of the case).
 
-sub kill_all {
-    my ($inst) = @_;
-    my @procs = ($inst->pid, $inst->worker_pids);
-    kill 'KILL', @procs;
-    my $deadline = time + 10;
-    sleep 0.05 while time < $deadline && grep { CreorTest::_alive($_) } @procs;
-    $inst->{running} = 0;
-    return !grep { CreorTest::_alive($_) } @procs;
-}
-
 {
     my $ADM = fresh_key($t, $boot->{org}, 'admin');
     my @events = (
         [reload => sub { $t->reload; 1 }],
         [stop   => sub { $t->stop; $t->start; 1 }],
         # the write-back timer runs every second: 2.5 s leaves a margin
-        ['kill -9' => sub { sleep 2.5; my $ok = kill_all($t); $t->start; $ok }],
+        ['kill -9' => sub { sleep 2.5; my $ok = $t->kill_all; $t->start; $ok }],
     );
     for my $e (@events) {
         my ($name, $do) = @$e;

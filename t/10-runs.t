@@ -14,6 +14,7 @@ use IO::Socket::IP;
 use JSON::PP;
 use Time::HiRes qw(sleep time);
 use CreorTest;
+use CreorApi;
 use CreorExecutor;
 
 my $JSONU = JSON::PP->new->utf8->canonical;
@@ -25,10 +26,7 @@ my %TERMINAL = map { $_ => 1 } qw(completed failed cancelled);
 
 my $ex = CreorExecutor->new;
 my $exec_loc = sub {
-    my ($url) = @_;
-    return "location /_exec { internal; proxy_pass $url/run; "
-         . "proxy_buffering off; proxy_http_version 1.1; "
-         . "proxy_read_timeout 30s; }";
+    CreorExecutor::location_for($_[0], 'proxy_read_timeout 30s;');
 };
 my $t = CreorTest->new(
     store_opts    => 'sync=off',
@@ -44,61 +42,10 @@ my $GATEWAY = 'http://127.0.0.1:' . $t->port;
 
 my $TOK;    # the token requests use unless told otherwise
 
-sub api {
-    my ($method, $path, %o) = @_;
-    my $inst = delete $o{inst} // $t;
-    $o{token} = $TOK unless exists $o{token};
-    delete $o{token} unless defined $o{token};
-    return $inst->req($method, $path, %o);
-}
-
-sub err_is {
-    my ($r, $status, $code, $name, $param) = @_;
-    local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $e = ref $r->{json} eq 'HASH' ? $r->{json}{error} : undef;
-    my $ok = is($r->{status}, $status, "$name: status $status");
-    $ok = is(ref $e eq 'HASH' ? $e->{code} : undef, $code, "$name: code $code")
-        && $ok;
-    is(ref $e eq 'HASH' ? $e->{param} : undef, $param, "$name: param $param")
-        if defined $param;
-    diag("body: $r->{body}") unless $ok;
-    return $ok;
-}
-
 sub create_run {
     my ($json, %o) = @_;
     return api(POST => $o{path} // '/v1/runs', json => $json, %o);
 }
-
-sub get_run {
-    my ($id, %o) = @_;
-    my $r = api(GET => "/v1/runs/$id", %o);
-    return $r->{status} == 200 ? $r->{json} : undef;
-}
-
-# Poll the run until $cond->($run) holds (default: terminal); the last run
-# seen is returned.
-sub wait_run {
-    my ($id, $cond, $timeout, %o) = @_;
-    $cond //= sub { $TERMINAL{$_[0]{status} // ''} };
-    my $deadline = time + ($timeout // 10);
-    my $run;
-    while (1) {
-        $run = get_run($id, %o);
-        return $run if $run && $cond->($run);
-        return $run // {} if time >= $deadline;
-        sleep 0.05;
-    }
-}
-
-sub events_of {
-    my ($id, %o) = @_;
-    my $r = api(GET => "/v1/runs/$id/events?order=asc&limit=100", %o);
-    return [] unless $r->{status} == 200 && ref $r->{json} eq 'HASH';
-    return $r->{json}{data} // [];
-}
-
-sub types { [map { $_->{type} // '?' } @{$_[0]}] }
 
 # Parse SSE text: frames { event, id, data (decoded) } and comments.
 sub sse_parse {
@@ -134,28 +81,10 @@ sub sse_collect {
     return ($text, $s->done ? 1 : 0);
 }
 
-sub hdr { $_[0]{headers}{lc $_[1]} }
-
 # multipart/form-data: parts [name, value] or [name, value, filename, type]
 my $BOUNDARY = '----creor-test-7MA4YWxkTrZu0gW';
-sub multipart {
-    my (@parts) = @_;
-    my $body = '';
-    for my $p (@parts) {
-        my ($name, $value, $filename, $type) = @$p;
-        $body .= "--$BOUNDARY\r\n";
-        if (defined $filename) {
-            $body .= qq{Content-Disposition: form-data; name="$name"; }
-                   . qq{filename="$filename"\r\n}
-                   . 'Content-Type: ' . ($type // 'application/octet-stream')
-                   . "\r\n\r\n";
-        } else {
-            $body .= qq{Content-Disposition: form-data; name="$name"\r\n\r\n};
-        }
-        $body .= "$value\r\n";
-    }
-    return $body . "--$BOUNDARY--\r\n";
-}
+my %MP = (boundary => $BOUNDARY, file_type => 'application/octet-stream');
+sub multipart { (multipart_body([@_], %MP))[0] }    # with this boundary
 
 sub post_form {
     my ($body, %o) = @_;
@@ -165,21 +94,13 @@ sub post_form {
                %o{grep { exists $o{$_} } qw(token inst)});
 }
 
-sub free_port {
-    my $s = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
-                                Proto => 'tcp', Listen => 1, ReuseAddr => 1)
-        or die "bind: $@";
-    my $p = $s->sockport;
-    close $s;
-    return $p;
-}
-
 ###########################################################################
 # Setup: org A with a project and two agents, org B
 
 my $A = $t->bootstrap(name => 'Runs A');
 my $B = $t->bootstrap(name => 'Runs B');
 $TOK = $A->{token};
+api_use($t, token => $TOK);
 
 my $r = api(POST => '/v1/projects', json => { name => 'runs' });
 is($r->{status}, 201, 'project created') or diag($r->{body});
@@ -322,31 +243,27 @@ my @OK_TYPES = qw(run.queued run.started step.started step.progress
               'sse replay: envelope equals the stored event');
     $s->close;
 
-    $s = $t->stream(GET => "/v1/runs/$OK/events/stream", token => $TOK,
-                    headers => { 'Last-Event-ID' => 3 });
-    is($s->status, 200, 'Last-Event-ID: 200');
-    ($text, $ended) = sse_collect($s, 5);
-    ($f) = sse_parse($text);
-    is_deeply([map { $_->{id} } @$f], [4 .. 8], 'Last-Event-ID 3 resumes at 4');
-    ok($ended, 'Last-Event-ID: ends');
-    $s->close;
-
-    $s = $t->stream(GET => "/v1/runs/$OK/events/stream?after=5", token => $TOK);
-    ($text, $ended) = sse_collect($s, 5);
-    ($f) = sse_parse($text);
-    is_deeply([map { $_->{id} } @$f], [6 .. 8], '?after=5 resumes at 6');
-    ok($ended, '?after=5: ends');
-    $s->close;
-
-    $s = $t->stream(GET => "/v1/runs/$OK/events/stream?after=8", token => $TOK);
-    ($text, $ended) = sse_collect($s, 5);
-    ($f) = sse_parse($text);
-    is(scalar @$f, 0, '?after=8 of a finished run: nothing to send');
-    ok($ended, '?after=8: ends at once');
-    $s->close;
+    # [query, headers, ids sent, names of: the status, the ids, the end]
+    for my $c (['', { 'Last-Event-ID' => 3 }, [4 .. 8], 'Last-Event-ID: 200',
+                'Last-Event-ID 3 resumes at 4', 'Last-Event-ID: ends'],
+               ['?after=5', {}, [6 .. 8], undef,
+                '?after=5 resumes at 6', '?after=5: ends'],
+               ['?after=8', {}, [], undef,
+                '?after=8 of a finished run: nothing to send',
+                '?after=8: ends at once']) {
+        my ($q, $h, $ids, $n_status, $n_ids, $n_end) = @$c;
+        $s = $t->stream(GET => "/v1/runs/$OK/events/stream$q", token => $TOK,
+                        headers => $h);
+        is($s->status, 200, $n_status) if defined $n_status;
+        ($text, $ended) = sse_collect($s, 5);
+        ($f) = sse_parse($text);
+        is_deeply([map { $_->{id} } @$f], $ids, $n_ids);
+        ok($ended, $n_end);
+        $s->close;
+    }
 
     $r = api(GET => "/v1/runs/$OK/events/stream", token => undef);
-    err_is($r, 401, 'AUTH_MISSING_HEADER', 'sse without credentials');
+    err_is($r, 401, 'AUTH_MISSING_HEADER', undef, 'sse without credentials');
     like(hdr($r, 'Content-Type') // '', qr{^application/json},
          'sse 401 is JSON');
 }
@@ -421,7 +338,7 @@ my @OK_TYPES = qw(run.queued run.started step.started step.progress
     is($w->{status}, 'awaiting_input', 'input: awaiting_input');
 
     $r = api(POST => "/v1/runs/$id/signal", json => { action => 'dance' });
-    err_is($r, 400, 'VALIDATION_ERROR', 'signal: unknown action', 'action');
+    err_is($r, 400, 'VALIDATION_ERROR', 'action', 'signal: unknown action');
 
     my $s = $t->stream(GET => "/v1/runs/$id/events/stream", token => $TOK);
     is($s->status, 200, 'idle stream: 200');
@@ -466,9 +383,11 @@ my @OK_TYPES = qw(run.queued run.started step.started step.progress
               'signal: seqs contiguous');
 
     $r = api(POST => "/v1/runs/$id/signal", json => { action => 'approve' });
-    err_is($r, 409, 'RUN_NOT_AWAITING_INPUT', 'signal on a completed run');
+    err_is($r, 409, 'RUN_NOT_AWAITING_INPUT', undef,
+           'signal on a completed run');
     $r = api(POST => "/v1/runs/$OK/signal", json => { action => 'reject' });
-    err_is($r, 409, 'RUN_NOT_AWAITING_INPUT', 'signal on another completed run');
+    err_is($r, 409, 'RUN_NOT_AWAITING_INPUT', undef,
+           'signal on another completed run');
 }
 
 # submit_input, and cancel while awaiting input
@@ -494,7 +413,7 @@ my @OK_TYPES = qw(run.queued run.started step.started step.progress
     is($r->{status}, 200, 'cancel awaiting_input: 200') or diag($r->{body});
     is(wait_run($ids[1])->{status}, 'cancelled', 'cancel awaiting_input: cancelled');
     $r = api(POST => "/v1/runs/$ids[1]/signal", json => { action => 'approve' });
-    err_is($r, 409, 'RUN_NOT_AWAITING_INPUT', 'signal after cancel');
+    err_is($r, 409, 'RUN_NOT_AWAITING_INPUT', undef, 'signal after cancel');
     is(scalar(my @l = $ex->requests_for($ids[1])), 1,
        'cancel awaiting_input: no further leg');
 }
@@ -515,11 +434,11 @@ my @OK_TYPES = qw(run.queued run.started step.started step.progress
     my $ev = events_of($id);
     is(types($ev)->[-1], 'run.cancelled', 'cancel: run.cancelled event last');
     $r = api(POST => "/v1/runs/$id/cancel");
-    err_is($r, 409, 'RUN_NOT_CANCELLABLE', 'cancel again');
+    err_is($r, 409, 'RUN_NOT_CANCELLABLE', undef, 'cancel again');
     $r = api(POST => "/v1/runs/$OK/cancel");
-    err_is($r, 409, 'RUN_NOT_CANCELLABLE', 'cancel a completed run');
+    err_is($r, 409, 'RUN_NOT_CANCELLABLE', undef, 'cancel a completed run');
     $r = api(POST => "/v1/runs/$id/signal", json => { action => 'approve' });
-    err_is($r, 409, 'RUN_NOT_AWAITING_INPUT', 'signal a cancelled run');
+    err_is($r, 409, 'RUN_NOT_AWAITING_INPUT', undef, 'signal a cancelled run');
 
     # a streaming leg: the executor sees the connection closed within 1 s
     $r = create_run({ appId => $APP, inputs => { script => 'hang', hang => 30 } });
@@ -529,7 +448,7 @@ my @OK_TYPES = qw(run.queued run.started step.started step.progress
     my $w = wait_run($id, sub { $_[0]{status} ne 'queued' }, 5);
     is($w->{status}, 'running', 'hang: running');
     $r = api(POST => "/v1/runs/$id/signal", json => { action => 'approve' });
-    err_is($r, 409, 'RUN_NOT_AWAITING_INPUT', 'signal a running run');
+    err_is($r, 409, 'RUN_NOT_AWAITING_INPUT', undef, 'signal a running run');
 
     # a subscriber of the running run sees the cancel and the end
     my $s = $t->stream(GET => "/v1/runs/$id/events/stream", token => $TOK);
@@ -693,7 +612,7 @@ my ($FRUN, @FILES);
         ok($r->{body} eq $one, 'signed url: bytes');
         (my $bad = $url) =~ s/(signature=.*)(.)$/$1 . ($2 eq 'a' ? 'b' : 'a')/e;
         $r = $t->req(GET => $bad);
-        err_is($r, 401, 'AUTH_KEY_INVALID', 'tampered signature');
+        err_is($r, 401, 'AUTH_KEY_INVALID', undef, 'tampered signature');
         (my $later = $url) =~ s/expires=(\d+)/'expires=' . ($1 + 1)/e;
         $r = $t->req(GET => $later);
         is($r->{status}, 401, 'changed expires: 401');
@@ -714,10 +633,10 @@ my ($FRUN, @FILES);
     my $ten = $r->{json}{id};
     $r = post_form(multipart([appId => $APP], @ten,
                              [files => 'f11', 'f11.txt', 'text/plain']));
-    err_is($r, 413, 'TOO_MANY_FILES', 'eleven files', 'files');
+    err_is($r, 413, 'TOO_MANY_FILES', 'files', 'eleven files');
     $r = post_form(multipart([appId => $APP],
                              [files => '', 'empty.txt', 'text/plain']));
-    err_is($r, 400, 'VALIDATION_ERROR', 'empty file', 'files');
+    err_is($r, 400, 'VALIDATION_ERROR', 'files', 'empty file');
     my $big = 'x' x (10 * 1024 * 1024);
     $r = post_form(multipart([appId => $APP],
                              [files => $big, 'max.bin', 'application/octet-stream']));
@@ -726,7 +645,7 @@ my ($FRUN, @FILES);
     $r = post_form(multipart([appId => $APP],
                              [files => "${big}y", 'big.bin',
                               'application/octet-stream']));
-    err_is($r, 413, 'FILE_TOO_LARGE', '10 MB + 1 byte', 'files');
+    err_is($r, 413, 'FILE_TOO_LARGE', 'files', '10 MB + 1 byte');
     undef $big;
     is(wait_run($ten)->{status}, 'completed', 'ten files: run completes');
     my $mx = wait_run($max);
@@ -763,7 +682,7 @@ my @APP2_RUNS;
     is($r->{status}, 200, 'apps get: 200');
     is($r->{json}{id}, $APP2_RUNS[0], 'apps get: the run');
     $r = api(GET => "/v1/apps/$AG2->{id}/runs/$OK");
-    err_is($r, 404, 'NOT_FOUND', "apps get: another app's run");
+    err_is($r, 404, 'NOT_FOUND', undef, "apps get: another app's run");
     $r = api(GET => "/v1/apps/$AG2->{id}/runs?status=completed&limit=100");
     is(scalar @{$r->{json}{data} // []}, 3, 'apps list: status filter');
 
@@ -856,16 +775,17 @@ my @APP2_RUNS;
         my ($m, $path, $json) = @$p;
         $r = api($m => $path, token => $B->{token},
                  (defined $json ? (json => $json) : ()));
-        err_is($r, 404, 'NOT_FOUND', "org B: $m $path");
+        err_is($r, 404, 'NOT_FOUND', undef, "org B: $m $path");
         like(hdr($r, 'Content-Type') // '', qr{^application/json},
              "org B: $m $path is JSON");
     }
     $r = api(GET => '/v1/apps/agent_00000000000000000000000000/runs');
-    err_is($r, 404, 'NOT_FOUND', 'GET /v1/apps/<unknown agent>/runs');
+    err_is($r, 404, 'NOT_FOUND', undef, 'GET /v1/apps/<unknown agent>/runs');
     $r = api(GET => '/v1/apps/agent_00000000000000000000000000/runs/' . $OK);
-    err_is($r, 404, 'NOT_FOUND', 'GET /v1/apps/<unknown agent>/runs/:runId');
+    err_is($r, 404, 'NOT_FOUND', undef,
+           'GET /v1/apps/<unknown agent>/runs/:runId');
     $r = create_run({ appId => $APP }, token => $B->{token});
-    err_is($r, 404, 'NOT_FOUND', "org B: POST /v1/runs with A's app");
+    err_is($r, 404, 'NOT_FOUND', undef, "org B: POST /v1/runs with A's app");
     $r = api(GET => '/v1/runs?limit=100', token => $B->{token});
     is_deeply($r->{json}{data}, [], "org B sees none of A's runs");
     is(get_run($OK)->{status}, 'completed', "A's run untouched");
@@ -883,13 +803,16 @@ my @APP2_RUNS;
                [GET => "/v1/apps/$AG2->{id}/runs"],
                [GET => "/v1/apps/$AG2->{id}/runs/$other"]) {
         $r = api($p->[0] => $p->[1], token => $ak);
-        err_is($r, 403, 'APP_SCOPE_RESTRICTED', "app key: $p->[0] $p->[1]");
+        err_is($r, 403, 'APP_SCOPE_RESTRICTED', undef,
+               "app key: $p->[0] $p->[1]");
     }
     $r = create_run({ inputs => { script => 'ok' } }, token => $ak,
                     path => "/v1/apps/$AG2->{id}/runs");
-    err_is($r, 403, 'APP_SCOPE_RESTRICTED', 'app key: POST other app runs');
+    err_is($r, 403, 'APP_SCOPE_RESTRICTED', undef,
+           'app key: POST other app runs');
     $r = create_run({ appId => $AG2->{id} }, token => $ak);
-    err_is($r, 403, 'APP_SCOPE_RESTRICTED', 'app key: POST /v1/runs other app');
+    err_is($r, 403, 'APP_SCOPE_RESTRICTED', undef,
+           'app key: POST /v1/runs other app');
     is(get_run($OK, token => $ak)->{id}, $OK, 'app key: own app run readable');
     $r = create_run({ appId => $APP, inputs => { script => 'ok' } },
                     token => $ak);
@@ -974,10 +897,10 @@ my @APP2_RUNS;
               'contextWindowSize 1: only the latest earlier run');
 
     $r = api(POST => "/v1/agents/$ag->{id}/followup", json => {});
-    err_is($r, 400, 'MISSING_FIELD', 'followup without prompt', 'prompt');
+    err_is($r, 400, 'MISSING_FIELD', 'prompt', 'followup without prompt');
     $r = api(POST => "/v1/agents/$ag->{id}/followup",
              json => { prompt => 'x' }, token => $B->{token});
-    err_is($r, 404, 'NOT_FOUND', 'followup: another org');
+    err_is($r, 404, 'NOT_FOUND', undef, 'followup: another org');
 }
 
 ###########################################################################
@@ -1109,7 +1032,7 @@ my @APP2_RUNS;
                         (defined $ct ? ('Content-Type' => $ct) : ()) };
         $r = api($m => $path, %o);
         $n5xx++ if $r->{status} >= 500 || $r->{status} == 0;
-        err_is($r, $status, $code, "malformed: $name");
+        err_is($r, $status, $code, undef, "malformed: $name");
         my $e = ref $r->{json} eq 'HASH' ? $r->{json}{error} : undef;
         ok(ref $e eq 'HASH' && $e->{type} && $e->{message}
            && ($e->{request_id} // '') eq (hdr($r, 'X-Request-Id') // '-'),
@@ -1139,9 +1062,11 @@ my @APP2_RUNS;
     my $a2 = $r->{json}{id};
 
     $r = api(POST => '/v1/runs', %o, json => { appId => $a2 });
-    err_is($r, 400, 'MISSING_IDEMPOTENCY_KEY', 'idem: POST /v1/runs without key');
+    err_is($r, 400, 'MISSING_IDEMPOTENCY_KEY', undef,
+           'idem: POST /v1/runs without key');
     $r = api(POST => "/v1/apps/$a2/runs", %o, json => {});
-    err_is($r, 400, 'MISSING_IDEMPOTENCY_KEY', 'idem: POST apps runs without key');
+    err_is($r, 400, 'MISSING_IDEMPOTENCY_KEY', undef,
+           'idem: POST apps runs without key');
 
     my $key = "runs-$$-" . int(time * 1000);
     my $body = { appId => $a2, inputs => { script => 'ok' } };
@@ -1159,7 +1084,8 @@ my @APP2_RUNS;
     is(scalar @{$r->{json}{data} // []}, 1, 'idem: one run made');
     $r = api(POST => '/v1/runs', %o, json => { appId => $a2 },
              headers => { 'Idempotency-Key' => $key });
-    err_is($r, 409, 'IDEMPOTENCY_KEY_REUSED', 'idem: same key, other body');
+    err_is($r, 409, 'IDEMPOTENCY_KEY_REUSED', undef,
+           'idem: same key, other body');
 
     # nothing listens behind /_exec
     my $x = wait_run($r1->{json}{id}, undef, 15, %o);

@@ -12,22 +12,17 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use CreorTest;
+use CreorApi qw(project_agent types list_all);
 use CreorExecutor;
-use IO::Socket::IP;
 use Time::HiRes qw(time sleep);
 
-my $NGINX = $CreorTest::NGINX;
 my $LEASE = 2;    # creor_run_lease, seconds
 
 my %TERMINAL = map { $_ => 1 } qw(completed failed cancelled);
 
 my $ex = CreorExecutor->new;
 
-sub exec_location {
-    return "location /_exec { internal; proxy_pass " . $ex->url . "/run; "
-         . "proxy_buffering off; proxy_http_version 1.1; "
-         . "proxy_read_timeout 60s; }";
-}
+sub exec_location { $ex->location('proxy_read_timeout 60s;') }
 
 my $t = CreorTest->new(
     http_config   => "creor_executor /_exec; creor_run_lease ${LEASE}s;",
@@ -42,15 +37,10 @@ my ($proj, $agent) = setup($t, $tok);
 
 sub setup {
     my ($t, $tok) = @_;
-    my $p = $t->req(POST => '/v1/projects', token => $tok,
-                    json => { name => 'resilience' });
-    is($p->{status}, 201, 'project created') or diag($p->{body});
-    my $proj = $p->{json}{id} // 'none';
-    my $a = $t->req(POST => '/v1/agents', token => $tok,
-                    headers => { 'X-Project-Id' => $proj },
-                    json => { name => 'runner', model => 'x/y' });
-    is($a->{status}, 201, 'agent created') or diag($a->{body});
-    return ($proj, $a->{json}{id} // 'none');
+    return map { $_ // 'none' }
+        project_agent($t, $tok, project => 'resilience', name => 'runner',
+                      check_project => 'project created',
+                      check => 'agent created');
 }
 
 # POST /v1/runs on $c (a CreorTest::Conn) or a fresh connection
@@ -85,24 +75,49 @@ sub wait_status {
 # All events of a run, oldest first (every page).
 sub all_events {
     my ($t, $tok, $id) = @_;
-    my (@ev, $cursor);
-    for (1 .. 50) {
-        my $path = "/v1/runs/$id/events?order=asc&limit=100"
-                 . (defined $cursor ? "&cursor=$cursor" : '');
-        my $r = $t->req(GET => $path, token => $tok, timeout => 5);
-        return undef unless $r->{status} == 200 && $r->{json};
-        push @ev, @{$r->{json}{data} // []};
-        last unless $r->{json}{has_more};
-        $cursor = $r->{json}{next_cursor} // last;
-    }
-    return \@ev;
+    return list_all("/v1/runs/$id/events?order=asc", inst => $t, token => $tok,
+                    timeout => 5);
 }
-
-sub types { [map { $_->{type} // '?' } @{$_[0] // []}] }
 
 sub count_type {
     my ($ev, $type) = @_;
     return scalar grep { ($_->{type} // '') eq $type } @{$ev // []};
+}
+
+# Waits up to $timeout s for run $id to end, then asserts (named "$name:
+# ..."): it completed (the name ends in $o{completed}); its result text
+# when result => [TEXT, NAME-TAIL]; its events end with run.completed,
+# once; $o{events}->($events) for more; seq increasing when seq => 1.
+sub completed_ok {
+    my ($t, $tok, $id, $timeout, $name, %o) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my $run = wait_status($t, $tok, $id, $timeout, keys %TERMINAL);
+    is($run && $run->{status}, 'completed', "$name: $o{completed}")
+        or diag(explain($run // get_run($t, $tok, $id)));
+    is($run && $run->{result}{text}, $o{result}[0], "$name: $o{result}[1]")
+        if $o{result};
+    my $ev = all_events($t, $tok, $id) // [];
+    is($ev->[-1] && $ev->[-1]{type}, 'run.completed',
+       "$name: events end with run.completed");
+    is(count_type($ev, 'run.completed'), 1,
+       "$name: run.completed exactly once");
+    $o{events}->($ev) if $o{events};
+    ok(seqs_increase($ev), "$name: seq strictly increasing") if $o{seq};
+    return $run;
+}
+
+# A run of $inputs, created and called at the executor (within 5 s):
+# asserts "$name: run created" and "$name: $called"; returns its id and
+# the executor's first request for it.
+sub started_run {
+    my ($name, $inputs, $called) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my $r = create_run($t, $tok, $agent, $inputs);
+    is($r->{status}, 202, "$name: run created");
+    my $id = $r->{json}{id} // 'none';
+    my ($first) = $ex->wait_for(sub { $ex->requests_for($id) }, 5);
+    ok($first, "$name: $called");
+    return ($id, $first);
 }
 
 sub seqs_increase {
@@ -132,32 +147,13 @@ sub wait_gone {
     return !grep { CreorTest::_alive($_) } @procs;
 }
 
-# Start nginx again on the same conf and store (as t/07-store.t does).
+# Start nginx again on the same conf and store (CreorTest::start_again).
 sub start_again {
     my ($t) = @_;
-    my $dir = $t->dir;
-    unlink "$dir/logs/nginx.pid";
-    my ($rc, $out, $err) = CreorTest::_run(
-        [$NGINX, '-p', "$dir/", '-e', $t->error_log, '-c', $t->conf_file],
-        $t->nginx_env);
+    my ($rc, $out, $pid) = $t->start_again;
     is($rc, 0, 'nginx started again on the same conf and store')
-        or diag($out . $err);
-    my $pid;
-    my $deadline = time + 10;
-    until (($pid = CreorTest::_read_pid("$dir/logs/nginx.pid"))
-           || time > $deadline) {
-        sleep 0.02;
-    }
+        or diag($out);
     ok($pid, 'restarted master pid') or return;
-    $t->{pid} = $pid;
-    $t->{running} = 1;    # $t->stop and worker_pids use the new master
-    until ((eval { my $s = IO::Socket::IP->new(
-                       PeerHost => '127.0.0.1', PeerPort => $t->port,
-                       Timeout => 1); $s ? 1 : 0 })
-           && $t->worker_pids >= 2
-           || time > $deadline) {
-        sleep 0.02;
-    }
     is(scalar(my @w = $t->worker_pids), 2, 'restarted nginx has two workers');
     return $pid;
 }
@@ -223,13 +219,9 @@ sub start_again {
 # 2. kill -9 of the worker running a leg: taken over after the lease
 
 {
-    my $r = create_run($t, $tok, $agent,
-                       { script => 'long', steps => 40, delay => 0.1 });
-    is($r->{status}, 202, 'kill -9: run created');
-    my $id = $r->{json}{id} // 'none';
-
-    my ($first) = $ex->wait_for(sub { $ex->requests_for($id) }, 5);
-    ok($first, 'kill -9: executor called');
+    my ($id, $first) = started_run('kill -9', { script => 'long', steps => 40,
+                                                delay => 0.1 },
+                                   'executor called');
 
     # some progress stored before the kill
     ok($ex->wait_for(sub {
@@ -277,23 +269,17 @@ sub start_again {
             note(sprintf 'second call %.2f s after the kill', $after);
         }
 
-        my $run = wait_status($t, $tok, $id, 20, keys %TERMINAL);
-        is($run && $run->{status}, 'completed', 'kill -9: run completed')
-            or diag(explain($run // get_run($t, $tok, $id)));
-        is($run && $run->{result}{text}, join('', map { "$_ " } 1 .. 40),
-           'kill -9: result of the full leg');
-
-        my $ev = all_events($t, $tok, $id) // [];
-        is($ev->[-1] && $ev->[-1]{type}, 'run.completed',
-           'kill -9: events end with run.completed');
-        is(count_type($ev, 'run.completed'), 1,
-           'kill -9: run.completed exactly once');
-        cmp_ok(count_type($ev, 'step.started'), '>=', 2,
-               'kill -9: events of both calls (two step.started)')
-            or diag(explain(types($ev)));
-        cmp_ok(count_type($ev, 'step.progress'), '>=', 42,
-               'kill -9: progress of both calls kept');
-        ok(seqs_increase($ev), 'kill -9: seq strictly increasing');
+        completed_ok($t, $tok, $id, 20, 'kill -9', completed => 'run completed',
+                     result => [join('', map { "$_ " } 1 .. 40),
+                                'result of the full leg'],
+                     seq => 1, events => sub {
+            my ($ev) = @_;
+            cmp_ok(count_type($ev, 'step.started'), '>=', 2,
+                   'kill -9: events of both calls (two step.started)')
+                or diag(explain(types($ev)));
+            cmp_ok(count_type($ev, 'step.progress'), '>=', 42,
+                   'kill -9: progress of both calls kept');
+        });
     }
     like($t->error_log_text, qr/exited on signal 9/,
          'kill -9: error.log records the worker exit');
@@ -376,12 +362,9 @@ sub start_again {
 
 # 4a. graceful stop (QUIT) with a run in flight
 {
-    my $r = create_run($t, $tok, $agent,
-                       { script => 'long', steps => 20, delay => 0.1 });
-    is($r->{status}, 202, 'restart (QUIT): run created');
-    my $id = $r->{json}{id} // 'none';
-    ok($ex->wait_for(sub { $ex->requests_for($id) }, 5),
-       'restart (QUIT): running before the stop');
+    my ($id) = started_run('restart (QUIT)', { script => 'long', steps => 20,
+                                               delay => 0.1 },
+                           'running before the stop');
     my $st = (get_run($t, $tok, $id) // {})->{status} // '';
     like($st, qr/^(?:queued|running)$/,
          'restart (QUIT): not terminal at the stop');
@@ -390,27 +373,18 @@ sub start_again {
     ok(!$t->{running}, 'restart (QUIT): nginx stopped');
     ok(start_again($t), 'restart (QUIT): nginx started again');
 
-    my $run = wait_status($t, $tok, $id, 15, keys %TERMINAL);
-    is($run && $run->{status}, 'completed',
-       'restart (QUIT): run completed after the restart')
-        or diag(explain($run // get_run($t, $tok, $id)));
+    completed_ok($t, $tok, $id, 15, 'restart (QUIT)',
+                 completed => 'run completed after the restart');
     note(scalar(my @c = $ex->requests_for($id))
          . ' executor call(s) for the run stopped with QUIT');
-    my $ev = all_events($t, $tok, $id) // [];
-    is($ev->[-1] && $ev->[-1]{type}, 'run.completed',
-       'restart (QUIT): events end with run.completed');
-    is(count_type($ev, 'run.completed'), 1,
-       'restart (QUIT): run.completed exactly once');
 }
 
 # 4b. fast stop (TERM) in the middle of a leg: taken over after restart
 {
-    my $r = create_run($t, $tok, $agent,
-                       { script => 'long', steps => 20, delay => 0.1 });
-    is($r->{status}, 202, 'restart (TERM): run created');
-    my $id = $r->{json}{id} // 'none';
-    my ($first) = $ex->wait_for(sub { $ex->requests_for($id) }, 5);
-    ok($first, 'restart (TERM): running before the stop');
+    my ($id, $first) = started_run('restart (TERM)', { script => 'long',
+                                                       steps => 20,
+                                                       delay => 0.1 },
+                                   'running before the stop');
 
     my @procs = ($t->pid, $t->worker_pids);
     kill 'TERM', $t->pid;
@@ -430,18 +404,10 @@ sub start_again {
         @c >= 2 ? $c[1] : undef }, $LEASE + 5);
     ok($second, 'restart (TERM): leg taken over after the restart');
 
-    my $run = wait_status($t, $tok, $id, 15, keys %TERMINAL);
-    is($run && $run->{status}, 'completed',
-       'restart (TERM): run completed after the restart')
-        or diag(explain($run // get_run($t, $tok, $id)));
-    is($run && $run->{result}{text}, join('', map { "$_ " } 1 .. 20),
-       'restart (TERM): full result');
-    my $ev = all_events($t, $tok, $id) // [];
-    is($ev->[-1] && $ev->[-1]{type}, 'run.completed',
-       'restart (TERM): events end with run.completed');
-    is(count_type($ev, 'run.completed'), 1,
-       'restart (TERM): run.completed exactly once');
-    ok(seqs_increase($ev), 'restart (TERM): seq strictly increasing');
+    completed_ok($t, $tok, $id, 15, 'restart (TERM)',
+                 completed => 'run completed after the restart',
+                 result => [join('', map { "$_ " } 1 .. 20), 'full result'],
+                 seq => 1);
 }
 
 $t->stop;

@@ -6,25 +6,16 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use CreorTest;
+use CreorApi;
 
 my $t = CreorTest->new(http_config => 'client_max_body_size 20m;');
 my $b = $t->bootstrap;
 my $files = $t->store . '/files';
 
 sub form {
-    my (%fields) = @_;
-    my $bd = 'XyZzY' . int(rand 1e9);
-    my $body = '';
-    for my $f (@{ $fields{parts} }) {
-        my $fn = defined $f->[2] ? $f->[2] =~ s/(["\\])/\\$1/gr : undef;
-        $body .= "--$bd\r\nContent-Disposition: form-data; name=\"$f->[0]\""
-               . (defined $fn ? "; filename=\"$fn\"" : '')
-               . (defined $f->[3] ? "\r\nContent-Type: $f->[3]" : '')
-               . "\r\n\r\n$f->[1]\r\n";
-    }
-    $body .= "--$bd--\r\n";
-    return (body => $body,
-            headers => { 'Content-Type' => "multipart/form-data; boundary=$bd" });
+    my ($body, $ct) = multipart_body($_[0], boundary => 'XyZzY' . int(rand 1e9),
+                                     escape => 1);
+    return (body => $body, headers => { 'Content-Type' => $ct });
 }
 
 my @cases = (
@@ -41,7 +32,7 @@ my @cases = (
 for my $c (@cases) {
     my ($name, $parts, $status, $code) = @$c;
     my $r = $t->req('POST', '/v1/runs', token => $b->{token},
-                    form(parts => $parts));
+                    form($parts));
     is($r->{status}, $status, "$name: $status");
     is($r->{json}{error}{code}, $code, "$name: $code");
 }
@@ -52,12 +43,10 @@ is_deeply(\@left, [], 'no upload left in the files directory');
 
 # Downloads: [name, type, expected Content-Disposition]
 {
-    my $proj = $t->cli('project', 'create', '--org', $b->{org}, 'Up');
-    my $r = $t->req(POST => '/v1/agents', token => $b->{token},
-                    headers => ['X-Project-Id' => $proj],
-                    json => {name => 'up', model => 'p/m'});
-    is($r->{status}, 201, 'downloads: agent') or diag($r->{body});
-    my $app = $r->{json}{id} // 'none';
+    my (undef, $app) = project_agent($t, $b->{token}, org => $b->{org},
+                                     project => 'Up', name => 'up',
+                                     model => 'p/m', check => 'downloads: agent');
+    $app //= 'none';
 
     my @files = (
         ['page.html', 'text/html',
@@ -74,8 +63,8 @@ is_deeply(\@left, [], 'no upload left in the files directory');
     );
     my @parts = map { [files => "<b>file $_</b>", @{$files[$_]}[0, 1]] }
                 0 .. $#files;
-    $r = $t->req(POST => '/v1/runs', token => $b->{token},
-                 form(parts => [[appId => $app], @parts]));
+    my $r = $t->req(POST => "/v1/runs", token => $b->{token},
+                 form([[appId => $app], @parts]));
     is($r->{status}, 202, 'downloads: run with files') or diag($r->{body});
     my $run = $r->{json}{id} // 'none';
     $r = $t->req(GET => "/v1/runs/$run", token => $b->{token});

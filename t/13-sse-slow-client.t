@@ -10,21 +10,17 @@ use IO::Socket::INET;
 use Socket qw(SOL_SOCKET SO_RCVBUF);
 use Time::HiRes qw(sleep time);
 use CreorTest;
+use CreorApi;
 use CreorExecutor;
 
 my $ex = CreorExecutor->new;
 my $t = CreorTest->new(
     http_config   => 'creor_executor /_exec;',
-    server_config => 'location /_exec { internal; proxy_pass ' . $ex->url
-                   . '/run; proxy_buffering off; proxy_http_version 1.1; }');
+    server_config => $ex->location);
 
 my $b = $t->bootstrap;
 my %auth = (token => $b->{token});
-my $proj = $t->req('POST', '/v1/projects', %auth, json => { name => 'p' })
-             ->{json}{id};
-my $agent = $t->req('POST', '/v1/agents', %auth,
-                    headers => { 'X-Project-Id' => $proj },
-                    json => { name => 'a', model => 'x/y' })->{json}{id};
+my (undef, $agent) = project_agent($t, $b->{token});
 
 my $steps = 20000;
 my $run = $t->req('POST', '/v1/runs', %auth,
@@ -40,12 +36,8 @@ setsockopt($s, SOL_SOCKET, SO_RCVBUF, 32768);
 print $s "GET /v1/runs/$run/events/stream HTTP/1.1\r\nHost: t\r\n"
        . "Authorization: Bearer $b->{token}\r\n\r\n";
 
-my $status = '';
-for (1 .. 300) {
-    $status = $t->req('GET', "/v1/runs/$run", %auth)->{json}{status};
-    last if $status eq 'completed';
-    sleep 0.1;
-}
+my $status = wait_run($run, sub { ($_[0]{status} // '') eq 'completed' }, 30,
+                      inst => $t, %auth)->{status} // '';
 is($status, 'completed', 'the run completed while its subscriber slept');
 
 my ($buf, $t0) = ('', time);

@@ -14,53 +14,23 @@ use Test::More;
 use POSIX qw(strftime);
 use Time::HiRes qw(sleep time);
 use CreorTest;
+use CreorApi;
 use CreorExecutor;
 
-my %TERMINAL = map { $_ => 1 } qw(completed failed cancelled);
 
 my $ex = CreorExecutor->new;
 my $t  = CreorTest->new(
     http_config   => 'creor_executor /_exec;',
-    server_config => 'location /_exec { internal; proxy_pass ' . $ex->url
-                   . '/run; proxy_buffering off; proxy_http_version 1.1; '
-                   . 'proxy_read_timeout 30s; }',
+    server_config => $ex->location('proxy_read_timeout 30s;'),
 );
+api_use($t);
 
 ###########################################################################
 # Helpers
 
-sub api {
-    my ($method, $path, $token, %o) = @_;
-    return $t->req($method, $path, token => $token, %o);
-}
-
 sub key_id { my ($tok) = @_; $tok =~ /^ck_([0-9a-z]{26})_/ ? "key_$1" : '' }
 
 sub day_of { my ($ms) = @_; strftime('%Y-%m-%d', gmtime($ms)) }
-
-sub err_is {
-    my ($r, $status, $code, $param, $name) = @_;
-    local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $e = ref $r->{json} eq 'HASH' ? $r->{json}{error} : undef;
-    my $ok = is($r->{status}, $status, "$name: status $status");
-    $ok = is(ref $e eq 'HASH' ? $e->{code} : undef, $code, "$name: $code")
-        && $ok;
-    $ok = is($e->{param}, $param, "$name: param " . ($param // 'none'))
-        && $ok if ref $e eq 'HASH';
-    diag("body: $r->{body}") unless $ok;
-}
-
-sub wait_run {
-    my ($id, $token) = @_;
-    my $deadline = time + 20;
-    while (1) {
-        my $r = api(GET => "/v1/runs/$id", $token);
-        return $r->{json}
-            if $r->{status} == 200 && $TERMINAL{$r->{json}{status}}
-               || time > $deadline;
-        sleep 0.05;
-    }
-}
 
 ###########################################################################
 # Tenancy: two projects, keys of several kinds, three agents
@@ -70,7 +40,7 @@ my $ADMIN = $b->{token};
 my $ORG   = $b->{org};
 
 my %P = map {
-    my $r = api(POST => '/v1/projects', $ADMIN, json => { name => $_ });
+    my $r = api(POST => '/v1/projects', token => $ADMIN, json => { name => $_ });
     ($_ => $r->{json}{id});
 } qw(one two);
 
@@ -79,7 +49,7 @@ for ([alpha => one => 'demo/alpha'], [beta => two => 'demo/beta'],
      [gamma => one => 'demo/alpha'], [doomed => two => 'demo/beta'])
 {
     my ($name, $proj, $model) = @$_;
-    my $r = api(POST => '/v1/agents', $ADMIN,
+    my $r = api(POST => '/v1/agents', token => $ADMIN,
                 headers => { 'X-Project-Id' => $P{$proj} },
                 json => { name => $name, model => $model });
     is($r->{status}, 201, "agent $name") or diag($r->{body});
@@ -115,7 +85,7 @@ my @REC;    # { date, project, key, agent, model, requests, runs, in, out }
 
 for my $run (@RUNS) {
     my ($tok, $agent, $inputs, $chat) = @$run;
-    my $r = api(POST => '/v1/runs', $tok,
+    my $r = api(POST => '/v1/runs', token => $tok,
                 json => { agentId => $AG{$agent}{id}, inputs => $inputs,
                           $chat ? (chatModelId => $chat) : () });
     is($r->{status}, 202, "run of $agent") or diag($r->{body});
@@ -123,23 +93,23 @@ for my $run (@RUNS) {
 }
 
 # a cancelled run, and one cancelled by its agent's deletion
-my $r = api(POST => '/v1/runs', $USER,
+my $r = api(POST => '/v1/runs', token => $USER,
             json => { agentId => $AG{beta}{id},
                       inputs => { script => 'hang', hang => 20 } });
 my $HANG = $r->{json}{id};
-$r = api(POST => '/v1/runs', $ADMIN,
+$r = api(POST => '/v1/runs', token => $ADMIN,
          json => { agentId => $AG{doomed}{id},
                     inputs => { script => 'input' } });
 my $WAIT = $r->{json}{id};
 
 for my $try (1 .. 200) {
-    my $s = api(GET => "/v1/runs/$HANG", $USER)->{json}{status} // '';
-    my $w = api(GET => "/v1/runs/$WAIT", $ADMIN)->{json}{status} // '';
+    my $s = api(GET => "/v1/runs/$HANG", token => $USER)->{json}{status} // '';
+    my $w = api(GET => "/v1/runs/$WAIT", token => $ADMIN)->{json}{status} // '';
     last if $s eq 'running' && $w eq 'awaiting_input';
     sleep 0.05;
 }
-is(api(POST => "/v1/runs/$HANG/cancel", $USER)->{status}, 200, 'cancel');
-is(api(DELETE => "/v1/agents/$AG{doomed}{id}", $ADMIN)->{status}, 200,
+is(api(POST => "/v1/runs/$HANG/cancel", token => $USER)->{status}, 200, 'cancel');
+is(api(DELETE => "/v1/agents/$AG{doomed}{id}", token => $ADMIN)->{status}, 200,
    'agent deleted with its waiting run');
 
 push @RUNS, [$USER, 'beta', {}, undef, $HANG], [$ADMIN, 'doomed', {}, undef,
@@ -148,7 +118,7 @@ push @RUNS, [$USER, 'beta', {}, undef, $HANG], [$ADMIN, 'doomed', {}, undef,
 my %STATUS;
 for my $run (@RUNS) {
     my ($tok, $agent, $inputs, $chat, $id) = @$run;
-    my $o = wait_run($id, $ADMIN);
+    my $o = wait_run($id, undef, 20, token => $ADMIN);
     $STATUS{$o->{status} // 'none'}++;
     my ($ms) = ($o->{completedAt} // '') =~ /^(\d{4}-\d\d-\d\d)T/;
     push @REC, { date => $ms // 'none', project => $AG{$agent}{project},
@@ -300,7 +270,7 @@ my @CASES = (
 
 for my $c (@CASES) {
     my ($name, $tok, $q, $exp, $hdr) = @$c;
-    my $res = api(GET => "/v1/usage$q", $tok, $hdr ? (headers => $hdr) : ());
+    my $res = api(GET => "/v1/usage$q", token => $tok, $hdr ? (headers => $hdr) : ());
     is($res->{status}, 200, "$name: 200") or diag($res->{body});
     is_deeply($res->{json}, expect(%$exp), "$name: groups and totals")
         or diag(explain($res->{json}), explain(expect(%$exp)));
@@ -308,34 +278,34 @@ for my $c (@CASES) {
 }
 
 # the year-wide answer by key has every key that was used, once
-$r = api(GET => "/v1/usage?group_by=key&start=$ALL_START", $ADMIN);
+$r = api(GET => "/v1/usage?group_by=key&start=$ALL_START", token => $ADMIN);
 is_deeply([sort map { $_->{key_id} } @{$r->{json}{data}}],
           [sort map { key_id($_) } $ADMIN, $USER, $BOUND, $APP],
           'by key: the four keys that were used');
 is($r->{json}{totals}{runs}, 8, 'every run counted once');
 
 # another organization sees its own usage only, and this one never sees it
-$r = api(GET => "/v1/usage?group_by=model&start=$ALL_START", $OTHER);
+$r = api(GET => "/v1/usage?group_by=model&start=$ALL_START", token => $OTHER);
 is_deeply($r->{json}{data},
           [{ model => 'x/y', requests => 5, runs => 0, input_tokens => 500,
              output_tokens => 500, total_tokens => 1000 }],
           'another organization: its usage only');
-$r = api(GET => "/v1/usage?group_by=model&start=$ALL_START", $ADMIN);
+$r = api(GET => "/v1/usage?group_by=model&start=$ALL_START", token => $ADMIN);
 ok(!grep({ ($_->{model} // '') eq 'x/y' } @{$r->{json}{data}}),
    'the other organization\'s usage is not ours');
 
 # a project of another organization is not a filter, it is not found
-$r = api(GET => '/v1/usage', $OTHER,
+$r = api(GET => '/v1/usage', token => $OTHER,
          headers => { 'X-Project-Id' => $P{one} });
 err_is($r, 404, 'NOT_FOUND', 'projectId', 'X-Project-Id of another org');
-$r = api(GET => '/v1/usage', $BOUND,
+$r = api(GET => '/v1/usage', token => $BOUND,
          headers => { 'X-Project-Id' => $P{two} });
 err_is($r, 403, 'PERMISSION_DENIED', 'projectId',
        'bound key with another project');
 
 # counts survive a restart: they are in the store, not in a worker
 $t->reload;
-$r = api(GET => "/v1/usage?group_by=key&start=$ALL_START", $ADMIN);
+$r = api(GET => "/v1/usage?group_by=key&start=$ALL_START", token => $ADMIN);
 is($r->{json}{totals}{runs}, 8, 'after a reload: still every run once');
 
 ###########################################################################
@@ -371,20 +341,20 @@ my @BAD = (
 
 for my $c (@BAD) {
     my ($q, $param, $code, $nul) = @$c;
-    my $res = api(GET => "/v1/usage?$q", $ADMIN);
+    my $res = api(GET => "/v1/usage?$q", token => $ADMIN);
     if ($nul) {
         # a NUL byte is refused before the parameter is looked at
         is($res->{status}, 400, "?$q: 400");
         is($res->{json}{error}{code}, 'VALIDATION_ERROR', "?$q: code");
         next;
     }
-    err_is($res, 400, $code // 'VALIDATION_ERROR', $param,
+    err_is($res, 400, $code // 'VALIDATION_ERROR', $param // NO_PARAM,
            '?' . substr($q, 0, 60));
 }
 
-err_is(api(GET => '/v1/usage', undef), 401, 'AUTH_MISSING_HEADER', undef,
+err_is(api(GET => '/v1/usage', token => undef), 401, 'AUTH_MISSING_HEADER', NO_PARAM,
        'no credentials');
-$r = api(POST => '/v1/usage', $ADMIN, json => {});
+$r = api(POST => '/v1/usage', token => $ADMIN, json => {});
 is($r->{status}, 405, 'POST /v1/usage: 405');
 like($r->{headers}{allow} // '', qr/GET/, '405 names GET');
 

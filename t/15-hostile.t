@@ -16,11 +16,10 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use CreorTest;
+use CreorApi;
 
 ###########################################################################
 # The route table, parsed from the C source
-
-sub slurp { local (@ARGV, $/) = @_; <> }
 
 my $src = slurp("$CreorTest::ROOT/src/pipeline/creor_router.c");
 
@@ -70,13 +69,7 @@ my $t = CreorTest->new(store_opts => 'sync=off');
 my $A = $t->bootstrap(name => 'Owner');
 my $B = $t->bootstrap(name => 'Foreign');
 
-sub api {
-    my ($m, $p, %o) = @_;
-    return $t->req($m => $p, token => $o{token} // $A->{token},
-                   (exists $o{json} ? (json => $o{json}) : ()),
-                   (exists $o{body} ? (body => $o{body}) : ()),
-                   headers => $o{headers} // {});
-}
+api_use($t, token => $A->{token});
 
 sub made {
     my ($r, $what) = @_;
@@ -165,23 +158,6 @@ sub path_of {
     return $p;
 }
 
-sub envelope_ok {
-    my ($r, $status, $code, $param, $name) = @_;
-    local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $e = ref $r->{json} eq 'HASH' ? $r->{json}{error} : undef;
-    if (ref $status) {
-        ok($r->{status} >= 400 && $r->{status} < 500, "$name: 4xx ($r->{status})")
-            or diag(substr($r->{body} // '', 0, 300));
-    } else {
-        is($r->{status}, $status, "$name: $status")
-            or diag(substr($r->{body} // '', 0, 300));
-    }
-    ok($e && $e->{type} && $e->{code} && $e->{message}
-       && $e->{request_id}, "$name: JSON error envelope");
-    is($e && $e->{code}, $code, "$name: $code") if defined $code;
-    is($e && $e->{param}, $param, "$name: param $param") if defined $param;
-}
-
 sub send_route {
     my ($rt, $who, %o) = @_;
     my $body = $rt->{http} =~ /^(?:POST|PATCH)$/ ? ($o{json} // {}) : undef;
@@ -198,14 +174,14 @@ for my $rt (@routes) {
     my $n = "$rt->{http} $rt->{pattern}";
 
     if (@kinds) {
-        envelope_ok(send_route($rt, 'foreign'), 404, 'NOT_FOUND', undef,
+        err_is(send_route($rt, 'foreign'), 404, 'NOT_FOUND', undef,
                     "another org's ids: $n");
-        envelope_ok(send_route($rt, 'project'), 404, 'NOT_FOUND', undef,
+        err_is(send_route($rt, 'project'), 404, 'NOT_FOUND', undef,
                     "another project's ids, project-bound key: $n");
 
         my ($first) = grep { ref $KIND{$_}{app} } @kinds;
         if ($first) {
-            envelope_ok(send_route($rt, 'app'), @{$KIND{$first}{app}}, undef,
+            err_is(send_route($rt, 'app'), @{$KIND{$first}{app}}, undef,
                         "another app's $first, app-bound key: $n");
         }
 
@@ -218,14 +194,14 @@ for my $rt (@routes) {
     }
 
     if ($rt->{write}) {
-        envelope_ok(send_route($rt, 'ro'), 403, 'PERMISSION_DENIED', undef,
+        err_is(send_route($rt, 'ro'), 403, 'PERMISSION_DENIED', undef,
                     "read_only key: $n");
     }
 
     (my $creates = $rt->{creates}) =~ s/^CREOR_ID_//;
     for my $who (sort keys %{$CREATE{lc $creates} // {}}) {
         my ($st, $code, $param, $h) = @{$CREATE{lc $creates}{$who}};
-        envelope_ok(send_route($rt, $who, headers => $h), $st, $code, $param,
+        err_is(send_route($rt, $who, headers => $h), $st, $code, $param,
                     "$who key creates a " . lc($creates) . ": $n");
     }
 
@@ -236,7 +212,7 @@ for my $rt (@routes) {
         if ($rt->{creates} eq 'CREOR_ID_KEY') {
             for my $c (grep { $_->[1] eq $kind } @BINDING) {
                 my ($who, undef, $value, $st, $code) = @$c;
-                envelope_ok(send_route($rt, $who,
+                err_is(send_route($rt, $who,
                                        json => { name => 'x', $field => $value }),
                             $st, $code, $field,
                             "$who key, $field " . ($value // 'null') . ": $n");
@@ -246,7 +222,7 @@ for my $rt (@routes) {
         for my $c (@REFERENCE) {
             my ($who, $st, $code, $only) = @$c;
             next if $only && $only ne $kind;
-            envelope_ok(send_route($rt, $who,
+            err_is(send_route($rt, $who,
                                    json => { $field => $KIND{$kind}{id} }),
                         $st, $code, $field, "$who key, A's $kind as $field: $n");
         }
@@ -336,7 +312,7 @@ for my $rt (@routes) {
                                 (defined $x->{idem}
                                  ? ('Idempotency-Key' => $x->{idem}) : ()) })
                          : ()));
-        envelope_ok($r, $st eq 'any' ? [] : $st, $code, undef, "$name: $n");
+        err_is($r, $st eq 'any' ? '4xx' : $st, $code, undef, "$name: $n");
     }
 
     # each id the body names, of a wrong type
@@ -345,7 +321,7 @@ for my $rt (@routes) {
         for my $bad (5, 1.5, [], {}, JSON::PP::true, '', 'x' x 3000) {
             my $shown = ref $bad ? JSON::PP->new->allow_nonref->encode($bad)
                       : length $bad > 20 ? length($bad) . ' bytes' : "'$bad'";
-            envelope_ok(api($rt->{http} => path_of($rt),
+            err_is(api($rt->{http} => path_of($rt),
                             json => { name => 'n', $field => $bad }),
                         [], undef, undef, "$field $shown: $n");
         }

@@ -9,29 +9,13 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use CreorTest;
+use CreorApi;
 
 my $t = CreorTest->new(store_opts => 'sync=off');
 my $b = $t->bootstrap(name => 'Binding Org');
 my $ADMIN = $b->{token};
 
-sub api {
-    my ($m, $p, %o) = @_;
-    return $t->req($m => $p, token => $o{token} // $ADMIN,
-                   (exists $o{json} ? (json => $o{json}) : ()),
-                   headers => $o{headers} // {});
-}
-
-sub err_is {
-    my ($r, $status, $code, $param, $name) = @_;
-    local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $e = ref $r->{json} eq 'HASH' ? $r->{json}{error} : undef;
-    is($r->{status}, $status, "$name: $status") or diag($r->{body});
-    is($e && $e->{code}, $code, "$name: $code");
-    is($e && $e->{param}, $param, "$name: param " . ($param // 'none'))
-        if @_ > 5 || defined $param;
-}
-
-sub ids { [sort map { $_->{id} } @{($_[0]{json} // {})->{data} // []}] }
+api_use($t, token => $ADMIN);
 
 ###########################################################################
 # Setup: two projects, agents, and keys of every binding
@@ -165,7 +149,7 @@ for my $who (sort keys %within) {
 
     $r = api(GET => '/v1/api-keys?limit=100', token => $K{$who}{token});
     is($r->{status}, 200, "$who: list");
-    my %seen = map { $_ => 1 } @{ids($r)};
+    my %seen = map { $_ => 1 } @{ids_of($r)};
     my @outside = grep { $seen{$K{$_}{id}} && !$in{$_} } sort keys %K;
     is_deeply(\@outside, [], "$who: list has no key outside its binding");
     ok($seen{$K{$within{$who}[1]}{id}}, "$who: list has the key within");

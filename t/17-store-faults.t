@@ -15,6 +15,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use CreorTest;
+use CreorApi;
 use CreorExecutor;
 use File::Temp qw(tempdir);
 use Time::HiRes qw(time sleep);
@@ -40,9 +41,7 @@ my $t = CreorTest->new(
     http_config   => 'creor_executor /_exec; creor_run_lease 2s; '
                    . 'creor_executor_retries 20; creor_idempotency_ttl 1s; '
                    . 'add_header X-Worker-Pid $pid always;',
-    server_config => 'location /_exec { internal; proxy_pass ' . $ex->url
-                   . '/run; proxy_buffering off; proxy_http_version 1.1; '
-                   . 'proxy_read_timeout 60s; }',
+    server_config => $ex->location('proxy_read_timeout 60s;'),
     preload       => [$LIB],
     env           => { MDBFAULT_CTL => $CTL, MDBFAULT_LOG => $FLOG },
     cli_env       => { MDBFAULT_CTL => $CTL, MDBFAULT_LOG => $FLOG });
@@ -71,27 +70,9 @@ sub injected {
 
 my $TOK;
 
-sub api {
-    my ($method, $path, %o) = @_;
-    $o{token} = $TOK unless exists $o{token};
-    return $t->req($method, $path, timeout => $DEADLINE, %o);
-}
-
 # a run needs an Idempotency-Key: a new one each time
 my $IKEY = 0;
 sub ikey { ('Idempotency-Key' => 'faults-' . $$ . '-' . ++$IKEY) }
-
-sub envelope_is {
-    my ($r, $status, $code, $name) = @_;
-    local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $e = ref $r->{json} eq 'HASH' ? $r->{json}{error} : undef;
-    my $ok = is($r->{status}, $status, "$name: $status"
-                . ($r->{status} ? '' : " (no answer: $r->{error})"));
-    $ok = is(ref $e eq 'HASH' ? $e->{code} : undef, $code, "$name: $code")
-        && $ok;
-    diag("body: $r->{body}") unless $ok;
-    return $ok;
-}
 
 # a 2xx or the envelope of a store failure, within the deadline
 sub answered {
@@ -113,23 +94,6 @@ sub ack_id {
     my $id = ref $r->{json} eq 'HASH' ? $r->{json}{id} // 'none' : 'none';
     ack("$path/$id", 200, sub { ($_[0]{id} // '') eq $id }, $name);
     return $id;
-}
-
-sub get_run {
-    my ($id) = @_;
-    my $r = api(GET => "/v1/runs/$id");
-    return $r->{status} == 200 ? $r->{json} : {};
-}
-
-sub wait_run {
-    my ($id, $cond, $timeout) = @_;
-    my $deadline = time + $timeout;
-    my $run = get_run($id);
-    until ($cond->($run) || time > $deadline) {
-        sleep 0.1;
-        $run = get_run($id);
-    }
-    return $run;
 }
 
 # keep-alive connections on each worker: { pid => [conn, ...] }
@@ -164,6 +128,7 @@ sub quit_ok {
 
 my $B = $t->bootstrap(name => 'Faults');
 $TOK = $B->{token};
+api_use($t, token => $TOK, timeout => $DEADLINE);
 
 my $r = api(POST => '/v1/projects', json => { name => 'faults' });
 is($r->{status}, 201, 'setup: project') or diag($r->{body});
@@ -276,17 +241,14 @@ my %OBJ;
     is($run->{status}, 'running', 'setup: run to cancel is running');
 }
 
-my $BD = 'creor-faults-boundary';
+# a multipart run: appId and one file
 sub form {
     my (%o) = @_;
+    my ($body, $ct) = multipart_body([[appId => $APP],
+                                      [files => 'hello', 'a.txt', 'text/plain']],
+                                     boundary => 'creor-faults-boundary');
     return api(POST => $o{path} // '/v1/runs',
-               headers => { ikey(), 'Content-Type' =>
-                            "multipart/form-data; boundary=$BD" },
-               body => "--$BD\r\nContent-Disposition: form-data; "
-                     . "name=\"appId\"\r\n\r\n$APP\r\n"
-                     . "--$BD\r\nContent-Disposition: form-data; "
-                     . "name=\"files\"; filename=\"a.txt\"\r\n"
-                     . "Content-Type: text/plain\r\n\r\nhello\r\n--$BD--\r\n");
+               headers => { ikey(), 'Content-Type' => $ct }, body => $body);
 }
 
 # [route, prefix of the record it writes, ops to fail, request, 2xx, ack]
@@ -357,7 +319,7 @@ for my $route (@ROUTES) {
         my ($err, $st, $code) = @{$FAIL{$op}};
         my $before = injected(qr/ $op /);
         faults(mode => 'always', ops => $op, prefix => $prefix, err => $err);
-        envelope_is($send->(), $st, $code, "$name, $op fails");
+        err_is($send->(), $st, $code, undef, "$name, $op fails");
         ok(injected(qr/ $op /) > $before, "$name: the $op was made to fail");
         faults_off();
     }
@@ -374,7 +336,7 @@ for my $route (@ROUTES) {
     faults(mode => 'always', ops => 'put', prefix => 'i:', err => 'MAP_FULL');
     $r = api(POST => '/v1/runs', headers => \%key,
              json => { appId => $APP, inputs => { script => 'ok' } });
-    envelope_is($r, 503, 'STORE_FULL', 'idempotency claim fails');
+    err_is($r, 503, 'STORE_FULL', undef, 'idempotency claim fails');
     faults_off();
     $r = api(POST => '/v1/runs', headers => \%key,
              json => { appId => $APP, inputs => { script => 'ok' } });
@@ -399,7 +361,7 @@ for my $route (@ROUTES) {
                         json => { name => "worker $pid" },
                         timeout => $DEADLINE);
         if ($pid == $w[0]) {
-            envelope_is($r, 500, 'INTERNAL_ERROR', 'the failing worker');
+            err_is($r, 500, 'INTERNAL_ERROR', undef, 'the failing worker');
         } else {
             is($r->{status}, 201, 'the other worker writes')
                 or diag($r->{body});
@@ -418,18 +380,22 @@ for my $route (@ROUTES) {
     $_->close for map { @$_ } values %$by;
 }
 
+# $n acknowledged runs with these inputs ("$what: run N"): their ids
+sub new_runs {
+    my ($what, $n, $inputs) = @_;
+    return map {
+        my $r = api(POST => '/v1/runs', headers => { ikey() },
+                    json => { appId => $APP, inputs => $inputs });
+        is($r->{status}, 202, "$what: run $_") or diag($r->{body});
+        ack_id('/v1/runs', $r, "$what run $_");
+    } 1 .. $n;
+}
+
 ###########################################################################
 # Random failures everywhere: requests, the tick running runs, the CLI
 
 {
-    my @runs;
-    for my $i (1 .. 3) {
-        $r = api(POST => '/v1/runs', headers => { ikey() },
-                 json => { appId => $APP,
-                           inputs => { script => 'long', steps => 10 } });
-        is($r->{status}, 202, "random: run $i") or diag($r->{body});
-        push @runs, ack_id('/v1/runs', $r, "random run $i");
-    }
+    my @runs = new_runs('random', 3, { script => 'long', steps => 10 });
 
     faults(mode => 'random', p => '0.2', err => 'EIO');
     my @sends = (
@@ -463,13 +429,7 @@ for my $route (@ROUTES) {
     my $bg = qr/\[error\] .*creor: cannot (?:claim|record the events of|renew the lease of|retry|fail) run_/;
     faults_off();
     my $logged = () = $t->error_log_text =~ /$bg/g;
-    for my $i (1 .. 2) {
-        $r = api(POST => '/v1/runs', headers => { ikey() },
-                 json => { appId => $APP,
-                           inputs => { script => 'long', steps => 20 } });
-        is($r->{status}, 202, "background: run $i") or diag($r->{body});
-        push @runs, ack_id('/v1/runs', $r, "background run $i");
-    }
+    push @runs, new_runs('background', 2, { script => 'long', steps => 20 });
     faults(mode => 'always', ops => 'commit', prefix => 'e:', err => 'EIO');
     my $deadline = time + 15;
     sleep 0.2 until (() = $t->error_log_text =~ /$bg/g) > $logged
@@ -570,7 +530,7 @@ $t->finish('faults: no [alert]/[crit] in error.log');
     }
     ok(!@odd && $full, 'full map: 201s, then 503 (' . scalar(@big)
        . ' agents fit)') or diag(map { "$_->{status} $_->{body}" } @odd);
-    envelope_is($full // {}, 503, 'STORE_FULL', 'full map: agents create');
+    err_is($full // {}, 503, 'STORE_FULL', undef, 'full map: agents create');
 
     # to the brim: smaller inserts until they fail too
     for my $w (['projects', '/v1/projects'], ['api-keys', '/v1/api-keys']) {
@@ -582,7 +542,7 @@ $t->finish('faults: no [alert]/[crit] in error.log');
             last unless $sr->{status} == 201;
             $n++;
         }
-        envelope_is($sr, 503, 'STORE_FULL', "full map: $name ($n fit)");
+        err_is($sr, 503, 'STORE_FULL', undef, "full map: $name ($n fit)");
     }
 
     # LMDB fits a write by its size: these are no smaller than those that
@@ -601,7 +561,7 @@ $t->finish('faults: no [alert]/[crit] in error.log');
                                    $path eq '/v1/runs'
                                    ? ('Idempotency-Key' => 'full-run') : () },
                       json => $json);
-        envelope_is($sr, 503, 'STORE_FULL', "full map: $name");
+        err_is($sr, 503, 'STORE_FULL', undef, "full map: $name");
     }
 
     # an organization is smaller than any of those: it may still fit
@@ -625,7 +585,7 @@ $t->finish('faults: no [alert]/[crit] in error.log');
                   headers => { 'X-Project-Id' => $sp },
                   json => { name => 'n', model => 'x/y',
                             systemPrompt => $prompt });
-    envelope_is($sr, 503, 'STORE_FULL', 'full map: a write after it');
+    err_is($sr, 503, 'STORE_FULL', undef, 'full map: a write after it');
 
     # deletes answer; once some went through, space is back
     my (%del, @dodd);

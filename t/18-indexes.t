@@ -14,6 +14,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep time);
 use CreorTest;
+use CreorApi;
 
 my $t = CreorTest->new(store_opts => 'sync=off');
 my $A = $t->bootstrap(name => 'Indexed');
@@ -28,30 +29,15 @@ my $HEAVY = $t->cli('bench-load', '--org', $A->{org}, '--project', $P1,
                     '--agents', 1100, '--runs', 4000, '--waiting', 1300);
 like($HEAVY, qr/^agent_/, 'bench-load: the first agent');
 
-my $c = $t->conn;
-
-sub api {
-    my ($method, $path, %o) = @_;
-    my $tok = delete $o{token} // $TOK;
-    my $r = $c->req($method, $path, token => $tok, %o);
-    $c = $t->conn if ($r->{headers}{connection} // '') =~ /close/i
-                     || !$r->{status};
-    return $r;
-}
+api_use($t, token => $TOK, keepalive => 1);
 
 # every item of a list in creation order, by cursor walk
 sub walk {
     my ($path, $tok) = @_;
-    my (@all, $cursor);
-    for (1 .. 1000) {
-        my $sep = $path =~ /\?/ ? '&' : '?';
-        my $r = api(GET => "$path${sep}limit=100&order=asc"
-                    . ($cursor ? "&cursor=$cursor" : ''), token => $tok);
-        die "walk $path: $r->{status} $r->{body}\n" if $r->{status} != 200;
-        push @all, @{$r->{json}{data}};
-        $cursor = $r->{json}{next_cursor} or last;
-    }
-    return @all;
+    my $sep = $path =~ /\?/ ? '&' : '?';
+    my $all = list_all("$path${sep}order=asc", token => $tok // $TOK)
+        // die "walk $path: a page did not answer 200\n";
+    return @$all;
 }
 
 # A few agents and runs of P2 made through the API, with a key bound to
@@ -133,7 +119,7 @@ sub check_all {
                              $n, $n + 5) {
                     next if $off < 0;
                     my $r = api(GET => "/v1/runs?${q}offset=$off&limit=7"
-                                . "&order=$order", token => $tok);
+                                . "&order=$order", token => $tok // $TOK);
                     my $ok = is_deeply(
                         [ids(@{$r->{json}{data} // []}), $r->{json}{total},
                          $r->{json}{has_more} ? 1 : 0],
@@ -158,7 +144,7 @@ sub check_all {
                 my $last = int(($n + 49) / 50) || 1;
                 for my $page (1, 2, 11, 12, $last, $last + 1) {
                     my $r = api(GET => "/v1/agents?${q}page=$page&limit=50"
-                                . "&order=$order", token => $tok);
+                                . "&order=$order", token => $tok // $TOK);
                     my $m = $r->{json}{meta} // {};
                     my $ok = is_deeply(
                         [ids(@{$r->{json}{data} // []}), $m->{total},
@@ -174,7 +160,7 @@ sub check_all {
         # the project filter of agents
         my @exp = grep { $seesagent->($_) && $_->{projectId} eq $P1 } @agents;
         my $r = api(GET => "/v1/agents?projectId=$P1&page=3&limit=100",
-                    token => $tok);
+                    token => $tok // $TOK);
         is_deeply([ids(@{$r->{json}{data} // []}), $r->{json}{meta}{total}],
                   [ids(@{slice([reverse @exp], 200, 100)}), scalar @exp],
                   "$when: $kind agents of P1, page 3");
@@ -277,7 +263,7 @@ check_all('heavy deleted');
 $t->stop;
 $t->cli('index', 'drop');
 $t->start;
-$c = $t->conn;
+api_use($t, token => $TOK, keepalive => 1);
 like($t->error_log_text, qr/creor_store: indexed \d+ records/,
      'start: the store is indexed');
 check_all('reindexed');

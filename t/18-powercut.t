@@ -27,16 +27,6 @@ my $LOAD   = 1.0;     # seconds of creates before the cut
 my $BATCH  = 16;      # concurrent creates at a time
 my $DELAY  = 20;      # ms a sync of the store takes at least
 
-sub kill_all {
-    my ($t) = @_;
-    my @procs = ($t->pid, $t->worker_pids);
-    kill 'KILL', @procs;
-    my $deadline = time + 10;
-    sleep 0.05 while time < $deadline && grep { CreorTest::_alive($_) } @procs;
-    $t->{running} = 0;
-    return !grep { CreorTest::_alive($_) } @procs;
-}
-
 # one run: the ids answered 201 before the cut, and those of them the
 # store has after it
 sub run_cut {
@@ -94,7 +84,7 @@ sub run_cut {
     open(my $c, '<', "$fdir/cut") or die "$fdir/cut: $!";
     $cut = <$c>;
     close $c;
-    ok(kill_all($t), "sync=$sync: nginx killed after the cut");
+    ok($t->kill_all, "sync=$sync: nginx killed after the cut");
 
     # the disk as the power cut left it
     copy($image, $data) or die "copy $image: $!";

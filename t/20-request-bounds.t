@@ -10,6 +10,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep time);
 use CreorTest;
+use CreorApi;
 
 my $CHUNK = 256 * 1024;
 
@@ -22,11 +23,8 @@ my $t = CreorTest->new(
                   . '/v1$1 break; }');
 my $b = $t->bootstrap;
 my %auth = (token => $b->{token});
-my $proj = $t->req('POST', '/v1/projects', %auth, json => { name => 'p' })
-             ->{json}{id};
+my ($proj, $agent) = project_agent($t, $b->{token});
 my %in = (%auth, headers => { 'X-Project-Id' => $proj });
-my $agent = $t->req('POST', '/v1/agents', %in,
-                    json => { name => 'a', model => 'x/y' })->{json}{id};
 ok($agent, 'an agent to run');
 
 my ($w) = $t->worker_pids;
@@ -44,19 +42,6 @@ sub json_req {
                    headers => { 'Content-Type' => 'application/json',
                                 'X-Project-Id' => $proj },
                    body => $body);
-}
-
-sub form {
-    my (@parts) = @_;
-    my $bd = 'XyZzY' . int(rand 1e9);
-    my $body = '';
-    for my $f (@parts) {
-        $body .= "--$bd\r\nContent-Disposition: form-data; name=\"$f->[0]\""
-               . (defined $f->[2] ? "; filename=\"$f->[2]\"" : '')
-               . "\r\n\r\n$f->[1]\r\n";
-    }
-    return ($body . "--$bd--\r\n",
-            "multipart/form-data; boundary=$bd");
 }
 
 # values = the object, the array and its elements; the limit is 1000
@@ -80,8 +65,8 @@ for my $c (
 
 # a multipart run's "inputs" is held to the same limit
 {
-    my ($body, $ct) = form([appId => $agent],
-                           [inputs => '{"a":' . $zeros->(999) . '}']);
+    my ($body, $ct) = multipart_body([[appId => $agent],
+                                      [inputs => '{"a":' . $zeros->(999) . '}']]);
     my $r = $t->req('POST', '/v1/small/runs', %auth, body => $body,
                     headers => { 'Content-Type' => $ct });
     is($r->{status}, 413, 'multipart inputs over the limit: 413');
@@ -127,9 +112,9 @@ diag(sprintf 'peak worker memory: %d kB before, %d kB after a 10 MB array',
              $hwm0, $hwm);
 
 # 10 files of 10 MB
-my ($mp, $ct) = form([appId => $agent],
-                     map { [files => chr(64 + $_) x (10 * 1024 * 1024),
-                            "f$_.bin"] } 1 .. 10);
+my ($mp, $ct) = multipart_body([[appId => $agent],
+                                map { [files => chr(64 + $_) x (10 * 1024 * 1024),
+                                       "f$_.bin"] } 1 .. 10]);
 $r = $t->req('POST', '/v1/runs', %auth, body => $mp, timeout => 120,
              headers => { 'Content-Type' => $ct, 'X-Project-Id' => $proj });
 is($r->{status}, 202, '100 MB upload: 202');

@@ -12,6 +12,7 @@ use Test::More;
 use File::Temp qw(tempfile);
 use Time::HiRes qw(sleep time);
 use CreorTest;
+use CreorApi;
 use CreorExecutor;
 
 my $ORIGIN = 'http://app.example';
@@ -31,20 +32,13 @@ my $t = CreorTest->new(
                    . "creor_cors $ORIGIN https://b.example:8443; }",
     server_config => join(' ',
         'location = /metrics { creor_metrics; }',
-        'location /_exec { internal; proxy_pass ' . $ex->url . '/run; '
-        . 'proxy_buffering off; proxy_http_version 1.1; }'),
+        $ex->location),
 );
 
 my $b   = $t->bootstrap;
 my $TOK = $b->{token};
 
-sub api {
-    my ($method, $path, %o) = @_;
-    my $inst = delete $o{inst} // $t;
-    $o{token} = $TOK unless exists $o{token};
-    delete $o{token} unless defined $o{token};
-    return $inst->req($method, $path, %o);
-}
+api_use($t, token => $TOK);
 
 sub code_of { my $r = shift; ref $r->{json} eq 'HASH' && ref $r->{json}{error}
                   ? $r->{json}{error}{code} : undef }
@@ -60,17 +54,6 @@ sub scrape {
         $m{$k} = $v;
     }
     return (\%m, $r);
-}
-
-sub wait_for {
-    my ($cond, $timeout) = @_;
-    my $deadline = time + $timeout;
-    while (time < $deadline) {
-        my $v = $cond->();
-        return $v if $v;
-        sleep 0.05;
-    }
-    return $cond->();
 }
 
 sub promtool_ok {
@@ -163,14 +146,14 @@ sub run_of {
 sub run_status { (api(GET => "/v1/runs/$_[0]")->{json} // {})->{status} // '' }
 
 my $ok = run_of($agents[0], 'ok')->{json}{id};
-ok(wait_for(sub { run_status($ok) eq 'completed' }, 10), 'ok run completed');
+ok(wait_until(sub { run_status($ok) eq 'completed' }, 10), 'ok run completed');
 
 my $bad = run_of($agents[1], 'fail500')->{json}{id};
-ok(wait_for(sub { run_status($bad) eq 'failed' }, 10),
+ok(wait_until(sub { run_status($bad) eq 'failed' }, 10),
    'a run the executor refuses fails');
 
 my $long = run_of($agents[2], 'hang', inputs => { hang => 30 })->{json}{id};
-ok(wait_for(sub { run_status($long) eq 'running' }, 10), 'hang run running');
+ok(wait_until(sub { run_status($long) eq 'running' }, 10), 'hang run running');
 
 $s = status();
 is_deeply($s->{runs}, { queued => 0, running => 1, awaiting_input => 0,
@@ -201,15 +184,15 @@ is($sse->headers->{'access-control-allow-origin'}, $ORIGIN,
    'stream: Access-Control-Allow-Origin');
 like($sse->headers->{'access-control-expose-headers'} // '',
      qr/\bX-Request-Id\b/, 'stream: exposed headers');
-ok(wait_for(sub { ((scrape())[0]{creor_sse_subscribers} // '') eq '1' }, 5),
+ok(wait_until(sub { ((scrape())[0]{creor_sse_subscribers} // '') eq '1' }, 5),
    'metrics: one SSE subscriber');
 is(status()->{sse_subscribers}, 1, 'status: one SSE subscriber');
 
 $r = api(POST => "/v1/runs/$long/cancel");
 is($r->{status}, 200, 'cancel the running run') or diag($r->{body});
-ok(wait_for(sub { $sse->done }, 10), 'stream ends with the run');
+ok(wait_until(sub { $sse->done }, 10), 'stream ends with the run');
 $sse->close;
-ok(wait_for(sub { ((scrape())[0]{creor_sse_subscribers} // '') eq '0' }, 10),
+ok(wait_until(sub { ((scrape())[0]{creor_sse_subscribers} // '') eq '0' }, 10),
    'metrics: no SSE subscriber after the stream ends');
 
 $r = api(DELETE => "/v1/agents/$agents[0]");
@@ -235,7 +218,7 @@ diag('projects.list served by workers ' . join(', ', sort keys %pids))
 # a request is counted at its log phase, just after its answer went out;
 # then every scrape, whichever worker answers it, has all workers' requests
 my $PL = 'creor_http_requests_total{route="projects.list",status="200"}';
-wait_for(sub { ((scrape())[0]{$PL} // 0) == $before + 20 }, 5);
+wait_until(sub { ((scrape())[0]{$PL} // 0) == $before + 20 }, 5);
 my %seen;
 for (1 .. 6) {
     my ($mm, $rr) = scrape();
@@ -250,7 +233,7 @@ my $key = 'k-' . time;
 my $idem = run_of($agents[1], 'ok',
                   headers => { 'Idempotency-Key' => $key })->{json}{id};
 run_of($agents[1], 'ok', headers => { 'Idempotency-Key' => $key });
-ok(wait_for(sub { run_status($idem) eq 'completed' }, 10),
+ok(wait_until(sub { run_status($idem) eq 'completed' }, 10),
    'idempotent run completed');
 $r = api(POST => '/v1/runs', headers => { 'Idempotency-Key' => $key },
          json => { appId => $agents[1], inputs => { other => 1 } });
@@ -296,7 +279,7 @@ my @expect = (
      . 'le="+Inf"}', qr/^[1-9]\d*$/, 'duration histogram +Inf'],
     ['creor_provider_duration_seconds_count', 0, 'no provider calls'],
 );
-wait_for(sub { metrics_in(\@expect)
+wait_until(sub { metrics_in(\@expect)
                && ($mx->{'creor_executor_legs_total{outcome="ok"}'} // 0) >= 2
              }, 10);
 is($mr->{status}, 200, 'metrics: 200');
@@ -338,7 +321,7 @@ is($r->{status}, 405, 'metrics: POST is 405');
 ###########################################################################
 # $creor_* in log_format
 
-my $log = wait_for(sub {
+my $log = wait_until(sub {
     my $l = CreorTest::_slurp($t->dir . '/logs/creor.log') // '';
     $l =~ /\|conflict\|/ ? $l : undef }, 5) // '';
 like($log, qr/^runs\.create\|\Q$b->{org}\E\|key_[0-9a-z]{26}\|-\|hit\|202$/m,
@@ -465,7 +448,7 @@ my @st = map { $small->req(GET => '/v1/projects', token => 'creor_bad')->{status
          1 .. 5;
 ok((grep { $_ == 429 } @st) >= 1, 'anonymous limit: 429s') or diag "@st";
 my ($sm, $smr);
-wait_for(sub { ($sm, $smr) = scrape($small);
+wait_until(sub { ($sm, $smr) = scrape($small);
                ($sm->{creor_ratelimited_total} // -1)
                == grep { $_ == 429 } @st }, 5);
 is($sm->{creor_ratelimited_total}, scalar(grep { $_ == 429 } @st),

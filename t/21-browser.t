@@ -50,8 +50,7 @@ my $t = CreorTest->new(
         "                     try_files \$uri \$uri.js =404; }",
         "}"),
     api_location  => "location /v1/ { creor_api; creor_cors $PAGE; }",
-    server_config => 'location /_exec { internal; proxy_pass ' . $ex->url
-                   . '/run; proxy_buffering off; proxy_http_version 1.1; }',
+    server_config => $ex->location,
 );
 
 my $html = $t->dir . '/html';

@@ -11,6 +11,7 @@ use IO::Socket::INET;
 use Socket qw(SOL_SOCKET SO_RCVBUF);
 use Time::HiRes qw(sleep time);
 use CreorTest;
+use CreorApi;
 use CreorExecutor;
 
 my $SEND_TIMEOUT = 2;
@@ -19,16 +20,11 @@ my $ex = CreorExecutor->new;
 my $t = CreorTest->new(
     http_config   => 'creor_executor /_exec;',
     api_location  => "location /v1/ { creor_api; send_timeout ${SEND_TIMEOUT}s; }",
-    server_config => 'location /_exec { internal; proxy_pass ' . $ex->url
-                   . '/run; proxy_buffering off; proxy_http_version 1.1; }');
+    server_config => $ex->location);
 
 my $b = $t->bootstrap;
 my %auth = (token => $b->{token});
-my $proj = $t->req('POST', '/v1/projects', %auth, json => { name => 'p' })
-             ->{json}{id};
-my $agent = $t->req('POST', '/v1/agents', %auth,
-                    headers => { 'X-Project-Id' => $proj },
-                    json => { name => 'a', model => 'x/y' })->{json}{id};
+my (undef, $agent) = project_agent($t, $b->{token});
 
 # whether a worker holds the server side of the client's connection:
 # /proc/net/tcp gives the socket's inode, /proc/PID/fd the workers'
@@ -97,12 +93,8 @@ while ($sel->can_read(1)) {
 like($buf, qr/^id: 1$/m, 'the client had the first events');
 unlike($buf, qr/run\.completed/, 'not the end');
 
-my $status = '';
-for (1 .. 300) {
-    $status = $t->req('GET', "/v1/runs/$run", %auth)->{json}{status};
-    last if $status eq 'completed';
-    sleep 0.1;
-}
+my $status = wait_run($run, sub { ($_[0]{status} // '') eq 'completed' }, 30,
+                      inst => $t, %auth)->{status} // '';
 is($status, 'completed', 'the run itself went on to completion');
 
 $t->finish;

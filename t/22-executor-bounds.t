@@ -9,6 +9,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep time);
 use CreorTest;
+use CreorApi;
 use CreorExecutor;
 
 my $FAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
@@ -20,16 +21,10 @@ sub gateway {
     my $t = CreorTest->new(
         %o,
         http_config   => "creor_executor /_exec; $o{http}",
-        server_config => 'location /_exec { internal; proxy_pass '
-                       . $ex->url . '/run; proxy_buffering off; '
-                       . 'proxy_http_version 1.1; }');
+        server_config => $ex->location);
     my $b = $t->bootstrap;
     my %auth = (token => $b->{token});
-    my $proj = $t->req('POST', '/v1/projects', %auth, json => { name => 'p' })
-                 ->{json}{id};
-    my $agent = $t->req('POST', '/v1/agents', %auth,
-                        headers => { 'X-Project-Id' => $proj },
-                        json => { name => 'a', model => 'x/y' })->{json}{id};
+    my (undef, $agent) = project_agent($t, $b->{token});
     return ($t, \%auth, $agent);
 }
 

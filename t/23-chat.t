@@ -10,33 +10,23 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use IO::Socket::IP;
 use JSON::PP;
 use Time::HiRes qw(sleep time);
 use CreorTest;
+use CreorApi;
 use CreorProvider;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 
 my $pv = CreorProvider->new;
-my $pport = $pv->port;
 
 # a port nothing listens on: the "down" provider
-my $down = do {
-    my $s = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
-                                Listen => 1) or die "listen: $@";
-    my $p = $s->sockport;
-    close $s;
-    $p;
-};
-
-my $PROXY = 'proxy_http_version 1.1; proxy_set_header Connection ""; '
-          . 'proxy_buffering off;';
+my $down = free_port();
 
 my $t = CreorTest->new(
     store_opts  => 'sync=off',
     http_config => join("\n",
-        "upstream provider { server 127.0.0.1:$pport; keepalive 8; }",
+        $pv->upstream,
         q{log_format chat '$request_id $status in=$creor_tokens_in }
             . q{out=$creor_tokens_out';},
         'access_log logs/chat.log chat;'),
@@ -52,18 +42,8 @@ my $t = CreorTest->new(
         '}'),
     server_config => join("\n",
         'location = /metrics { creor_metrics; }',
-        'location = /provider/test {',
-        '    internal;',
-        '    proxy_pass http://provider/v1/chat/completions;',
-        "    $PROXY",
-        '    proxy_read_timeout 3s;',
-        '}',
-        'location = /provider/slow {',
-        '    internal;',
-        '    proxy_pass http://provider/v1/chat/completions;',
-        "    $PROXY",
-        '    proxy_read_timeout 60s;',
-        '}',
+        $pv->location('/provider/test', 'proxy_read_timeout 3s;'),
+        $pv->location('/provider/slow', 'proxy_read_timeout 60s;'),
         'location = /provider/down {',
         '    internal;',
         "    proxy_pass http://127.0.0.1:$down/v1/chat/completions;",
@@ -101,19 +81,6 @@ sub body_for {
     return { model => $model, test_id => $o{id} // test_id(),
              messages => [{ role => 'user', content => 'Hi' }],
              %{ $o{extra} // {} } };
-}
-
-sub err_is {
-    my ($r, $status, $code, $type, $name) = @_;
-    local $Test::Builder::Level = $Test::Builder::Level + 1;
-    my $e = ref $r->{json} eq 'HASH' ? $r->{json}{error} : undef;
-    my $ok = is($r->{status}, $status, "$name: status $status");
-    $ok &&= is(ref $e eq 'HASH' ? $e->{code} : undef, $code,
-               "$name: code $code");
-    is(ref $e eq 'HASH' ? $e->{type} : undef, $type, "$name: type $type")
-        if defined $type;
-    diag("body: $r->{body}") unless $ok;
-    return $e;
 }
 
 # the events of an SSE body, and the data of each
@@ -283,7 +250,8 @@ $long->send(CreorTest::build_request(POST => '/v1/chat/completions', 0,
         my $id = test_id();
         my $r = chat(body_for("test/$model", id => $id));
         if ($code) {
-            my $e = err_is($r, $status, $code, 'provider_error', $model);
+            my $e = err_is($r, $status, $code, undef, $model,
+                           type => 'provider_error');
             like($e->{message} // '', $msg, "$model: the provider's message");
             ok($e->{request_id}, "$model: request_id");
         } else {
@@ -301,7 +269,8 @@ $long->send(CreorTest::build_request(POST => '/v1/chat/completions', 0,
        'a 1 MiB answer whole (no subrequest buffer cap)');
 
     $r = chat(body_for('down/x'));
-    err_is($r, 502, 'PROVIDER_ERROR', 'provider_error', 'unreachable');
+    err_is($r, 502, 'PROVIDER_ERROR', undef, 'unreachable',
+           type => 'provider_error');
 
     $r = chat(body_for('demo/x'));
     is($r->{body}, '{"object":"chat.completion","choices":[]}',
@@ -419,8 +388,8 @@ $long->send(CreorTest::build_request(POST => '/v1/chat/completions', 0,
         my ($model, $status, $code) = @$c;
         $r = chat(body_for("test/$model",
                            extra => { stream => JSON::PP::true }));
-        err_is($r, $status, $code, 'provider_error',
-               "stream $model before any event");
+        err_is($r, $status, $code, undef,
+               "stream $model before any event", type => 'provider_error');
         is($r->{headers}{'content-type'}, 'application/json',
            "stream $model before any event: an envelope, not a stream");
     }
@@ -497,8 +466,8 @@ for my $c (['hang', 0], ['hangstream', 1]) {
 
     my $r3 = chat({ %$body, temperature => 1 },
                   headers => { 'Idempotency-Key' => $key });
-    err_is($r3, 409, 'IDEMPOTENCY_KEY_REUSED', 'conflict',
-           'idempotent: another body');
+    err_is($r3, 409, 'IDEMPOTENCY_KEY_REUSED', undef,
+           'idempotent: another body', type => 'conflict');
 
     # a provider error that a retry may not get is not stored
     $key .= '-e';
@@ -697,8 +666,8 @@ for my $c (['hang', 0], ['hangstream', 1]) {
              'Idempotency-Key' => $LONG_KEY);
     my $r = $t->req(POST => '/v1/chat/completions', token => $TOK,
                     body => $LONG_BODY, headers => \%h, timeout => 15);
-    err_is($r, 409, 'IDEMPOTENCY_REQUEST_IN_PROGRESS', 'conflict',
-           'a retry after 32 s of a 34 s completion');
+    err_is($r, 409, 'IDEMPOTENCY_REQUEST_IN_PROGRESS', undef,
+           'a retry after 32 s of a 34 s completion', type => 'conflict');
     my $first = $long->read_response(method => 'POST', timeout => 30);
     is($first->{status}, 200, 'the long completion: 200')
         or diag($first->{body});

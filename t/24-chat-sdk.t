@@ -18,23 +18,14 @@ ok(-d "$FindBin::Bin/node_modules/openai",
     or BAIL_OUT('npm ci in t/ first');
 
 my $pv = CreorProvider->new;
-my $pport = $pv->port;
 
 my $t = CreorTest->new(
     store_opts  => 'sync=off',
     rate_limits => 1,
-    http_config => "upstream provider { server 127.0.0.1:$pport; "
-                   . 'keepalive 8; }',
+    http_config => $pv->upstream,
     api_location => 'location /v1/ { creor_api; '
                     . 'creor_provider test /provider/test; }',
-    server_config => join("\n",
-        'location = /provider/test {',
-        '    internal;',
-        '    proxy_pass http://provider/v1/chat/completions;',
-        '    proxy_http_version 1.1;',
-        '    proxy_set_header Connection "";',
-        '    proxy_buffering off;',
-        '}'),
+    server_config => $pv->location('/provider/test'),
 );
 
 my $boot = $t->bootstrap;

@@ -19,6 +19,7 @@ use JSON::PP;
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 use CreorTest;
+use CreorApi qw(free_port);
 
 plan skip_all => 'needs root (installs a package)' if $> != 0;
 plan skip_all => 'the package holds the plain build' if $ENV{CREOR_ASAN};
@@ -53,12 +54,6 @@ sub http_get {
     my ($head, $body) = split /\r\n\r\n/, $raw, 2;
     my ($status) = ($head // '') =~ m{^HTTP/1\.1 (\d+)};
     return { status => $status // 0, body => $body // '' };
-}
-
-sub free_port {
-    my $s = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
-                                Listen => 1) or die "port: $!";
-    return $s->sockport;
 }
 
 # leave no state of an earlier run behind

@@ -30,9 +30,7 @@ my $ex = CreorExecutor->new;
 my $t = CreorTest->new(
     http_config   => "creor_executor /_exec; creor_run_lease ${LEASE}s; "
                    . 'creor_sse_keepalive 1s;',
-    server_config => 'location /_exec { internal; proxy_pass '
-                   . $ex->url . '/run; proxy_buffering off; '
-                   . 'proxy_http_version 1.1; proxy_read_timeout 60s; }');
+    server_config => $ex->location('proxy_read_timeout 60s;'));
 my $tok = $t->bootstrap->{token};
 
 my $proj = $t->req(POST => '/v1/projects', token => $tok,

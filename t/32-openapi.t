@@ -14,6 +14,7 @@ use Test::More;
 use File::Temp qw(tempdir);
 use JSON::PP;
 use CreorTest;
+use CreorApi qw(api_use api_ok wait_run);
 use CreorExecutor;
 use B ();
 
@@ -83,9 +84,7 @@ my $t = CreorTest->new(
                    . 'creor_executor /_exec; '
                    . 'creor_provider demo /_demo; creor_webhook_proxy /_wh; '
                    . 'creor_webhook_allow_private on;',
-    server_config => 'location /_exec { internal; proxy_pass ' . $ex->url
-                   . '/run; proxy_buffering off; proxy_http_version 1.1; } '
-                   . 'location /_wh { internal; proxy_pass '
+    server_config => $ex->location . ' location /_wh { internal; proxy_pass '
                    . '$creor_webhook_scheme://$creor_webhook_addr$creor_webhook_uri; '
                    . 'proxy_set_header Host $creor_webhook_host; } '
                    . q|location = /_demo { internal; |
@@ -94,25 +93,20 @@ my $t = CreorTest->new(
                    . q|"usage":{"prompt_tokens":1,"completion_tokens":1}}'; }|);
 my $tok = $t->bootstrap->{token};
 
-sub api {
-    my ($m, $path, %o) = @_;
-    my $r = $t->req($m => $path, token => $tok, %o);
-    die "$m $path: $r->{status} $r->{body}\n" unless $r->{status} =~ /^2/;
-    return $r->{json};
-}
+api_use($t, token => $tok);
 
-my $project = api(POST => '/v1/projects', json => { name => 'openapi' })->{id};
+my $project = api_ok(POST => '/v1/projects', json => { name => 'openapi' })->{id};
 my %P = (headers => { 'X-Project-Id' => $project });
-my $agent   = api(POST => '/v1/agents', %P,
+my $agent   = api_ok(POST => '/v1/agents', %P,
                   json => { name => 'a', model => 'x/y' })->{id};
-my $agent_d = api(POST => '/v1/agents', %P,
+my $agent_d = api_ok(POST => '/v1/agents', %P,
                   json => { name => 'gone', model => 'x/y' })->{id};
-my $key     = api(POST => '/v1/api-keys', json => { name => 'k' })->{id};
-my $key_d   = api(POST => '/v1/api-keys', json => { name => 'gone' })->{id};
+my $key     = api_ok(POST => '/v1/api-keys', json => { name => 'k' })->{id};
+my $key_d   = api_ok(POST => '/v1/api-keys', json => { name => 'gone' })->{id};
 
 sub run_of {
     my (%inputs) = @_;
-    return api(POST => '/v1/runs',
+    return api_ok(POST => '/v1/runs',
                json => { appId => $agent, inputs => {%inputs} })->{id};
 }
 
@@ -130,32 +124,29 @@ my $mp = $t->req(POST => "/v1/apps/$agent/runs", token => $tok,
           . "--$boundary--\r\n");
 my $run_f = $mp->{json}{id} // 'none';
 
-sub wait_run {
+# the run once its status matches $re (within 10 s), or undef
+sub reached {
     my ($id, $re) = @_;
-    for (1 .. 200) {
-        my $s = $t->req(GET => "/v1/runs/$id", token => $tok)->{json};
-        return $s if ($s->{status} // '') =~ $re;
-        select(undef, undef, undef, 0.05);
-    }
-    return undef;
+    my $run = wait_run($id, sub { ($_[0]{status} // '') =~ $re });
+    return ($run->{status} // '') =~ $re ? $run : undef;
 }
 
-ok(wait_run($run, qr/^completed$/), 'fixture: a completed run');
-ok(wait_run($run_in, qr/^awaiting_input$/), 'fixture: a run awaiting input');
-ok(wait_run($run_hang, qr/^running$/), 'fixture: a running run');
-my $file = (wait_run($run_f, qr/^completed$/) // {})->{files}[0]{id} // 'none';
+ok(reached($run, qr/^completed$/), 'fixture: a completed run');
+ok(reached($run_in, qr/^awaiting_input$/), 'fixture: a run awaiting input');
+ok(reached($run_hang, qr/^running$/), 'fixture: a running run');
+my $file = (reached($run_f, qr/^completed$/) // {})->{files}[0]{id} // 'none';
 like($file, qr/^file_/, 'fixture: a run with a file');
 
 # an endpoint on this nginx, a delivery that succeeded (redeliverable)
-my $wh   = api(POST => '/v1/webhooks',
+my $wh   = api_ok(POST => '/v1/webhooks',
                json => { url => 'http://127.0.0.1:' . $t->port . '/plain' })->{id};
-my $wh_d = api(POST => '/v1/webhooks',
+my $wh_d = api_ok(POST => '/v1/webhooks',
                json => { url => 'https://example.com/gone' })->{id};
-my $whd  = api(POST => "/v1/webhooks/$wh/test", json => {})->{id};
+my $whd  = api_ok(POST => "/v1/webhooks/$wh/test", json => {})->{id};
 my $delivered;
 for (1 .. 200) {
     $delivered = grep { $_->{status} eq 'succeeded' }
-                 @{api(GET => "/v1/webhooks/$wh/deliveries")->{data}};
+                 @{api_ok(GET => "/v1/webhooks/$wh/deliveries")->{data}};
     last if $delivered;
     select(undef, undef, undef, 0.05);
 }

@@ -16,6 +16,7 @@ use Test::More;
 use JSON::PP;
 use Time::HiRes qw(sleep time);
 use CreorTest;
+use CreorApi;
 use CreorProvider;
 
 my $JSONU = JSON::PP->new->utf8->canonical;
@@ -24,16 +25,13 @@ my %TERMINAL = map { $_ => 1 } qw(completed failed cancelled);
 my $pv = CreorProvider->new;
 my $pport = $pv->port;
 
-my $PROXY = 'proxy_http_version 1.1; proxy_set_header Connection ""; '
-          . 'proxy_buffering off;';
-
 my $t = CreorTest->new(
     store_opts    => 'sync=off',
     http_config   => join("\n",
         'creor_executor builtin;',
         'creor_run_lease 3s;',
         'creor_executor_retries 2;',
-        "upstream provider { server 127.0.0.1:$pport; keepalive 8; }"),
+        $pv->upstream),
     api_location  => join(' ',
         'location /v1/ {',
         '    creor_api;',
@@ -41,30 +39,16 @@ my $t = CreorTest->new(
         '    creor_provider short /provider/short;',
         '}'),
     server_config => join("\n",
-        'location = /provider/test {',
-        '    internal;',
-        '    proxy_pass http://provider/v1/chat/completions;',
-        "    $PROXY",
-        '    proxy_read_timeout 30s;',
-        '}',
-        'location = /provider/short {',
-        '    internal;',
-        '    proxy_pass http://provider/v1/chat/completions;',
-        "    $PROXY",
-        '    proxy_read_timeout 1s;',
-        '}'),
+        $pv->location('/provider/test', 'proxy_read_timeout 30s;'),
+        $pv->location('/provider/short', 'proxy_read_timeout 1s;')),
 );
 
 my $TOK = $t->bootstrap->{token};
 my $PROJ;
 
-sub api {
-    my ($method, $path, %o) = @_;
-    my %h = (%{ delete $o{headers} // {} }, 'X-Project-Id' => $PROJ // '');
-    return $t->req($method, $path, token => $TOK, %o, headers => \%h);
-}
-
+api_use($t, token => $TOK, headers => { 'X-Project-Id' => '' });
 $PROJ = api(POST => '/v1/projects', json => { name => 'p' })->{json}{id};
+api_use($t, token => $TOK, headers => { 'X-Project-Id' => $PROJ // '' });
 
 sub agent {
     my (%o) = @_;
@@ -82,28 +66,8 @@ sub run {
     return $r->{json}{id};
 }
 
-sub get_run { api(GET => "/v1/runs/$_[0]")->{json} // {} }
-
-sub wait_run {
-    my ($id, $cond, $timeout) = @_;
-    $cond //= sub { $TERMINAL{ $_[0]{status} // '' } };
-    my $deadline = time + ($timeout // 10);
-    while (1) {
-        my $run = get_run($id);
-        return $run if $cond->($run) || time >= $deadline;
-        sleep 0.05;
-    }
-}
-
 sub awaiting { my $id = shift; wait_run($id, sub {
     $_[0]{status} eq 'awaiting_input' || $TERMINAL{ $_[0]{status} } }) }
-
-sub events {
-    my $r = api(GET => "/v1/runs/$_[0]/events?order=asc&limit=100");
-    return $r->{json}{data} // [];
-}
-
-sub types { [map { $_->{type} } @{ $_[0] }] }
 
 # the provider's requests whose last user message is $text
 sub calls_for {
@@ -151,7 +115,7 @@ sub signal { api(POST => "/v1/runs/$_[0]/signal", json => $_[1]) }
     is($run->{result}{text}, 'Hello world', 'stream: result.text');
     is_deeply($run->{usage}, { inputTokens => 11, outputTokens => 3 },
               'stream: usage from the provider');
-    is_deeply(types(events($id)),
+    is_deeply(types(events_of($id)),
               [qw(run.queued run.started step.started step.progress
                   step.progress step.progress step.done run.completed)],
               'stream: the events of a leg');
@@ -264,7 +228,7 @@ my @TOOLS = ({ type => 'function', function => {
           function => { name => 'lookup', arguments => '{"q": "1"}' } }] };
     is_deeply($run->{awaitingInput}, $want,
               'tools: the calls on the run, arguments joined');
-    my ($ev) = grep { $_->{type} eq 'run.awaiting_input' } @{ events($id) };
+    my ($ev) = grep { $_->{type} eq 'run.awaiting_input' } @{ events_of($id) };
     is_deeply($ev->{payload}{value}, $want, 'tools: the calls in the event');
 
     my ($req) = calls_for('use a tool');
@@ -307,7 +271,7 @@ my @TOOLS = ({ type => 'function', function => {
                { role => 'tool', tool_call_id => 'call_1',
                  content => '42' }],
               'tools: the assistant\'s calls, then the outputs');
-    is_deeply(types(events($id)),
+    is_deeply(types(events_of($id)),
               [qw(run.queued run.started step.started step.done
                   run.awaiting_input run.signal step.started step.progress
                   step.progress step.progress step.done run.completed)],
@@ -379,7 +343,7 @@ for my $case (
     is($run->{status}, 'failed', "$model: failed");
     is($run->{errorCode}, $code, "$model: $code");
     is(scalar(calls_for($prompt)), $calls, "$model: $calls provider calls");
-    my ($ev) = grep { $_->{type} eq 'run.failed' } @{ events($id) };
+    my ($ev) = grep { $_->{type} eq 'run.failed' } @{ events_of($id) };
     is($ev && $ev->{payload}{value}{reason_code}, $code,
        "$model: run.failed with reason_code");
 }
@@ -392,7 +356,7 @@ for my $case (
                  inputs => { prompt => 'cancel me' });
     ok($pv->wait_for(sub { calls_for('cancel me') }, 5),
        'cancel: the provider is called');
-    ok(wait_run($id, sub { @{ events($id) } >= 3 }), 'cancel: running');
+    ok(wait_run($id, sub { @{ events_of($id) } >= 3 }), 'cancel: running');
     my $r = api(POST => "/v1/runs/$id/cancel");
     my $at = time;
     is($r->{status}, 200, 'cancel: 200');
@@ -420,7 +384,7 @@ sub provider_conn_pids {
     my $id = run(agent(model => 'test/ok+slow'),
                  inputs => { prompt => 'kill me' });
     ok(wait_run($id, sub {
-        grep { $_->{type} eq 'step.progress' } @{ events($id) } }),
+        grep { $_->{type} eq 'step.progress' } @{ events_of($id) } }),
        'kill -9: a delta stored');
     my ($victim) = grep { my $p = $_; grep { $_ == $p } $t->worker_pids }
                    provider_conn_pids();
@@ -441,7 +405,7 @@ sub provider_conn_pids {
     my $id = run(agent(model => 'test/ok+slow'),
                  inputs => { prompt => 'reload me' });
     ok(wait_run($id, sub {
-        grep { $_->{type} eq 'step.progress' } @{ events($id) } }),
+        grep { $_->{type} eq 'step.progress' } @{ events_of($id) } }),
        'reload: a delta stored');
     (my $http = $t->{http_config}) =~ s/creor_executor builtin;\n//;
     $t->reload(http_config => $http . "\ncreor_run_timeout 4s;");

@@ -22,6 +22,7 @@ use JSON::PP;
 use POSIX qw(_exit);
 use Time::HiRes qw(time sleep);
 use CreorTest;
+use CreorApi;
 use CreorExecutor;
 use CreorReceiver;
 
@@ -44,26 +45,11 @@ my $t = CreorTest->new(
                  . 'creor_webhook_retry_schedule 1s 2s; '
                  . 'creor_webhook_timeout 2s; creor_executor /_exec; '
                  . $LOG_FORMAT,
-    server_config => $WH_LOCATION . ' location /_exec { internal; proxy_pass '
-                   . $ex->url . '/run; proxy_buffering off; '
-                   . 'proxy_http_version 1.1; }');
+    server_config => "$WH_LOCATION " . $ex->location);
 my $A = $t->bootstrap(name => 'Hooks');
 my $B = $t->bootstrap(name => 'Other');
 
-sub api {
-    my ($m, $p, %o) = @_;
-    return $t->req($m => $p, token => $o{token} // $A->{token},
-                   (exists $o{json} ? (json => $o{json}) : ()),
-                   headers => $o{headers} // {});
-}
-
-sub err_is {
-    my ($r, $status, $code, $param, $name) = @_;
-    local $Test::Builder::Level = $Test::Builder::Level + 1;
-    is($r->{status}, $status, "$name: $status") or diag($r->{body});
-    is($r->{json}{error}{code}, $code, "$name: $code");
-    is($r->{json}{error}{param}, $param, "$name: param") if defined $param;
-}
+api_use($t, token => $A->{token});
 
 # an endpoint on the receiver; its secrets are handed to the receiver
 sub endpoint {
@@ -86,14 +72,6 @@ sub deliveries {
 sub received {
     my ($path, $sub) = @_;
     return grep { $_->{path} eq $path && (!$sub || $sub->($_)) } $rx->log;
-}
-
-sub wait_until {
-    my ($sub, $timeout) = @_;
-    my $deadline = time + $timeout;
-    my @r;
-    until ((@r = $sub->()) || time > $deadline) { sleep 0.05 }
-    return @r;
 }
 
 sub all_verified {
@@ -134,53 +112,56 @@ my $ro = $t->req(POST => '/v1/api-keys', token => $A->{token},
 my $user = $t->req(POST => '/v1/api-keys', token => $A->{token},
                    json => { name => 'u', role => 'user' })->{json}{token};
 
-# [name, method, path, body, status, code, param, token]
-my @BAD = (
-    ['no url',          POST => '/v1/webhooks', {}, 400, 'MISSING_FIELD', 'url'],
-    ['ftp url',         POST => '/v1/webhooks', { url => 'ftp://example.com/' },
-                        400, 'VALIDATION_ERROR', 'url'],
-    ['userinfo',        POST => '/v1/webhooks', { url => 'https://u:p@example.com/' },
-                        400, 'VALIDATION_ERROR', 'url'],
-    ['no host',         POST => '/v1/webhooks', { url => 'https:///x' },
-                        400, 'VALIDATION_ERROR', 'url'],
-    ['port 0',          POST => '/v1/webhooks', { url => 'https://example.com:0/' },
-                        400, 'VALIDATION_ERROR', 'url'],
-    ['url a number',    POST => '/v1/webhooks', { url => 5 },
-                        400, 'VALIDATION_ERROR', 'url'],
-    ['unknown event',   POST => '/v1/webhooks',
-                        { url => 'https://example.com/', events => ['nope'] },
-                        400, 'VALIDATION_ERROR', 'events'],
-    ['events a string', POST => '/v1/webhooks',
-                        { url => 'https://example.com/', events => 'run.failed' },
-                        400, 'VALIDATION_ERROR', 'events'],
-    ['active a string', POST => '/v1/webhooks',
-                        { url => 'https://example.com/', active => 'yes' },
-                        400, 'VALIDATION_ERROR', 'active'],
-    ['unknown field',   POST => '/v1/webhooks',
-                        { url => 'https://example.com/', secret => 'x' },
-                        400, 'UNKNOWN_PARAMETER', 'secret'],
+# [name, method => path, {json => body, token}, status, code, param]
+my $EX = 'https://example.com/';
+my $WH = "/v1/webhooks/$ok->{id}";
+my @INVALID = (400, 'VALIDATION_ERROR');
+cases_ok([
+    ['no url',           POST => '/v1/webhooks', { json => {} },
+                         400, 'MISSING_FIELD', 'url'],
+    ['ftp url',          POST => '/v1/webhooks',
+                         { json => { url => 'ftp://example.com/' } },
+                         @INVALID, 'url'],
+    ['userinfo',         POST => '/v1/webhooks',
+                         { json => { url => 'https://u:p@example.com/' } },
+                         @INVALID, 'url'],
+    ['no host',          POST => '/v1/webhooks',
+                         { json => { url => 'https:///x' } }, @INVALID, 'url'],
+    ['port 0',           POST => '/v1/webhooks',
+                         { json => { url => 'https://example.com:0/' } },
+                         @INVALID, 'url'],
+    ['url a number',     POST => '/v1/webhooks', { json => { url => 5 } },
+                         @INVALID, 'url'],
+    ['unknown event',    POST => '/v1/webhooks',
+                         { json => { url => $EX, events => ['nope'] } },
+                         @INVALID, 'events'],
+    ['events a string',  POST => '/v1/webhooks',
+                         { json => { url => $EX, events => 'run.failed' } },
+                         @INVALID, 'events'],
+    ['active a string',  POST => '/v1/webhooks',
+                         { json => { url => $EX, active => 'yes' } },
+                         @INVALID, 'active'],
+    ['unknown field',    POST => '/v1/webhooks',
+                         { json => { url => $EX, secret => 'x' } },
+                         400, 'UNKNOWN_PARAMETER', 'secret'],
     ['long description', POST => '/v1/webhooks',
-                        { url => 'https://example.com/', description => 'd' x 300 },
-                        400, 'VALIDATION_ERROR', 'description'],
-    ['patch bad url',   PATCH => "/v1/webhooks/$ok->{id}", { url => 'x' },
-                        400, 'VALIDATION_ERROR', 'url'],
-    ['test with a body field', POST => "/v1/webhooks/$ok->{id}/test", { a => 1 },
-                        400, 'UNKNOWN_PARAMETER', 'a'],
-    ['bad status filter', GET => "/v1/webhooks/$ok->{id}/deliveries?status=x",
-                        undef, 400, 'VALIDATION_ERROR', 'status'],
-    ['unknown delivery', POST => "/v1/webhooks/$ok->{id}/deliveries/whd_01zzzzzzzzzzzzzzzzzzzzzzzz/redeliver",
-                        {}, 404, 'NOT_FOUND'],
-    ['read_only key',   GET => '/v1/webhooks', undef, 403, 'PERMISSION_DENIED',
-                        undef, $ro],
-    ['user key',        POST => '/v1/webhooks', { url => 'https://example.com/' },
-                        403, 'PERMISSION_DENIED', undef, $user],
-);
-for my $c (@BAD) {
-    my ($name, $m, $path, $body, $st, $code, $param, $tok) = @$c;
-    err_is(api($m => $path, (defined $body ? (json => $body) : ()),
-               ($tok ? (token => $tok) : ())),
-           $st, $code, $param, $name);
-}
+                         { json => { url => $EX, description => 'd' x 300 } },
+                         @INVALID, 'description'],
+    ['patch bad url',    PATCH => $WH, { json => { url => 'x' } },
+                         @INVALID, 'url'],
+    ['test with a body field', POST => "$WH/test", { json => { a => 1 } },
+                         400, 'UNKNOWN_PARAMETER', 'a'],
+    ['bad status filter', GET => "$WH/deliveries?status=x", {},
+                         @INVALID, 'status'],
+    ['unknown delivery', POST => "$WH/deliveries/whd_01"
+                                 . ('z' x 24) . '/redeliver', { json => {} },
+                         404, 'NOT_FOUND'],
+    ['read_only key',    GET => '/v1/webhooks', { token => $ro },
+                         403, 'PERMISSION_DENIED'],
+    ['user key',         POST => '/v1/webhooks',
+                         { json => { url => $EX }, token => $user },
+                         403, 'PERMISSION_DENIED'],
+]);
 
 # at most 16 endpoints per organization
 my $C = $t->bootstrap(name => 'Many');

@@ -11,6 +11,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(time sleep);
 use CreorTest;
+use CreorApi;
 use CreorReceiver;
 
 my $rx = CreorReceiver->new;
@@ -27,24 +28,13 @@ my $t = CreorTest->new(
 my $A = $t->bootstrap(name => 'Purge');
 my $B = $t->bootstrap(name => 'Other');
 
-sub api {
-    my ($m, $p, $token) = @_;
-    return $t->req($m => $p, token => $token // $A->{token});
-}
+api_use($t, token => $A->{token});
 
 sub statuses {
     my ($wh, $token) = @_;
-    return join ' ', sort map { $_->{status} }
-        @{ api(GET => "/v1/webhooks/$wh/deliveries", $token)->{json}{data}
-           // [] };
-}
-
-sub wait_until {
-    my ($sub, $timeout) = @_;
-    my $deadline = time + $timeout;
-    my $r;
-    until (($r = $sub->()) || time > $deadline) { sleep 0.05 }
-    return $r;
+    my $r = api(GET => "/v1/webhooks/$wh/deliveries",
+                token => $token // $A->{token});
+    return join ' ', sort map { $_->{status} } @{ $r->{json}{data} // [] };
 }
 
 sub depth { api(GET => '/v1/system/status')->{json}{webhook_queue_depth} }
@@ -67,7 +57,7 @@ for my $c (@CASES) {
     is($r->{status}, 201, "$name: created") or diag($r->{body});
     $wh{$name} = $r->{json}{id};
     for (1 .. $n) {
-        is(api(POST => "/v1/webhooks/$wh{$name}/test", $org->{token})
+        is(api(POST => "/v1/webhooks/$wh{$name}/test", token => $org->{token})
            ->{status}, 202, "$name: test event");
     }
 }

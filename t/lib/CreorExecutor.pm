@@ -62,6 +62,8 @@ use Scalar::Util qw(weaken);
 use Socket qw(IPPROTO_TCP TCP_NODELAY);
 use Time::HiRes qw(time sleep);
 
+use CreorTest ();
+
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 
 our $HEAD_TIMEOUT = 10;     # seconds to receive a whole request
@@ -132,6 +134,18 @@ sub dir     { $_[0]{dir} }
 sub pid     { $_[0]{pid} }
 sub framing { $_[0]{framing} }
 
+# The internal location nginx reaches this executor through (creor_executor
+# /_exec), with $extra directives, e.g. 'proxy_read_timeout 60s;'.
+sub location { location_for($_[0]->url, $_[1]) }
+
+# the same for an executor at $url (one that is down, say)
+sub location_for {
+    my ($url, $extra) = @_;
+    return "location /_exec { internal; proxy_pass $url/run; "
+         . 'proxy_buffering off; proxy_http_version 1.1;'
+         . (defined $extra ? " $extra" : '') . ' }';
+}
+
 # All recorded requests, oldest first: hashrefs with body (decoded JSON or
 # undef), raw (the body bytes when not JSON), at, closed_at, done_at,
 # run_id, script, attempt, status, method, path, version, headers (names
@@ -140,7 +154,7 @@ sub requests {
     my ($self) = @_;
     my @r;
     for my $file (glob "$self->{dir}/requests/*.json") {
-        my $text = _slurp($file) // next;
+        my $text = CreorTest::_slurp($file) // next;
         my $rec = eval { $JSON->decode($text) } or next;
         push @r, $rec;
     }
@@ -221,7 +235,7 @@ sub _group_pids {
     my @pids;
     opendir(my $dh, '/proc') or return ();
     for my $p (grep { /^\d+$/ } readdir $dh) {
-        my $stat = _slurp("/proc/$p/stat") // next;
+        my $stat = CreorTest::_slurp("/proc/$p/stat") // next;
         my ($state, $pgrp) = $stat =~ /\)\s+(\S)\s+\d+\s+(\d+)/ or next;
         push @pids, $p if $pgrp == $pgid && $state ne 'Z' && $state ne 'X';
     }
@@ -604,6 +618,30 @@ sub pause {
     }
 }
 
+sub started {
+    my ($c, $name) = @_;
+    $c->event('step.started', { step_id => 'step_1', name => $name });
+}
+
+sub done {
+    my ($c) = @_;
+    $c->event('step.done', { step_id => 'step_1', outcome => 'succeeded' });
+}
+
+# run.completed with $text, $artifacts and $out output tokens
+sub completed {
+    my ($c, $text, $out, $artifacts) = @_;
+    $c->event('run.completed',
+              { result => { text => $text, artifacts => $artifacts // [] },
+                usage  => { inputTokens => 12, outputTokens => $out + 0 } });
+}
+
+# an input that must match $re (a count by default), else $default
+sub input_num {
+    my ($v, $default, $re) = @_;
+    return defined $v && !ref $v && $v =~ ($re // qr/^\d+$/) ? $v : $default;
+}
+
 sub delta {
     my ($c, $text) = @_;
     $c->event('step.progress',
@@ -613,26 +651,22 @@ sub delta {
 
 sub script_ok {
     my ($c) = @_;
-    $c->event('step.started', { step_id => 'step_1', name => 'respond' });
+    $c->started('respond');
     for my $d ('Hel', 'lo ', 'world') {
         $c->pause($c->{delay});
         $c->delta($d);
     }
     $c->pause($c->{delay});
-    $c->event('step.done', { step_id => 'step_1', outcome => 'succeeded' });
-    $c->event('run.completed',
-              { result => { text => 'Hello world', artifacts => [] },
-                usage  => { inputTokens => 12, outputTokens => 3 } });
+    $c->done;
+    $c->completed('Hello world', 3);
     return 1;
 }
 
 sub script_long {
     my ($c, $body, $inputs) = @_;
-    my $steps = $inputs->{steps};
-    $steps = 20 unless defined $steps && !ref $steps && $steps =~ /^\d+$/;
-    my $pad = $inputs->{pad};
-    $pad = 0 unless defined $pad && !ref $pad && $pad =~ /^\d+$/;
-    $c->event('step.started', { step_id => 'step_1', name => 'respond' });
+    my $steps = input_num($inputs->{steps}, 20);
+    my $pad = input_num($inputs->{pad}, 0);
+    $c->started('respond');
     my $text = '';
     for my $i (1 .. $steps) {
         $c->pause($c->{delay});
@@ -640,10 +674,8 @@ sub script_long {
         $text .= "$i ";
     }
     $c->pause($c->{delay});
-    $c->event('step.done', { step_id => 'step_1', outcome => 'succeeded' });
-    $c->event('run.completed',
-              { result => { text => $text, artifacts => [] },
-                usage  => { inputTokens => 12, outputTokens => $steps + 0 } });
+    $c->done;
+    $c->completed($text, $steps);
     return 1;
 }
 
@@ -651,7 +683,7 @@ sub script_input {
     my ($c, $body) = @_;
     my $signal = $body->{signal};
     if (!defined $signal) {
-        $c->event('step.started', { step_id => 'step_1', name => 'approve' });
+        $c->started('approve');
         $c->pause($c->{delay});
         $c->event('run.awaiting_input', { prompt => 'Approve?' });
         return 1;
@@ -661,9 +693,7 @@ sub script_input {
     my $text = 'signal:' . ($action // '') . ':'
         . (defined $input ? JSON::PP->new->canonical->allow_nonref
                                 ->encode($input) : '');
-    $c->event('run.completed',
-              { result => { text => $text, artifacts => [] },
-                usage  => { inputTokens => 12, outputTokens => 3 } });
+    $c->completed($text, 3);
     return 1;
 }
 
@@ -678,28 +708,22 @@ sub script_cut {
 
 sub script_hang {
     my ($c, $body, $inputs) = @_;
-    my $secs = $inputs->{hang};
-    $secs = 60 unless defined $secs && !ref $secs && $secs =~ /^\d*\.?\d+$/;
-    $c->event('step.started', { step_id => 'step_1', name => 'respond' });
-    $c->pause($secs);
+    $c->started('respond');
+    $c->pause(input_num($inputs->{hang}, 60, qr/^\d*\.?\d+$/));
     return 0;
 }
 
 sub script_longline {
     my ($c, $body, $inputs) = @_;
-    my $size = $inputs->{size};
-    $size = 1200000 unless defined $size && !ref $size && $size =~ /^\d+$/;
-    my $secs = $inputs->{hang};
-    $secs = 60 unless defined $secs && !ref $secs && $secs =~ /^\d*\.?\d+$/;
-    $c->event('step.started', { step_id => 'step_1', name => 'respond' });
-    $c->delta('x' x $size);
-    $c->pause($secs);
+    $c->started('respond');
+    $c->delta('x' x input_num($inputs->{size}, 1200000));
+    $c->pause(input_num($inputs->{hang}, 60, qr/^\d*\.?\d+$/));
     return 0;
 }
 
 sub script_executor_fail {
     my ($c) = @_;
-    $c->event('step.started', { step_id => 'step_1', name => 'tool' });
+    $c->started('tool');
     $c->pause($c->{delay});
     $c->event('run.failed', { reason_code => 'TOOL_ERROR',
                               message => 'scripted tool failure' });
@@ -714,9 +738,7 @@ sub script_garbage {
     $c->pause($c->{delay});
     $c->raw_line('{"value":{"kind":"content_delta","content_delta":"x"}}');
     $c->pause($c->{delay});
-    $c->event('run.completed',
-              { result => { text => 'survived', artifacts => [] },
-                usage  => { inputTokens => 12, outputTokens => 1 } });
+    $c->completed('survived', 1);
     return 1;
 }
 
@@ -744,11 +766,8 @@ sub script_files {
         }
         push @artifacts, \%a;
     }
-    $c->event('run.completed',
-              { result => { text => JSON::PP->new->canonical->allow_nonref
-                                        ->encode($files),
-                            artifacts => \@artifacts },
-                usage  => { inputTokens => 12, outputTokens => 1 } });
+    $c->completed(JSON::PP->new->canonical->allow_nonref->encode($files), 1,
+                  \@artifacts);
     return 1;
 }
 
@@ -806,14 +825,6 @@ sub http_get {
         $body = substr($buf, 0, $1);
     }
     return { status => $status + 0, headers => \%h, body => $body };
-}
-
-sub _slurp {
-    my ($file) = @_;
-    open(my $fh, '<:raw', $file) or return undef;
-    local $/;
-    my $text = <$fh>;
-    return $text // '';
 }
 
 1;

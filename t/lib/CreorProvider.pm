@@ -37,6 +37,26 @@ sub new {
 sub port { $_[0]{port} }
 sub url  { "http://127.0.0.1:$_[0]{port}" }
 
+# The upstream "provider" of this provider (http{} level), and an internal
+# location $path that streams to it (for creor_provider NAME $path), with
+# $extra directives (e.g. the read timeout).
+sub upstream {
+    return "upstream provider { server 127.0.0.1:$_[0]{port}; keepalive 8; }";
+}
+
+sub location {
+    my ($self, $path, $extra) = @_;
+    return join("\n",
+        "location = $path {",
+        '    internal;',
+        '    proxy_pass http://provider/v1/chat/completions;',
+        '    proxy_http_version 1.1;',
+        '    proxy_set_header Connection "";',
+        '    proxy_buffering off;',
+        (defined $extra ? "    $extra" : ()),
+        '}');
+}
+
 sub requests {
     my ($self) = @_;
     my $r = HTTP::Tiny->new(timeout => 5)->get($self->url . '/_requests');

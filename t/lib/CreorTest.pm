@@ -238,32 +238,46 @@ sub nginx_env { my ($self) = @_; return { $self->_child_env(1) } }
 
 sub _start {
     my ($self) = @_;
+    my ($rc, $out, $pid) = $self->start_again;
+    die "nginx failed to start (exit $rc):\n$out" . $self->_log_tail
+        if $rc != 0;
+    die "nginx wrote no pid file\n" . $self->_log_tail
+        unless _read_pid("$self->{dir}/logs/nginx.pid");
+    return if $pid;
+    $self->stop;
+    die "nginx did not come up on port $self->{port}\n" . $self->_log_tail;
+}
+
+# Start nginx on this conf and store (again, after it stopped or was
+# killed) without dying: returns (exit code of the nginx command, its
+# output, the new master's pid once its workers listen, or undef).
+sub start_again {
+    my ($self) = @_;
     my $dir = $self->{dir};
     unlink "$dir/logs/nginx.pid";
 
     my ($rc, $out, $err) = _run([$NGINX, '-p', "$dir/", '-e', $self->error_log,
                                  '-c', $self->conf_file],
                                 {$self->_child_env(1)});
-    die "nginx failed to start (exit $rc):\n$out$err" . $self->_log_tail
-        if $rc != 0;
+    return ($rc, $out . $err, undef) if $rc != 0;
 
     my $deadline = time + $START_TIMEOUT;
-    until ($self->{pid} = _read_pid("$dir/logs/nginx.pid")) {
-        die "nginx wrote no pid file\n" . $self->_log_tail if time > $deadline;
+    my $pid;
+    until ($pid = _read_pid("$dir/logs/nginx.pid")) {
+        return ($rc, $out . $err, undef) if time > $deadline;
         sleep 0.02;
     }
+    $self->{pid} = $pid;
     $self->{running} = 1;
-    $LIVE{$self->{pid}} = $self;
-    weaken($LIVE{$self->{pid}});
+    $LIVE{$pid} = $self;
+    weaken($LIVE{$pid});
 
     until ($self->_port_open && $self->_workers_ready) {
-        if (time > $deadline || !_alive($self->{pid})) {
-            $self->stop;
-            die "nginx did not come up on port $self->{port}\n"
-                . $self->_log_tail;
-        }
+        return ($rc, $out . $err, undef)
+            if time > $deadline || !_alive($pid);
         sleep 0.02;
     }
+    return ($rc, $out . $err, $pid);
 }
 
 sub _port_open {
@@ -371,6 +385,18 @@ sub upgrade {
         if grep { _alive($_) } @old_procs;
 
     return $self->worker_pids;
+}
+
+# SIGKILL the master and its workers at once (a crash, a power cut); true
+# once they are all gone.
+sub kill_all {
+    my ($self) = @_;
+    my @procs = ($self->{pid}, $self->worker_pids);
+    kill 'KILL', @procs;
+    my $deadline = time + $STOP_TIMEOUT;
+    sleep 0.05 while time < $deadline && grep { _alive($_) } @procs;
+    $self->{running} = 0;
+    return !grep { _alive($_) } @procs;
 }
 
 # Graceful stop (QUIT), then KILL whatever is left after the timeout.

@@ -41,6 +41,8 @@
 
 #include <lmdb.h>
 
+#include "preload.h"
+
 
 #define MDBFAULT_OFF      0
 #define MDBFAULT_ALWAYS   1
@@ -89,17 +91,8 @@ __attribute__((constructor))
 static void
 mdbfault_init(void)
 {
-    const char  *v;
-
-    v = getenv("MDBFAULT_CTL");
-    if (v) {
-        snprintf(mdbfault_ctl, sizeof(mdbfault_ctl), "%s", v);
-    }
-
-    v = getenv("MDBFAULT_LOG");
-    if (v) {
-        snprintf(mdbfault_log, sizeof(mdbfault_log), "%s", v);
-    }
+    preload_env("MDBFAULT_CTL", mdbfault_ctl, sizeof(mdbfault_ctl));
+    preload_env("MDBFAULT_LOG", mdbfault_log, sizeof(mdbfault_log));
 }
 
 

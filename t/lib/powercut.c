@@ -46,6 +46,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "preload.h"
+
 
 #define POWERCUT_FDS     16
 
@@ -84,25 +86,10 @@ powercut_init(void)
     int          i;
     const char  *v;
 
-    v = getenv("POWERCUT_FILE");
-    if (v) {
-        snprintf(powercut_file, sizeof(powercut_file), "%s", v);
-    }
-
-    v = getenv("POWERCUT_IMAGE");
-    if (v) {
-        snprintf(powercut_image, sizeof(powercut_image), "%s", v);
-    }
-
-    v = getenv("POWERCUT_CTL");
-    if (v) {
-        snprintf(powercut_ctl, sizeof(powercut_ctl), "%s", v);
-    }
-
-    v = getenv("POWERCUT_LOG");
-    if (v) {
-        snprintf(powercut_log, sizeof(powercut_log), "%s", v);
-    }
+    preload_env("POWERCUT_FILE", powercut_file, sizeof(powercut_file));
+    preload_env("POWERCUT_IMAGE", powercut_image, sizeof(powercut_image));
+    preload_env("POWERCUT_CTL", powercut_ctl, sizeof(powercut_ctl));
+    preload_env("POWERCUT_LOG", powercut_log, sizeof(powercut_log));
 
     v = getenv("POWERCUT_DELAY");
     if (v) {
@@ -386,8 +373,9 @@ pwritev(int fd, const struct iovec *iov, int n, off_t off)
 }
 
 
-int
-fdatasync(int fd)
+/* fdatasync() and fsync(): as slow as POWERCUT_DELAY, then durable */
+static int
+powercut_sync(int fd, int (*real)(int))
 {
     int  rc;
 
@@ -395,7 +383,7 @@ fdatasync(int fd)
         usleep(powercut_delay * 1000);
     }
 
-    rc = real_fdatasync(fd);
+    rc = real(fd);
 
     if (rc == 0) {
         powercut_synced(fd);
@@ -406,19 +394,14 @@ fdatasync(int fd)
 
 
 int
+fdatasync(int fd)
+{
+    return powercut_sync(fd, real_fdatasync);
+}
+
+
+int
 fsync(int fd)
 {
-    int  rc;
-
-    if (powercut_delay && powercut_kind_of(fd)) {
-        usleep(powercut_delay * 1000);
-    }
-
-    rc = real_fsync(fd);
-
-    if (rc == 0) {
-        powercut_synced(fd);
-    }
-
-    return rc;
+    return powercut_sync(fd, real_fsync);
 }
