@@ -63,12 +63,12 @@ $(BUILD)/creor: $(CLI_SRC) src/store/creor_store.h src/lib/creor_core.h \
 	    -o $@.tmp $(CLI_SRC) -llmdb -lcrypto && mv $@.tmp $@
 
 # preloaded after libasan in ASan runs: built without the sanitizer
-$(BUILD)/mdbfault.so: t/lib/mdbfault.c
+$(BUILD)/mdbfault.so: t/lib/mdbfault.c t/lib/preload.h
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) -Wall -Wextra -shared -fPIC -o $@.tmp $< -ldl \
 	    && mv $@.tmp $@
 
-$(BUILD)/powercut.so: t/lib/powercut.c
+$(BUILD)/powercut.so: t/lib/powercut.c t/lib/preload.h
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) -Wall -Wextra -shared -fPIC -o $@.tmp $< -ldl \
 	    && mv $@.tmp $@
