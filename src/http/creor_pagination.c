@@ -46,6 +46,48 @@ static void creor_cursor_init(ngx_creor_ctx_t *ctx, creor_page_t *pg,
 
 
 /*
+ * A list handler's preamble and its page: the collection or index under
+ * the prefix fmt makes (ngx_sprintf()'s; NULL: pg->prefix is set), with
+ * pg's filters, index and modes if pg is given; item as for
+ * creor_page_send().
+ */
+
+ngx_int_t
+creor_page_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_page_t *pg, creor_page_item_pt item, const char *fmt, ...)
+{
+    u_char        *p;
+    va_list        args;
+    creor_page_t   plain;
+
+    if (pg == NULL) {
+        ngx_memzero(&plain, sizeof(creor_page_t));
+        pg = &plain;
+    }
+
+    if (fmt) {
+        p = ngx_pnalloc(r->pool, CREOR_STORE_KEY_MAX);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        va_start(args, fmt);
+        pg->prefix.len = ngx_vslprintf(p, p + CREOR_STORE_KEY_MAX, fmt, args)
+                         - p;
+        va_end(args);
+
+        pg->prefix.data = p;
+    }
+
+    if (creor_page_parse(r, ctx, pg, pg->pages) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    return creor_page_send(r, ctx, pg, item);
+}
+
+
+/*
  * pg->prefix and pg->filters are set by the caller; this reads limit,
  * order, cursor and (where allowed) page.
  */
