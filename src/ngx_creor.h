@@ -663,9 +663,10 @@ ngx_int_t creor_agents_update(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_agents_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_agents_followup(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 
-/* the route's object (http/creor_object.c); agent records (model/) */
+/* the route's object (http/creor_object.c); records (model/) */
 #include "creor_object.h"
 #include "creor_agent.h"
+#include "creor_tenancy.h"
 
 
 #endif /* _NGX_CREOR_H_INCLUDED_ */
