@@ -481,7 +481,6 @@ ngx_int_t creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_page_t *pg, creor_page_item_pt item);
 ngx_int_t creor_page_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_page_t *pg, creor_page_item_pt item, const char *fmt, ...);
-void creor_cursor_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
 
 /* creor_runs.c */
 ngx_int_t creor_run_load(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
@@ -667,6 +666,8 @@ ngx_int_t creor_agents_followup(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 #include "creor_object.h"
 #include "creor_agent.h"
 #include "creor_tenancy.h"
+#include "creor_expire.h"
+#include "creor_cursor.h"
 
 
 #endif /* _NGX_CREOR_H_INCLUDED_ */
