@@ -148,7 +148,12 @@ creor_agents_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     rc = creor_agent_create(&ctx->mcf->store, txn, r->pool, &ctx->who.org,
                             &ctx->who.project, agent, &json);
 
-    if (rc != CREOR_STORE_OK || prompt == NULL) {
+    if (rc != CREOR_STORE_OK) {
+        creor_store_abort(txn);
+        return creor_fail_store(r, rc);
+    }
+
+    if (prompt == NULL) {
         if (creor_object_commit(r, txn, rc) != NGX_OK) {
             return NGX_DECLINED;
         }
