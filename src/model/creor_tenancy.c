@@ -25,11 +25,8 @@ creor_project_load(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
     ngx_snprintf((u_char *) key, sizeof(key), "p:%V:%V%Z", org, id);
 
     rc = creor_store_get(st, txn, key, &val);
-    if (rc != CREOR_STORE_OK) {
-        return rc;
-    }
 
-    return creor_project_decode(&val, rec);
+    return (rc == CREOR_STORE_OK) ? creor_project_decode(&val, rec) : rc;
 }
 
 
