@@ -344,6 +344,7 @@ typedef struct {
     ngx_flag_t              exact;      /* it holds what the key sees */
     ngx_uint_t              limit;
     ngx_flag_t              desc;
+    ngx_flag_t              pages;      /* page=N may be asked for */
     ngx_flag_t              page_mode;
     ngx_uint_t              page;
     ngx_flag_t              offset_mode;    /* runs (seed 002) */
@@ -478,7 +479,8 @@ ngx_int_t creor_page_parse(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_page_t *pg, ngx_flag_t page_mode_allowed);
 ngx_int_t creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_page_t *pg, creor_page_item_pt item);
-void creor_cursor_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
+ngx_int_t creor_page_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_page_t *pg, creor_page_item_pt item, const char *fmt, ...);
 
 /* creor_runs.c */
 ngx_int_t creor_run_load(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
@@ -514,9 +516,6 @@ ngx_int_t creor_runs_signal(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_runs_file(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_runs_check_signature(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
-ngx_int_t creor_agents_followup(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
-ngx_int_t creor_agent_track(creor_store_t *st, MDB_txn *txn,
-    ngx_pool_t *pool, creor_run_t *run, ngx_flag_t latest);
 
 /* creor_events.c */
 ngx_int_t creor_events_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
@@ -647,7 +646,7 @@ typedef struct {
 ngx_int_t creor_multipart_parse(ngx_pool_t *pool, ngx_str_t *content_type,
     ngx_str_t *body, ngx_array_t *parts, u_char *err, size_t errlen);
 
-/* resource handlers */
+/* resource handlers: api/creor_keys.c, creor_projects.c, creor_agents.c */
 ngx_int_t creor_keys_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_keys_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_keys_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
@@ -661,6 +660,14 @@ ngx_int_t creor_agents_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_agents_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_agents_update(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_agents_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+ngx_int_t creor_agents_followup(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+
+/* the route's object (http/creor_object.c); records (model/) */
+#include "creor_object.h"
+#include "creor_agent.h"
+#include "creor_tenancy.h"
+#include "creor_expire.h"
+#include "creor_cursor.h"
 
 
 #endif /* _NGX_CREOR_H_INCLUDED_ */

@@ -17,8 +17,6 @@
 #define CREOR_GRACE_MAX  (7 * 86400)        /* seconds */
 
 
-static ngx_int_t creor_keys_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    MDB_txn *txn, creor_key_rec_t *rec);
 static ngx_int_t creor_keys_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     MDB_val *key, MDB_val *val, yajl_gen g);
 static ngx_int_t creor_keys_issue(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
@@ -36,6 +34,11 @@ static const char  *creor_key_fields[] = {
 };
 
 static const char  *creor_rotate_fields[] = { "gracePeriod", NULL };
+
+/* the route's key, which the scope checked */
+static creor_object_t  creor_key_object = {
+    CREOR_ID_KEY, "API key", creor_key_load
+};
 
 
 ngx_int_t
@@ -155,23 +158,8 @@ creor_keys_ref(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 ngx_int_t
 creor_keys_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
-    creor_page_t  pg;
-
-    ngx_memzero(&pg, sizeof(creor_page_t));
-
-    pg.prefix.data = ngx_pnalloc(r->pool, ctx->who.org.len + 4);
-    if (pg.prefix.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    pg.prefix.len = ngx_sprintf(pg.prefix.data, "ko:%V:", &ctx->who.org)
-                    - pg.prefix.data;
-
-    if (creor_page_parse(r, ctx, &pg, 0) != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
-    return creor_page_send(r, ctx, &pg, creor_keys_item);
+    return creor_page_list(r, ctx, NULL, creor_keys_item, "ko:%V:",
+                           &ctx->who.org);
 }
 
 
@@ -213,51 +201,14 @@ creor_keys_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_val *key,
 }
 
 
-/* the route's key, which the scope checked */
-
-static ngx_int_t
-creor_keys_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
-    creor_key_rec_t *rec)
-{
-    int         rc;
-    char        id[CREOR_ID_MAX];
-    ngx_str_t  *p;
-
-    p = &ctx->ids[CREOR_ID_KEY];
-
-    ngx_cpystrn((u_char *) id, p->data, ngx_min(p->len + 1, sizeof(id)));
-
-    rc = creor_key_get(&ctx->mcf->store, txn, id, rec);
-
-    if (rc == CREOR_STORE_NOTFOUND) {
-        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
-                          "No such API key.");
-    }
-
-    if (rc != CREOR_STORE_OK) {
-        return creor_fail_store(r, rc);
-    }
-
-    return NGX_OK;
-}
-
-
 ngx_int_t
 creor_keys_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
-    MDB_txn          *txn;
-    creor_key_rec_t   rec;
+    creor_key_rec_t  rec;
 
-    txn = creor_store_read(&ctx->mcf->store);
-    if (txn == NULL) {
-        return creor_fail_store(r, CREOR_STORE_ERROR);
-    }
-
-    if (creor_keys_load(r, ctx, txn, &rec) != NGX_OK) {
+    if (creor_object_load(r, ctx, &creor_key_object, NULL, &rec) != NGX_OK) {
         return NGX_DECLINED;
     }
-
-    creor_store_read_done(&ctx->mcf->store);
 
     return creor_keys_send(r, NGX_HTTP_OK, &rec, NULL);
 }
@@ -266,17 +217,11 @@ creor_keys_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 ngx_int_t
 creor_keys_revoke(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
-    int               rc;
+    ngx_int_t         rc;
     MDB_txn          *txn;
     creor_key_rec_t   rec;
 
-    rc = creor_store_write(&ctx->mcf->store, &txn);
-    if (rc != CREOR_STORE_OK) {
-        return creor_fail_store(r, rc);
-    }
-
-    if (creor_keys_load(r, ctx, txn, &rec) != NGX_OK) {
-        creor_store_abort(txn);
+    if (creor_object_load(r, ctx, &creor_key_object, &txn, &rec) != NGX_OK) {
         return NGX_DECLINED;
     }
 
@@ -288,14 +233,9 @@ creor_keys_revoke(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     rec.revoked_ms = creor_now_ms();
 
     rc = creor_key_put(&ctx->mcf->store, txn, &rec);
-    if (rc != CREOR_STORE_OK) {
-        creor_store_abort(txn);
-        return creor_fail_store(r, rc);
-    }
 
-    rc = creor_store_commit(txn);
-    if (rc != CREOR_STORE_OK) {
-        return creor_fail_store(r, rc);
+    if (creor_object_commit(r, txn, rc) != NGX_OK) {
+        return NGX_DECLINED;
     }
 
     return creor_keys_send(r, NGX_HTTP_OK, &rec, NULL);
@@ -310,7 +250,6 @@ creor_keys_revoke(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 ngx_int_t
 creor_keys_rotate(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
-    int               rc;
     int64_t           grace;
     MDB_txn          *txn;
     creor_json_t     *v;
@@ -334,13 +273,7 @@ creor_keys_rotate(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         grace = (int64_t) v->num;
     }
 
-    rc = creor_store_write(&ctx->mcf->store, &txn);
-    if (rc != CREOR_STORE_OK) {
-        return creor_fail_store(r, rc);
-    }
-
-    if (creor_keys_load(r, ctx, txn, &rec) != NGX_OK) {
-        creor_store_abort(txn);
+    if (creor_object_load(r, ctx, &creor_key_object, &txn, &rec) != NGX_OK) {
         return NGX_DECLINED;
     }
 
@@ -363,19 +296,13 @@ static ngx_int_t
 creor_keys_issue(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
     creor_key_rec_t *rec, ngx_uint_t status)
 {
-    int   rc;
-    char  token[CREOR_ID_MAX + CREOR_SECRET_B62_LEN + 8];
+    ngx_int_t  rc;
+    char       token[CREOR_ID_MAX + CREOR_SECRET_B62_LEN + 8];
 
     rc = creor_key_issue(&ctx->mcf->store, txn, rec, token);
 
-    if (rc != CREOR_STORE_OK) {
-        creor_store_abort(txn);
-        return creor_fail_store(r, rc);
-    }
-
-    rc = creor_store_commit(txn);
-    if (rc != CREOR_STORE_OK) {
-        return creor_fail_store(r, rc);
+    if (creor_object_commit(r, txn, rc) != NGX_OK) {
+        return NGX_DECLINED;
     }
 
     return creor_keys_send(r, status, rec, token);

@@ -21,6 +21,11 @@ static ngx_int_t creor_projects_item(ngx_http_request_t *r,
 
 static const char  *creor_project_fields[] = { "name", "description", NULL };
 
+/* the route's project, which the scope checked */
+static creor_object_t  creor_project_object = {
+    CREOR_ID_PROJECT, "project", creor_project_load
+};
+
 
 ngx_int_t
 creor_projects_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
@@ -80,14 +85,8 @@ creor_projects_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     rc = creor_project_create(&ctx->mcf->store, txn, ctx->who.key.org, &rec,
                               id);
 
-    if (rc != CREOR_STORE_OK) {
-        creor_store_abort(txn);
-        return creor_fail_store(r, rc);
-    }
-
-    rc = creor_store_commit(txn);
-    if (rc != CREOR_STORE_OK) {
-        return creor_fail_store(r, rc);
+    if (creor_object_commit(r, txn, rc) != NGX_OK) {
+        return NGX_DECLINED;
     }
 
     g = creor_gen_create(r);
@@ -107,23 +106,8 @@ creor_projects_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 ngx_int_t
 creor_projects_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
-    creor_page_t  pg;
-
-    ngx_memzero(&pg, sizeof(creor_page_t));
-
-    pg.prefix.data = ngx_pnalloc(r->pool, ctx->who.org.len + 3);
-    if (pg.prefix.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    pg.prefix.len = ngx_sprintf(pg.prefix.data, "p:%V:", &ctx->who.org)
-                    - pg.prefix.data;
-
-    if (creor_page_parse(r, ctx, &pg, 0) != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
-    return creor_page_send(r, ctx, &pg, creor_projects_item);
+    return creor_page_list(r, ctx, NULL, creor_projects_item, "p:%V:",
+                           &ctx->who.org);
 }
 
 
@@ -135,7 +119,7 @@ creor_projects_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     ngx_str_t            id;
     creor_project_rec_t  rec;
 
-    if (val->mv_size != sizeof(creor_project_rec_t)) {
+    if (creor_project_decode(val, &rec) != CREOR_STORE_OK) {
         return NGX_ERROR;
     }
 
@@ -155,7 +139,6 @@ creor_projects_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     }
 
     if (g) {
-        ngx_memcpy(&rec, val->mv_data, sizeof(rec));
         creor_project_json(g, &ctx->who.org, &id, &rec);
     }
 
@@ -166,43 +149,21 @@ creor_projects_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 ngx_int_t
 creor_projects_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
-    int                  rc;
-    char                 key[CREOR_STORE_KEY_MAX];
-    MDB_val              val;
-    MDB_txn             *txn;
     yajl_gen             g;
-    ngx_str_t           *id;
     creor_project_rec_t  rec;
 
-    id = &ctx->ids[CREOR_ID_PROJECT];
-
-    ngx_snprintf((u_char *) key, sizeof(key), "p:%V:%V%Z", &ctx->who.org, id);
-
-    txn = creor_store_read(&ctx->mcf->store);
-    if (txn == NULL) {
-        return creor_fail_store(r, CREOR_STORE_ERROR);
+    if (creor_object_load(r, ctx, &creor_project_object, NULL, &rec)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
     }
-
-    rc = creor_store_get(&ctx->mcf->store, txn, key, &val);
-
-    if (rc == CREOR_STORE_NOTFOUND) {
-        return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
-                          "No such project.");
-    }
-
-    if (rc != CREOR_STORE_OK || val.mv_size != sizeof(rec)) {
-        return creor_fail_store(r, CREOR_STORE_ERROR);
-    }
-
-    ngx_memcpy(&rec, val.mv_data, sizeof(rec));
-    creor_store_read_done(&ctx->mcf->store);
 
     g = creor_gen_create(r);
     if (g == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    creor_project_json(g, &ctx->who.org, id, &rec);
+    creor_project_json(g, &ctx->who.org, &ctx->ids[CREOR_ID_PROJECT], &rec);
 
     return creor_send_json(r, NGX_HTTP_OK, g);
 }

@@ -3,8 +3,8 @@
  * Copyright (C) ngx_creor_module authors
  *
  * Lists (SPEC 5).  A cursor is an opaque token naming a record in the
- * store ("c:<token>") that holds the organization, the route, a hash of
- * the filters and the store key of the last item sent; the next page
+ * store (creor_cursor.c) that holds the organization, the route, a hash
+ * of the filters and the store key of the last item sent; the next page
  * starts strictly after that key, so inserts and deletes between pages
  * never repeat or skip an item that existed throughout the walk.
  */
@@ -14,35 +14,58 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <openssl/sha.h>
-
 #include "ngx_creor.h"
-
-
-#define CREOR_CURSOR_PREFIX     "cur_"
-#define CREOR_CURSOR_LEN        (4 + CREOR_SECRET_B62_LEN)
-#define CREOR_PURGE_BATCH       1000
-
-
-typedef struct {
-    int64_t     expires_ms;
-    char        org[CREOR_ID_MAX];
-    char        route[32];
-    uint8_t     filters[SHA256_DIGEST_LENGTH];
-    uint8_t     desc;
-    uint8_t     reserved;
-    uint16_t    after_len;
-    char        after[CREOR_STORE_KEY_MAX];
-} creor_cursor_rec_t;
+#include "creor_walk.h"
 
 
 static ngx_int_t creor_cursor_load(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, creor_page_t *pg, ngx_str_t *token);
-static ngx_flag_t creor_cursor_valid(ngx_str_t *token);
 static ngx_int_t creor_cursor_save(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, creor_page_t *pg, MDB_val *last);
 static void creor_cursor_init(ngx_creor_ctx_t *ctx, creor_page_t *pg,
     creor_cursor_rec_t *rec);
+
+
+/*
+ * A list handler's preamble and its page: the collection or index under
+ * the prefix fmt makes (ngx_sprintf()'s; NULL: pg->prefix is set), with
+ * pg's filters, index and modes if pg is given; item as for
+ * creor_page_send().
+ */
+
+ngx_int_t
+creor_page_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_page_t *pg, creor_page_item_pt item, const char *fmt, ...)
+{
+    u_char        *p;
+    va_list        args;
+    creor_page_t   plain;
+
+    if (pg == NULL) {
+        ngx_memzero(&plain, sizeof(creor_page_t));
+        pg = &plain;
+    }
+
+    if (fmt) {
+        p = ngx_pnalloc(r->pool, CREOR_STORE_KEY_MAX);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        va_start(args, fmt);
+        pg->prefix.len = ngx_vslprintf(p, p + CREOR_STORE_KEY_MAX, fmt, args)
+                         - p;
+        va_end(args);
+
+        pg->prefix.data = p;
+    }
+
+    if (creor_page_parse(r, ctx, pg, pg->pages) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    return creor_page_send(r, ctx, pg, item);
+}
 
 
 /*
@@ -123,43 +146,23 @@ static ngx_int_t
 creor_cursor_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_page_t *pg, ngx_str_t *token)
 {
-    int                  rc;
-    char                 key[CREOR_STORE_KEY_MAX];
-    MDB_val              val;
-    MDB_txn             *txn;
+    ngx_int_t            rc;
     creor_cursor_rec_t   want, *rec;
-
-    if (!creor_cursor_valid(token)) {
-        goto invalid;
-    }
-
-    ngx_snprintf((u_char *) key, sizeof(key), "c:%V%Z", token);
-
-    txn = creor_store_read(&ctx->mcf->store);
-    if (txn == NULL) {
-        return creor_fail_store(r, CREOR_STORE_ERROR);
-    }
-
-    rc = creor_store_get(&ctx->mcf->store, txn, key, &val);
-
-    if (rc == CREOR_STORE_NOTFOUND) {
-        creor_store_read_done(&ctx->mcf->store);
-        goto invalid;
-    }
-
-    if (rc != CREOR_STORE_OK || val.mv_size != sizeof(creor_cursor_rec_t)) {
-        creor_store_read_done(&ctx->mcf->store);
-        return creor_fail_store(r, CREOR_STORE_ERROR);
-    }
 
     rec = ngx_palloc(r->pool, sizeof(creor_cursor_rec_t));
     if (rec == NULL) {
-        creor_store_read_done(&ctx->mcf->store);
         return NGX_ERROR;
     }
 
-    ngx_memcpy(rec, val.mv_data, sizeof(creor_cursor_rec_t));
-    creor_store_read_done(&ctx->mcf->store);
+    rc = creor_cursor_get(&ctx->mcf->store, token, rec);
+
+    if (rc == CREOR_STORE_NOTFOUND) {
+        goto invalid;
+    }
+
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
 
     creor_cursor_init(ctx, pg, &want);
 
@@ -186,20 +189,6 @@ invalid:
 }
 
 
-/*
- * The form creor_cursor_save() makes: only such a token becomes part of
- * a store key (a NUL would end the key early).
- */
-
-static ngx_flag_t
-creor_cursor_valid(ngx_str_t *token)
-{
-    return token->len == CREOR_CURSOR_LEN
-           && ngx_strncmp(token->data, CREOR_CURSOR_PREFIX, 4) == 0
-           && creor_is_b62((char *) token->data + 4, token->len - 4);
-}
-
-
 /* what a cursor is bound to: organization, route, filters, order */
 
 static void
@@ -223,11 +212,8 @@ static ngx_int_t
 creor_cursor_save(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_page_t *pg, MDB_val *last)
 {
-    int                 rc;
-    char                key[CREOR_STORE_KEY_MAX];
+    ngx_int_t           rc;
     u_char             *token;
-    MDB_txn            *txn;
-    uint8_t             raw[CREOR_SECRET_LEN];
     creor_cursor_rec_t  rec;
 
     if (last->mv_size > sizeof(rec.after)) {
@@ -240,33 +226,17 @@ creor_cursor_save(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     ngx_memcpy(rec.after, last->mv_data, last->mv_size);
 
     token = ngx_pnalloc(r->pool, CREOR_CURSOR_LEN + 1);
-    if (token == NULL || creor_random(raw, sizeof(raw)) != 0) {
+    if (token == NULL) {
         return creor_fail_store(r, CREOR_STORE_ERROR);
     }
 
-    ngx_memcpy(token, CREOR_CURSOR_PREFIX, 4);
-    creor_base62((char *) token + 4, raw, sizeof(raw));
+    rc = creor_cursor_put(&ctx->mcf->store, &rec, token);
+    if (rc != CREOR_STORE_OK) {
+        return creor_fail_store(r, rc);
+    }
 
     pg->next_cursor.data = token;
     pg->next_cursor.len = CREOR_CURSOR_LEN;
-
-    ngx_snprintf((u_char *) key, sizeof(key), "c:%s%Z", token);
-
-    rc = creor_store_write(&ctx->mcf->store, &txn);
-    if (rc != CREOR_STORE_OK) {
-        return creor_fail_store(r, rc);
-    }
-
-    rc = creor_store_put(&ctx->mcf->store, txn, key, &rec, sizeof(rec), 0);
-    if (rc != CREOR_STORE_OK) {
-        creor_store_abort(txn);
-        return creor_fail_store(r, rc);
-    }
-
-    rc = creor_store_commit(txn);
-    if (rc != CREOR_STORE_OK) {
-        return creor_fail_store(r, rc);
-    }
 
     return NGX_OK;
 }
@@ -285,16 +255,14 @@ creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_page_t *pg, creor_page_item_pt item)
 {
     int             rc;
-    u_char         *end, *pk;
     uint64_t        total;
     yajl_gen        g;
-    MDB_val         k, v, last, ik, iv;
+    MDB_val         k, last;
     MDB_txn        *txn;
     ngx_int_t       pass;
     ngx_uint_t      sent, skip, pages;
     ngx_flag_t      counted;
-    MDB_cursor     *cur;
-    MDB_cursor_op   step;
+    creor_walk_t    w;
     creor_store_t  *st;
 
     st = &ctx->mcf->store;
@@ -304,22 +272,14 @@ creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    /* the first key past the collection: prefix with its last byte + 1 */
-
-    end = ngx_pnalloc(r->pool, pg->prefix.len + pg->primary.len
-                               + CREOR_STORE_KEY_MAX);
-    if (end == NULL) {
-        return NGX_ERROR;
-    }
-
-    pk = end + pg->prefix.len;
-    ngx_memcpy(pk, pg->primary.data, pg->primary.len);
-
-    ngx_memcpy(end, pg->prefix.data, pg->prefix.len);
-    end[pg->prefix.len - 1]++;
-
     txn = creor_store_read(st);
-    if (txn == NULL || mdb_cursor_open(txn, st->dbi, &cur) != 0) {
+
+    if (txn == NULL
+        || creor_walk_open(st, txn, &w, (char *) pg->prefix.data,
+                           pg->prefix.len, (char *) pg->primary.data,
+                           pg->primary.len, pg->desc)
+           != CREOR_STORE_OK)
+    {
         return creor_fail_store(r, CREOR_STORE_ERROR);
     }
 
@@ -332,7 +292,7 @@ creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
                               pg->prefix.len, &total)
             != CREOR_STORE_OK)
         {
-            mdb_cursor_close(cur);
+            creor_walk_close(&w);
             return creor_fail_store(r, CREOR_STORE_ERROR);
         }
 
@@ -340,47 +300,18 @@ creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     }
 
     if (counted && skip) {
-        rc = creor_index_seek(st, txn, cur, (char *) pg->prefix.data,
-                              pg->prefix.len, skip, pg->desc, &k, &v);
-
-        if (rc == CREOR_STORE_NOTFOUND) {
-            rc = MDB_NOTFOUND;
-
-        } else if (rc != CREOR_STORE_OK) {
-            mdb_cursor_close(cur);
-            return creor_fail_store(r, CREOR_STORE_ERROR);
-        }
-
+        rc = creor_walk_skip(&w, skip);
         skip = 0;
 
     } else {
-        if (pg->after.len) {
-            k.mv_data = pg->after.data;
-            k.mv_size = pg->after.len;
-
-        } else if (pg->desc) {
-            k.mv_data = end;
-            k.mv_size = pg->prefix.len;
-
-        } else {
-            k.mv_data = pg->prefix.data;
-            k.mv_size = pg->prefix.len;
-        }
-
-        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-
-        if (pg->desc) {
-            rc = (rc == MDB_NOTFOUND) ? mdb_cursor_get(cur, &k, &v, MDB_LAST)
-                                      : mdb_cursor_get(cur, &k, &v, MDB_PREV);
-
-        } else if (rc == 0 && pg->after.len && k.mv_size == pg->after.len
-                   && ngx_memcmp(k.mv_data, pg->after.data, k.mv_size) == 0)
-        {
-            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-        }
+        rc = creor_walk_after(&w, (char *) pg->after.data, pg->after.len);
     }
 
-    step = pg->desc ? MDB_PREV : MDB_NEXT;
+    if (rc != CREOR_STORE_OK) {
+        creor_walk_close(&w);
+        return creor_fail_store(r, CREOR_STORE_ERROR);
+    }
+
     sent = 0;
     last.mv_size = 0;
     last.mv_data = NULL;
@@ -390,38 +321,12 @@ creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_gen_str(g, "data");
     yajl_gen_array_open(g);
 
-    for ( /* void */ ;
-         rc == 0 && k.mv_size > pg->prefix.len
-         && ngx_memcmp(k.mv_data, pg->prefix.data, pg->prefix.len) == 0;
-         rc = mdb_cursor_get(cur, &k, &v, step))
-    {
-        ik = k;
-        iv = v;
+    while ((rc = creor_walk_next(&w)) == 1) {
 
-        if (pg->primary.len) {
-
-            /* an index entry: the item is the record of its id */
-
-            if (k.mv_size - pg->prefix.len > CREOR_STORE_KEY_MAX) {
-                continue;
-            }
-
-            ngx_memcpy(pk + pg->primary.len,
-                       (u_char *) k.mv_data + pg->prefix.len,
-                       k.mv_size - pg->prefix.len);
-
-            ik.mv_data = pk;
-            ik.mv_size = pg->primary.len + k.mv_size - pg->prefix.len;
-
-            if (mdb_get(txn, st->dbi, &ik, &iv) != 0) {
-                continue;
-            }
-        }
-
-        pass = item(r, ctx, &ik, &iv, NULL);
+        pass = item(r, ctx, &w.rkey, &w.rval, NULL);
 
         if (pass == NGX_ERROR) {
-            mdb_cursor_close(cur);
+            creor_walk_close(&w);
             return creor_fail_store(r, CREOR_STORE_ERROR);
         }
 
@@ -450,13 +355,18 @@ creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
             continue;
         }
 
-        if (item(r, ctx, &ik, &iv, g) != NGX_OK) {
-            mdb_cursor_close(cur);
+        if (item(r, ctx, &w.rkey, &w.rval, g) != NGX_OK) {
+            creor_walk_close(&w);
             return creor_fail_store(r, CREOR_STORE_ERROR);
         }
 
         sent++;
-        last = k;
+        last = w.key;
+    }
+
+    if (rc < 0) {
+        creor_walk_close(&w);
+        return creor_fail_store(r, CREOR_STORE_ERROR);
     }
 
     yajl_gen_array_close(g);
@@ -466,7 +376,7 @@ creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     if (last.mv_size) {
         k.mv_data = ngx_pnalloc(r->pool, last.mv_size);
         if (k.mv_data == NULL) {
-            mdb_cursor_close(cur);
+            creor_walk_close(&w);
             return NGX_ERROR;
         }
 
@@ -475,7 +385,7 @@ creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
         last = k;
     }
 
-    mdb_cursor_close(cur);
+    creor_walk_close(&w);
     creor_store_read_done(st);
 
     if (pg->has_more && !pg->page_mode && !pg->offset_mode) {
@@ -517,38 +427,4 @@ creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     yajl_gen_map_close(g);
 
     return creor_send_json(r, NGX_HTTP_OK, g);
-}
-
-
-static int
-creor_cursor_expired(const MDB_val *val, int64_t now)
-{
-    int64_t  expires;
-
-    if (val->mv_size != sizeof(creor_cursor_rec_t)) {
-        return 1;
-    }
-
-    ngx_memcpy(&expires, val->mv_data, sizeof(int64_t));
-
-    return expires < now;
-}
-
-
-void
-creor_cursor_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log)
-{
-    size_t       n;
-    static char  from[CREOR_STORE_KEY_MAX];
-
-    if (creor_store_purge(&mcf->store, "c:", from, CREOR_PURGE_BATCH,
-                          creor_now_ms(), creor_cursor_expired, &n)
-        != CREOR_STORE_OK)
-    {
-        ngx_log_error(NGX_LOG_ERR, log, 0, "creor: cursor purge failed");
-        return;
-    }
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
-                   "creor: purged %uz expired cursors", n);
 }
