@@ -456,7 +456,6 @@ ngx_int_t creor_scope_project(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 ngx_int_t creor_ratelimit(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_ratelimit_anonymous(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
-int creor_ratelimit_expired(const MDB_val *val, int64_t now);
 int64_t creor_now_us(void);
 ngx_int_t creor_ratelimit_init(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
 void creor_ratelimit_exit(ngx_creor_main_conf_t *mcf, ngx_log_t *log);

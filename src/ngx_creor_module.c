@@ -16,21 +16,6 @@
 #define CREOR_COUNTERS_MAP_SIZE      (256 * 1024 * 1024)
 
 #define NGX_CREOR_PURGE_BATCH        2000
-#define NGX_CREOR_PURGE_STORE        0
-#define NGX_CREOR_PURGE_COUNTERS     1
-#define NGX_CREOR_PURGE_ANON         2  /* the counters' "anon" database */
-
-
-/* a kind of entries that expire (ngx_creor_purge()) */
-
-typedef struct {
-    const char              *what;      /* for the log */
-    ngx_uint_t               where;
-    const char              *prefix;
-    creor_store_expired_pt   expired;
-    ngx_flag_t               us;        /* its times are microseconds */
-    char                     from[CREOR_STORE_KEY_MAX];    /* resume */
-} ngx_creor_purge_t;
 
 
 static ngx_int_t ngx_creor_add_variables(ngx_conf_t *cf);
@@ -54,21 +39,25 @@ static ngx_int_t ngx_creor_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_creor_init_process(ngx_cycle_t *cycle);
 static void ngx_creor_exit_process(ngx_cycle_t *cycle);
 static void ngx_creor_housekeeping(ngx_event_t *ev);
-static void ngx_creor_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
 static char *ngx_creor_at_least_one(ngx_conf_t *cf, void *post, void *data);
 
 
-/* idempotent responses; credentials', old "a:" and anonymous counters */
+/*
+ * What expires, purged a batch a housekeeping turn: cursors, idempotent
+ * responses; credentials', old "a:" and anonymous rate counters.
+ */
 
-static ngx_creor_purge_t  ngx_creor_purges[] = {
-    { "idempotency", NGX_CREOR_PURGE_STORE, "i:", creor_idempotency_expired,
-      0, "" },
-    { "counter", NGX_CREOR_PURGE_COUNTERS, "k:", creor_ratelimit_expired,
-      1, "" },
-    { "counter", NGX_CREOR_PURGE_COUNTERS, "a:", creor_ratelimit_expired,
-      1, "" },
-    { "counter", NGX_CREOR_PURGE_ANON, "", creor_ratelimit_expired,
-      1, "" }
+static creor_expiring_t  ngx_creor_expiring[] = {
+    { "cursor", CREOR_EXPIRE_STORE, "c:", CREOR_CURSOR_PURGE,
+      sizeof(creor_cursor_rec_t), NULL, 0, "" },
+    { "idempotency", CREOR_EXPIRE_STORE, "i:", NGX_CREOR_PURGE_BATCH, 0,
+      creor_idempotency_expired, 0, "" },
+    { "counter", CREOR_EXPIRE_COUNTERS, "k:", NGX_CREOR_PURGE_BATCH,
+      sizeof(int64_t), NULL, 1, "" },
+    { "counter", CREOR_EXPIRE_COUNTERS, "a:", NGX_CREOR_PURGE_BATCH,
+      sizeof(int64_t), NULL, 1, "" },
+    { "counter", CREOR_EXPIRE_ANON, "", NGX_CREOR_PURGE_BATCH,
+      sizeof(int64_t), NULL, 1, "" }
 };
 
 
@@ -1150,44 +1139,6 @@ ngx_creor_exit_process(ngx_cycle_t *cycle)
 }
 
 
-/* a batch of each kind of expiring entries a housekeeping turn */
-
-static void
-ngx_creor_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log)
-{
-    size_t              n;
-    int64_t             now;
-    ngx_uint_t          i;
-    creor_store_t       anon, *st;
-    ngx_creor_purge_t  *pg;
-
-    /* the counters' environment, seen through the anonymous database */
-
-    anon = mcf->counters;
-    anon.dbi = mcf->counters_anon;
-
-    for (i = 0; i < sizeof(ngx_creor_purges) / sizeof(ngx_creor_purge_t);
-         i++)
-    {
-        pg = &ngx_creor_purges[i];
-
-        st = (pg->where == NGX_CREOR_PURGE_STORE) ? &mcf->store
-             : (pg->where == NGX_CREOR_PURGE_COUNTERS) ? &mcf->counters
-             : &anon;
-
-        now = pg->us ? creor_now_us() : creor_now_ms();
-
-        if (creor_store_purge(st, pg->prefix, pg->from, NGX_CREOR_PURGE_BATCH,
-                              now, pg->expired, &n)
-            != CREOR_STORE_OK)
-        {
-            ngx_log_error(NGX_LOG_ERR, log, 0, "creor: %s purge failed",
-                          pg->what);
-        }
-    }
-}
-
-
 /*
  * Stale readers of dead processes; expired cursors, responses, counters;
  * finished webhook deliveries and those of deleted endpoints.
@@ -1197,6 +1148,7 @@ static void
 ngx_creor_housekeeping(ngx_event_t *ev)
 {
     ngx_int_t               dead;
+    ngx_uint_t              i;
     ngx_creor_main_conf_t  *mcf;
 
     mcf = ev->data;
@@ -1213,9 +1165,14 @@ ngx_creor_housekeeping(ngx_event_t *ev)
 
     (void) creor_store_reader_check(&mcf->counters);
 
-    creor_cursor_purge(mcf, ev->log);
     creor_runs_reap_kick(mcf);
-    ngx_creor_purge(mcf, ev->log);
+
+    for (i = 0; i < sizeof(ngx_creor_expiring) / sizeof(creor_expiring_t);
+         i++)
+    {
+        creor_expire(mcf, &ngx_creor_expiring[i], ev->log);
+    }
+
     creor_webhooks_purge(mcf, ev->log);
 
     creor_store_guard(mcf, ev->log);

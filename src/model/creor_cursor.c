@@ -15,15 +15,11 @@
 #include "ngx_creor.h"
 
 
-#define CREOR_PURGE_BATCH       1000
 
 
 static ngx_flag_t creor_cursor_valid(ngx_str_t *token);
 
 
-static creor_expiring_t  creor_cursor_expiring = {
-    "cursor", "c:", CREOR_PURGE_BATCH, sizeof(creor_cursor_rec_t), NULL, ""
-};
 
 
 /* the cursor token names: a token of another form is not found */
@@ -112,9 +108,3 @@ creor_cursor_put(creor_store_t *st, creor_cursor_rec_t *rec, u_char *token)
     return creor_store_commit(txn);
 }
 
-
-void
-creor_cursor_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log)
-{
-    creor_expire(&mcf->store, &creor_cursor_expiring, log);
-}

@@ -18,6 +18,9 @@
 #define CREOR_CURSOR_LEN        (4 + CREOR_SECRET_B62_LEN)
 
 
+#define CREOR_CURSOR_PURGE  1000    /* cursors purged a housekeeping turn */
+
+
 typedef struct {
     int64_t     expires_ms;
     char        org[CREOR_ID_MAX];
@@ -34,7 +37,6 @@ ngx_int_t creor_cursor_get(creor_store_t *st, ngx_str_t *token,
     creor_cursor_rec_t *rec);
 ngx_int_t creor_cursor_put(creor_store_t *st, creor_cursor_rec_t *rec,
     u_char *token);
-void creor_cursor_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
 
 
 #endif /* _CREOR_CURSOR_H_INCLUDED_ */

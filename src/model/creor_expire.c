@@ -20,12 +20,36 @@ static int creor_expire_drop(MDB_txn *txn, const MDB_val *key,
 
 
 void
-creor_expire(creor_store_t *st, creor_expiring_t *kind, ngx_log_t *log)
+creor_expire(ngx_creor_main_conf_t *mcf, creor_expiring_t *kind,
+    ngx_log_t *log)
 {
-    size_t  n;
+    size_t          n;
+    int64_t         now;
+    creor_store_t   anon, *st;
 
-    if (creor_store_purge_txn(st, kind->prefix, kind->from, kind->batch,
-                              creor_now_ms(), creor_expire_drop, kind, &n)
+    switch (kind->where) {
+
+    case CREOR_EXPIRE_COUNTERS:
+        st = &mcf->counters;
+        break;
+
+    case CREOR_EXPIRE_ANON:
+
+        /* the counters' environment, seen through the anonymous database */
+
+        anon = mcf->counters;
+        anon.dbi = mcf->counters_anon;
+        st = &anon;
+        break;
+
+    default:
+        st = &mcf->store;
+    }
+
+    now = kind->us ? creor_now_us() : creor_now_ms();
+
+    if (creor_store_purge_txn(st, kind->prefix, kind->from, kind->batch, now,
+                              creor_expire_drop, kind, &n)
         != CREOR_STORE_OK)
     {
         ngx_log_error(NGX_LOG_ERR, log, 0, "creor: %s purge failed",

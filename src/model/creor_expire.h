@@ -12,17 +12,26 @@
 #define _CREOR_EXPIRE_H_INCLUDED_
 
 
+/* where a kind is kept */
+#define CREOR_EXPIRE_STORE      0
+#define CREOR_EXPIRE_COUNTERS   1
+#define CREOR_EXPIRE_ANON       2       /* the counters' "anon" database */
+
+
 typedef struct {
     const char               *name;     /* for the log: "cursor" */
-    const char               *prefix;   /* its store keys */
+    ngx_uint_t                where;
+    const char               *prefix;   /* its keys */
     size_t                    batch;
     size_t                    size;     /* begins with its expiry (int64) */
     creor_store_expired_pt    expired;  /* or says so itself */
-    char                      from[CREOR_STORE_KEY_MAX];
+    ngx_flag_t                us;       /* its times are microseconds */
+    char                      from[CREOR_STORE_KEY_MAX];    /* resume */
 } creor_expiring_t;
 
 
-void creor_expire(creor_store_t *st, creor_expiring_t *kind, ngx_log_t *log);
+void creor_expire(ngx_creor_main_conf_t *mcf, creor_expiring_t *kind,
+    ngx_log_t *log);
 
 
 #endif /* _CREOR_EXPIRE_H_INCLUDED_ */

@@ -128,6 +128,7 @@ static void creor_rl_relieve(ngx_creor_main_conf_t *mcf, ngx_log_t *log,
 static ngx_int_t creor_rl_headers(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, creor_rl_check_t *c, int64_t now);
 static u_char *creor_rl_int(u_char *p, int64_t n);
+static int creor_ratelimit_expired(const MDB_val *val, int64_t now);
 
 
 ngx_int_t
@@ -1073,7 +1074,7 @@ creor_rl_int(u_char *p, int64_t n)
  * before "anon".
  */
 
-int
+static int
 creor_ratelimit_expired(const MDB_val *val, int64_t now)
 {
     int64_t  tat;
