@@ -526,7 +526,7 @@ ngx_uint_t creor_sse_count(void);
 /* the detached-job engine (src/engine/) */
 #include "creor_engine.h"
 
-/* creor_webhooks.c */
+/* creor_webhooks.c: the API; the records, delivery, signatures, SSRF */
 ngx_int_t creor_webhooks_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_webhooks_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_webhooks_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
@@ -540,17 +540,13 @@ ngx_int_t creor_webhooks_redeliver(ngx_http_request_t *r,
 ngx_int_t creor_webhooks_test(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_webhooks_run_secret(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
-ngx_int_t creor_webhooks_emit(creor_store_t *st, MDB_txn *txn,
-    ngx_pool_t *pool, const char *org, const char *type, creor_json_t *data,
-    ngx_str_t *url);
-ngx_int_t creor_webhooks_add_variables(ngx_conf_t *cf);
-void creor_webhooks_init(ngx_creor_main_conf_t *mcf);
-void creor_webhooks_scan(int64_t now);
-void creor_webhooks_tick(int64_t now);
-void creor_webhooks_release(void);
-int64_t creor_webhooks_queue_depth(creor_store_t *st);
-void creor_webhooks_purge(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
-ngx_uint_t creor_webhooks_busy(void);
+
+#include "creor_js.h"
+#include "creor_sign.h"
+#include "creor_reply.h"
+#include "creor_ssrf.h"
+#include "creor_webhook.h"
+#include "creor_delivery.h"
 
 /* creor_wakeup.c */
 ngx_int_t creor_wakeup_init_module(ngx_cycle_t *cycle,
