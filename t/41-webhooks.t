@@ -407,6 +407,33 @@ for my $url (qw(http://127.0.0.1/ http://10.1.2.3/ http://172.16.0.1/
            400, 'PRIVATE_WEBHOOK_URL', 'url', "registration: $url");
 }
 
+# a run's own webhookUrl: refused at the run's creation as at a
+# registration, and no run is made; [webhookUrl, code]
+my $sproj = $s->req(POST => '/v1/projects', token => $S->{token},
+                    json => { name => 'p' })->{json}{id};
+my $sagent = $s->req(POST => '/v1/agents', token => $S->{token},
+                     headers => { 'X-Project-Id' => $sproj },
+                     json => { name => 'a', model => 'x/y' })->{json}{id};
+ok($sagent, 'SSRF instance: an agent');
+for my $c (['http://127.0.0.1:8080/hook',             'PRIVATE_WEBHOOK_URL'],
+           ['http://10.1.2.3/',                       'PRIVATE_WEBHOOK_URL'],
+           ['http://169.254.169.254/latest/meta-data', 'PRIVATE_WEBHOOK_URL'],
+           ['http://[::1]/',                          'PRIVATE_WEBHOOK_URL'],
+           ['http://[::ffff:127.0.0.1]/',             'PRIVATE_WEBHOOK_URL'],
+           ['https://localhost/',                     'PRIVATE_WEBHOOK_URL'],
+           ['http://metadata.google.internal/',       'PRIVATE_WEBHOOK_URL'],
+           ['http://user:pw@example.com/',            'VALIDATION_ERROR'],
+           ['http:///no-host',                        'VALIDATION_ERROR'],
+           ['http://example.com:99999/',              'VALIDATION_ERROR'],
+           ['ftp://example.com/',                     'VALIDATION_ERROR']) {
+    my ($url, $code) = @$c;
+    err_is($s->req(POST => '/v1/runs', token => $S->{token},
+                   json => { appId => $sagent, webhookUrl => $url }),
+           400, $code, 'webhookUrl', "run webhookUrl: $url");
+}
+is(scalar @{ $s->req(GET => '/v1/runs', token => $S->{token})->{json}{data} // [1] },
+   0, 'run webhookUrl: no run was made');
+
 # names: refused at registration when they resolve to a private address
 for my $name (qw(private.test mixed.test)) {
     err_is($s->req(POST => '/v1/webhooks', token => $S->{token},

@@ -1512,12 +1512,9 @@ creor_runs_validate(ngx_http_request_t *r, creor_json_t *body)
         }
 
         if (ngx_strcmp(*f, "webhookUrl") == 0
-            && ngx_strncasecmp(v->str.data, (u_char *) "https://", 8) != 0
-            && ngx_strncasecmp(v->str.data, (u_char *) "http://", 7) != 0)
+            && creor_ssrf_check_url(r, v, "webhookUrl", 2048) != NGX_OK)
         {
-            return creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
-                              "webhookUrl", "'webhookUrl' must be an http or "
-                              "https URL.");
+            return NGX_DECLINED;
         }
     }
 
