@@ -11,7 +11,6 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use File::Temp qw(tempdir);
-use Time::HiRes qw(time sleep);
 use CreorTest;
 use CreorExecutor;
 use CreorReceiver;
@@ -66,14 +65,6 @@ sub api {
                    headers => $o{headers} // {});
 }
 
-sub wait_until {
-    my ($sub, $timeout) = @_;
-    my $deadline = time + $timeout;
-    my @r;
-    until ((@r = $sub->()) || time > $deadline) { sleep 0.05 }
-    return @r;
-}
-
 sub endpoint {
     my ($path) = @_;
     my $r = api(POST => '/v1/webhooks',
@@ -95,7 +86,7 @@ sub test_event {
 # the delivery once it has n attempts and the status, or ()
 sub delivery_at {
     my ($wh, $id, $n, $status) = @_;
-    return wait_until(sub {
+    return $rx->wait_for(sub {
         grep { $_->{id} eq $id && $_->{attemptCount} >= $n
                && $_->{status} eq $status }
         @{ api(GET => "/v1/webhooks/$wh/deliveries")->{json}{data} // [] } },
@@ -165,7 +156,7 @@ my $run = api(POST => '/v1/runs', json => { appId => $agent,
               inputs => { script => 'ok' } })->{json}{id};
 ok($run, 'a run');
 
-my @got = wait_until(sub {
+my @got = $rx->wait_for(sub {
     grep { ($_->{event}{data}{id} // '') eq $run
            && $_->{event}{type} eq 'run.completed' } received('/fail-1') }, 20);
 ok(@got, 'run.completed reached the enabled endpoint');

@@ -114,8 +114,8 @@ creor_ssrf_check_done(ngx_resolver_ctx_t *rctx)
     ngx_int_t            rc;
     ngx_connection_t    *c;
     ngx_creor_ctx_t     *ctx;
-    creor_ssrf_check_t    *chk;
     ngx_http_request_t  *r;
+    creor_ssrf_check_t  *chk;
 
     chk = rctx->data;
     r = chk->r;
