@@ -408,7 +408,8 @@ for my $url (qw(http://127.0.0.1/ http://10.1.2.3/ http://172.16.0.1/
 }
 
 # a run's own webhookUrl: refused at the run's creation as at a
-# registration, and no run is made; [webhookUrl, code]
+# registration (names resolved: private.test and mixed.test below), and no
+# run is made; [webhookUrl, code]
 my $sproj = $s->req(POST => '/v1/projects', token => $S->{token},
                     json => { name => 'p' })->{json}{id};
 my $sagent = $s->req(POST => '/v1/agents', token => $S->{token},
@@ -422,6 +423,8 @@ for my $c (['http://127.0.0.1:8080/hook',             'PRIVATE_WEBHOOK_URL'],
            ['http://[::ffff:127.0.0.1]/',             'PRIVATE_WEBHOOK_URL'],
            ['https://localhost/',                     'PRIVATE_WEBHOOK_URL'],
            ['http://metadata.google.internal/',       'PRIVATE_WEBHOOK_URL'],
+           ['http://private.test/hook',               'PRIVATE_WEBHOOK_URL'],
+           ['https://mixed.test:8443/hook',           'PRIVATE_WEBHOOK_URL'],
            ['http://user:pw@example.com/',            'VALIDATION_ERROR'],
            ['http:///no-host',                        'VALIDATION_ERROR'],
            ['http://example.com:99999/',              'VALIDATION_ERROR'],

@@ -1160,6 +1160,12 @@ creor_runs_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                           "No such app.");
     }
 
+    rc = creor_ssrf_check_name(r, ctx, creor_json_get(nr->body, "webhookUrl"),
+                               "webhookUrl", creor_runs_create);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
     if (nr->files.nelts == 0) {
         return creor_runs_create_run(r, ctx, nr);
     }

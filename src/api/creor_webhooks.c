@@ -64,7 +64,8 @@ creor_webhooks_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    rc = creor_ssrf_check_name(r, ctx, creor_webhooks_create);
+    rc = creor_ssrf_check_name(r, ctx, creor_json_get(ctx->json, "url"),
+                               "url", creor_webhooks_create);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -178,7 +179,8 @@ creor_webhooks_update(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     uint32_t        was;
     creor_wh_rec_t  rec;
 
-    rc = creor_ssrf_check_name(r, ctx, creor_webhooks_update);
+    rc = creor_ssrf_check_name(r, ctx, creor_json_get(ctx->json, "url"),
+                               "url", creor_webhooks_update);
     if (rc != NGX_OK) {
         return rc;
     }

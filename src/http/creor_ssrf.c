@@ -16,11 +16,12 @@
 #include "ngx_creor.h"
 
 
-/* a create or patch waiting for the resolver to check its URL's name */
+/* a request waiting for the resolver to check its URL's name */
 typedef struct {
     ngx_http_request_t     *r;
     ngx_resolver_ctx_t     *rctx;       /* NULL once answered */
     creor_handler_pt        handler;    /* called again once checked */
+    const char             *param;      /* the URL's field */
 } creor_ssrf_check_t;
 
 
@@ -28,29 +29,27 @@ static void creor_ssrf_check_done(ngx_resolver_ctx_t *rctx);
 static void creor_ssrf_check_cleanup(void *data);
 
 
-/* ctx->data of a create or patch whose URL's name was checked */
+/* ctx->data of a request whose URL's name was checked */
 static u_char  creor_ssrf_checked;
 
 
 /*
- * A URL whose host is a name: every address it resolves to (with the
- * resolver of the location) must be public, as at each delivery.  The
- * handler is called again once checked (NGX_DONE meanwhile).  Without a
- * resolver, or for a name that does not resolve, the deliveries check.
+ * A URL (the field param) whose host is a name: every address it
+ * resolves to (with the resolver of the location) must be public, as at
+ * each delivery.  The handler is called again once checked (NGX_DONE
+ * meanwhile).  Without a resolver, or for a name that does not resolve,
+ * the deliveries check.
  */
 
 ngx_int_t
 creor_ssrf_check_name(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    creor_handler_pt handler)
+    creor_json_t *url, const char *param, creor_handler_pt handler)
 {
-    creor_json_t              *url;
     creor_ssrf_url_t           u;
     creor_ssrf_check_t        *chk;
     ngx_resolver_ctx_t        *rctx;
     ngx_pool_cleanup_t        *cln;
     ngx_http_core_loc_conf_t  *clcf;
-
-    url = creor_json_get(ctx->json, "url");
 
     if (ctx->data == &creor_ssrf_checked || ctx->mcf->webhook_allow_private
         || url == NULL || url->type != CREOR_JSON_STRING
@@ -88,6 +87,7 @@ creor_ssrf_check_name(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     chk->r = r;
     chk->rctx = rctx;
     chk->handler = handler;
+    chk->param = param;
 
     cln->handler = creor_ssrf_check_cleanup;
     cln->data = chk;
@@ -126,7 +126,7 @@ creor_ssrf_check_done(ngx_resolver_ctx_t *rctx)
 
     if (rctx->state == NGX_OK && creor_ssrf_resolved_private(rctx)) {
         rc = creor_fail(r, NGX_HTTP_BAD_REQUEST, "PRIVATE_WEBHOOK_URL",
-                        "url", "The URL's host resolves to a private, "
+                        chk->param, "The URL's host resolves to a private, "
                         "loopback or link-local address.");
     }
 

@@ -29,7 +29,7 @@ ngx_flag_t creor_ssrf_addr_private(struct sockaddr *sa);
 ngx_int_t creor_ssrf_check_url(ngx_http_request_t *r, creor_json_t *url,
     const char *param, size_t max);
 ngx_int_t creor_ssrf_check_name(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    creor_handler_pt handler);
+    creor_json_t *url, const char *param, creor_handler_pt handler);
 ngx_resolver_ctx_t *creor_ssrf_resolve_start(ngx_http_core_loc_conf_t *clcf,
     ngx_str_t *host, ngx_resolver_handler_pt handler, void *data);
 ngx_flag_t creor_ssrf_resolved_private(ngx_resolver_ctx_t *rctx);
