@@ -487,6 +487,18 @@ $s->finish('SSRF instance: no [alert] or [crit]');
 kill 'TERM', $dns->{pid};
 waitpid $dns->{pid}, 0;
 
+# an address allowed when registered is refused at delivery once
+# creor_webhook_allow_private is off
+$t->reload(http_config => $t->{http_config} =~ s/creor_webhook_allow_private on; //r);
+my $before = () = received('/ok');
+my $private = api(POST => "/v1/webhooks/$ok->{id}/test", json => {})->{json}{id};
+my ($refused) = wait_until(sub {
+    grep { $_->{id} eq $private } deliveries($ok->{id}, '?status=dead') }, 20);
+ok($refused, 'allow_private off: the delivery to 127.0.0.1 is dead');
+is_deeply([map { $_->{error} } @{ $refused->{attempts} // [] }],
+          [('PRIVATE_WEBHOOK_URL') x 3], 'allow_private off: each try refused');
+is(scalar(() = received('/ok')), $before, 'allow_private off: nothing sent');
+
 $t->finish('no [alert], [crit] or sanitizer report');
 $ex->stop;
 $rx->stop;

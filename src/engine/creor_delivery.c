@@ -438,17 +438,20 @@ creor_wh_claim(ngx_str_t *qkey, int64_t now)
         return;
     }
 
-    if (u.literal) {
-        creor_wh_send(&whd, &u, headers, n, u.addr.sockaddr,
-                      u.addr.socklen);
+    /* checked again: creor_webhook_allow_private may be off since */
+
+    if (!creor_mcf->webhook_allow_private
+        && (creor_ssrf_host_private(&u.host)
+            || (u.literal && creor_ssrf_addr_private(u.addr.sockaddr))))
+    {
+        creor_wh_result(&kstr, &owner, 0, "PRIVATE_WEBHOOK_URL", now, 0);
         ngx_destroy_pool(pool);
         return;
     }
 
-    if (!creor_mcf->webhook_allow_private
-        && creor_ssrf_host_private(&u.host))
-    {
-        creor_wh_result(&kstr, &owner, 0, "PRIVATE_WEBHOOK_URL", now, 0);
+    if (u.literal) {
+        creor_wh_send(&whd, &u, headers, n, u.addr.sockaddr,
+                      u.addr.socklen);
         ngx_destroy_pool(pool);
         return;
     }
