@@ -410,12 +410,8 @@ for my $url (qw(http://127.0.0.1/ http://10.1.2.3/ http://172.16.0.1/
 # a run's own webhookUrl: refused at the run's creation as at a
 # registration (names resolved: private.test and mixed.test below), and no
 # run is made; [webhookUrl, code]
-my $sproj = $s->req(POST => '/v1/projects', token => $S->{token},
-                    json => { name => 'p' })->{json}{id};
-my $sagent = $s->req(POST => '/v1/agents', token => $S->{token},
-                     headers => { 'X-Project-Id' => $sproj },
-                     json => { name => 'a', model => 'x/y' })->{json}{id};
-ok($sagent, 'SSRF instance: an agent');
+my (undef, $sagent) = project_agent($s, $S->{token},
+                                   check => 'SSRF instance: an agent');
 for my $c (['http://127.0.0.1:8080/hook',             'PRIVATE_WEBHOOK_URL'],
            ['http://10.1.2.3/',                       'PRIVATE_WEBHOOK_URL'],
            ['http://169.254.169.254/latest/meta-data', 'PRIVATE_WEBHOOK_URL'],

@@ -12,6 +12,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use File::Temp qw(tempdir);
 use CreorTest;
+use CreorApi;
 use CreorExecutor;
 use CreorReceiver;
 
@@ -51,19 +52,12 @@ my $t = CreorTest->new(
     server_config => 'location /_wh { internal; proxy_pass '
                    . '$creor_webhook_scheme://$creor_webhook_addr$creor_webhook_uri; '
                    . 'proxy_set_header Host $creor_webhook_host; '
-                   . 'proxy_http_version 1.1; } '
-                   . 'location /_exec { internal; proxy_pass ' . $ex->url
-                   . '/run; proxy_buffering off; proxy_http_version 1.1; }',
+                   . 'proxy_http_version 1.1; } ' . $ex->location,
     env => { LD_PRELOAD => $FAKETIME, FAKETIME_TIMESTAMP_FILE => $clock,
              FAKETIME_NO_CACHE => 1, FAKETIME_DONT_FAKE_MONOTONIC => 1 });
 my $A = $t->bootstrap(name => 'Clock');
 
-sub api {
-    my ($m, $p, %o) = @_;
-    return $t->req($m => $p, token => $A->{token},
-                   (exists $o{json} ? (json => $o{json}) : ()),
-                   headers => $o{headers} // {});
-}
+api_use($t, token => $A->{token});
 
 sub endpoint {
     my ($path) = @_;
@@ -86,7 +80,7 @@ sub test_event {
 # the delivery once it has n attempts and the status, or ()
 sub delivery_at {
     my ($wh, $id, $n, $status) = @_;
-    return $rx->wait_for(sub {
+    return wait_until(sub {
         grep { $_->{id} eq $id && $_->{attemptCount} >= $n
                && $_->{status} eq $status }
         @{ api(GET => "/v1/webhooks/$wh/deliveries")->{json}{data} // [] } },
@@ -149,14 +143,12 @@ is($w->{disabledReason}, undef, 'day 6: /fail-1 has no reason');
 
 my $tries = () = received('/500');
 
-my $proj = api(POST => '/v1/projects', json => { name => 'p' })->{json}{id};
-my $agent = api(POST => '/v1/agents', headers => { 'X-Project-Id' => $proj },
-                json => { name => 'a', model => 'x/y' })->{json}{id};
+my (undef, $agent) = project_agent($t, $A->{token});
 my $run = api(POST => '/v1/runs', json => { appId => $agent,
               inputs => { script => 'ok' } })->{json}{id};
 ok($run, 'a run');
 
-my @got = $rx->wait_for(sub {
+my @got = wait_until(sub {
     grep { ($_->{event}{data}{id} // '') eq $run
            && $_->{event}{type} eq 'run.completed' } received('/fail-1') }, 20);
 ok(@got, 'run.completed reached the enabled endpoint');
