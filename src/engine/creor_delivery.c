@@ -625,8 +625,7 @@ creor_whd_header(creor_job_t *job, ngx_http_request_t *r)
 {
     time_t            t;
     ngx_int_t         n;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
+    creor_headers_t   w;
     ngx_table_elt_t  *h;
     creor_whd_job_t  *wj;
 
@@ -638,10 +637,9 @@ creor_whd_header(creor_job_t *job, ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    part = &r->headers_out.headers.part;
-    i = 0;
+    creor_headers_init(&w, &r->headers_out.headers);
 
-    while ((h = creor_header_next(&part, &i)) != NULL) {
+    while ((h = creor_headers_next(&w)) != NULL) {
 
         if (h->hash == 0 || h->key.len != 11
             || ngx_strncasecmp(h->key.data, (u_char *) "Retry-After", 11)

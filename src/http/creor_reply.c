@@ -2,8 +2,8 @@
 /*
  * Copyright (C) ngx_creor_module authors
  *
- * Pieces of replies that handlers and jobs share: a walk over a header
- * list, the end of a handler's write transaction, a deletion's answer.
+ * Pieces of handlers' replies: the end of a write transaction, a
+ * deletion's answer.
  */
 
 
@@ -12,28 +12,6 @@
 #include <ngx_http.h>
 
 #include "ngx_creor.h"
-
-
-/* an nginx header list is a chain of parts */
-
-ngx_table_elt_t *
-creor_header_next(ngx_list_part_t **part, ngx_uint_t *i)
-{
-    ngx_table_elt_t  *h;
-
-    while (*i >= (*part)->nelts) {
-        if ((*part)->next == NULL) {
-            return NULL;
-        }
-
-        *part = (*part)->next;
-        *i = 0;
-    }
-
-    h = (*part)->elts;
-
-    return &h[(*i)++];
-}
 
 
 /*

@@ -10,15 +10,6 @@
 
 /* included by ngx_creor.h */
 
-/*
- * The elements of a header list, in order:
- *
- *     part = &r->headers_out.headers.part;
- *     i = 0;
- *     while ((h = creor_header_next(&part, &i)) != NULL) { ... }
- */
-
-ngx_table_elt_t *creor_header_next(ngx_list_part_t **part, ngx_uint_t *i);
 ngx_int_t creor_commit_or_fail(ngx_http_request_t *r, MDB_txn *txn, int rc);
 ngx_int_t creor_send_deleted(ngx_http_request_t *r, const char *object,
     ngx_str_t *id);
