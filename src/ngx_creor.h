@@ -543,7 +543,6 @@ ngx_int_t creor_webhooks_run_secret(ngx_http_request_t *r,
 
 #include "creor_js.h"
 #include "creor_sign.h"
-#include "creor_reply.h"
 #include "creor_ssrf.h"
 #include "creor_webhook.h"
 #include "creor_delivery.h"

@@ -15,18 +15,24 @@
 #include "ngx_creor.h"
 
 
+/* where creor_object_load() reads an endpoint to */
+typedef struct {
+    char                   *key;
+    creor_wh_rec_t         *rec;
+} creor_wh_obj_t;
+
+
 static ngx_int_t creor_wh_parse(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_wh_rec_t *rec, ngx_flag_t create);
 static ngx_int_t creor_wh_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     MDB_txn **txn, char *key, creor_wh_rec_t *rec);
+static ngx_int_t creor_wh_object(creor_store_t *st, MDB_txn *txn,
+    ngx_pool_t *pool, ngx_str_t *org, ngx_str_t *id, void *data);
 static ngx_int_t creor_wh_save(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     MDB_txn *txn, char *key, creor_wh_rec_t *rec, ngx_flag_t secret);
 static ngx_int_t creor_wh_reply(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *id, creor_wh_rec_t *rec, ngx_flag_t secret,
     creor_whd_hdr_t *hdr);
-static ngx_int_t creor_webhooks_page(ngx_http_request_t *r,
-    ngx_creor_ctx_t *ctx, const char *kind, ngx_str_t *id,
-    ngx_str_t *filters, creor_page_item_pt item);
 static ngx_int_t creor_webhooks_item(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, MDB_val *key, MDB_val *val, yajl_gen g);
 static ngx_int_t creor_whd_item(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
@@ -106,7 +112,7 @@ creor_webhooks_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                              0);
     }
 
-    rc = creor_commit_or_fail(r, txn, rc);
+    rc = creor_object_commit(r, txn, rc);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -121,8 +127,8 @@ creor_webhooks_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 ngx_int_t
 creor_webhooks_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
-    return creor_webhooks_page(r, ctx, "w", &ctx->who.org, NULL,
-                               creor_webhooks_item);
+    return creor_page_list(r, ctx, NULL, creor_webhooks_item, "w:%V:",
+                           &ctx->who.org);
 }
 
 
@@ -227,12 +233,12 @@ creor_webhooks_delete(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
     rc = creor_store_del(&ctx->mcf->store, txn, key);
 
-    rc = creor_commit_or_fail(r, txn, rc);
+    rc = creor_object_commit(r, txn, rc);
     if (rc != NGX_OK) {
         return rc;
     }
 
-    return creor_send_deleted(r, "webhook", &ctx->ids[CREOR_ID_WEBHOOK]);
+    return creor_object_deleted(r, &ctx->ids[CREOR_ID_WEBHOOK], "webhook");
 }
 
 
@@ -264,9 +270,9 @@ ngx_int_t
 creor_webhooks_deliveries(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
     ngx_int_t      status;
-    ngx_str_t      filters;
     ngx_uint_t     i;
     creor_arg_t   *a;
+    creor_page_t   pg;
 
     status = 0;
     a = creor_arg(ctx, "status");
@@ -290,16 +296,18 @@ creor_webhooks_deliveries(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
     ctx->data = (void *) (uintptr_t) status;
 
-    filters.data = ngx_pnalloc(r->pool, 32);
-    if (filters.data == NULL) {
+    ngx_memzero(&pg, sizeof(creor_page_t));
+
+    pg.filters.data = ngx_pnalloc(r->pool, 32);
+    if (pg.filters.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    filters.len = ngx_sprintf(filters.data, "status=%i", status)
-                  - filters.data;
+    pg.filters.len = ngx_sprintf(pg.filters.data, "status=%i", status)
+                     - pg.filters.data;
 
-    return creor_webhooks_page(r, ctx, "wl", &ctx->ids[CREOR_ID_WEBHOOK],
-                               &filters, creor_whd_item);
+    return creor_page_list(r, ctx, &pg, creor_whd_item, "wl:%V:",
+                           &ctx->ids[CREOR_ID_WEBHOOK]);
 }
 
 
@@ -383,7 +391,7 @@ creor_webhooks_redeliver(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
     rc = creor_whd_write(&ctx->mcf->store, txn, &whd, creor_now_ms());
 
-    rc = creor_commit_or_fail(r, txn, rc);
+    rc = creor_object_commit(r, txn, rc);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -457,7 +465,7 @@ creor_webhooks_test(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return creor_fail_store(r, rc ? rc : CREOR_STORE_ERROR);
     }
 
-    rc = creor_commit_or_fail(r, txn, CREOR_STORE_OK);
+    rc = creor_object_commit(r, txn, CREOR_STORE_OK);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -512,7 +520,7 @@ creor_webhooks_run_secret(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                              0);
     }
 
-    rc = creor_commit_or_fail(r, txn, rc);
+    rc = creor_object_commit(r, txn, rc);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -540,51 +548,29 @@ static ngx_int_t
 creor_wh_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn **txn,
     char *key, creor_wh_rec_t *rec)
 {
-    int       rc;
-    MDB_txn  *t;
+    creor_wh_obj_t  o;
 
-    ngx_snprintf((u_char *) key, CREOR_STORE_KEY_MAX, "w:%V:%V%Z",
-                 &ctx->who.org, &ctx->ids[CREOR_ID_WEBHOOK]);
+    static creor_object_t  obj = {
+        CREOR_ID_WEBHOOK, "webhook", creor_wh_object
+    };
 
-    if (txn) {
-        rc = creor_store_write(&ctx->mcf->store, &t);
-        if (rc != CREOR_STORE_OK) {
-            creor_fail_store(r, rc);
-            return NGX_ERROR;
-        }
+    o.key = key;
+    o.rec = rec;
 
-    } else {
-        t = creor_store_read(&ctx->mcf->store);
-        if (t == NULL) {
-            creor_fail_store(r, CREOR_STORE_ERROR);
-            return NGX_ERROR;
-        }
-    }
+    return creor_object_load(r, ctx, &obj, txn, &o);
+}
 
-    rc = creor_webhook_get(&ctx->mcf->store, t, key, rec);
 
-    if (txn == NULL) {
-        creor_store_read_done(&ctx->mcf->store);
+static ngx_int_t
+creor_wh_object(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
+    ngx_str_t *org, ngx_str_t *id, void *data)
+{
+    creor_wh_obj_t  *o = data;
 
-    } else if (rc != CREOR_STORE_OK) {
-        creor_store_abort(t);
+    ngx_snprintf((u_char *) o->key, CREOR_STORE_KEY_MAX, "w:%V:%V%Z", org,
+                 id);
 
-    } else {
-        *txn = t;
-    }
-
-    if (rc == CREOR_STORE_NOTFOUND) {
-        creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
-                   "No such webhook.");
-        return NGX_ERROR;
-    }
-
-    if (rc != CREOR_STORE_OK) {
-        creor_fail_store(r, CREOR_STORE_ERROR);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return creor_webhook_get(st, txn, o->key, o->rec);
 }
 
 
@@ -598,7 +584,7 @@ creor_wh_save(ngx_http_request_t *r, ngx_creor_ctx_t *ctx, MDB_txn *txn,
 
     rc = creor_store_put(&ctx->mcf->store, txn, key, rec, sizeof(*rec), 0);
 
-    rc = creor_commit_or_fail(r, txn, rc);
+    rc = creor_object_commit(r, txn, rc);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -629,40 +615,6 @@ creor_wh_reply(ngx_http_request_t *r, ngx_uint_t status, ngx_str_t *id,
     }
 
     return creor_send_json(r, status, g);
-}
-
-
-/*
- * A cursor list of the records under "<kind>:<id>:": the list-handler
- * preamble, until creor_pagination.c has one of its own.
- */
-
-static ngx_int_t
-creor_webhooks_page(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    const char *kind, ngx_str_t *id, ngx_str_t *filters,
-    creor_page_item_pt item)
-{
-    creor_page_t  pg;
-
-    ngx_memzero(&pg, sizeof(creor_page_t));
-
-    pg.prefix.data = ngx_pnalloc(r->pool, ngx_strlen(kind) + id->len + 2);
-    if (pg.prefix.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    pg.prefix.len = ngx_sprintf(pg.prefix.data, "%s:%V:", kind, id)
-                    - pg.prefix.data;
-
-    if (filters) {
-        pg.filters = *filters;
-    }
-
-    if (creor_page_parse(r, ctx, &pg, 0) != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
-    return creor_page_send(r, ctx, &pg, item);
 }
 
 
