@@ -16,6 +16,7 @@
 
 #include "creor_store.h"
 #include "creor_index.h"
+#include "creor_counts.h"
 
 
 #define CREOR_JSON_NULL      0
@@ -213,17 +214,6 @@ typedef struct {
     ngx_str_t               name;
     ngx_str_t               uri;
 } creor_provider_t;
-
-
-/* agents and runs by status, kept with every change (creor_system.c) */
-#define CREOR_COUNTS_MAX     8
-
-typedef struct {
-    uint32_t                version;
-    uint32_t                reserved;
-    int64_t                 runs[CREOR_COUNTS_MAX];     /* CREOR_RUN_* */
-    int64_t                 agents[CREOR_COUNTS_MAX];   /* idle, queued... */
-} creor_counts_t;
 
 
 /* a run loaded from the store: the header and its JSON document */
@@ -585,13 +575,6 @@ ngx_int_t creor_usage_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 /* creor_system.c */
 ngx_int_t creor_system_health(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_system_status(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
-ngx_int_t creor_counts_init(creor_store_t *st, ngx_log_t *log);
-ngx_int_t creor_counts_read(creor_store_t *st, creor_counts_t *counts);
-ngx_int_t creor_counts_run(creor_store_t *st, MDB_txn *txn, ngx_uint_t from,
-    ngx_uint_t to);
-ngx_int_t creor_counts_agent(creor_store_t *st, MDB_txn *txn,
-    const char *from, const char *to);
-const char *creor_agent_status_name(ngx_uint_t i);
 
 /* creor_metrics.c: host-wide counts in the shared zone */
 #define CREOR_LEG_OK         0      /* a leg-ending event arrived */
