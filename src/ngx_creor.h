@@ -351,21 +351,6 @@ typedef ngx_int_t (*creor_page_item_pt)(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, MDB_val *key, MDB_val *val, yajl_gen g);
 
 
-/* a finished chat completion or run, for the usage aggregates */
-typedef struct {
-    ngx_str_t               org;
-    ngx_str_t               project;    /* may be empty */
-    ngx_str_t               key_id;     /* may be empty */
-    ngx_str_t               agent;      /* may be empty */
-    ngx_str_t               model;      /* "provider/name" as asked */
-    int64_t                 input_tokens;
-    int64_t                 output_tokens;
-    ngx_uint_t              requests;   /* 1 for a chat completion */
-    ngx_uint_t              runs;       /* 1 for a finished run */
-    int64_t                 time_ms;    /* when it finished */
-} creor_usage_t;
-
-
 extern ngx_module_t  ngx_creor_module;
 
 
@@ -566,12 +551,10 @@ ngx_int_t creor_changed_watch(creor_stop_pt stop, creor_busy_pt busy);
 void creor_changed_stop(void);
 ngx_uint_t creor_changed_busy(void);
 
-/* creor_usage.c */
-ngx_int_t creor_usage_add(ngx_creor_main_conf_t *mcf, creor_usage_t *u,
-    ngx_log_t *log);
-void creor_usage_flush(ngx_log_t *log);
-ngx_int_t creor_usage_run(creor_store_t *st, MDB_txn *txn, creor_run_t *run);
+/* creor_usage.c (api), and model/creor_usage.h */
 ngx_int_t creor_usage_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
+#include "creor_usage.h"
+
 /* creor_system.c */
 ngx_int_t creor_system_health(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_system_status(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);

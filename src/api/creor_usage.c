@@ -2,14 +2,9 @@
 /*
  * Copyright (C) ngx_creor_module authors
  *
- * Usage metering (SPEC 9.3, 10): aggregates per organization, day,
- * project, key, agent and model, "u:" records of the main store.
- *
- * Chat completions are added to a bounded table of the worker and
- * written once a second, in one transaction for the whole table, so
- * metering costs a completion a lookup in memory, not a commit.  Runs
- * add theirs in the very transaction that makes them terminal.
- * docs/architecture.md explains what a crash can lose.
+ * GET /v1/usage (SPEC 9.3, 10): the caller's usage aggregates over a range
+ * of days, grouped by day, model, key or agent.  The records and the
+ * meter that writes them: src/model/creor_usage*.c.
  */
 
 
@@ -20,19 +15,9 @@
 #include "ngx_creor.h"
 
 
-#define CREOR_USAGE_BATCH        256    /* distinct aggregates a second */
-#define CREOR_USAGE_INTERVAL     1000   /* ms between writes */
 #define CREOR_USAGE_DAYS         30     /* the default range */
 #define CREOR_USAGE_RANGE_MAX    366    /* days of one query */
 #define CREOR_DAY_MS             86400000LL
-
-
-typedef struct {
-    char                    key[CREOR_USAGE_KEY_MAX];
-    size_t                  len;
-    uint32_t                hash;
-    creor_usage_rec_t       rec;
-} creor_usage_entry_t;
 
 
 typedef struct {
@@ -41,8 +26,19 @@ typedef struct {
 } creor_usage_group_t;
 
 
-static ngx_int_t creor_usage_flush_batch(ngx_log_t *log);
-static void creor_usage_timer(ngx_event_t *ev);
+/* a range walk's groups, by group_by */
+typedef struct {
+    ngx_creor_ctx_t        *ctx;
+    ngx_pool_t             *pool;
+    ngx_rbtree_t            tree;
+    ngx_rbtree_node_t       sentinel;
+    ngx_array_t             groups;     /* of creor_usage_group_t * */
+    ngx_uint_t              by;
+} creor_usage_walk_t;
+
+
+static ngx_int_t creor_usage_each(creor_usage_dims_t *d,
+    creor_usage_rec_t *rec, void *data);
 static void creor_usage_dims_str(creor_usage_dims_t *d, ngx_uint_t i,
     ngx_str_t *s);
 static ngx_int_t creor_usage_time_arg(ngx_http_request_t *r,
@@ -55,14 +51,6 @@ static ngx_int_t creor_usage_group(ngx_pool_t *pool, ngx_rbtree_t *tree,
 static int ngx_libc_cdecl creor_usage_cmp(const void *a, const void *b);
 static void creor_usage_counts(yajl_gen g, creor_usage_rec_t *rec);
 static void creor_usage_gen_date(yajl_gen g, u_char *day);
-
-
-/* the worker's table: at most CREOR_USAGE_BATCH entries, always */
-
-static creor_usage_entry_t     creor_usage_batch[CREOR_USAGE_BATCH];
-static ngx_uint_t              creor_usage_n;
-static ngx_creor_main_conf_t  *creor_usage_mcf;
-static ngx_event_t             creor_usage_event;
 
 
 static const char  *creor_usage_group_by[] = {
@@ -80,236 +68,6 @@ static const ngx_uint_t  creor_usage_group_dim[] = {
 
 
 /*
- * Adds a finished completion to the worker's table; the timer writes
- * it within CREOR_USAGE_INTERVAL.  A full table is written first; if
- * that fails too the completion is not counted (and logged): memory
- * stays bounded whatever the store does.
- */
-
-ngx_int_t
-creor_usage_add(ngx_creor_main_conf_t *mcf, creor_usage_t *u, ngx_log_t *log)
-{
-    char                  key[CREOR_USAGE_KEY_MAX];
-    size_t                len;
-    int64_t               ms;
-    uint32_t              hash;
-    ngx_uint_t            i;
-    creor_usage_dims_t    d;
-    creor_usage_entry_t  *e;
-
-    static int64_t        day = -1;
-    static char           today[CREOR_USAGE_DAY_LEN + 1];
-
-    d.data[CREOR_USAGE_ORG] = (char *) u->org.data;
-    d.len[CREOR_USAGE_ORG] = u->org.len;
-    d.data[CREOR_USAGE_PROJECT] = (char *) u->project.data;
-    d.len[CREOR_USAGE_PROJECT] = u->project.len;
-    d.data[CREOR_USAGE_KEY] = (char *) u->key_id.data;
-    d.len[CREOR_USAGE_KEY] = u->key_id.len;
-    d.data[CREOR_USAGE_AGENT] = (char *) u->agent.data;
-    d.len[CREOR_USAGE_AGENT] = u->agent.len;
-    d.data[CREOR_USAGE_MODEL] = (char *) u->model.data;
-    d.len[CREOR_USAGE_MODEL] = u->model.len;
-
-    /* gmtime_r() once a day, not once a completion */
-
-    ms = u->time_ms ? u->time_ms : creor_now_ms();
-
-    if (ms / 86400000 != day || day == -1) {
-        day = ms / 86400000;
-        creor_usage_day(today, ms);
-    }
-
-    ngx_memcpy(d.day, today, sizeof(d.day));
-
-    if (creor_usage_key(key, &len, &d) != CREOR_STORE_OK) {
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "creor: usage of \"%V\" not counted: bad dimensions",
-                      &u->org);
-        return NGX_ERROR;
-    }
-
-    hash = ngx_crc32_long((u_char *) key, len);
-
-    for (i = 0; i < creor_usage_n; i++) {
-        e = &creor_usage_batch[i];
-
-        if (e->hash == hash && e->len == len
-            && ngx_memcmp(e->key, key, len) == 0)
-        {
-            goto found;
-        }
-    }
-
-    if (creor_usage_n == CREOR_USAGE_BATCH
-        && creor_usage_flush_batch(log) != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "creor: usage of \"%V\" not counted: store failed",
-                      &u->org);
-        return NGX_ERROR;
-    }
-
-    creor_usage_mcf = mcf;
-
-    e = &creor_usage_batch[creor_usage_n++];
-    ngx_memcpy(e->key, key, len);
-    e->len = len;
-    e->hash = hash;
-    ngx_memzero(&e->rec, sizeof(creor_usage_rec_t));
-
-found:
-
-    e->rec.requests += u->requests;
-    e->rec.runs += u->runs;
-    e->rec.input_tokens += u->input_tokens;
-    e->rec.output_tokens += u->output_tokens;
-
-    if (!creor_usage_event.timer_set) {
-        creor_usage_event.handler = creor_usage_timer;
-        creor_usage_event.log = ngx_cycle->log;
-        creor_usage_event.cancelable = 1;
-        ngx_add_timer(&creor_usage_event, CREOR_USAGE_INTERVAL);
-    }
-
-    return NGX_OK;
-}
-
-
-/* what the worker has not written yet: on exit, before the store closes */
-
-void
-creor_usage_flush(ngx_log_t *log)
-{
-    if (creor_usage_event.timer_set) {
-        ngx_del_timer(&creor_usage_event);
-    }
-
-    (void) creor_usage_flush_batch(log);
-}
-
-
-/*
- * One transaction for the whole table, committed as the store commits
- * (synced with sync=on): a failed one leaves the table as it was, so no
- * completion is counted twice or lost to a passing error.
- */
-
-static ngx_int_t
-creor_usage_flush_batch(ngx_log_t *log)
-{
-    int             rc;
-    MDB_txn        *txn;
-    ngx_uint_t      i;
-    creor_store_t  *st;
-
-    if (creor_usage_n == 0 || creor_usage_mcf == NULL
-        || !creor_usage_mcf->opened)
-    {
-        return NGX_OK;
-    }
-
-    st = &creor_usage_mcf->store;
-
-    rc = creor_store_write(st, &txn);
-
-    if (rc == CREOR_STORE_OK) {
-        for (i = 0; i < creor_usage_n; i++) {
-            rc = creor_usage_merge(st, txn, creor_usage_batch[i].key,
-                                   creor_usage_batch[i].len,
-                                   &creor_usage_batch[i].rec);
-            if (rc != CREOR_STORE_OK) {
-                creor_store_abort(txn);
-                break;
-            }
-        }
-    }
-
-    if (rc == CREOR_STORE_OK) {
-        rc = creor_store_commit(txn);
-    }
-
-    if (rc != CREOR_STORE_OK) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "creor: writing %ui usage records failed: %d",
-                      creor_usage_n, rc);
-        return NGX_ERROR;
-    }
-
-    creor_usage_n = 0;
-
-    return NGX_OK;
-}
-
-
-static void
-creor_usage_timer(ngx_event_t *ev)
-{
-    if (creor_usage_flush_batch(ev->log) != NGX_OK && creor_usage_n) {
-        ngx_add_timer(ev, CREOR_USAGE_INTERVAL);
-    }
-}
-
-
-/*
- * A run that reached a terminal state, in the transaction that put it
- * there: counted exactly when that commit succeeds.
- */
-
-ngx_int_t
-creor_usage_run(creor_store_t *st, MDB_txn *txn, creor_run_t *run)
-{
-    char                key[CREOR_USAGE_KEY_MAX];
-    size_t              len;
-    creor_json_t       *v;
-    creor_usage_rec_t   rec;
-    creor_usage_dims_t  d;
-
-    ngx_memzero(&d, sizeof(creor_usage_dims_t));
-
-    d.data[CREOR_USAGE_ORG] = run->hdr.org;
-    d.len[CREOR_USAGE_ORG] = ngx_strlen(run->hdr.org);
-    d.data[CREOR_USAGE_PROJECT] = run->hdr.project;
-    d.len[CREOR_USAGE_PROJECT] = ngx_strlen(run->hdr.project);
-    d.data[CREOR_USAGE_AGENT] = run->hdr.agent;
-    d.len[CREOR_USAGE_AGENT] = ngx_strlen(run->hdr.agent);
-
-    v = creor_json_get(run->doc, "keyId");
-
-    if (v && v->type == CREOR_JSON_STRING) {
-        d.data[CREOR_USAGE_KEY] = (char *) v->str.data;
-        d.len[CREOR_USAGE_KEY] = v->str.len;
-    }
-
-    /* the run's chatModelId overrides the agent's model (SPEC 9.4) */
-
-    v = creor_json_get(run->doc, "chatModelId");
-
-    if (v == NULL || v->type != CREOR_JSON_STRING || v->str.len == 0) {
-        v = creor_json_get(run->doc, "agentModel");
-    }
-
-    if (v && v->type == CREOR_JSON_STRING) {
-        d.data[CREOR_USAGE_MODEL] = (char *) v->str.data;
-        d.len[CREOR_USAGE_MODEL] = v->str.len;
-    }
-
-    creor_usage_day(d.day, run->hdr.completed_ms);
-
-    if (creor_usage_key(key, &len, &d) != CREOR_STORE_OK) {
-        return CREOR_STORE_ERROR;
-    }
-
-    ngx_memzero(&rec, sizeof(creor_usage_rec_t));
-    rec.runs = 1;
-    rec.input_tokens = run->hdr.input_tokens;
-    rec.output_tokens = run->hdr.output_tokens;
-
-    return creor_usage_merge(st, txn, key, len, &rec);
-}
-
-
-/*
  * GET /v1/usage?start=&end=&group_by=: one range scan of the caller's
  * organization, from its first day to its last, grouped in memory.
  */
@@ -317,27 +75,19 @@ creor_usage_run(creor_store_t *st, MDB_txn *txn, creor_run_t *run)
 ngx_int_t
 creor_usage_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
-    int                   rc;
     char                  first[CREOR_USAGE_DAY_LEN + 1];
     char                  last[CREOR_USAGE_DAY_LEN + 1];
-    size_t                plen;
     int64_t               start, end, now;
-    MDB_val               k, v;
     MDB_txn              *txn;
     yajl_gen              g;
-    ngx_str_t             name, s;
-    ngx_int_t             has_start, has_end;
+    ngx_str_t             name;
+    ngx_int_t             rc, has_start, has_end;
     ngx_uint_t            by, i;
-    MDB_cursor           *cur;
-    ngx_array_t           groups;
     creor_arg_t          *arg;
-    ngx_rbtree_t          tree;
     creor_store_t        *st;
-    ngx_rbtree_node_t     sentinel;
-    creor_usage_rec_t     rec, totals;
-    creor_usage_dims_t    d;
+    creor_usage_rec_t     totals;
+    creor_usage_walk_t    w;
     creor_usage_group_t **gr;
-    u_char                prefix[CREOR_STORE_KEY_MAX];
 
     by = 0;
     arg = creor_arg(ctx, "group_by");
@@ -408,97 +158,33 @@ creor_usage_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    if (ngx_array_init(&groups, r->pool, 16, sizeof(creor_usage_group_t *))
+    w.ctx = ctx;
+    w.pool = r->pool;
+    w.by = by;
+
+    if (ngx_array_init(&w.groups, r->pool, 16, sizeof(creor_usage_group_t *))
         != NGX_OK)
     {
         creor_store_read_done(st);
         return NGX_ERROR;
     }
 
-    ngx_rbtree_init(&tree, &sentinel, ngx_str_rbtree_insert_value);
+    ngx_rbtree_init(&w.tree, &w.sentinel, ngx_str_rbtree_insert_value);
 
-    plen = ngx_snprintf(prefix, sizeof(prefix), "u:%V:", &ctx->who.org)
-           - prefix;
+    rc = creor_usage_range(st, txn, &ctx->who.org, first, last,
+                           creor_usage_each, &w);
 
-    if (mdb_cursor_open(txn, st->dbi, &cur) != 0) {
-        creor_store_read_done(st);
+    creor_store_read_done(st);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc != NGX_OK) {
         return creor_fail_store(r, CREOR_STORE_ERROR);
     }
 
-    k.mv_data = prefix;
-    k.mv_size = ngx_cpymem(prefix + plen, first, CREOR_USAGE_DAY_LEN)
-                - prefix;
-
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-         rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-    {
-        if (k.mv_size <= plen + CREOR_USAGE_DAY_LEN
-            || ngx_memcmp(k.mv_data, prefix, plen) != 0
-            || ngx_memcmp((u_char *) k.mv_data + plen, last,
-                          CREOR_USAGE_DAY_LEN)
-               > 0)
-        {
-            break;
-        }
-
-        if (v.mv_size != sizeof(creor_usage_rec_t)
-            || creor_usage_parse(k.mv_data, k.mv_size, &d) != CREOR_STORE_OK)
-        {
-            continue;
-        }
-
-        creor_usage_dims_str(&d, CREOR_USAGE_PROJECT, &s);
-
-        if (ctx->who.project.len
-            && (s.len != ctx->who.project.len
-                || ngx_strncmp(s.data, ctx->who.project.data, s.len) != 0))
-        {
-            continue;
-        }
-
-        creor_usage_dims_str(&d, CREOR_USAGE_AGENT, &s);
-
-        if (ctx->who.app.len
-            && (s.len != ctx->who.app.len
-                || ngx_strncmp(s.data, ctx->who.app.data, s.len) != 0))
-        {
-            continue;
-        }
-
-        if (by == 0) {
-            name.data = (u_char *) d.day;
-            name.len = CREOR_USAGE_DAY_LEN;
-
-        } else {
-            creor_usage_dims_str(&d, creor_usage_group_dim[by], &name);
-
-            /* the store may have been written by another tool */
-
-            if (!creor_utf8_valid(name.data, name.len)) {
-                name.len = 0;
-            }
-        }
-
-        ngx_memcpy(&rec, v.mv_data, sizeof(creor_usage_rec_t));
-
-        if (creor_usage_group(r->pool, &tree, &groups, &name, &rec)
-            != NGX_OK)
-        {
-            mdb_cursor_close(cur);
-            creor_store_read_done(st);
-            return NGX_ERROR;
-        }
-    }
-
-    mdb_cursor_close(cur);
-    creor_store_read_done(st);
-
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        return creor_fail_store(r, creor_store_rc(rc));
-    }
-
-    ngx_qsort(groups.elts, groups.nelts, sizeof(creor_usage_group_t *),
+    ngx_qsort(w.groups.elts, w.groups.nelts, sizeof(creor_usage_group_t *),
               creor_usage_cmp);
 
     g = creor_gen_create(r);
@@ -519,9 +205,9 @@ creor_usage_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     yajl_gen_array_open(g);
 
     ngx_memzero(&totals, sizeof(creor_usage_rec_t));
-    gr = groups.elts;
+    gr = w.groups.elts;
 
-    for (i = 0; i < groups.nelts; i++) {
+    for (i = 0; i < w.groups.nelts; i++) {
         yajl_gen_map_open(g);
         creor_gen_str(g, creor_usage_group_field[by]);
 
@@ -556,6 +242,54 @@ creor_usage_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     yajl_gen_map_close(g);
 
     return creor_send_json(r, NGX_HTTP_OK, g);
+}
+
+
+/* an aggregate the caller sees, added to its group */
+
+static ngx_int_t
+creor_usage_each(creor_usage_dims_t *d, creor_usage_rec_t *rec, void *data)
+{
+    creor_usage_walk_t *w = data;
+
+    ngx_str_t          name, s;
+    ngx_creor_ctx_t   *ctx;
+
+    ctx = w->ctx;
+
+    creor_usage_dims_str(d, CREOR_USAGE_PROJECT, &s);
+
+    if (ctx->who.project.len
+        && (s.len != ctx->who.project.len
+            || ngx_strncmp(s.data, ctx->who.project.data, s.len) != 0))
+    {
+        return NGX_OK;
+    }
+
+    creor_usage_dims_str(d, CREOR_USAGE_AGENT, &s);
+
+    if (ctx->who.app.len
+        && (s.len != ctx->who.app.len
+            || ngx_strncmp(s.data, ctx->who.app.data, s.len) != 0))
+    {
+        return NGX_OK;
+    }
+
+    if (w->by == 0) {
+        name.data = (u_char *) d->day;
+        name.len = CREOR_USAGE_DAY_LEN;
+
+    } else {
+        creor_usage_dims_str(d, creor_usage_group_dim[w->by], &name);
+
+        /* the store may have been written by another tool */
+
+        if (!creor_utf8_valid(name.data, name.len)) {
+            name.len = 0;
+        }
+    }
+
+    return creor_usage_group(w->pool, &w->tree, &w->groups, &name, rec);
 }
 
 
