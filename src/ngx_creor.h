@@ -17,6 +17,7 @@
 #include "creor_store.h"
 #include "creor_index.h"
 #include "creor_counts.h"
+#include "creor_events_walk.h"
 
 
 #define CREOR_JSON_NULL      0

@@ -38,9 +38,20 @@ typedef struct {
 } creor_sse_t;
 
 
+/* the events of one write, read in the store's read transaction */
+typedef struct {
+    uint32_t                seq[CREOR_SSE_BATCH];
+    MDB_val                 data[CREOR_SSE_BATCH];
+    ngx_uint_t              n;
+    size_t                  size;       /* of their frames */
+} creor_sse_batch_t;
+
+
 static ngx_int_t creor_events_item(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, MDB_val *key, MDB_val *val, yajl_gen g);
 static ngx_int_t creor_sse_send(creor_sse_t *sse);
+static ngx_int_t creor_sse_batch_add(uint32_t seq, MDB_val *val,
+    void *data);
 static ngx_int_t creor_sse_output(creor_sse_t *sse, u_char *data,
     size_t len);
 static ngx_int_t creor_sse_wait(creor_sse_t *sse);
@@ -338,16 +349,14 @@ creor_sse_shutdown(void)
 static ngx_int_t
 creor_sse_send(creor_sse_t *sse)
 {
-    int                     rc;
     u_char                 *buf, *p;
-    size_t                  size, plen;
-    MDB_val                 k, v;
+    MDB_val                 v;
     MDB_txn                *txn;
-    uint32_t                seq, last;
+    uint32_t                last;
     ngx_int_t               more;
-    ngx_uint_t              n, status;
-    MDB_cursor             *cur;
+    ngx_uint_t              i, status;
     creor_run_hdr_t         hdr;
+    creor_sse_batch_t       batch;
     ngx_creor_main_conf_t  *mcf;
     char                    key[CREOR_STORE_KEY_MAX];
 
@@ -384,71 +393,44 @@ creor_sse_send(creor_sse_t *sse)
         return NGX_OK;
     }
 
-    if (mdb_cursor_open(txn, mcf->store.dbi, &cur) != 0) {
+    /* one buffer for the batch, sized by a first pass */
+
+    batch.n = 0;
+    batch.size = 0;
+
+    if (creor_events_walk(&mcf->store, txn, &sse->run_id, sse->seq,
+                          creor_sse_batch_add, &batch)
+        != NGX_OK)
+    {
         creor_store_read_done(&mcf->store);
         return NGX_ERROR;
     }
 
-    plen = ngx_snprintf((u_char *) key, sizeof(key), "e:%V:", &sse->run_id)
-           - (u_char *) key;
-    k.mv_size = ngx_snprintf((u_char *) key + plen, sizeof(key) - plen,
-                             "%010uD", sse->seq + 1)
-                - (u_char *) key;
-    k.mv_data = key;
-
-    /* one buffer for the batch, sized by a first pass */
-
-    size = 0;
-    n = 0;
-
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-         rc == 0 && k.mv_size > plen && ngx_memcmp(k.mv_data, key, plen) == 0
-         && n < CREOR_SSE_BATCH && size < CREOR_SSE_BYTES;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-    {
-        size += sizeof("event: run_event\nid: \ndata: \n\n") - 1
-                + NGX_INT32_LEN + v.mv_size;
-        n++;
-    }
-
-    if (n == 0) {
-        mdb_cursor_close(cur);
+    if (batch.n == 0) {
         creor_store_read_done(&mcf->store);
         return NGX_OK;
     }
 
-    buf = ngx_alloc(size, ngx_cycle->log);
+    buf = ngx_alloc(batch.size, ngx_cycle->log);
     if (buf == NULL) {
-        mdb_cursor_close(cur);
         creor_store_read_done(&mcf->store);
         return NGX_ERROR;
     }
 
     p = buf;
-    seq = sse->seq;
-    k.mv_size = ngx_snprintf((u_char *) key + plen, sizeof(key) - plen,
-                             "%010uD", sse->seq + 1)
-                - (u_char *) key;
-    k.mv_data = key;
 
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-         rc == 0 && k.mv_size > plen && n;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), n--)
-    {
-        seq = (uint32_t) ngx_atoi((u_char *) k.mv_data + plen,
-                                  k.mv_size - plen);
-
-        p = ngx_sprintf(p, "event: run_event\nid: %uD\ndata: ", seq);
-        p = ngx_cpymem(p, v.mv_data, v.mv_size);
+    for (i = 0; i < batch.n; i++) {
+        p = ngx_sprintf(p, "event: run_event\nid: %uD\ndata: ",
+                        batch.seq[i]);
+        p = ngx_cpymem(p, batch.data[i].mv_data, batch.data[i].mv_size);
         *p++ = '\n';
         *p++ = '\n';
     }
 
-    mdb_cursor_close(cur);
     creor_store_read_done(&mcf->store);
 
-    sse->seq = seq;
-    more = (seq < last);
+    sse->seq = batch.seq[batch.n - 1];
+    more = (sse->seq < last);
 
     if (creor_sse_output(sse, buf, p - buf) == NGX_ERROR) {
         return NGX_ERROR;
@@ -470,6 +452,25 @@ creor_sse_send(creor_sse_t *sse)
     }
 
     return NGX_OK;
+}
+
+
+/* an event of the batch, while the batch has room */
+
+static ngx_int_t
+creor_sse_batch_add(uint32_t seq, MDB_val *val, void *data)
+{
+    creor_sse_batch_t  *batch = data;
+
+    batch->seq[batch->n] = seq;
+    batch->data[batch->n] = *val;
+    batch->n++;
+
+    batch->size += sizeof("event: run_event\nid: \ndata: \n\n") - 1
+                   + NGX_INT32_LEN + val->mv_size;
+
+    return (batch->n < CREOR_SSE_BATCH && batch->size < CREOR_SSE_BYTES)
+           ? NGX_OK : NGX_DONE;
 }
 
 
