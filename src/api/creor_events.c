@@ -16,6 +16,7 @@
 #include <ngx_http.h>
 
 #include "ngx_creor.h"
+#include "creor_sse_frame.h"
 
 
 #define CREOR_SSE_BATCH      256        /* events a write */
@@ -47,6 +48,8 @@ typedef struct {
 } creor_sse_batch_t;
 
 
+static ngx_int_t creor_events_run(ngx_http_request_t *r,
+    ngx_creor_ctx_t *ctx, creor_run_t *run);
 static ngx_int_t creor_events_item(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, MDB_val *key, MDB_val *val, yajl_gen g);
 static ngx_int_t creor_sse_send(creor_sse_t *sse);
@@ -59,6 +62,7 @@ static void creor_sse_finish(creor_sse_t *sse, ngx_int_t rc);
 static void creor_sse_writer(ngx_http_request_t *r);
 static void creor_sse_ping(ngx_event_t *ev);
 static ngx_int_t creor_sse_comment(creor_sse_t *sse, ngx_str_t *text);
+static void creor_sse_forget(creor_sse_t *sse);
 static void creor_sse_cleanup(void *data);
 
 
@@ -74,20 +78,14 @@ static ngx_flag_t   creor_streams_ready;
 ngx_int_t
 creor_events_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
-    MDB_txn       *txn;
+    ngx_int_t      rc;
     creor_run_t    run;
     creor_page_t   pg;
 
-    txn = creor_store_read(&ctx->mcf->store);
-    if (txn == NULL) {
-        return creor_fail_store(r, CREOR_STORE_ERROR);
+    rc = creor_events_run(r, ctx, &run);
+    if (rc != NGX_OK) {
+        return rc;
     }
-
-    if (creor_runs_route_run(r, ctx, txn, &run) != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
-    creor_store_read_done(&ctx->mcf->store);
 
     ngx_memzero(&pg, sizeof(creor_page_t));
 
@@ -105,6 +103,29 @@ creor_events_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     }
 
     return creor_page_send(r, ctx, &pg, creor_events_item);
+}
+
+
+/* the run the route names, if the caller may see it */
+
+static ngx_int_t
+creor_events_run(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_run_t *run)
+{
+    MDB_txn  *txn;
+
+    txn = creor_store_read(&ctx->mcf->store);
+    if (txn == NULL) {
+        return creor_fail_store(r, CREOR_STORE_ERROR);
+    }
+
+    if (creor_runs_route_run(r, ctx, txn, run) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    creor_store_read_done(&ctx->mcf->store);
+
+    return NGX_OK;
 }
 
 
@@ -137,24 +158,17 @@ ngx_int_t
 creor_events_stream(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 {
     ngx_int_t              rc, n;
-    MDB_txn               *txn;
-    ngx_str_t             *last, v, after;
+    ngx_str_t             *last, after;
     creor_arg_t           *arg;
     creor_run_t            run;
     creor_sse_t           *sse;
     ngx_pool_cleanup_t    *cln;
     ngx_creor_loc_conf_t  *lcf;
 
-    txn = creor_store_read(&ctx->mcf->store);
-    if (txn == NULL) {
-        return creor_fail_store(r, CREOR_STORE_ERROR);
+    rc = creor_events_run(r, ctx, &run);
+    if (rc != NGX_OK) {
+        return rc;
     }
-
-    if (creor_runs_route_run(r, ctx, txn, &run) != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
-    creor_store_read_done(&ctx->mcf->store);
 
     /* where to resume: Last-Event-ID, or ?after= */
 
@@ -204,25 +218,7 @@ creor_events_stream(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     sse->slot = creor_shared_slot(&run.id);
     sse->slot_seen = ctx->mcf->shared->slots[sse->slot];
 
-    r->headers_out.status = NGX_HTTP_OK;
-    ngx_str_set(&r->headers_out.content_type, "text/event-stream");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-    r->headers_out.content_length_n = -1;
-
-    ngx_str_set(&v, "no-cache");
-    if (creor_add_header(r, "Cache-Control", &v) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_str_set(&v, "no");
-    if (creor_add_header(r, "X-Accel-Buffering", &v) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ctx->request_id.len
-        && creor_add_header(r, "X-Request-Id", &ctx->request_id) != NGX_OK)
-    {
+    if (creor_sse_headers(r, &ctx->request_id) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -510,18 +506,8 @@ creor_sse_output(creor_sse_t *sse, u_char *data, size_t len)
 
     rc = ngx_http_output_filter(r, out);
 
-    ngx_chain_update_chains(r->pool, &sse->free, &sse->busy, &out,
-                            (ngx_buf_tag_t) &ngx_creor_module);
-
-    for (cl = sse->free; cl; cl = cl->next) {
-        if (cl->buf->start) {
-            ngx_free(cl->buf->start);
-            cl->buf->start = NULL;
-            cl->buf->pos = NULL;
-            cl->buf->last = NULL;
-            cl->buf->end = NULL;
-        }
-    }
+    creor_sse_bufs_update(r, &sse->free, &sse->busy, &out,
+                          (ngx_buf_tag_t) &ngx_creor_module);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
@@ -658,16 +644,8 @@ creor_sse_finish(creor_sse_t *sse, ngx_int_t rc)
         return;
     }
 
-    sse->finished = 1;
+    creor_sse_forget(sse);
     r = sse->r;
-
-    if (sse->ping.timer_set) {
-        ngx_del_timer(&sse->ping);
-    }
-
-    ngx_queue_remove(&sse->queue);
-    creor_nstreams--;
-    creor_metrics_sse(-1);
 
     if (rc == NGX_OK) {
         rc = ngx_http_send_special(r, NGX_HTTP_LAST);
@@ -677,36 +655,32 @@ creor_sse_finish(creor_sse_t *sse, ngx_int_t rc)
 }
 
 
+/* the stream is over: it is no longer one of the worker's */
+
+static void
+creor_sse_forget(creor_sse_t *sse)
+{
+    sse->finished = 1;
+
+    if (sse->ping.timer_set) {
+        ngx_del_timer(&sse->ping);
+    }
+
+    ngx_queue_remove(&sse->queue);
+    creor_nstreams--;
+    creor_metrics_sse(-1);
+}
+
+
 static void
 creor_sse_cleanup(void *data)
 {
     creor_sse_t  *sse = data;
 
-    ngx_chain_t  *cl;
-
     if (!sse->finished) {
-        sse->finished = 1;
-
-        if (sse->ping.timer_set) {
-            ngx_del_timer(&sse->ping);
-        }
-
-        ngx_queue_remove(&sse->queue);
-        creor_nstreams--;
-        creor_metrics_sse(-1);
+        creor_sse_forget(sse);
     }
 
-    for (cl = sse->busy; cl; cl = cl->next) {
-        if (cl->buf->start) {
-            ngx_free(cl->buf->start);
-            cl->buf->start = NULL;
-        }
-    }
-
-    for (cl = sse->free; cl; cl = cl->next) {
-        if (cl->buf->start) {
-            ngx_free(cl->buf->start);
-            cl->buf->start = NULL;
-        }
-    }
+    creor_sse_bufs_free(sse->busy);
+    creor_sse_bufs_free(sse->free);
 }

@@ -2,6 +2,10 @@
 /*
  * Copyright (C) ngx_creor_module authors
  *
+ * Server-sent events towards a client: the response header of a stream
+ * and the malloc()ed buffers it writes, for the run event streams and the
+ * chat completions alike.
+ *
  * A provider's server-sent events, re-framed: whatever its reads (an
  * event split across them, several in one, "\r\n" line ends, comments),
  * the client gets each complete event as it was sent, flushed as soon as
@@ -15,7 +19,7 @@
 #include <ngx_http.h>
 
 #include "ngx_creor.h"
-#include "creor_chat.h"
+#include "creor_sse_frame.h"
 
 
 static ngx_int_t creor_sse_frame_append(creor_sse_frame_t *f, u_char *data,
@@ -32,6 +36,71 @@ static ngx_chain_t *creor_sse_frame_buf(creor_sse_frame_t *f,
     ngx_http_request_t *r, size_t size);
 
 
+/* a stream's response header, to be sent by the caller */
+
+ngx_int_t
+creor_sse_headers(ngx_http_request_t *r, ngx_str_t *request_id)
+{
+    ngx_str_t  v;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    ngx_str_set(&r->headers_out.content_type, "text/event-stream");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = -1;
+
+    ngx_str_set(&v, "no-cache");
+    if (creor_add_header(r, "Cache-Control", &v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&v, "no");
+    if (creor_add_header(r, "X-Accel-Buffering", &v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (request_id->len
+        && creor_add_header(r, "X-Request-Id", request_id) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * After a write: buffers the client has taken (tag's) are freed, their
+ * chain links kept in free for reuse.
+ */
+
+void
+creor_sse_bufs_update(ngx_http_request_t *r, ngx_chain_t **free,
+    ngx_chain_t **busy, ngx_chain_t **out, ngx_buf_tag_t tag)
+{
+    ngx_chain_update_chains(r->pool, free, busy, out, tag);
+
+    creor_sse_bufs_free(*free);
+}
+
+
+/* the malloc()ed memory of the buffers of a chain */
+
+void
+creor_sse_bufs_free(ngx_chain_t *cl)
+{
+    for ( /* void */ ; cl; cl = cl->next) {
+        if (cl->buf->start) {
+            ngx_free(cl->buf->start);
+            cl->buf->start = NULL;
+            cl->buf->pos = NULL;
+            cl->buf->last = NULL;
+            cl->buf->end = NULL;
+        }
+    }
+}
+
+
 void
 creor_sse_frame_reset(creor_sse_frame_t *f)
 {
@@ -45,28 +114,16 @@ creor_sse_frame_free(void *data)
 {
     creor_sse_frame_t  *f = data;
 
-    ngx_chain_t  *cl;
-
     if (f->event) {
         ngx_free(f->event);
         f->event = NULL;
     }
 
-    for (cl = f->free; cl; cl = cl->next) {
-        if (cl->buf->start) {
-            ngx_free(cl->buf->start);
-            cl->buf->start = NULL;
-        }
-    }
+    creor_sse_bufs_free(f->free);
 
     /* the request is over: nothing holds these any more */
 
-    for (cl = f->busy; cl; cl = cl->next) {
-        if (cl->buf->start) {
-            ngx_free(cl->buf->start);
-            cl->buf->start = NULL;
-        }
-    }
+    creor_sse_bufs_free(f->busy);
 }
 
 
@@ -551,20 +608,8 @@ void
 creor_sse_frame_update(creor_sse_frame_t *f, ngx_http_request_t *r,
     ngx_chain_t *out)
 {
-    ngx_chain_t  *cl;
-
-    ngx_chain_update_chains(r->pool, &f->free, &f->busy, &out,
-                            (ngx_buf_tag_t) &creor_sse_frame_buf);
-
-    for (cl = f->free; cl; cl = cl->next) {
-        if (cl->buf->start) {
-            ngx_free(cl->buf->start);
-            cl->buf->start = NULL;
-            cl->buf->pos = NULL;
-            cl->buf->last = NULL;
-            cl->buf->end = NULL;
-        }
-    }
+    creor_sse_bufs_update(r, &f->free, &f->busy, &out,
+                          (ngx_buf_tag_t) &creor_sse_frame_buf);
 }
 
 
@@ -574,27 +619,8 @@ ngx_int_t
 creor_sse_frame_header(creor_sse_frame_t *f, ngx_http_request_t *r)
 {
     ngx_int_t  rc;
-    ngx_str_t  v;
 
-    r->headers_out.status = NGX_HTTP_OK;
-    ngx_str_set(&r->headers_out.content_type, "text/event-stream");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-    r->headers_out.content_length_n = -1;
-
-    ngx_str_set(&v, "no-cache");
-    if (creor_add_header(r, "Cache-Control", &v) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    ngx_str_set(&v, "no");
-    if (creor_add_header(r, "X-Accel-Buffering", &v) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (f->request_id.len
-        && creor_add_header(r, "X-Request-Id", &f->request_id) != NGX_OK)
-    {
+    if (creor_sse_headers(r, &f->request_id) != NGX_OK) {
         return NGX_ERROR;
     }
 
