@@ -97,6 +97,9 @@ static ngx_int_t creor_exp_printf(creor_exposition_t *e, const char *fmt,
     ...);
 static ngx_int_t creor_exp_head(creor_exposition_t *e, const char *name,
     const char *type, const char *help);
+static ngx_int_t creor_exp_by_status(creor_exposition_t *e,
+    const char *name, const char *help, const char *(*status)(ngx_uint_t),
+    ngx_uint_t first, ngx_uint_t last, int64_t *counts);
 static ngx_int_t creor_exp_histogram(creor_exposition_t *e,
     const char *name, const char *labels, creor_histogram_t *h,
     const char **le);
@@ -714,34 +717,18 @@ creor_metrics_write(ngx_http_request_t *r, creor_exposition_t *e)
 
     if (mcf->opened && creor_counts_read(&mcf->store, &counts) == NGX_OK) {
 
-        if (creor_exp_head(e, "creor_runs", "gauge",
-                           "Runs in the store, by status.") != NGX_OK)
+        if (creor_exp_by_status(e, "creor_runs",
+                                "Runs in the store, by status.",
+                                creor_run_status_name, CREOR_RUN_QUEUED,
+                                CREOR_RUN_CANCELLED, counts.runs)
+            != NGX_OK
+            || creor_exp_by_status(e, "creor_agents",
+                                   "Agents in the store, by status.",
+                                   creor_agent_status_name, 1,
+                                   CREOR_COUNTS_MAX - 1, counts.agents)
+               != NGX_OK)
         {
             return NGX_ERROR;
-        }
-
-        for (i = CREOR_RUN_QUEUED; i <= CREOR_RUN_CANCELLED; i++) {
-            if (creor_exp_printf(e, "creor_runs{status=\"%s\"} %L\n",
-                                 creor_run_status_name(i), counts.runs[i])
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-        }
-
-        if (creor_exp_head(e, "creor_agents", "gauge",
-                           "Agents in the store, by status.") != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        for (i = 1; creor_agent_status_name(i); i++) {
-            if (creor_exp_printf(e, "creor_agents{status=\"%s\"} %L\n",
-                                 creor_agent_status_name(i), counts.agents[i])
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
         }
     }
 
@@ -849,6 +836,32 @@ creor_exp_head(creor_exposition_t *e, const char *name, const char *type,
 {
     return creor_exp_printf(e, "# HELP %s %s\n# TYPE %s %s\n", name, help,
                             name, type);
+}
+
+
+/* a gauge by status, from first to last or the first status without name */
+
+static ngx_int_t
+creor_exp_by_status(creor_exposition_t *e, const char *name,
+    const char *help, const char *(*status)(ngx_uint_t), ngx_uint_t first,
+    ngx_uint_t last, int64_t *counts)
+{
+    ngx_uint_t  i;
+
+    if (creor_exp_head(e, name, "gauge", help) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    for (i = first; i <= last && status(i); i++) {
+        if (creor_exp_printf(e, "%s{status=\"%s\"} %L\n", name, status(i),
+                             counts[i])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 
