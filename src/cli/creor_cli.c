@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,27 @@ typedef struct {
 } creor_cli_t;
 
 
+typedef struct {
+    const char  *name;
+    int        (*run)(creor_cli_t *cli);
+} creor_cli_command_t;
+
+
+/* what a command writes: a project or a usage aggregate */
+typedef struct {
+    const char            *org;
+    creor_project_rec_t    project;
+    char                   id[CREOR_ID_MAX];
+    char                   org_key[CREOR_STORE_KEY_MAX];
+    char                   key[CREOR_USAGE_KEY_MAX];
+    size_t                 len;
+    creor_usage_rec_t      usage;
+} creor_cli_write_t;
+
+typedef int (*creor_cli_write_pt)(creor_store_t *s, MDB_txn *txn,
+    creor_cli_write_t *w);
+
+
 static int creor_cli_open(creor_cli_t *cli, creor_store_t *s);
 static const char *creor_cli_opt(creor_cli_t *cli, const char *name);
 static int creor_cli_org(creor_cli_t *cli);
@@ -34,17 +56,39 @@ static int creor_cli_project(creor_cli_t *cli);
 static int creor_cli_key(creor_cli_t *cli);
 static int creor_cli_stats(creor_cli_t *cli);
 static int creor_cli_usage_add(creor_cli_t *cli);
+static int creor_cli_project_put(creor_store_t *s, MDB_txn *txn,
+    creor_cli_write_t *w);
+static int creor_cli_usage_put(creor_store_t *s, MDB_txn *txn,
+    creor_cli_write_t *w);
+static int creor_cli_write(creor_cli_t *cli, creor_cli_write_pt put,
+    creor_cli_write_t *w, const char *what);
 static int creor_cli_index(creor_cli_t *cli);
 static int creor_cli_bench_load(creor_cli_t *cli);
+static int creor_cli_load_txn(creor_store_t *s, MDB_txn **txn, int64_t n);
+static size_t creor_cli_record(char *buf, size_t size, const void *hdr,
+    size_t hlen, const char *fmt, ...);
 static int creor_cli_count(const char *s, int64_t *out);
 static int creor_cli_usage(void);
+
+
+static creor_cli_command_t  creor_cli_commands[] = {
+    { "org", creor_cli_org },
+    { "project", creor_cli_project },
+    { "key", creor_cli_key },
+    { "stats", creor_cli_stats },
+    { "usage", creor_cli_usage_add },
+    { "index", creor_cli_index },
+    { "bench-load", creor_cli_bench_load },
+    { NULL, NULL }
+};
 
 
 int
 main(int argc, char **argv)
 {
-    int          i;
-    creor_cli_t  cli;
+    int                  i;
+    creor_cli_t          cli;
+    creor_cli_command_t *c;
 
     memset(&cli, 0, sizeof(cli));
 
@@ -71,32 +115,10 @@ main(int argc, char **argv)
     cli.argc = argc - i;
     cli.argv = argv + i;
 
-    if (strcmp(cli.argv[0], "org") == 0) {
-        return creor_cli_org(&cli);
-    }
-
-    if (strcmp(cli.argv[0], "project") == 0) {
-        return creor_cli_project(&cli);
-    }
-
-    if (strcmp(cli.argv[0], "key") == 0) {
-        return creor_cli_key(&cli);
-    }
-
-    if (strcmp(cli.argv[0], "stats") == 0) {
-        return creor_cli_stats(&cli);
-    }
-
-    if (strcmp(cli.argv[0], "usage") == 0) {
-        return creor_cli_usage_add(&cli);
-    }
-
-    if (strcmp(cli.argv[0], "index") == 0) {
-        return creor_cli_index(&cli);
-    }
-
-    if (strcmp(cli.argv[0], "bench-load") == 0) {
-        return creor_cli_bench_load(&cli);
+    for (c = creor_cli_commands; c->name; c++) {
+        if (strcmp(cli.argv[0], c->name) == 0) {
+            return c->run(&cli);
+        }
     }
 
     return creor_cli_usage();
@@ -250,12 +272,8 @@ creor_cli_org(creor_cli_t *cli)
 static int
 creor_cli_project(creor_cli_t *cli)
 {
-    int                  rc;
-    char                 id[CREOR_ID_MAX];
-    MDB_txn             *txn;
-    const char          *org, *name;
-    creor_store_t        s;
-    creor_project_rec_t  rec;
+    const char         *org, *name;
+    creor_cli_write_t   w;
 
     org = creor_cli_opt(cli, "--org");
     name = creor_cli_arg(cli, 2);
@@ -266,37 +284,26 @@ creor_cli_project(creor_cli_t *cli)
         return creor_cli_usage();
     }
 
-    memset(&rec, 0, sizeof(rec));
-    snprintf(rec.name, sizeof(rec.name), "%s", name);
+    memset(&w, 0, sizeof(w));
+    snprintf(w.project.name, sizeof(w.project.name), "%s", name);
+    w.org = org;
 
-    if (creor_cli_open(cli, &s) != 0) {
+    if (creor_cli_write(cli, creor_cli_project_put, &w, "create the project")
+        != 0)
+    {
         return 1;
     }
 
-    rc = creor_store_write(&s, &txn);
-
-    if (rc == CREOR_STORE_OK) {
-        rc = creor_project_create(&s, txn, org, &rec, id);
-
-        if (rc == CREOR_STORE_OK) {
-            rc = creor_store_commit(txn);
-
-        } else {
-            creor_store_abort(txn);
-        }
-    }
-
-    creor_store_close(&s);
-
-    if (rc != CREOR_STORE_OK) {
-        fprintf(stderr, "creor: cannot create the project%s\n",
-                rc == CREOR_STORE_NOTFOUND ? ": no such organization" : "");
-        return 1;
-    }
-
-    printf("%s\n", id);
+    printf("%s\n", w.id);
 
     return 0;
+}
+
+
+static int
+creor_cli_project_put(creor_store_t *s, MDB_txn *txn, creor_cli_write_t *w)
+{
+    return creor_project_create(s, txn, w->org, &w->project, w->id);
 }
 
 
@@ -380,13 +387,12 @@ creor_cli_key_create(creor_cli_t *cli, creor_store_t *s)
 static int
 creor_cli_key_list(creor_cli_t *cli, creor_store_t *s)
 {
-    int              rc;
     char             prefix[CREOR_STORE_KEY_MAX], created[CREOR_TIME_LEN];
+    char             id[CREOR_ID_MAX];
     size_t           plen;
-    MDB_val          k, v;
     MDB_txn         *txn;
-    MDB_cursor      *cur;
     const char      *org;
+    creor_scan_t     sc;
     creor_key_rec_t  rec;
 
     org = creor_cli_opt(cli, "--org");
@@ -397,22 +403,16 @@ creor_cli_key_list(creor_cli_t *cli, creor_store_t *s)
     plen = (size_t) snprintf(prefix, sizeof(prefix), "ko:%s:", org);
 
     txn = creor_store_read(s);
-    if (txn == NULL || mdb_cursor_open(txn, s->dbi, &cur) != 0) {
+    if (txn == NULL
+        || creor_scan_open(s, txn, &sc, prefix, plen, NULL, 0)
+           != CREOR_STORE_OK)
+    {
         fprintf(stderr, "creor: cannot read the store\n");
         return 1;
     }
 
-    k.mv_data = prefix;
-    k.mv_size = plen;
-
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-         rc == 0 && k.mv_size > plen && memcmp(k.mv_data, prefix, plen) == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-    {
-        char  id[CREOR_ID_MAX];
-
-        snprintf(id, sizeof(id), "%.*s", (int) (k.mv_size - plen),
-                 (char *) k.mv_data + plen);
+    while (creor_scan_next(&sc) == 1) {
+        snprintf(id, sizeof(id), "%.*s", (int) sc.rest_len, sc.rest);
 
         if (creor_key_get(s, txn, id, &rec) != CREOR_STORE_OK) {
             continue;
@@ -427,7 +427,7 @@ creor_cli_key_list(creor_cli_t *cli, creor_store_t *s)
                rec.name);
     }
 
-    mdb_cursor_close(cur);
+    creor_scan_close(&sc);
     creor_store_read_done(s);
 
     return 0;
@@ -555,16 +555,11 @@ creor_cli_stats(creor_cli_t *cli)
 static int
 creor_cli_usage_add(creor_cli_t *cli)
 {
-    int                  i, rc;
-    char                 key[CREOR_USAGE_KEY_MAX], org[CREOR_STORE_KEY_MAX];
+    int                  i;
     char                 day[CREOR_USAGE_DAY_LEN + 1];
-    size_t               len;
-    MDB_val              val;
-    MDB_txn             *txn;
     struct tm            tm;
     const char          *date, *v;
-    creor_store_t        s;
-    creor_usage_rec_t    rec;
+    creor_cli_write_t    w;
     creor_usage_dims_t   d;
 
     static const char   *dims[] = {
@@ -601,13 +596,13 @@ creor_cli_usage_add(creor_cli_t *cli)
         d.len[i] = strlen(v);
     }
 
-    memset(&rec, 0, sizeof(rec));
+    memset(&w, 0, sizeof(w));
 
-    if (creor_cli_count(creor_cli_opt(cli, "--requests"), &rec.requests)
-        || creor_cli_count(creor_cli_opt(cli, "--runs"), &rec.runs)
-        || creor_cli_count(creor_cli_opt(cli, "--input"), &rec.input_tokens)
+    if (creor_cli_count(creor_cli_opt(cli, "--requests"), &w.usage.requests)
+        || creor_cli_count(creor_cli_opt(cli, "--runs"), &w.usage.runs)
+        || creor_cli_count(creor_cli_opt(cli, "--input"), &w.usage.input_tokens)
         || creor_cli_count(creor_cli_opt(cli, "--output"),
-                           &rec.output_tokens))
+                           &w.usage.output_tokens))
     {
         fprintf(stderr, "creor: counts are integers from 0 to 10^15\n");
         return 2;
@@ -649,10 +644,51 @@ creor_cli_usage_add(creor_cli_t *cli)
         }
     }
 
-    if (creor_usage_key(key, &len, &d) != CREOR_STORE_OK) {
+    if (creor_usage_key(w.key, &w.len, &d) != CREOR_STORE_OK) {
         fprintf(stderr, "creor: bad dimensions\n");
         return 2;
     }
+
+    snprintf(w.org_key, sizeof(w.org_key), "o:%s", d.data[CREOR_USAGE_ORG]);
+
+    if (creor_cli_write(cli, creor_cli_usage_put, &w, "add the usage") != 0) {
+        return 1;
+    }
+
+    printf("%.*s\n", (int) w.len, w.key);
+
+    return 0;
+}
+
+
+static int
+creor_cli_usage_put(creor_store_t *s, MDB_txn *txn, creor_cli_write_t *w)
+{
+    int      rc;
+    MDB_val  val;
+
+    rc = creor_store_get(s, txn, w->org_key, &val);
+
+    if (rc == CREOR_STORE_OK) {
+        rc = creor_usage_merge(s, txn, w->key, w->len, &w->usage);
+    }
+
+    return rc;
+}
+
+
+/*
+ * A change in a write transaction of its own, committed: 0, or 1 and a
+ * message saying what could not be done.
+ */
+
+static int
+creor_cli_write(creor_cli_t *cli, creor_cli_write_pt put,
+    creor_cli_write_t *w, const char *what)
+{
+    int             rc;
+    MDB_txn        *txn;
+    creor_store_t   s;
 
     if (creor_cli_open(cli, &s) != 0) {
         return 1;
@@ -661,13 +697,7 @@ creor_cli_usage_add(creor_cli_t *cli)
     rc = creor_store_write(&s, &txn);
 
     if (rc == CREOR_STORE_OK) {
-        snprintf(org, sizeof(org), "o:%s", d.data[CREOR_USAGE_ORG]);
-
-        rc = creor_store_get(&s, txn, org, &val);
-
-        if (rc == CREOR_STORE_OK) {
-            rc = creor_usage_merge(&s, txn, key, len, &rec);
-        }
+        rc = put(&s, txn, w);
 
         if (rc == CREOR_STORE_OK) {
             rc = creor_store_commit(txn);
@@ -680,12 +710,10 @@ creor_cli_usage_add(creor_cli_t *cli)
     creor_store_close(&s);
 
     if (rc != CREOR_STORE_OK) {
-        fprintf(stderr, "creor: cannot add the usage%s\n",
+        fprintf(stderr, "creor: cannot %s%s\n", what,
                 rc == CREOR_STORE_NOTFOUND ? ": no such organization" : "");
         return 1;
     }
-
-    printf("%.*s\n", (int) len, key);
 
     return 0;
 }
@@ -786,7 +814,7 @@ creor_cli_bench_load(creor_cli_t *cli)
     int                 rc;
     char                key[CREOR_STORE_KEY_MAX], first[CREOR_ID_MAX],
                         now[32], buf[2048], *ids;
-    size_t              len, nlen;
+    size_t              len;
     int64_t             nagents, nruns, waiting, i, a, ms;
     uint32_t            st;
     MDB_txn            *txn;
@@ -836,11 +864,9 @@ creor_cli_bench_load(creor_cli_t *cli)
     /* an agent's status is its last run's (creor_agent_track()) */
 
     for (a = 0; a < nagents && rc == CREOR_STORE_OK; a++) {
-        if (txn == NULL) {
-            rc = creor_store_write(&s, &txn);
-            if (rc != CREOR_STORE_OK) {
-                break;
-            }
+        rc = creor_cli_load_txn(&s, &txn, a);
+        if (rc != CREOR_STORE_OK) {
+            break;
         }
 
         i = (a == 0 && waiting) ? nruns - 1
@@ -866,9 +892,7 @@ creor_cli_bench_load(creor_cli_t *cli)
         snprintf(ah.project, sizeof(ah.project), "%s", project);
         snprintf(ah.status, sizeof(ah.status), "%s", status);
 
-        memcpy(buf, &ah, sizeof(ah));
-        len = sizeof(ah);
-        nlen = snprintf(buf + len, sizeof(buf) - len,
+        len = creor_cli_record(buf, sizeof(buf), &ah, sizeof(ah),
                  "{\"id\":\"%s\",\"object\":\"agent\",\"name\":\"bench %lld\","
                  "\"description\":null,\"model\":\"openai/gpt-4o\","
                  "\"systemPrompt\":null,\"settings\":{\"contextWindowSize\""
@@ -880,25 +904,18 @@ creor_cli_bench_load(creor_cli_t *cli)
 
         snprintf(key, sizeof(key), "a:%s:%s", org, ids + a * CREOR_ID_MAX);
 
-        rc = creor_store_put(&s, txn, key, buf, len + nlen, 0);
+        rc = creor_store_put(&s, txn, key, buf, len, 0);
 
         if (rc == CREOR_STORE_OK) {
             rc = creor_index_agent(&s, txn, org, project,
                                    ids + a * CREOR_ID_MAX, NULL, status);
         }
-
-        if (rc == CREOR_STORE_OK && (a + 1) % CREOR_LOAD_BATCH == 0) {
-            rc = creor_store_commit(txn);
-            txn = NULL;
-        }
     }
 
     for (i = 0; i < nruns && rc == CREOR_STORE_OK; i++) {
-        if (txn == NULL) {
-            rc = creor_store_write(&s, &txn);
-            if (rc != CREOR_STORE_OK) {
-                break;
-            }
+        rc = creor_cli_load_txn(&s, &txn, i);
+        if (rc != CREOR_STORE_OK) {
+            break;
         }
 
         a = (i >= nruns - waiting) ? 0 : i % nagents;
@@ -922,15 +939,13 @@ creor_cli_bench_load(creor_cli_t *cli)
 
         snprintf(rh.thread, sizeof(rh.thread), "%s", first);
 
-        memcpy(buf, &rh, sizeof(rh));
-        len = sizeof(rh);
-        nlen = snprintf(buf + len, sizeof(buf) - len,
+        len = creor_cli_record(buf, sizeof(buf), &rh, sizeof(rh),
                  "{\"inputs\":{\"prompt\":\"bench run %lld\"},"
                  "\"appName\":\"bench %lld\",\"agentModel\":\"openai/gpt-4o\","
                  "\"keyId\":\"\"}", (long long) i, (long long) a);
 
         snprintf(key, sizeof(key), "r:%s:%s", org, first);
-        rc = creor_store_put(&s, txn, key, buf, len + nlen, 0);
+        rc = creor_store_put(&s, txn, key, buf, len, 0);
 
         if (rc == CREOR_STORE_OK) {
             snprintf(key, sizeof(key), "ri:%s", first);
@@ -944,11 +959,6 @@ creor_cli_bench_load(creor_cli_t *cli)
 
         if (rc == CREOR_STORE_OK) {
             rc = creor_index_run(&s, txn, &rh, first, 0);
-        }
-
-        if (rc == CREOR_STORE_OK && (i + 1) % CREOR_LOAD_BATCH == 0) {
-            rc = creor_store_commit(txn);
-            txn = NULL;
         }
     }
 
@@ -977,6 +987,48 @@ creor_cli_bench_load(creor_cli_t *cli)
     free(ids);
 
     return 0;
+}
+
+
+/*
+ * Before the n-th entry of a loop: entries go in transactions of
+ * CREOR_LOAD_BATCH, the one before committed when the next begins.
+ */
+
+static int
+creor_cli_load_txn(creor_store_t *s, MDB_txn **txn, int64_t n)
+{
+    int  rc;
+
+    if (*txn && n % CREOR_LOAD_BATCH == 0) {
+        rc = creor_store_commit(*txn);
+        *txn = NULL;
+
+        if (rc != CREOR_STORE_OK) {
+            return rc;
+        }
+    }
+
+    return (*txn == NULL) ? creor_store_write(s, txn) : CREOR_STORE_OK;
+}
+
+
+/* a record: its fixed header, then its JSON; returns the length */
+
+static size_t
+creor_cli_record(char *buf, size_t size, const void *hdr, size_t hlen,
+    const char *fmt, ...)
+{
+    int      n;
+    va_list  args;
+
+    memcpy(buf, hdr, hlen);
+
+    va_start(args, fmt);
+    n = vsnprintf(buf + hlen, size - hlen, fmt, args);
+    va_end(args);
+
+    return hlen + n;
 }
 
 
