@@ -918,9 +918,7 @@ creor_chat_meter(creor_chat_t *chat)
 static ngx_int_t
 creor_chat_header_filter(ngx_http_request_t *r)
 {
-    ngx_uint_t        i;
     creor_chat_t     *chat;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
     ngx_creor_ctx_t  *ctx;
 
@@ -943,27 +941,10 @@ creor_chat_header_filter(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    part = &r->headers_out.headers.part;
-    h = part->elts;
+    h = creor_header_out(r, "Retry-After");
 
-    for (i = 0; /* void */; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash && h[i].key.len == sizeof("Retry-After") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Retry-After",
-                               h[i].key.len) == 0)
-        {
-            chat->retry_after = h[i].value;
-            break;
-        }
+    if (h) {
+        chat->retry_after = h->value;
     }
 
     return NGX_OK;

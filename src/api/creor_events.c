@@ -39,6 +39,9 @@ typedef struct {
 } creor_sse_t;
 
 
+typedef void (*creor_sse_each_pt)(creor_sse_t *sse, void *data);
+
+
 /* the events of one write, read in the store's read transaction */
 typedef struct {
     uint32_t                seq[CREOR_SSE_BATCH];
@@ -52,6 +55,9 @@ static ngx_int_t creor_events_run(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, creor_run_t *run);
 static ngx_int_t creor_events_item(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, MDB_val *key, MDB_val *val, yajl_gen g);
+static void creor_sse_look(creor_sse_t *sse, void *data);
+static void creor_sse_bye_each(creor_sse_t *sse, void *data);
+static void creor_sse_each(creor_sse_each_pt handler, void *data);
 static ngx_int_t creor_sse_send(creor_sse_t *sse);
 static ngx_int_t creor_sse_batch_add(uint32_t seq, MDB_val *val,
     void *data);
@@ -264,38 +270,33 @@ creor_events_stream(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 void
 creor_sse_notify(ngx_creor_main_conf_t *mcf)
 {
-    ngx_queue_t        *q, *next;
-    creor_sse_t        *sse;
-    ngx_atomic_uint_t   slot;
+    creor_sse_each(creor_sse_look, mcf);
+}
 
-    if (!creor_streams_ready) {
+
+static void
+creor_sse_look(creor_sse_t *sse, void *data)
+{
+    ngx_creor_main_conf_t  *mcf = data;
+
+    ngx_atomic_uint_t  slot;
+
+    if (sse->r->connection->buffered) {
         return;
     }
 
-    for (q = ngx_queue_head(&creor_streams);
-         q != ngx_queue_sentinel(&creor_streams);
-         q = next)
-    {
-        next = ngx_queue_next(q);
-        sse = ngx_queue_data(q, creor_sse_t, queue);
+    /* read the counter before the store: a later event moves it again */
 
-        if (sse->finished || sse->r->connection->buffered) {
-            continue;
-        }
+    slot = mcf->shared->slots[sse->slot];
 
-        /* read the counter before the store: a later event moves it again */
+    if (slot == sse->slot_seen) {
+        return;
+    }
 
-        slot = mcf->shared->slots[sse->slot];
+    sse->slot_seen = slot;
 
-        if (slot == sse->slot_seen) {
-            continue;
-        }
-
-        sse->slot_seen = slot;
-
-        if (creor_sse_send(sse) == NGX_ERROR) {
-            creor_sse_finish(sse, NGX_ERROR);
-        }
+    if (creor_sse_send(sse) == NGX_ERROR) {
+        creor_sse_finish(sse, NGX_ERROR);
     }
 }
 
@@ -312,6 +313,24 @@ creor_sse_count(void)
 void
 creor_sse_shutdown(void)
 {
+    creor_sse_each(creor_sse_bye_each, NULL);
+}
+
+
+static void
+creor_sse_bye_each(creor_sse_t *sse, void *data)
+{
+    /* what a client logs; it resumes with Last-Event-ID */
+
+    creor_sse_finish(sse, creor_sse_comment(sse, &creor_sse_bye));
+}
+
+
+/* each stream of the worker that is not finished; handler may finish it */
+
+static void
+creor_sse_each(creor_sse_each_pt handler, void *data)
+{
     ngx_queue_t  *q, *next;
     creor_sse_t  *sse;
 
@@ -326,13 +345,9 @@ creor_sse_shutdown(void)
         next = ngx_queue_next(q);
         sse = ngx_queue_data(q, creor_sse_t, queue);
 
-        if (sse->finished) {
-            continue;
+        if (!sse->finished) {
+            handler(sse, data);
         }
-
-        /* what a client logs; it resumes with Last-Event-ID */
-
-        creor_sse_finish(sse, creor_sse_comment(sse, &creor_sse_bye));
     }
 }
 
