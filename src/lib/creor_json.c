@@ -92,6 +92,8 @@ static ngx_int_t creor_json_scan_fast(creor_json_scanner_t *sc);
 static u_char *creor_json_space(u_char *p, u_char *last);
 static u_char *creor_json_fast_string(u_char *p, u_char *last,
     ngx_flag_t *esc);
+static u_char *creor_json_fast_literal(u_char *p, u_char *last,
+    creor_json_member_t *mb);
 static u_char *creor_json_fast_number(u_char *p, u_char *last);
 static ngx_int_t creor_json_scan_name(creor_json_scanner_t *sc);
 static ngx_int_t creor_json_scan_value(creor_json_scanner_t *sc,
@@ -414,39 +416,14 @@ value:
         break;
 
     case 't':
-        if (last - p < 4 || ngx_strncmp(p, "true", 4) != 0) {
-            return NGX_DECLINED;
-        }
-
-        if (mb) {
-            mb->type = CREOR_JSON_TRUE;
-        }
-
-        p += 4;
-        break;
-
     case 'f':
-        if (last - p < 5 || ngx_strncmp(p, "false", 5) != 0) {
-            return NGX_DECLINED;
-        }
-
-        if (mb) {
-            mb->type = CREOR_JSON_FALSE;
-        }
-
-        p += 5;
-        break;
-
     case 'n':
-        if (last - p < 4 || ngx_strncmp(p, "null", 4) != 0) {
+        p = creor_json_fast_literal(p, last, mb);
+
+        if (p == NULL) {
             return NGX_DECLINED;
         }
 
-        if (mb) {
-            mb->type = CREOR_JSON_NULL;
-        }
-
-        p += 4;
         break;
 
     default:
@@ -632,6 +609,43 @@ creor_json_fast_string(u_char *p, u_char *last, ngx_flag_t *esc)
     }
 
     return NULL;
+}
+
+
+/* true, false or null at p: what follows it, or NULL */
+
+static u_char *
+creor_json_fast_literal(u_char *p, u_char *last, creor_json_member_t *mb)
+{
+    ngx_uint_t  i;
+
+    static const struct {
+        const char  *text;
+        size_t       len;
+        ngx_uint_t   type;
+    } literals[] = {
+        { "true", 4, CREOR_JSON_TRUE },
+        { "false", 5, CREOR_JSON_FALSE },
+        { "null", 4, CREOR_JSON_NULL }
+    };
+
+    for (i = 0; i < 3; i++) {
+        if (*p == literals[i].text[0]) {
+            break;
+        }
+    }
+
+    if (i == 3 || (size_t) (last - p) < literals[i].len
+        || ngx_strncmp(p, literals[i].text, literals[i].len) != 0)
+    {
+        return NULL;
+    }
+
+    if (mb) {
+        mb->type = literals[i].type;
+    }
+
+    return p + literals[i].len;
 }
 
 
