@@ -28,6 +28,7 @@ static ngx_int_t creor_mp_headers(ngx_pool_t *pool, u_char **pp,
     size_t errlen);
 static ngx_int_t creor_mp_disposition(ngx_pool_t *pool, ngx_str_t *value,
     creor_part_t *part, ngx_uint_t n, u_char *err, size_t errlen);
+static ngx_flag_t creor_mp_is(ngx_str_t *name, const char *text);
 static ngx_int_t creor_mp_param(u_char **pp, u_char *last, ngx_str_t *name,
     ngx_str_t *value, ngx_uint_t *escaped);
 static ngx_int_t creor_mp_unescape(ngx_pool_t *pool, ngx_str_t *s);
@@ -382,7 +383,7 @@ creor_mp_disposition(ngx_pool_t *pool, ngx_str_t *value, creor_part_t *part,
 {
     u_char      *p, *last;
     ngx_int_t    rc;
-    ngx_str_t    name, val;
+    ngx_str_t    name, val, *to;
     ngx_uint_t   escaped;
 
     p = value->data;
@@ -417,30 +418,37 @@ creor_mp_disposition(ngx_pool_t *pool, ngx_str_t *value, creor_part_t *part,
 
         /* "filename*" is a different name, so it is ignored here */
 
-        if (name.len == sizeof("name") - 1
-            && ngx_strncasecmp(name.data, (u_char *) "name",
-                               sizeof("name") - 1)
-               == 0)
-        {
-            if (escaped && creor_mp_unescape(pool, &val) != NGX_OK) {
-                return NGX_ERROR;
-            }
+        if (creor_mp_is(&name, "name")) {
+            to = &part->name;
 
-            part->name = val;
+        } else if (creor_mp_is(&name, "filename")) {
+            to = &part->filename;
 
-        } else if (name.len == sizeof("filename") - 1
-                   && ngx_strncasecmp(name.data, (u_char *) "filename",
-                                      sizeof("filename") - 1)
-                      == 0)
-        {
-            if (escaped && creor_mp_unescape(pool, &val) != NGX_OK) {
-                return NGX_ERROR;
-            }
-
-            part->filename = val;
-            part->is_file = 1;
+        } else {
+            continue;
         }
+
+        if (escaped && creor_mp_unescape(pool, &val) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        *to = val;
+        part->is_file |= (to == &part->filename);
     }
+}
+
+
+/* a parameter's name, in any case */
+
+static ngx_flag_t
+creor_mp_is(ngx_str_t *name, const char *text)
+{
+    size_t  len;
+
+    len = ngx_strlen(text);
+
+    return name->len == len
+           && ngx_strncasecmp(name->data, (u_char *) text, len) == 0;
 }
 
 

@@ -26,6 +26,8 @@
 
 
 static void creor_random_forked(void);
+static int creor_is_ulid(const char *p);
+static int creor_chars_are(const char *p, size_t len, uint8_t class);
 
 
 static const char  creor_crockford[] = "0123456789abcdefghjkmnpqrstvwxyz";
@@ -213,10 +215,19 @@ creor_make_id(char *out, size_t size, const char *prefix)
 static int
 creor_is_ulid(const char *p)
 {
-    int  i;
+    return creor_chars_are(p, CREOR_ULID_LEN, CREOR_CHAR_ULID);
+}
 
-    for (i = 0; i < CREOR_ULID_LEN; i++) {
-        if (!(creor_chars[(uint8_t) p[i]] & CREOR_CHAR_ULID)) {
+
+/* whether each of the len characters at p is of the class */
+
+static int
+creor_chars_are(const char *p, size_t len, uint8_t class)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        if (!(creor_chars[(uint8_t) p[i]] & class)) {
             return 0;
         }
     }
@@ -338,15 +349,7 @@ creor_parse_token(const char *p, size_t len, creor_token_t *tok)
 int
 creor_is_b62(const char *p, size_t len)
 {
-    size_t  i;
-
-    for (i = 0; i < len; i++) {
-        if (!(creor_chars[(uint8_t) p[i]] & CREOR_CHAR_B62)) {
-            return 0;
-        }
-    }
-
-    return 1;
+    return creor_chars_are(p, len, CREOR_CHAR_B62);
 }
 
 
