@@ -10,35 +10,18 @@
 
 use strict;
 use warnings;
-use IO::Socket::INET;
+use FindBin;
 use JSON::PP;
 use Time::HiRes qw(sleep);
 
-my $port = $ARGV[0] // 8091;
-my $srv = IO::Socket::INET->new(Listen => 128, LocalAddr => '127.0.0.1',
-                                LocalPort => $port, ReuseAddr => 1)
-    or die "demo provider: cannot listen on 127.0.0.1:$port: $!\n";
+require "$FindBin::Bin/demo-http.pl";
 
+my $port = $ARGV[0] // 8091;
 my $JSON = JSON::PP->new->canonical;
 
-$SIG{CHLD} = 'IGNORE';
+demo_serve('provider', $port, sub {
+    my ($c, $req, $body) = @_;
 
-while (my $c = $srv->accept) {
-    next if fork;
-    close $srv;
-
-    my $head = '';
-    while ($head !~ /\r\n\r\n/) {
-        sysread($c, $head, 8192, length $head) or exit 0;
-    }
-
-    my ($len) = $head =~ /^content-length:\s*(\d+)/mi;
-    my $body = substr($head, index($head, "\r\n\r\n") + 4);
-    while (length $body < ($len // 0)) {
-        sysread($c, $body, 65536, length $body) or exit 0;
-    }
-
-    my $req = eval { decode_json($body) } || {};
     my @msgs = @{ ref $req->{messages} eq 'ARRAY' ? $req->{messages} : [] };
     my ($user) = grep { ref $_ && ($_->{role} // '') eq 'user' }
                  reverse @msgs;
@@ -75,7 +58,7 @@ while (my $c = $srv->accept) {
         syswrite $c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                    . 'Content-Length: ' . length($out)
                    . "\r\nConnection: close\r\n\r\n$out";
-        exit 0;
+        return;
     }
 
     syswrite $c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
@@ -105,5 +88,4 @@ while (my $c = $srv->accept) {
     $chunk->(undef, undef, { usage => $usage })
         if $req->{stream_options} && $req->{stream_options}{include_usage};
     syswrite $c, "data: [DONE]\n\n";
-    exit 0;
-}
+});

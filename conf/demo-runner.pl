@@ -8,33 +8,16 @@
 
 use strict;
 use warnings;
-use IO::Socket::INET;
+use FindBin;
 use JSON::PP;
 use Time::HiRes qw(sleep);
 
+require "$FindBin::Bin/demo-http.pl";
+
 my $port = $ARGV[0] // 8090;
-my $srv = IO::Socket::INET->new(Listen => 128, LocalAddr => '127.0.0.1',
-                                LocalPort => $port, ReuseAddr => 1)
-    or die "demo runner: cannot listen on 127.0.0.1:$port: $!\n";
 
-$SIG{CHLD} = 'IGNORE';
-
-while (my $c = $srv->accept) {
-    next if fork;
-    close $srv;
-
-    my $head = '';
-    while ($head !~ /\r\n\r\n/) {
-        sysread($c, $head, 8192, length $head) or exit 0;
-    }
-
-    my ($len) = $head =~ /^content-length:\s*(\d+)/mi;
-    my $body = substr($head, index($head, "\r\n\r\n") + 4);
-    while (length $body < ($len // 0)) {
-        sysread($c, $body, 65536, length $body) or exit 0;
-    }
-
-    my $req = eval { decode_json($body) } || {};
+demo_serve('runner', $port, sub {
+    my ($c, $req) = @_;
     my $prompt = $req->{run}{inputs}{prompt} // encode_json($req->{run}{inputs} // {});
 
     syswrite $c, "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
@@ -46,12 +29,12 @@ while (my $c = $srv->accept) {
 
     if (!$req->{signal} && $prompt =~ /\?\s*$/) {
         $emit->('run.awaiting_input', { prompt => "Answer \"$prompt\"?" });
-        exit 0;
+        return;
     }
 
     if ($req->{signal} && $req->{signal}{action} eq 'reject') {
         $emit->('run.failed', { reason_code => 'REJECTED' });
-        exit 0;
+        return;
     }
 
     $emit->('step.started', { step_id => 'echo', name => 'echo' });
@@ -65,5 +48,4 @@ while (my $c = $srv->accept) {
         result => { text => $prompt, artifacts => [] },
         usage  => { inputTokens => length($prompt),
                     outputTokens => length($prompt) } });
-    exit 0;
-}
+});
