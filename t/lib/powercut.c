@@ -59,9 +59,7 @@ typedef struct {
 
 
 static int (*real_open)(const char *, int, ...);
-static int (*real_open64)(const char *, int, ...);
 static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
-static ssize_t (*real_pwrite64)(int, const void *, size_t, off_t);
 static ssize_t (*real_write)(int, const void *, size_t);
 static ssize_t (*real_writev)(int, const struct iovec *, int);
 static ssize_t (*real_pwritev)(int, const struct iovec *, int, off_t);
@@ -101,9 +99,7 @@ powercut_init(void)
     }
 
     real_open = dlsym(RTLD_NEXT, "open");
-    real_open64 = dlsym(RTLD_NEXT, "open64");
     real_pwrite = dlsym(RTLD_NEXT, "pwrite");
-    real_pwrite64 = dlsym(RTLD_NEXT, "pwrite64");
     real_write = dlsym(RTLD_NEXT, "write");
     real_writev = dlsym(RTLD_NEXT, "writev");
     real_pwritev = dlsym(RTLD_NEXT, "pwritev");
@@ -206,7 +202,18 @@ powercut_copy(off_t off, size_t len)
 }
 
 
-static void
+/* where a write without an offset goes, if to the file */
+
+static off_t
+powercut_pos(int fd)
+{
+    return powercut_kind_of(fd) ? lseek(fd, 0, SEEK_CUR) : 0;
+}
+
+
+/* after a write of len bytes at off (or its error): returns len */
+
+static ssize_t
 powercut_wrote(int fd, off_t off, ssize_t len)
 {
     int               kind, log;
@@ -215,12 +222,12 @@ powercut_wrote(int fd, off_t off, ssize_t len)
     kind = powercut_kind_of(fd);
 
     if (kind == 0 || len <= 0 || powercut_after()) {
-        return;
+        return len;
     }
 
     if (kind == 2) {
         powercut_copy(off, len);
-        return;
+        return len;
     }
 
     r.off = off;
@@ -236,6 +243,8 @@ powercut_wrote(int fd, off_t off, ssize_t len)
     flock(log, LOCK_EX);
     (void) real_write(log, &r, sizeof(r));
     close(log);
+
+    return len;
 }
 
 
@@ -273,6 +282,14 @@ powercut_synced(int fd)
 }
 
 
+/*
+ * The wrappers.  On LP64, open64() and pwrite64() are open() and pwrite()
+ * (off_t is 64 bits): the same wrapper, under both names.
+ */
+
+typedef char  powercut_off_t_is_64_bits[sizeof(off_t) == 8 ? 1 : -1];
+
+
 int
 open(const char *path, int flags, ...)
 {
@@ -290,86 +307,45 @@ open(const char *path, int flags, ...)
     return fd;
 }
 
-
-int
-open64(const char *path, int flags, ...)
-{
-    int      fd;
-    mode_t   mode;
-    va_list  ap;
-
-    va_start(ap, flags);
-    mode = (flags & O_CREAT) ? va_arg(ap, mode_t) : 0;
-    va_end(ap);
-
-    fd = real_open64(path, flags, mode);
-    powercut_opened(path, flags, fd);
-
-    return fd;
-}
+int open64(const char *path, int flags, ...) __attribute__((alias("open")));
 
 
 ssize_t
 pwrite(int fd, const void *buf, size_t n, off_t off)
 {
-    ssize_t  rc;
-
-    rc = real_pwrite(fd, buf, n, off);
-    powercut_wrote(fd, off, rc);
-
-    return rc;
+    return powercut_wrote(fd, off, real_pwrite(fd, buf, n, off));
 }
 
-
-ssize_t
-pwrite64(int fd, const void *buf, size_t n, off_t off)
-{
-    ssize_t  rc;
-
-    rc = real_pwrite64(fd, buf, n, off);
-    powercut_wrote(fd, off, rc);
-
-    return rc;
-}
+ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
+    __attribute__((alias("pwrite")));
 
 
 ssize_t
 write(int fd, const void *buf, size_t n)
 {
-    off_t    off;
-    ssize_t  rc;
+    off_t  off;
 
-    off = powercut_kind_of(fd) ? lseek(fd, 0, SEEK_CUR) : 0;
-    rc = real_write(fd, buf, n);
-    powercut_wrote(fd, off, rc);
+    off = powercut_pos(fd);
 
-    return rc;
+    return powercut_wrote(fd, off, real_write(fd, buf, n));
 }
 
 
 ssize_t
 writev(int fd, const struct iovec *iov, int n)
 {
-    off_t    off;
-    ssize_t  rc;
+    off_t  off;
 
-    off = powercut_kind_of(fd) ? lseek(fd, 0, SEEK_CUR) : 0;
-    rc = real_writev(fd, iov, n);
-    powercut_wrote(fd, off, rc);
+    off = powercut_pos(fd);
 
-    return rc;
+    return powercut_wrote(fd, off, real_writev(fd, iov, n));
 }
 
 
 ssize_t
 pwritev(int fd, const struct iovec *iov, int n, off_t off)
 {
-    ssize_t  rc;
-
-    rc = real_pwritev(fd, iov, n, off);
-    powercut_wrote(fd, off, rc);
-
-    return rc;
+    return powercut_wrote(fd, off, real_pwritev(fd, iov, n, off));
 }
 
 
