@@ -9,6 +9,7 @@
 
 
 #include "../src/http/creor_pagination.c"
+#include "input.h"
 
 
 int
@@ -17,19 +18,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_str_t    token;
     ngx_pool_t  *pool;
 
-    pool = ngx_create_pool(1024, ngx_cycle->log);
+    pool = creor_fuzz_input(data, size, &token);
     if (pool == NULL) {
         return 0;
     }
-
-    token.len = size;
-    token.data = ngx_pnalloc(pool, size);
-    if (token.data == NULL) {
-        ngx_destroy_pool(pool);
-        return 0;
-    }
-
-    ngx_memcpy(token.data, data, size);
 
     if (creor_cursor_valid(&token)
         && (token.len != CREOR_CURSOR_LEN

@@ -8,6 +8,7 @@
 
 
 #include "../src/pipeline/creor_idempotency.c"
+#include "input.h"
 
 
 int
@@ -17,19 +18,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_str_t    key;
     ngx_pool_t  *pool;
 
-    pool = ngx_create_pool(1024, ngx_cycle->log);
+    pool = creor_fuzz_input(data, size, &key);
     if (pool == NULL) {
         return 0;
     }
-
-    key.len = size;
-    key.data = ngx_pnalloc(pool, size);
-    if (key.data == NULL) {
-        ngx_destroy_pool(pool);
-        return 0;
-    }
-
-    ngx_memcpy(key.data, data, size);
 
     if (creor_idem_key_valid(&key)) {
         if (key.len == 0 || key.len > CREOR_IDEM_KEY_MAX) {

@@ -17,6 +17,7 @@
 #include <ngx_http.h>
 
 #include "ngx_creor.h"
+#include "input.h"
 
 
 static ngx_flag_t creor_fuzz_utf8(u_char *p, size_t len);
@@ -30,26 +31,18 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     u_char        *buf, err[128];
-    ngx_str_t      text, again;
+    ngx_str_t      in, text, again;
     ngx_pool_t    *pool;
     ngx_flag_t     utf8, too_many;
     ngx_uint_t     values;
     creor_json_t  *root, *copy;
 
-    pool = ngx_create_pool(1024, ngx_cycle->log);
+    pool = creor_fuzz_input(data, size, &in);
     if (pool == NULL) {
         return 0;
     }
 
-    /* a copy of exactly size bytes: a read past it is a crash */
-
-    buf = ngx_pnalloc(pool, size);
-    if (buf == NULL) {
-        ngx_destroy_pool(pool);
-        return 0;
-    }
-
-    ngx_memcpy(buf, data, size);
+    buf = in.data;
 
     utf8 = creor_utf8_valid(buf, size);
 

@@ -15,6 +15,7 @@
 #include <ngx_http.h>
 
 #include "ngx_creor.h"
+#include "input.h"
 
 
 #define CREOR_FUZZ_MAX  64
@@ -24,24 +25,19 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     u_char               *buf, err[128], err2[128];
+    ngx_str_t             in;
     ngx_uint_t            i, root;
     ngx_flag_t            too_many, too_many2;
     ngx_pool_t           *pool;
     creor_json_t         *tree, *v, *parent;
     creor_json_member_t   m[3];
 
-    pool = ngx_create_pool(1024, ngx_cycle->log);
+    pool = creor_fuzz_input(data, size, &in);
     if (pool == NULL) {
         return 0;
     }
 
-    buf = ngx_pnalloc(pool, size);
-    if (buf == NULL) {
-        ngx_destroy_pool(pool);
-        return 0;
-    }
-
-    ngx_memcpy(buf, data, size);
+    buf = in.data;
 
     ngx_memzero(m, sizeof(m));
     ngx_str_set(&m[0].name, "model");

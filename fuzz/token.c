@@ -9,6 +9,7 @@
 
 
 #include "../src/pipeline/creor_auth.c"
+#include "input.h"
 
 
 static void creor_fuzz_token(u_char *p, size_t len);
@@ -20,21 +21,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_str_t    value, token;
     ngx_pool_t  *pool;
 
-    pool = ngx_create_pool(1024, ngx_cycle->log);
+    pool = creor_fuzz_input(data, size, &value);
     if (pool == NULL) {
         return 0;
     }
-
-    /* a copy of exactly size bytes: a read past it is a crash */
-
-    value.len = size;
-    value.data = ngx_pnalloc(pool, size);
-    if (value.data == NULL) {
-        ngx_destroy_pool(pool);
-        return 0;
-    }
-
-    ngx_memcpy(value.data, data, size);
 
     creor_fuzz_token(value.data, value.len);
 
