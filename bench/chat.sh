@@ -16,26 +16,20 @@
 set -e
 
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 rounds=${1:-3}
 secs=${2:-5}
 conns=${3:-32}
-build=${CREOR_BUILD:-$top/build}
-NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 port=${CREOR_BENCH_PORT:-18180}
 pport=$((port + 1))
-dir=$(mktemp -d /tmp/creor-bench.XXXXXX)
-chmod 755 "$dir"
-mkdir -p "$dir/logs" "$dir/store"
+bench_dir
 
 cleanup() {
-    [ -f "$dir/logs/nginx.pid" ] && kill -QUIT "$(cat "$dir/logs/nginx.pid")"
+    bench_stop
     [ -n "$spid" ] && kill "$spid" 2>/dev/null
-    sleep 0.5
     rm -rf "$dir"
 }
 trap cleanup EXIT
-
-cli() { "$build/creor" --store "$dir/store" "$@"; }
 
 org=$(cli org create bench)
 key=$(cli key create --org "$org" --role admin --name bench)
@@ -59,13 +53,7 @@ sse="${sse}$usage}\\n\\ndata: [DONE]\\n\\n"
 
 PROXY='proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off;'
 
-cat > "$dir/nginx.conf" <<CONF
-load_module $build/ngx_creor_module.so;
-user nobody nogroup;
-worker_processes 2;
-pid $dir/logs/nginx.pid;
-error_log $dir/logs/error.log warn;
-events { worker_connections 4096; }
+{ bench_conf_head; cat <<CONF; } > "$dir/nginx.conf"
 http {
     access_log off;
     creor_store $dir/store sync=off;

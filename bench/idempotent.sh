@@ -7,30 +7,21 @@
 set -e
 
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 rounds=${1:-3}
 secs=${2:-5}
 conns=${3:-16}
-build=${CREOR_BUILD:-$top/build}
-NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 port=${CREOR_BENCH_PORT:-18090}
 
 bench_mode() {
     sync=$1
-    dir=$(mktemp -d /tmp/creor-bench.XXXXXX)
-    chmod 755 "$dir"
-    mkdir -p "$dir/logs" "$dir/store"
+    bench_dir
 
-    org=$("$build/creor" --store "$dir/store" org create bench)
-    proj=$("$build/creor" --store "$dir/store" project create --org "$org" b)
-    key=$("$build/creor" --store "$dir/store" key create --org "$org")
+    org=$(cli org create bench)
+    proj=$(cli project create --org "$org" b)
+    key=$(cli key create --org "$org")
 
-    cat > "$dir/nginx.conf" <<CONF
-load_module $build/ngx_creor_module.so;
-user nobody nogroup;
-worker_processes 2;
-pid $dir/logs/nginx.pid;
-error_log $dir/logs/error.log warn;
-events { worker_connections 4096; }
+    { bench_conf_head; cat <<CONF; } > "$dir/nginx.conf"
 http {
     access_log off;
     creor_store $dir/store sync=$sync;
@@ -62,8 +53,7 @@ CONF
         "http://127.0.0.1:$port/v1/agents?page=1&limit=1" \
         | sed 's/.*"total":\([0-9]*\).*/\1/')
 
-    kill -QUIT "$(cat "$dir/logs/nginx.pid")"
-    sleep 0.5
+    bench_stop
     rm -rf "$dir"
 
     perl -e '

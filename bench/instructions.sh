@@ -9,13 +9,10 @@
 set -e
 
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 n=${1:-2000}
-build=${CREOR_BUILD:-$top/build}
-NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 port=${CREOR_BENCH_PORT:-18070}
-dir=$(mktemp -d /tmp/creor-bench.XXXXXX)
-chmod 755 "$dir"
-mkdir -p "$dir/logs" "$dir/store"
+bench_dir
 
 cleanup() {
     [ -n "$vg" ] && kill "$vg" 2>/dev/null && sleep 1
@@ -23,59 +20,23 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cli() { "$build/creor" --store "$dir/store" "$@"; }
-
 org=$(cli org create bench)
 proj=$(cli project create --org "$org" bench)
 key=$(cli key create --org "$org" --role admin --name bench)
 
-conf() {
-    cat <<CONF
-load_module $build/ngx_creor_module.so;
-daemon off;
-master_process off;
-pid $dir/logs/nginx.pid;
-error_log $dir/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    creor_store $dir/store;
-    creor_rate_limit_anonymous off;
-    server {
-        listen 127.0.0.1:$port;
-        creor_rate_limit off;
-        location = /plain {
-            default_type application/json;
-            return 200 '$1';
-        }
-        location /v1/ { creor_api; }
-    }
-    server {
-        listen 127.0.0.1:$((port + 1));
-        creor_rate_limit 1000000r/s burst=1000000;
-        location /v1/ { creor_api; }
-    }
-}
-CONF
-}
-
 # the agent and its bytes, from a plain run first
 
-conf '{}' > "$dir/nginx.conf"
+bench_conf_get '{}' single > "$dir/nginx.conf"
 "$NGINX" -p "$dir/" -c "$dir/nginx.conf" &
 vg=$!
 sleep 0.5
 base=http://127.0.0.1:$port
-agent=$(curl -sf -H "Authorization: Bearer $key" -H "X-Project-Id: $proj" \
-        -H 'Content-Type: application/json' \
-        -d '{"name":"bench","model":"openai/gpt-4o-mini","systemPrompt":"You are terse.","settings":{"temperature":0.2}}' \
-        "$base/v1/agents")
-id=$(printf '%s' "$agent" | sed 's/^{"id":"\([^"]*\)".*/\1/')
+bench_agent
 body=$(curl -sf -H "Authorization: Bearer $key" "$base/v1/agents/$id")
 kill "$vg"; wait "$vg" || true
 vg=
 
-conf "$body" > "$dir/nginx.conf"
+bench_conf_get "$body" single > "$dir/nginx.conf"
 valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" \
     "$NGINX" -p "$dir/" -c "$dir/nginx.conf" 2>"$dir/vg.log" &
 vg=$!
