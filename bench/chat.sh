@@ -17,10 +17,7 @@ set -e
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/bench/lib.sh"
-rounds=${1:-3}
-secs=${2:-5}
-conns=${3:-32}
-port=${CREOR_BENCH_PORT:-18180}
+bench_args 3 32 18180 "$@"
 pport=$((port + 1))
 bench_dir
 

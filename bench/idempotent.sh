@@ -8,10 +8,7 @@ set -e
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/bench/lib.sh"
-rounds=${1:-3}
-secs=${2:-5}
-conns=${3:-16}
-port=${CREOR_BENCH_PORT:-18090}
+bench_args 3 16 18090 "$@"
 
 bench_mode() {
     sync=$1

@@ -5,6 +5,15 @@
 build=${CREOR_BUILD:-$top/build}
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 
+# [rounds] [seconds] [connections] of a wrk benchmark, after its defaults
+# of rounds, connections and port (CREOR_BENCH_PORT overrides)
+bench_args() {
+    rounds=${4:-$1}
+    secs=${5:-5}
+    conns=${6:-$2}
+    port=${CREOR_BENCH_PORT:-$3}
+}
+
 # a fresh directory for one nginx and its store: $dir
 bench_dir() {
     dir=$(mktemp -d /tmp/creor-bench.XXXXXX)

@@ -9,10 +9,7 @@ set -e
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/bench/lib.sh"
-rounds=${1:-5}
-secs=${2:-5}
-conns=${3:-32}
-port=${CREOR_BENCH_PORT:-18080}
+bench_args 5 32 18080 "$@"
 bench_dir
 
 trap 'bench_stop; rm -rf "$dir"' EXIT
