@@ -361,15 +361,12 @@ static ngx_int_t
 creor_sse_send(creor_sse_t *sse)
 {
     u_char                 *buf, *p;
-    MDB_val                 v;
     MDB_txn                *txn;
     uint32_t                last;
     ngx_int_t               more;
     ngx_uint_t              i, status;
-    creor_run_hdr_t         hdr;
     creor_sse_batch_t       batch;
     ngx_creor_main_conf_t  *mcf;
-    char                    key[CREOR_STORE_KEY_MAX];
 
     mcf = ngx_http_get_module_main_conf(sse->r, ngx_creor_module);
 
@@ -380,19 +377,13 @@ creor_sse_send(creor_sse_t *sse)
 
     /* the run's header says if there is anything new */
 
-    ngx_snprintf((u_char *) key, sizeof(key), "r:%V:%V%Z", &sse->org,
-                 &sse->run_id);
-
-    if (creor_store_get(&mcf->store, txn, key, &v) != CREOR_STORE_OK
-        || v.mv_size < sizeof(creor_run_hdr_t))
+    if (creor_events_last(&mcf->store, txn, &sse->org, &sse->run_id, &last,
+                          &status)
+        != NGX_OK)
     {
         creor_store_read_done(&mcf->store);
         return NGX_ERROR;
     }
-
-    ngx_memcpy(&hdr, v.mv_data, sizeof(creor_run_hdr_t));
-    last = hdr.seq;
-    status = hdr.status;
 
     if (last <= sse->seq) {
         creor_store_read_done(&mcf->store);

@@ -14,6 +14,37 @@
 
 
 /*
+ * The number of a run's last event and the run's status, from its header:
+ * whether a reader has anything new, and whether more can come.  NGX_OK,
+ * or NGX_ERROR if the run cannot be read.
+ */
+
+ngx_int_t
+creor_events_last(creor_store_t *st, MDB_txn *txn, ngx_str_t *org,
+    ngx_str_t *run_id, uint32_t *seq, ngx_uint_t *status)
+{
+    MDB_val          v;
+    creor_run_hdr_t  hdr;
+    char             key[CREOR_STORE_KEY_MAX];
+
+    ngx_snprintf((u_char *) key, sizeof(key), "r:%V:%V%Z", org, run_id);
+
+    if (creor_store_get(st, txn, key, &v) != CREOR_STORE_OK
+        || v.mv_size < sizeof(creor_run_hdr_t))
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(&hdr, v.mv_data, sizeof(creor_run_hdr_t));
+
+    *seq = hdr.seq;
+    *status = hdr.status;
+
+    return NGX_OK;
+}
+
+
+/*
  * The events of a run after the one numbered after, in order, until each
  * says NGX_DONE.  The values live as long as the read transaction.
  * NGX_OK, or NGX_ERROR if the store failed.

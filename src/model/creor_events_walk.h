@@ -2,7 +2,8 @@
 /*
  * Copyright (C) ngx_creor_module authors
  *
- * Reading a run's stored events, "e:<run>:<seq>" (creor_events_walk.c).
+ * Reading a run's stored events, "e:<run>:<seq>", and how far they go
+ * (creor_events_walk.c).
  */
 
 
@@ -20,6 +21,8 @@
 typedef ngx_int_t (*creor_event_pt)(uint32_t seq, MDB_val *val, void *data);
 
 
+ngx_int_t creor_events_last(creor_store_t *st, MDB_txn *txn, ngx_str_t *org,
+    ngx_str_t *run_id, uint32_t *seq, ngx_uint_t *status);
 ngx_int_t creor_events_walk(creor_store_t *st, MDB_txn *txn,
     ngx_str_t *run_id, uint32_t after, creor_event_pt each, void *data);
 
