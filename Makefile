@@ -129,7 +129,8 @@ fuzz_ndjson_SRC       := src/lib/creor_json.c src/lib/creor_core.c
 
 fuzz-build: $(addprefix $(FUZZ_DIR)/, $(FUZZ_TARGETS))
 
-$(FUZZ_DIR)/%: fuzz/%.c fuzz/shim.c $(MOD_SRC) $(NGXDIR)/src/Makefile
+$(FUZZ_DIR)/%: fuzz/%.c fuzz/shim.c fuzz/input.h $(MOD_SRC) \
+	    $(NGXDIR)/src/Makefile
 	@command -v $(FUZZ_CC) >/dev/null && command -v ld.lld >/dev/null \
 	    || { echo "make fuzz needs clang and lld: conf/deps.sh --fuzz"; exit 1; }
 	@mkdir -p $(FUZZ_DIR)

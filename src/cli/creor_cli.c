@@ -600,7 +600,8 @@ creor_cli_usage_add(creor_cli_t *cli)
 
     if (creor_cli_count(creor_cli_opt(cli, "--requests"), &w.usage.requests)
         || creor_cli_count(creor_cli_opt(cli, "--runs"), &w.usage.runs)
-        || creor_cli_count(creor_cli_opt(cli, "--input"), &w.usage.input_tokens)
+        || creor_cli_count(creor_cli_opt(cli, "--input"),
+                           &w.usage.input_tokens)
         || creor_cli_count(creor_cli_opt(cli, "--output"),
                            &w.usage.output_tokens))
     {
