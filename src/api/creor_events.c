@@ -365,8 +365,14 @@ creor_sse_send(creor_sse_t *sse)
     uint32_t                last;
     ngx_int_t               more;
     ngx_uint_t              i, status;
-    creor_sse_batch_t       batch;
     ngx_creor_main_conf_t  *mcf;
+
+    /*
+     * Not on the stack: a send that is not held back by the client calls
+     * itself for the next batch, and a batch is used up before then.
+     */
+
+    static creor_sse_batch_t  batch;
 
     mcf = ngx_http_get_module_main_conf(sse->r, ngx_creor_module);
 
@@ -395,7 +401,7 @@ creor_sse_send(creor_sse_t *sse)
         return NGX_OK;
     }
 
-    /* one buffer for the batch, sized by a first pass */
+    /* one buffer for the batch, sized as it is collected */
 
     batch.n = 0;
     batch.size = 0;
