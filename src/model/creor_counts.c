@@ -213,17 +213,16 @@ creor_counts_init(creor_store_t *st, ngx_log_t *log)
                              sizeof(creor_counts_t), 0);
     }
 
-    if (rc != CREOR_STORE_OK) {
+    if (rc == CREOR_STORE_OK) {
+        rc = creor_store_commit(txn);
+
+    } else {
         creor_store_abort(txn);
-        goto failed;
     }
 
-    rc = creor_store_commit(txn);
-    if (rc != CREOR_STORE_OK) {
-        goto failed;
+    if (rc == CREOR_STORE_OK) {
+        return NGX_OK;
     }
-
-    return NGX_OK;
 
 failed:
 
