@@ -104,11 +104,7 @@ creor_events_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
                     - pg.prefix.data;
     pg.filters = pg.prefix;
 
-    if (creor_page_parse(r, ctx, &pg, 0) != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
-    return creor_page_send(r, ctx, &pg, creor_events_item);
+    return creor_page_list(r, ctx, &pg, creor_events_item, NULL);
 }
 
 
