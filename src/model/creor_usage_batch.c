@@ -126,10 +126,13 @@ found:
     e->rec.input_tokens += u->input_tokens;
     e->rec.output_tokens += u->output_tokens;
 
-    if (!creor_usage_event.timer_set) {
+    if (creor_usage_event.handler == NULL) {
         creor_usage_event.handler = creor_usage_timer;
         creor_usage_event.log = ngx_cycle->log;
         creor_usage_event.cancelable = 1;
+    }
+
+    if (!creor_usage_event.timer_set) {
         ngx_add_timer(&creor_usage_event, CREOR_USAGE_INTERVAL);
     }
 
