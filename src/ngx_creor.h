@@ -369,6 +369,7 @@ ngx_int_t creor_error_page(ngx_http_request_t *r);
 /* http/: creor_response.c, creor_steps.c */
 #include "creor_response.h"
 #include "creor_steps.h"
+#include "creor_capture.h"
 
 /* creor_router.c */
 ngx_int_t creor_route(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,

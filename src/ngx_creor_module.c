@@ -883,7 +883,8 @@ ngx_creor_postconfiguration(ngx_conf_t *cf)
      * error page
      */
 
-    if (creor_chat_filter_init(cf) != NGX_OK
+    if (creor_capture_filter_init(cf) != NGX_OK
+        || creor_chat_filter_init(cf) != NGX_OK
         || creor_job_filter_init(cf) != NGX_OK)
     {
         return NGX_ERROR;

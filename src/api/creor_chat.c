@@ -58,9 +58,10 @@ static ngx_int_t creor_chat_collected(creor_chat_t *chat, ngx_str_t *out);
 static void creor_chat_message(creor_chat_t *chat, u_char *buf, size_t size);
 static void creor_chat_tokens(creor_chat_t *chat);
 static void creor_chat_meter(creor_chat_t *chat);
-static ngx_int_t creor_chat_header_filter(ngx_http_request_t *r);
+static ngx_int_t creor_chat_header_filter(ngx_http_request_t *r,
+    void *data);
 static ngx_int_t creor_chat_body_filter(ngx_http_request_t *r,
-    ngx_chain_t *in);
+    ngx_chain_t *in, void *data);
 static ngx_int_t creor_chat_collect(creor_chat_t *chat, ngx_chain_t *in,
     size_t max);
 
@@ -68,8 +69,11 @@ static ngx_int_t creor_chat_collect(creor_chat_t *chat, ngx_chain_t *in,
 static ngx_str_t  creor_chat_post = ngx_string("POST");
 static ngx_str_t  creor_chat_json = ngx_string("application/json");
 
-static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
-static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+static creor_capture_t  creor_chat_capture = {
+    offsetof(ngx_creor_ctx_t, chat),
+    creor_chat_header_filter,
+    creor_chat_body_filter
+};
 
 
 ngx_int_t
@@ -916,20 +920,11 @@ creor_chat_meter(creor_chat_t *chat)
  */
 
 static ngx_int_t
-creor_chat_header_filter(ngx_http_request_t *r)
+creor_chat_header_filter(ngx_http_request_t *r, void *data)
 {
-    creor_chat_t     *chat;
+    creor_chat_t  *chat = data;
+
     ngx_table_elt_t  *h;
-    ngx_creor_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
-
-    if (ctx == NULL || ctx->chat == NULL) {
-        return ngx_http_next_header_filter(r);
-    }
-
-    chat = ctx->chat;
-    r->header_sent = 1;
 
     if (r != chat->sr) {
         return NGX_OK;
@@ -952,20 +947,12 @@ creor_chat_header_filter(ngx_http_request_t *r)
 
 
 static ngx_int_t
-creor_chat_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+creor_chat_body_filter(ngx_http_request_t *r, ngx_chain_t *in, void *data)
 {
-    ngx_int_t         rc;
-    ngx_chain_t      *out;
-    creor_chat_t     *chat;
-    ngx_creor_ctx_t  *ctx;
+    creor_chat_t  *chat = data;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_creor_module);
-
-    if (ctx == NULL || ctx->chat == NULL) {
-        return ngx_http_next_body_filter(r, in);
-    }
-
-    chat = ctx->chat;
+    ngx_int_t     rc;
+    ngx_chain_t  *out;
 
     for (out = in; out; out = out->next) {
         if (out->buf->last_in_chain || out->buf->last_buf) {
@@ -1004,7 +991,7 @@ creor_chat_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         chat->ctx->sending = 1;
     }
 
-    rc = ngx_http_next_body_filter(r, out);
+    rc = creor_capture_next_body(r, out);
 
     creor_sse_frame_update(&chat->frame, chat->r, out);
 
@@ -1086,13 +1073,7 @@ creor_chat_collect(creor_chat_t *chat, ngx_chain_t *in, size_t max)
 ngx_int_t
 creor_chat_filter_init(ngx_conf_t *cf)
 {
-    ngx_http_next_header_filter = ngx_http_top_header_filter;
-    ngx_http_top_header_filter = creor_chat_header_filter;
-
-    ngx_http_next_body_filter = ngx_http_top_body_filter;
-    ngx_http_top_body_filter = creor_chat_body_filter;
-
-    return NGX_OK;
+    return creor_capture_add(&creor_chat_capture);
 }
 
 

@@ -58,24 +58,8 @@ void creor_job_destroy(creor_job_t *job);
 ngx_int_t creor_job_json_headers(ngx_http_request_t *r, ngx_uint_t n);
 
 
-/*
- * creor_capture.c: the capture filter, the top header and body filter.
- * A subrequest whose ctx has the member at "owner" set (ctx->job for the
- * engine's jobs) is captured: its header never reaches the client; the
- * capture's header and body hooks are given it and that member instead.
- * A capture may pass output on below the filter with
- * creor_capture_next_body().
- */
-typedef struct {
-    size_t                  owner;      /* offsetof(ngx_creor_ctx_t, ...) */
-    ngx_int_t             (*header)(ngx_http_request_t *r, void *owner);
-    ngx_int_t             (*body)(ngx_http_request_t *r, ngx_chain_t *in,
-                                  void *owner);
-} creor_capture_t;
-
-ngx_int_t creor_capture_add(creor_capture_t *capture);
+/* the job kind's capture of its replies (creor_capture.c) */
 ngx_int_t creor_job_filter_init(ngx_conf_t *cf);
-ngx_int_t creor_capture_next_body(ngx_http_request_t *r, ngx_chain_t *in);
 
 
 /*

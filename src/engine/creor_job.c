@@ -22,17 +22,31 @@
 #include "ngx_creor.h"
 
 
+#define CREOR_JOB_READ_CHUNK   (64 * 1024)
+
+
 static ngx_int_t creor_job_done(ngx_http_request_t *sr, void *data,
     ngx_int_t rc);
 static void creor_job_parent_handler(ngx_http_request_t *r);
 static void creor_job_timeout_handler(ngx_event_t *ev);
 static void creor_job_empty_handler(ngx_event_t *ev);
+static ngx_int_t creor_job_header(ngx_http_request_t *r, void *data);
+static ngx_int_t creor_job_body(ngx_http_request_t *r, ngx_chain_t *in,
+    void *data);
 
 
 static ngx_creor_main_conf_t   *creor_mcf;
 
 /* what $remote_addr and friends show in the job's location */
 static struct sockaddr_in       creor_job_addr;
+
+/* a job's reply goes to its kind (the capture filter, creor_capture.c) */
+
+static creor_capture_t          creor_job_capture = {
+    offsetof(ngx_creor_ctx_t, job),
+    creor_job_header,
+    creor_job_body
+};
 
 static ngx_str_t  creor_post = ngx_string("POST");
 static ngx_str_t  creor_json_ct = ngx_string("application/json");
@@ -445,4 +459,107 @@ static void
 creor_job_empty_handler(ngx_event_t *ev)
 {
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ev->log, 0, "creor job event");
+}
+
+
+ngx_int_t
+creor_job_filter_init(ngx_conf_t *cf)
+{
+    return creor_capture_add(&creor_job_capture);
+}
+
+
+static ngx_int_t
+creor_job_header(ngx_http_request_t *r, void *data)
+{
+    creor_job_t  *job = data;
+
+    job->status = r->headers_out.status;
+
+    if (job->kind->header && !job->destroyed) {
+        return job->kind->header(job, r);
+    }
+
+    return NGX_OK;
+}
+
+
+/* each piece in memory, read from a temp file if need be */
+
+static ngx_int_t
+creor_job_body(ngx_http_request_t *r, ngx_chain_t *in, void *data)
+{
+    creor_job_t  *job = data;
+
+    u_char       *buf;
+    off_t         off;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_pool_t   *pool;
+    ngx_chain_t  *cl;
+
+    pool = NULL;
+    buf = NULL;
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (job->kind->piece && !job->destroyed && !job->ignore_body) {
+
+            if (pool == NULL) {
+                pool = ngx_create_pool(16384, r->connection->log);
+                if (pool == NULL) {
+                    return NGX_ERROR;
+                }
+            }
+
+            if (ngx_buf_in_memory(b)) {
+                if (b->last > b->pos
+                    && job->kind->piece(job, b->pos, b->last - b->pos, pool)
+                       != NGX_OK)
+                {
+                    job->ignore_body = 1;
+                }
+
+            } else if (b->in_file) {
+
+                /* a reply buffered to disk (proxy_buffering on): by pieces */
+
+                if (buf == NULL) {
+                    buf = ngx_pnalloc(pool, CREOR_JOB_READ_CHUNK);
+                    if (buf == NULL) {
+                        ngx_destroy_pool(pool);
+                        return NGX_ERROR;
+                    }
+                }
+
+                for (off = b->file_pos;
+                     off < b->file_last && !job->ignore_body;
+                     off += n)
+                {
+                    n = ngx_min(b->file_last - off, CREOR_JOB_READ_CHUNK);
+                    n = ngx_read_file(b->file, buf, n, off);
+
+                    if (n <= 0
+                        || job->kind->piece(job, buf, n, pool) != NGX_OK)
+                    {
+                        job->ignore_body = 1;
+                    }
+                }
+            }
+        }
+
+        b->pos = b->last;
+        b->file_pos = b->file_last;
+    }
+
+    if (pool) {
+        if (job->kind->pieces_done && !job->destroyed) {
+            job->kind->pieces_done(job, pool);
+        }
+
+        ngx_destroy_pool(pool);
+    }
+
+    return NGX_OK;
 }

@@ -3,7 +3,7 @@
  * Copyright (C) ngx_creor_module authors
  *
  * The capture filter, the top header and body filter (above the error
- * filter of creor_request.c), as lua-nginx-module keeps its own in
+ * filter of creor_error_filter.c), as lua-nginx-module keeps its own in
  * ngx_http_lua_capturefilter.c.  The output of a subrequest made for a
  * capture (the engine's jobs; any other that adds itself with
  * creor_capture_add()) is given to that capture and never reaches the
@@ -21,7 +21,6 @@
 #include "ngx_creor.h"
 
 
-#define CREOR_JOB_READ_CHUNK   (64 * 1024)
 #define CREOR_CAPTURES_MAX     4
 
 
@@ -30,35 +29,22 @@ static void *creor_capture_find(ngx_http_request_t *r,
 static ngx_int_t creor_capture_header_filter(ngx_http_request_t *r);
 static ngx_int_t creor_capture_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
-static ngx_int_t creor_job_header(ngx_http_request_t *r, void *data);
-static ngx_int_t creor_job_body(ngx_http_request_t *r, ngx_chain_t *in,
-    void *data);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
-static creor_capture_t   creor_job_capture = {
-    offsetof(ngx_creor_ctx_t, job),
-    creor_job_header,
-    creor_job_body
-};
-
-static creor_capture_t  *creor_captures[CREOR_CAPTURES_MAX] = {
-    &creor_job_capture
-};
-
-static ngx_uint_t        creor_ncaptures = 1;
+static creor_capture_t  *creor_captures[CREOR_CAPTURES_MAX];
+static ngx_uint_t        creor_ncaptures;
 
 
 /*
- * The capture filter: a job's reply goes to its kind, never to the
- * socketless connection.  It is the top filter, so nothing of the reply
- * reaches the postpone or write filters.
+ * The top filter, so nothing of a captured reply reaches the postpone or
+ * write filters (of a job, the socketless connection).
  */
 
 ngx_int_t
-creor_job_filter_init(ngx_conf_t *cf)
+creor_capture_filter_init(ngx_conf_t *cf)
 {
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = creor_capture_header_filter;
@@ -159,100 +145,4 @@ creor_capture_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     return capture->body(r, in, owner);
-}
-
-
-static ngx_int_t
-creor_job_header(ngx_http_request_t *r, void *data)
-{
-    creor_job_t  *job = data;
-
-    job->status = r->headers_out.status;
-
-    if (job->kind->header && !job->destroyed) {
-        return job->kind->header(job, r);
-    }
-
-    return NGX_OK;
-}
-
-
-/* each piece in memory, read from a temp file if need be */
-
-static ngx_int_t
-creor_job_body(ngx_http_request_t *r, ngx_chain_t *in, void *data)
-{
-    creor_job_t  *job = data;
-
-    u_char       *buf;
-    off_t         off;
-    ssize_t       n;
-    ngx_buf_t    *b;
-    ngx_pool_t   *pool;
-    ngx_chain_t  *cl;
-
-    pool = NULL;
-    buf = NULL;
-
-    for (cl = in; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (job->kind->piece && !job->destroyed && !job->ignore_body) {
-
-            if (pool == NULL) {
-                pool = ngx_create_pool(16384, r->connection->log);
-                if (pool == NULL) {
-                    return NGX_ERROR;
-                }
-            }
-
-            if (ngx_buf_in_memory(b)) {
-                if (b->last > b->pos
-                    && job->kind->piece(job, b->pos, b->last - b->pos, pool)
-                       != NGX_OK)
-                {
-                    job->ignore_body = 1;
-                }
-
-            } else if (b->in_file) {
-
-                /* a reply buffered to disk (proxy_buffering on): by pieces */
-
-                if (buf == NULL) {
-                    buf = ngx_pnalloc(pool, CREOR_JOB_READ_CHUNK);
-                    if (buf == NULL) {
-                        ngx_destroy_pool(pool);
-                        return NGX_ERROR;
-                    }
-                }
-
-                for (off = b->file_pos;
-                     off < b->file_last && !job->ignore_body;
-                     off += n)
-                {
-                    n = ngx_min(b->file_last - off, CREOR_JOB_READ_CHUNK);
-                    n = ngx_read_file(b->file, buf, n, off);
-
-                    if (n <= 0
-                        || job->kind->piece(job, buf, n, pool) != NGX_OK)
-                    {
-                        job->ignore_body = 1;
-                    }
-                }
-            }
-        }
-
-        b->pos = b->last;
-        b->file_pos = b->file_last;
-    }
-
-    if (pool) {
-        if (job->kind->pieces_done && !job->destroyed) {
-            job->kind->pieces_done(job, pool);
-        }
-
-        ngx_destroy_pool(pool);
-    }
-
-    return NGX_OK;
 }
