@@ -355,8 +355,10 @@ typedef ngx_int_t (*creor_page_item_pt)(ngx_http_request_t *r,
 extern ngx_module_t  ngx_creor_module;
 
 
-/* ngx_creor_module.c */
+/* creor_txn_guard.c */
 void creor_store_guard(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
+
+/* ngx_creor_module.c */
 void *creor_zone_data(ngx_shm_zone_t *shm_zone, void *old);
 
 /* creor_pipeline.c */
@@ -433,7 +435,6 @@ ngx_int_t creor_scope_project(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 ngx_int_t creor_ratelimit(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_ratelimit_anonymous(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
-int64_t creor_now_us(void);
 ngx_int_t creor_ratelimit_init(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
 void creor_ratelimit_exit(ngx_creor_main_conf_t *mcf, ngx_log_t *log);
 ngx_int_t creor_ratelimit_zone(ngx_conf_t *cf, ngx_creor_main_conf_t *mcf,

@@ -64,6 +64,17 @@ creor_now_ms(void)
 }
 
 
+int64_t
+creor_now_us(void)
+{
+    struct timeval  tv;
+
+    gettimeofday(&tv, NULL);
+
+    return (int64_t) tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+
 int
 creor_random(void *buf, size_t len)
 {

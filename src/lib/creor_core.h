@@ -97,6 +97,7 @@ typedef struct {
 
 
 int64_t creor_now_ms(void);
+int64_t creor_now_us(void);
 int creor_random(void *buf, size_t len);
 int creor_random_pooled(void *buf, size_t len);
 void creor_ulid_bytes(uint8_t *b, int64_t ms);

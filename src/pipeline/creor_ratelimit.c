@@ -1252,14 +1252,3 @@ creor_rate_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     return NGX_CONF_OK;
 }
-
-
-int64_t
-creor_now_us(void)
-{
-    struct timeval  tv;
-
-    ngx_gettimeofday(&tv);
-
-    return (int64_t) tv.tv_sec * 1000000 + tv.tv_usec;
-}
