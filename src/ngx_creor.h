@@ -562,7 +562,7 @@ ngx_int_t creor_usage_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_system_health(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_system_status(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 
-/* creor_metrics.c: host-wide counts in the shared zone */
+/* creor_metrics.c, creor_metrics_zone.c: host-wide counts */
 #define CREOR_LEG_OK         0      /* a leg-ending event arrived */
 #define CREOR_LEG_FAILED     1      /* error status, refused, cut short */
 #define CREOR_LEG_ABORTED    2      /* the run went on without it */

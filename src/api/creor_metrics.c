@@ -2,13 +2,11 @@
 /*
  * Copyright (C) ngx_creor_module authors
  *
- * Host-wide metrics in the shared zone, counted by every worker with
- * atomic adds: requests by route and status with their durations (a log
- * phase handler), idempotency outcomes, rate limited requests, executor
- * legs, provider calls and chat tokens (the chat code calls in), event
- * stream subscribers; and the creor_metrics location that serves them in
- * Prometheus' text format 0.0.4.  The last outcome of executor and
- * provider calls is what /v1/system/health reports of them.
+ * Host-wide metrics: requests by route and status with their durations,
+ * idempotency outcomes and rate limited requests, counted by a log phase
+ * handler into the shared zone (creor_metrics_zone.c keeps the rest);
+ * and the creor_metrics location that serves them all in Prometheus'
+ * text format 0.0.4.
  */
 
 
@@ -17,62 +15,7 @@
 #include <ngx_http.h>
 
 #include "ngx_creor.h"
-
-
-/* route slots: the table's first, then three of our own */
-#define CREOR_M_ROUTES       64
-#define CREOR_M_NONE         (CREOR_M_ROUTES - 3)   /* no route matched */
-#define CREOR_M_OPTIONS      (CREOR_M_ROUTES - 2)
-#define CREOR_M_OTHER        (CREOR_M_ROUTES - 1)   /* past the slots */
-
-#define CREOR_M_STATUSES     40
-#define CREOR_M_BOUNDS       11     /* histogram buckets, +Inf aside */
-#define CREOR_M_MODELS       32     /* the last one is "other" */
-#define CREOR_M_MODEL_LEN    64
-
-#define CREOR_M_IDEMPOTENT   3      /* miss, hit, conflict */
-#define CREOR_M_LEGS         3
-#define CREOR_M_HEALTH_EVERY 1000   /* ms between real health checks */
-
-#define CREOR_M_LINE         512
-
-
-typedef struct {
-    ngx_atomic_t            buckets[CREOR_M_BOUNDS + 1];
-    ngx_atomic_t            sum_ms;
-} creor_histogram_t;
-
-
-typedef struct {
-    ngx_atomic_t            in;
-    ngx_atomic_t            out;
-    ngx_atomic_t            len;        /* set last: the name is written */
-    u_char                  name[CREOR_M_MODEL_LEN];
-} creor_metrics_model_t;
-
-
-struct creor_metrics_s {
-    ngx_atomic_t            start_ms;
-    ngx_atomic_t            requests[CREOR_M_ROUTES][CREOR_M_STATUSES];
-    creor_histogram_t       duration[CREOR_M_ROUTES];
-    ngx_atomic_t            ratelimited;
-    ngx_atomic_t            idempotent[CREOR_M_IDEMPOTENT];
-    ngx_atomic_t            legs[CREOR_M_LEGS];
-    ngx_atomic_t            webhooks[2];    /* failure, success */
-    ngx_atomic_t            sse;
-    creor_histogram_t       provider;
-
-    /* last success and failure (ms): [0] executor, [1] provider */
-    ngx_atomic_t            last_ok[2];
-    ngx_atomic_t            last_fail[2];
-
-    ngx_atomic_t            health_ms;
-    ngx_atomic_t            health_store;
-    ngx_atomic_t            health_counters;
-
-    ngx_atomic_t            models_lock;
-    creor_metrics_model_t   models[CREOR_M_MODELS];
-};
+#include "creor_metrics_zone.h"
 
 
 /* where the exposition is written: a chain of buffers from the pool */
@@ -87,9 +30,6 @@ typedef struct {
 
 static ngx_int_t creor_metrics_log(ngx_http_request_t *r);
 static ngx_uint_t creor_metrics_status(ngx_uint_t status);
-static void creor_histogram_observe(creor_histogram_t *h,
-    const ngx_msec_t *bounds, ngx_msec_t ms);
-static ngx_uint_t creor_metrics_model(ngx_str_t *model);
 static ngx_int_t creor_metrics_handler(ngx_http_request_t *r);
 static ngx_int_t creor_metrics_write(ngx_http_request_t *r,
     creor_exposition_t *e);
@@ -106,7 +46,6 @@ static ngx_int_t creor_exp_histogram(creor_exposition_t *e,
 static const char *creor_metrics_route_name(ngx_uint_t i);
 
 
-static creor_metrics_t  *creor_metrics;
 static ngx_uint_t        creor_metrics_nroutes;
 
 
@@ -132,10 +71,6 @@ static const ngx_msec_t  creor_request_bounds[CREOR_M_BOUNDS] = {
 static const char  *creor_request_le[CREOR_M_BOUNDS + 1] = {
     "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",
     "10", "+Inf"
-};
-
-static const ngx_msec_t  creor_provider_bounds[CREOR_M_BOUNDS] = {
-    100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000
 };
 
 static const char  *creor_provider_le[CREOR_M_BOUNDS + 1] = {
@@ -181,46 +116,19 @@ creor_metrics_init(ngx_conf_t *cf)
 }
 
 
-/* in the master, when the zone is made; workers inherit the pointer */
-
-creor_metrics_t *
-creor_metrics_zone(ngx_slab_pool_t *shpool)
-{
-    creor_metrics_t  *m;
-
-    m = ngx_slab_calloc(shpool, sizeof(creor_metrics_t));
-    if (m == NULL) {
-        return NULL;
-    }
-
-    m->start_ms = creor_now_ms();
-    m->health_store = 1;
-    m->health_counters = 1;
-
-    ngx_memcpy(m->models[CREOR_M_MODELS - 1].name, "other", 5);
-    m->models[CREOR_M_MODELS - 1].len = 5;
-
-    return m;
-}
-
-
-void
-creor_metrics_attach(creor_shared_t *shared)
-{
-    creor_metrics = shared->metrics;
-}
-
-
 static ngx_int_t
 creor_metrics_log(ngx_http_request_t *r)
 {
     ngx_int_t              ms;
     ngx_uint_t             route, status, i;
     ngx_time_t            *tp;
+    creor_metrics_t       *m;
     ngx_creor_ctx_t       *ctx;
     ngx_creor_loc_conf_t  *lcf;
 
-    if (creor_metrics == NULL) {
+    m = creor_metrics_get();
+
+    if (m == NULL) {
         return NGX_OK;
     }
 
@@ -251,7 +159,7 @@ creor_metrics_log(ngx_http_request_t *r)
 
     status = r->err_status ? r->err_status : r->headers_out.status;
 
-    ngx_atomic_fetch_add(&creor_metrics->requests[route]
+    ngx_atomic_fetch_add(&m->requests[route]
                                              [creor_metrics_status(status)],
                          1);
 
@@ -259,7 +167,7 @@ creor_metrics_log(ngx_http_request_t *r)
     ms = (ngx_int_t) ((tp->sec - r->start_sec) * 1000
                       + (tp->msec - r->start_msec));
 
-    creor_histogram_observe(&creor_metrics->duration[route],
+    creor_metrics_observe(&m->duration[route],
                             creor_request_bounds, ngx_max(ms, 0));
 
     if (ctx == NULL) {
@@ -267,7 +175,7 @@ creor_metrics_log(ngx_http_request_t *r)
     }
 
     if (ctx->err_status == NGX_HTTP_TOO_MANY_REQUESTS) {
-        ngx_atomic_fetch_add(&creor_metrics->ratelimited, 1);
+        ngx_atomic_fetch_add(&m->ratelimited, 1);
     }
 
     for (i = 0; ctx->idempotent.len && i < CREOR_M_IDEMPOTENT; i++) {
@@ -275,7 +183,7 @@ creor_metrics_log(ngx_http_request_t *r)
             && ngx_strncmp(ctx->idempotent.data, creor_idempotent_names[i],
                            ctx->idempotent.len) == 0)
         {
-            ngx_atomic_fetch_add(&creor_metrics->idempotent[i], 1);
+            ngx_atomic_fetch_add(&m->idempotent[i], 1);
             break;
         }
     }
@@ -305,220 +213,21 @@ creor_metrics_status(ngx_uint_t status)
 }
 
 
-static void
-creor_histogram_observe(creor_histogram_t *h, const ngx_msec_t *bounds,
-    ngx_msec_t ms)
-{
-    ngx_uint_t  i;
-
-    for (i = 0; i < CREOR_M_BOUNDS; i++) {
-        if (ms <= bounds[i]) {
-            break;
-        }
-    }
-
-    ngx_atomic_fetch_add(&h->buckets[i], 1);
-    ngx_atomic_fetch_add(&h->sum_ms, ms);
-}
-
-
-void
-creor_metrics_leg(ngx_uint_t outcome)
-{
-    if (creor_metrics == NULL || outcome >= CREOR_M_LEGS) {
-        return;
-    }
-
-    ngx_atomic_fetch_add(&creor_metrics->legs[outcome], 1);
-
-    if (outcome == CREOR_LEG_OK) {
-        creor_metrics->last_ok[0] = creor_now_ms();
-
-    } else if (outcome == CREOR_LEG_FAILED) {
-        creor_metrics->last_fail[0] = creor_now_ms();
-    }
-}
-
-
-void
-creor_metrics_provider(ngx_msec_t duration, ngx_uint_t ok)
-{
-    if (creor_metrics == NULL) {
-        return;
-    }
-
-    creor_histogram_observe(&creor_metrics->provider, creor_provider_bounds,
-                            duration);
-
-    if (ok) {
-        creor_metrics->last_ok[1] = creor_now_ms();
-
-    } else {
-        creor_metrics->last_fail[1] = creor_now_ms();
-    }
-}
-
-
-void
-creor_metrics_chat(ngx_str_t *model, int64_t in, int64_t out)
-{
-    creor_metrics_model_t  *m;
-
-    if (creor_metrics == NULL) {
-        return;
-    }
-
-    m = &creor_metrics->models[creor_metrics_model(model)];
-
-    ngx_atomic_fetch_add(&m->in, ngx_max(in, 0));
-    ngx_atomic_fetch_add(&m->out, ngx_max(out, 0));
-}
-
-
-/*
- * The model's slot: names are taken by first use, under a lock, and never
- * change; past the slots every model is "other", so clients that make up
- * names cannot grow the series.
- */
-
-static ngx_uint_t
-creor_metrics_model(ngx_str_t *model)
-{
-    u_char                  c, name[CREOR_M_MODEL_LEN];
-    size_t                  len, n;
-    ngx_uint_t              i;
-    creor_metrics_model_t  *m;
-
-    len = ngx_min(model->len, CREOR_M_MODEL_LEN);
-
-    /* label values as Prometheus reads them, nothing to escape */
-
-    for (n = 0; n < len; n++) {
-        c = model->data[n];
-        name[n] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-                   || (c >= '0' && c <= '9') || c == '.' || c == '_'
-                   || c == '-' || c == '/' || c == ':') ? c : '_';
-    }
-
-    if (len == 0) {
-        return CREOR_M_MODELS - 1;
-    }
-
-    for (i = 0; i < CREOR_M_MODELS - 1; i++) {
-        m = &creor_metrics->models[i];
-
-        if (m->len == 0) {
-            ngx_spinlock(&creor_metrics->models_lock, ngx_pid, 1024);
-
-            if (m->len == 0) {
-                ngx_memcpy(m->name, name, len);
-                ngx_memory_barrier();
-                m->len = len;
-                ngx_unlock(&creor_metrics->models_lock);
-                return i;
-            }
-
-            ngx_unlock(&creor_metrics->models_lock);
-        }
-
-        if (m->len == len && ngx_memcmp(m->name, name, len) == 0) {
-            return i;
-        }
-    }
-
-    return CREOR_M_MODELS - 1;
-}
-
-
-void
-creor_metrics_webhook(ngx_uint_t ok)
-{
-    if (creor_metrics) {
-        ngx_atomic_fetch_add(&creor_metrics->webhooks[ok ? 1 : 0], 1);
-    }
-}
-
-
-void
-creor_metrics_sse(ngx_int_t delta)
-{
-    if (creor_metrics) {
-        ngx_atomic_fetch_add(&creor_metrics->sse, delta);
-    }
-}
-
-
 ngx_uint_t
 creor_metrics_sse_count(void)
 {
-    ngx_atomic_int_t  n;
+    ngx_atomic_int_t   n;
+    creor_metrics_t   *m;
 
-    if (creor_metrics == NULL) {
+    m = creor_metrics_get();
+
+    if (m == NULL) {
         return creor_sse_count();
     }
 
-    n = (ngx_atomic_int_t) creor_metrics->sse;
+    n = (ngx_atomic_int_t) m->sse;
 
     return n > 0 ? (ngx_uint_t) n : 0;
-}
-
-
-void
-creor_metrics_last(ngx_uint_t provider, int64_t *ok_ms, int64_t *fail_ms)
-{
-    provider = provider ? 1 : 0;
-
-    *ok_ms = creor_metrics ? (int64_t) creor_metrics->last_ok[provider] : 0;
-    *fail_ms = creor_metrics ? (int64_t) creor_metrics->last_fail[provider]
-                             : 0;
-}
-
-
-int64_t
-creor_metrics_started(void)
-{
-    return creor_metrics ? (int64_t) creor_metrics->start_ms : creor_now_ms();
-}
-
-
-/*
- * NGX_OK: the caller checks now and reports with _health_set();
- * NGX_DECLINED: the last check's results, less than a second old.
- */
-
-ngx_int_t
-creor_metrics_health_due(ngx_uint_t *store_ok, ngx_uint_t *counters_ok)
-{
-    int64_t           now;
-    ngx_atomic_uint_t  last;
-
-    if (creor_metrics == NULL) {
-        return NGX_OK;
-    }
-
-    now = creor_now_ms();
-    last = creor_metrics->health_ms;
-
-    if (now - (int64_t) last >= CREOR_M_HEALTH_EVERY
-        && ngx_atomic_cmp_set(&creor_metrics->health_ms, last, now))
-    {
-        return NGX_OK;
-    }
-
-    *store_ok = creor_metrics->health_store;
-    *counters_ok = creor_metrics->health_counters;
-
-    return NGX_DECLINED;
-}
-
-
-void
-creor_metrics_health_set(ngx_uint_t store_ok, ngx_uint_t counters_ok)
-{
-    if (creor_metrics) {
-        creor_metrics->health_store = store_ok;
-        creor_metrics->health_counters = counters_ok;
-    }
 }
 
 
@@ -557,7 +266,7 @@ creor_metrics_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    if (creor_metrics == NULL) {
+    if (creor_metrics_get() == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "creor_metrics: no creor_store is configured");
         return NGX_HTTP_SERVICE_UNAVAILABLE;
@@ -605,7 +314,7 @@ creor_metrics_write(ngx_http_request_t *r, creor_exposition_t *e)
     ngx_creor_main_conf_t  *mcf;
     u_char                  labels[128], status[NGX_INT_T_LEN + 1];
 
-    m = creor_metrics;
+    m = creor_metrics_get();
     mcf = creor_main_conf(r);
 
     if (creor_exp_head(e, "creor_info", "gauge",
