@@ -593,6 +593,8 @@ ngx_int_t creor_cors_headers(ngx_http_request_t *r);
 /* creor_chat.c */
 ngx_int_t creor_chat_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
 ngx_int_t creor_chat_filter_init(ngx_conf_t *cf);
+
+/* creor_provider.c */
 char *creor_provider_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 creor_provider_t *creor_provider_find(ngx_array_t *providers,
     ngx_str_t *model, ngx_str_t *name);
