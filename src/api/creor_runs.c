@@ -29,7 +29,6 @@
 #define CREOR_REAP_BATCH      16            /* runs cancelled per commit */
 #define CREOR_REAP_BUDGET     500           /* us of one commit's work */
 #define CREOR_REAP_PAUSE      2             /* ms between two commits */
-#define CREOR_REAP_LEASE      5000          /* ms a worker holds a job */
 #define CREOR_THREAD_MAX      1000          /* runs a leg's thread shows */
 
 
@@ -54,13 +53,6 @@ typedef struct {
     u_char                  name[NGX_MAX_PATH];
     char                    id[CREOR_ID_MAX];
 } creor_runs_new_t;
-
-
-/* "ad:<org>:<agent>": a deleted agent's runs to cancel, and who does */
-typedef struct {
-    int64_t                 pid;
-    int64_t                 until_ms;   /* then another worker may */
-} creor_reap_job_t;
 
 
 static ngx_int_t creor_runs_create_run(ngx_http_request_t *r,
@@ -1766,8 +1758,9 @@ creor_runs_start(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     char           key[CREOR_STORE_KEY_MAX], id[CREOR_ID_MAX];
     u_char         err[128];
     MDB_val        val;
-    creor_json_t  *agent, *v;
-    creor_store_t *st;
+    creor_json_t       *agent, *v;
+    creor_store_t      *st;
+    creor_agent_hdr_t   hdr;
 
     st = &ctx->mcf->store;
 
@@ -1783,21 +1776,21 @@ creor_runs_start(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
                           "No such app.");
     }
 
-    if (rc != CREOR_STORE_OK || val.mv_size <= 4 * CREOR_ID_MAX + 16) {
+    if (rc != CREOR_STORE_OK || val.mv_size <= sizeof(creor_agent_hdr_t)) {
         return creor_fail_store(r, rc == CREOR_STORE_OK ? CREOR_STORE_ERROR
                                                          : rc);
     }
 
-    /* the agent's header: project[40], status[16], run[40], thread[40] */
+    ngx_memcpy(&hdr, val.mv_data, sizeof(creor_agent_hdr_t));
 
     ngx_memzero(run, sizeof(creor_run_t));
     run->pool = r->pool;
 
-    ngx_cpystrn((u_char *) run->hdr.project, val.mv_data, CREOR_ID_MAX);
+    ngx_cpystrn((u_char *) run->hdr.project, (u_char *) hdr.project,
+                CREOR_ID_MAX);
 
     if (followup) {
-        ngx_cpystrn((u_char *) run->hdr.thread,
-                    (u_char *) val.mv_data + 2 * CREOR_ID_MAX + 16,
+        ngx_cpystrn((u_char *) run->hdr.thread, (u_char *) hdr.thread,
                     CREOR_ID_MAX);
     }
 
