@@ -217,15 +217,9 @@ typedef struct {
 } creor_provider_t;
 
 
-/* a run loaded from the store: the header and its JSON document */
-typedef struct {
-    char                    key[CREOR_STORE_KEY_MAX];
-    ngx_str_t               id;
-    creor_run_hdr_t         hdr;
-    creor_json_t           *doc;
-    ngx_pool_t             *pool;
-    ngx_flag_t              sync;       /* a state change: commit synced */
-} creor_run_t;
+/* runs: records and their state machine (src/model/) */
+#include "creor_run.h"
+#include "creor_run_state.h"
 
 
 /* who is calling, after authentication */
@@ -459,40 +453,11 @@ ngx_int_t creor_page_send(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 ngx_int_t creor_page_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_page_t *pg, creor_page_item_pt item, const char *fmt, ...);
 
-/* creor_runs.c */
-ngx_int_t creor_run_load(creor_store_t *st, MDB_txn *txn, ngx_pool_t *pool,
-    ngx_str_t *org, ngx_str_t *id, creor_run_t *run);
-ngx_int_t creor_run_load_any(creor_store_t *st, MDB_txn *txn,
-    ngx_pool_t *pool, ngx_str_t *id, creor_run_t *run);
-ngx_int_t creor_run_header(creor_store_t *st, MDB_txn *txn, ngx_str_t *id,
-    creor_run_hdr_t *hdr);
-ngx_int_t creor_run_save(creor_store_t *st, MDB_txn *txn, creor_run_t *run);
-ngx_int_t creor_run_event(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
-    const char *type, size_t type_len, creor_json_t *value);
-ngx_int_t creor_run_commit(creor_store_t *st, MDB_txn *txn,
-    creor_run_t *run, ngx_flag_t sync);
-ngx_int_t creor_run_fail(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
-    const char *type, const char *reason);
-void creor_run_json(yajl_gen g, creor_run_t *run);
-const char *creor_run_status_name(ngx_uint_t status);
-ngx_int_t creor_runs_start(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    ngx_str_t *agent_id, creor_json_t *inputs, ngx_flag_t followup,
-    MDB_txn *txn, creor_run_t *run);
-ngx_int_t creor_runs_route_run(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    MDB_txn *txn, creor_run_t *run);
-ngx_int_t creor_runs_cancel_agent(creor_store_t *st, MDB_txn *txn,
-    ngx_pool_t *pool, ngx_str_t *org, ngx_str_t *agent, ngx_flag_t *more);
-void creor_runs_reap_kick(ngx_creor_main_conf_t *mcf);
-ngx_int_t creor_runs_accepted(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    MDB_txn *txn, creor_run_t *run);
-ngx_int_t creor_runs_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
-ngx_int_t creor_runs_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
-ngx_int_t creor_runs_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
-ngx_int_t creor_runs_cancel(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
-ngx_int_t creor_runs_signal(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
-ngx_int_t creor_runs_file(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);
-ngx_int_t creor_runs_check_signature(ngx_http_request_t *r,
-    ngx_creor_ctx_t *ctx);
+/* runs: the API, its attachments, the route's run, the reaper */
+#include "creor_runs.h"
+#include "creor_run_files.h"
+#include "creor_run_route.h"
+#include "creor_reaper.h"
 
 /* creor_events.c */
 ngx_int_t creor_events_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);

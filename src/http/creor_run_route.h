@@ -1,0 +1,21 @@
+
+/*
+ * Copyright (C) ngx_creor_module authors
+ *
+ * The run a route names (creor_run_route.c); included from ngx_creor.h.
+ */
+
+
+#ifndef _CREOR_RUN_ROUTE_H_INCLUDED_
+#define _CREOR_RUN_ROUTE_H_INCLUDED_
+
+
+ngx_int_t creor_runs_route_run(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    MDB_txn *txn, creor_run_t *run);
+ngx_int_t creor_runs_route_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_run_t *run);
+ngx_int_t creor_runs_route_write(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    MDB_txn **txn, creor_run_t *run);
+
+
+#endif /* _CREOR_RUN_ROUTE_H_INCLUDED_ */
