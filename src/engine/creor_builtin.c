@@ -103,8 +103,14 @@ creor_builtin_claim(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
                       "creor_provider", &run->id,
                       model ? &model->str : &run->id);
 
-        (void) creor_run_fail(st, txn, run, "run.failed",
-                              "UNSUPPORTED_MODEL");
+        if (creor_run_fail(st, txn, run, "run.failed", "UNSUPPORTED_MODEL")
+            == CREOR_STORE_OK)
+        {
+            creor_changed(ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                                          ngx_creor_module),
+                          &run->id, CREOR_CHANGED_EVENTS);
+        }
+
         return NGX_DECLINED;
     }
 
@@ -119,8 +125,14 @@ creor_builtin_claim(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
     if (action && action->type == CREOR_JSON_STRING
         && ngx_strcmp(action->str.data, "reject") == 0)
     {
-        (void) creor_run_fail(st, txn, run, "run.failed",
-                              "TOOL_CALL_REJECTED");
+        if (creor_run_fail(st, txn, run, "run.failed", "TOOL_CALL_REJECTED")
+            == CREOR_STORE_OK)
+        {
+            creor_changed(ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                                          ngx_creor_module),
+                          &run->id, CREOR_CHANGED_EVENTS);
+        }
+
         return NGX_DECLINED;
     }
 
@@ -643,6 +655,8 @@ creor_builtin_events(creor_builtin_t *bi, ngx_str_t *run_id,
     if (creor_run_commit(st, txn, &run, 1) != CREOR_STORE_OK) {
         return NGX_ABORT;
     }
+
+    creor_changed(mcf, &run.id, CREOR_CHANGED_EVENTS);
 
     return rc;
 }

@@ -482,5 +482,8 @@ creor_leg_events(creor_leg_t *leg, ngx_array_t *lines, ngx_pool_t *pool)
     if (rc != CREOR_STORE_OK) {
         creor_legs_failed(&leg->run_id, "record the events of", rc);
         leg->aborted = 1;
+
+    } else {
+        creor_changed(mcf, &run.id, CREOR_CHANGED_EVENTS);
     }
 }

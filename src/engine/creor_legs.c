@@ -207,6 +207,7 @@ creor_legs_renew(int64_t now)
         rc = creor_run_commit(&creor_mcf->store, txn, &run, 0);
 
         if (rc == CREOR_STORE_OK) {
+            creor_changed(creor_mcf, &run.id, CREOR_CHANGED_EVENTS);
             leg->renew_ms = now + creor_mcf->run_lease / 3;
 
         } else {
@@ -262,6 +263,7 @@ creor_legs_release(void)
                 if (creor_run_commit(&creor_mcf->store, txn, &run, 0)
                     == CREOR_STORE_OK)
                 {
+                    creor_changed(creor_mcf, &run.id, CREOR_CHANGED_EVENTS);
                     ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                                   "creor: leaving the leg of %V to another "
                                   "worker", &leg->run_id);
@@ -409,6 +411,9 @@ creor_legs_claim(ngx_str_t *id, int64_t now)
         rc = creor_run_fail(st, txn, &run, "run.failed", "RUN_TIMEOUT");
         if (rc != CREOR_STORE_OK) {
             creor_legs_failed(id, "time out", rc);
+
+        } else {
+            creor_changed(creor_mcf, &run.id, CREOR_CHANGED_EVENTS);
         }
 
         ngx_destroy_pool(pool);
@@ -446,6 +451,9 @@ creor_legs_claim(ngx_str_t *id, int64_t now)
 
         if (rc != CREOR_STORE_OK) {
             creor_legs_failed(id, "fail", rc);
+
+        } else {
+            creor_changed(creor_mcf, &run.id, CREOR_CHANGED_EVENTS);
         }
 
         ngx_destroy_pool(pool);
@@ -493,6 +501,8 @@ creor_legs_claim(ngx_str_t *id, int64_t now)
         ngx_destroy_pool(pool);
         return;
     }
+
+    creor_changed(creor_mcf, &run.id, CREOR_CHANGED_EVENTS);
 
     if (creor_executor.len == 0) {
         rc = (creor_builtin_body(st, &run, pool, &body) == NGX_OK)
@@ -667,6 +677,9 @@ creor_leg_finish(creor_job_t *job)
                                 ? "PROVIDER_TIMEOUT" : "PROVIDER_ERROR");
             if (rc != CREOR_STORE_OK) {
                 creor_legs_failed(&leg->run_id, "fail", rc);
+
+            } else {
+                creor_changed(creor_mcf, &run.id, CREOR_CHANGED_EVENTS);
             }
 
             goto done;
@@ -678,6 +691,9 @@ creor_leg_finish(creor_job_t *job)
                             "EXECUTOR_UNAVAILABLE");
         if (rc != CREOR_STORE_OK) {
             creor_legs_failed(&leg->run_id, "fail", rc);
+
+        } else {
+            creor_changed(creor_mcf, &run.id, CREOR_CHANGED_EVENTS);
         }
 
         goto done;
@@ -695,6 +711,9 @@ creor_leg_finish(creor_job_t *job)
     rc = creor_run_commit(st, txn, &run, 1);
     if (rc != CREOR_STORE_OK) {
         creor_legs_failed(&leg->run_id, "retry", rc);
+
+    } else {
+        creor_changed(creor_mcf, &run.id, CREOR_CHANGED_EVENTS);
     }
 
 done:

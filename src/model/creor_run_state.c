@@ -276,17 +276,16 @@ creor_run_webhooks(creor_store_t *st, MDB_txn *txn, creor_run_t *run)
 
 
 /*
- * Saves the run, commits (synced if its state changed) and wakes what
- * waits for events: streams and legs on this worker at once, the other
- * workers through the shared counter.
+ * Saves the run and commits, synced if its state changed; txn is gone
+ * either way.  On success the caller tells what waits for the run's
+ * events: creor_changed(mcf, &run->id, CREOR_CHANGED_EVENTS).
  */
 
 ngx_int_t
 creor_run_commit(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
     ngx_flag_t sync)
 {
-    int                     rc;
-    ngx_creor_main_conf_t  *mcf;
+    int  rc;
 
     rc = creor_run_save(st, txn, run);
     if (rc != CREOR_STORE_OK) {
@@ -294,23 +293,15 @@ creor_run_commit(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
         return rc;
     }
 
-    rc = (sync && run->sync) ? creor_store_commit(txn)
-                             : creor_store_commit_nosync(st, txn);
-
-    if (rc != CREOR_STORE_OK) {
-        return rc;
-    }
-
-    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_creor_module);
-    creor_changed(mcf, &run->id, CREOR_CHANGED_EVENTS);
-
-    return CREOR_STORE_OK;
+    return (sync && run->sync) ? creor_store_commit(txn)
+                               : creor_store_commit_nosync(st, txn);
 }
 
 
 /*
  * Ends a run with a failure event of the module's own (RUN_TIMEOUT,
- * EXECUTOR_UNAVAILABLE) and commits; txn is gone either way.
+ * EXECUTOR_UNAVAILABLE) and commits; txn is gone either way.  On success
+ * the caller tells creor_changed(), as after creor_run_commit().
  */
 
 ngx_int_t
