@@ -792,6 +792,7 @@ creor_runs_tool_outputs(ngx_http_request_t *r, creor_run_t *run,
     creor_json_t *input)
 {
     ngx_uint_t     n;
+    const char    *invalid;
     creor_json_t  *wait, *calls, *outs, *o, *id, *c, *cid;
 
     wait = creor_json_get(run->doc, "awaitingInput");
@@ -804,11 +805,9 @@ creor_runs_tool_outputs(ngx_http_request_t *r, creor_run_t *run,
     outs = creor_json_get(input, "tool_outputs");
 
     if (outs == NULL || outs->type != CREOR_JSON_ARRAY) {
-        (void) creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
-                          "input.tool_outputs", "The run waits for tool "
-                          "calls: 'input.tool_outputs' must be an array "
-                          "with an output for each call.");
-        return NGX_DECLINED;
+        invalid = "The run waits for tool calls: 'input.tool_outputs' must "
+                  "be an array with an output for each call.";
+        goto failed;
     }
 
     for (o = outs->child; o; o = o->next) {
@@ -819,11 +818,9 @@ creor_runs_tool_outputs(ngx_http_request_t *r, creor_run_t *run,
             || creor_json_get(o, "output") == NULL
             || creor_json_get(o, "output")->type != CREOR_JSON_STRING)
         {
-            (void) creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
-                              "input.tool_outputs", "Each tool output is "
-                              "{\"tool_call_id\": string, \"output\": "
-                              "string}.");
-            return NGX_DECLINED;
+            invalid = "Each tool output is {\"tool_call_id\": string, "
+                      "\"output\": string}.";
+            goto failed;
         }
     }
 
@@ -844,20 +841,23 @@ creor_runs_tool_outputs(ngx_http_request_t *r, creor_run_t *run,
         }
 
         if (n != 1) {
-            (void) creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
-                              "input.tool_outputs", "Each tool call needs "
-                              "exactly one output (tool_call_id).");
-            return NGX_DECLINED;
+            invalid = "Each tool call needs exactly one output "
+                      "(tool_call_id).";
+            goto failed;
         }
     }
 
     if (outs->count != calls->count) {
-        (void) creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
-                          "input.tool_outputs", "An output names no "
-                          "pending tool call.");
-        return NGX_DECLINED;
+        invalid = "An output names no pending tool call.";
+        goto failed;
     }
 
     return NGX_OK;
+
+failed:
+
+    (void) creor_fail(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                      "input.tool_outputs", "%s", invalid);
+    return NGX_DECLINED;
 }
 
