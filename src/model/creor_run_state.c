@@ -335,7 +335,7 @@ creor_run_fail(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
 
 /*
  * A deleted agent's active runs are cancelled, at most CREOR_REAP_BATCH
- * of them and CREOR_REAP_BUDGET ms of work per transaction: found by the
+ * of them and CREOR_REAP_BUDGET us of work per transaction: found by the
  * agent's status indexes, not by walking the organization's runs.  While
  * some remain, "ad:<org>:<agent>" says so and which worker is at it until
  * when (creor_reap_job_t), for creor_runs_reap(); they stay readable.
