@@ -202,6 +202,8 @@ creor_runs_upload(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
 }
 
 
+/* no run: the attachments written so far and their directory go */
+
 void
 creor_runs_discard_files(ngx_http_request_t *r, ngx_str_t *dir,
     creor_json_t *list)
