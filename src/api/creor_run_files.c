@@ -15,8 +15,6 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/crypto.h>
 
 #include "ngx_creor.h"
@@ -425,29 +423,6 @@ creor_runs_upload_cleanup(void *data)
         ngx_close_file(nr->fd);
         nr->fd = NGX_INVALID_FILE;
     }
-}
-
-
-/*
- * A file URL given to the executor carries its own authority:
- * "?expires=<unix time>&signature=<hex HMAC of run/file/expires>".
- */
-
-void
-creor_file_signature(ngx_creor_main_conf_t *mcf, ngx_str_t *run,
-    ngx_str_t *file, time_t expires, u_char *hex)
-{
-    u_char        msg[256];
-    uint8_t       mac[CREOR_HASH_LEN];
-    unsigned int  n;
-
-    n = CREOR_HASH_LEN;
-
-    HMAC(EVP_sha256(), mcf->store.secret, (int) mcf->store.secret_len, msg,
-         ngx_snprintf(msg, sizeof(msg), "file:%V/%V/%T", run, file, expires)
-         - msg, mac, &n);
-
-    ngx_hex_dump(hex, mac, CREOR_HASH_LEN);
 }
 
 

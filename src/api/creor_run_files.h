@@ -38,8 +38,6 @@ ngx_int_t creor_runs_upload(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_runs_new_t *nr);
 void creor_runs_discard_files(ngx_http_request_t *r, ngx_str_t *dir,
     creor_json_t *list);
-void creor_file_signature(ngx_creor_main_conf_t *mcf, ngx_str_t *run,
-    ngx_str_t *file, time_t expires, u_char *hex);
 ngx_int_t creor_runs_check_signature(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx);
 ngx_int_t creor_runs_file(ngx_http_request_t *r, ngx_creor_ctx_t *ctx);

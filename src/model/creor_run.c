@@ -3,7 +3,8 @@
  * Copyright (C) ngx_creor_module authors
  *
  * Run records (SPEC 8.2): loading and saving a run, its queue entry and
- * indexes, its status names and its public JSON document.
+ * indexes, its status names, its public JSON document and the signature
+ * of its files' URLs.
  *
  * A run is "r:<org>:<run>": a fixed header (creor_run_hdr_t, status,
  * lease, counters) and a JSON document (inputs, result, files, the
@@ -16,6 +17,9 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "ngx_creor.h"
 
@@ -379,4 +383,27 @@ creor_run_doc_str(yajl_gen g, creor_run_t *run, const char *name,
     } else {
         yajl_gen_null(g);
     }
+}
+
+
+/*
+ * A file URL given to the executor carries its own authority:
+ * "?expires=<unix time>&signature=<hex HMAC of run/file/expires>".
+ */
+
+void
+creor_file_signature(ngx_creor_main_conf_t *mcf, ngx_str_t *run,
+    ngx_str_t *file, time_t expires, u_char *hex)
+{
+    u_char        msg[256];
+    uint8_t       mac[CREOR_HASH_LEN];
+    unsigned int  n;
+
+    n = CREOR_HASH_LEN;
+
+    HMAC(EVP_sha256(), mcf->store.secret, (int) mcf->store.secret_len, msg,
+         ngx_snprintf(msg, sizeof(msg), "file:%V/%V/%T", run, file, expires)
+         - msg, mac, &n);
+
+    ngx_hex_dump(hex, mac, CREOR_HASH_LEN);
 }

@@ -37,6 +37,8 @@ void creor_run_doc_str(yajl_gen g, creor_run_t *run, const char *name,
     const char *key);
 const char *creor_run_status_name(ngx_uint_t status);
 ngx_int_t creor_run_status_parse(ngx_str_t *s);
+void creor_file_signature(ngx_creor_main_conf_t *mcf, ngx_str_t *run,
+    ngx_str_t *file, time_t expires, u_char *hex);
 
 
 #endif /* _CREOR_RUN_H_INCLUDED_ */
