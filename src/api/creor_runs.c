@@ -477,7 +477,7 @@ creor_runs_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     yajl_gen      g;
     creor_run_t   run;
 
-    if (creor_runs_route_load(r, ctx, &run) != NGX_OK) {
+    if (creor_object_load(r, ctx, &creor_run_object, NULL, &run) != NGX_OK) {
         return NGX_DECLINED;
     }
 
@@ -672,7 +672,9 @@ creor_runs_cancel(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    if (creor_runs_route_write(r, ctx, &txn, &run) != NGX_OK) {
+    if (creor_object_load(r, ctx, &creor_run_object, &txn, &run)
+        != NGX_OK)
+    {
         return NGX_DECLINED;
     }
 
@@ -753,7 +755,9 @@ creor_runs_signal(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (creor_runs_route_write(r, ctx, &txn, &run) != NGX_OK) {
+    if (creor_object_load(r, ctx, &creor_run_object, &txn, &run)
+        != NGX_OK)
+    {
         return NGX_DECLINED;
     }
 

@@ -10,12 +10,14 @@
 #define _CREOR_RUN_ROUTE_H_INCLUDED_
 
 
+#include "creor_object.h"
+
+
+extern creor_object_t  creor_run_object;
+
+
 ngx_int_t creor_runs_route_run(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     MDB_txn *txn, creor_run_t *run);
-ngx_int_t creor_runs_route_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    creor_run_t *run);
-ngx_int_t creor_runs_route_write(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    MDB_txn **txn, creor_run_t *run);
 
 
 #endif /* _CREOR_RUN_ROUTE_H_INCLUDED_ */
