@@ -57,7 +57,7 @@ $(BUILD)/ngx_creor_module.so: $(NGXDIR)/src/Makefile $(MOD_SRC)
 	cp $(NGXDIR)/src/objs/ngx_creor_module.so $@.tmp && mv $@.tmp $@
 
 $(BUILD)/creor: $(CLI_SRC) src/store/creor_store.h src/lib/creor_core.h \
-	    src/store/creor_index.h
+	    src/store/creor_index.h src/store/creor_records.h
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) $(SAN) -Wall -Wextra -Wno-unused-parameter $(CORE_INCS) \
 	    -o $@.tmp $(CLI_SRC) -llmdb -lcrypto && mv $@.tmp $@

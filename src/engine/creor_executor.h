@@ -46,10 +46,6 @@ ngx_int_t creor_leg_line(ngx_pool_t *pool, ngx_str_t *line,
 void creor_leg_events(creor_leg_t *leg, ngx_array_t *lines,
     ngx_pool_t *pool);
 
-/* creor_runs.c: the HMAC of a signed file URL */
-void creor_file_signature(ngx_creor_main_conf_t *mcf, ngx_str_t *run,
-    ngx_str_t *file, time_t expires, u_char *hex);
-
 /* creor_legs.c */
 void creor_legs_failed(ngx_str_t *id, const char *what, ngx_int_t rc);
 
