@@ -2,13 +2,13 @@
 /*
  * Copyright (C) ngx_creor_module authors
  *
- * The cursor check of creor_pagination.c on any query value: what it
- * accepts has the form creor_cursor_save() makes, so it can become a
+ * The cursor check of creor_cursor.c on any query value: what it
+ * accepts has the form creor_cursor_put() makes, so it can become a
  * store key.
  */
 
 
-#include "../src/http/creor_pagination.c"
+#include "../src/model/creor_cursor.c"
 #include "input.h"
 
 
