@@ -67,7 +67,6 @@ static ngx_int_t creor_chat_collect(creor_chat_t *chat, ngx_chain_t *in,
 
 
 static ngx_str_t  creor_chat_post = ngx_string("POST");
-static ngx_str_t  creor_chat_json = ngx_string("application/json");
 
 static creor_capture_t  creor_chat_capture = {
     offsetof(ngx_creor_ctx_t, chat),
@@ -421,7 +420,6 @@ creor_chat_call(creor_chat_t *chat)
 {
     ngx_buf_t                   *b;
     ngx_chain_t                 *cl;
-    ngx_table_elt_t             *h;
     ngx_creor_ctx_t             *sctx;
     ngx_http_request_t          *r, *sr;
     ngx_http_request_body_t     *rb;
@@ -465,23 +463,9 @@ creor_chat_call(creor_chat_t *chat)
     sr->headers_in.content_length_n = chat->body.len;
     sr->headers_in.keep_alive_n = -1;
 
-    if (ngx_list_init(&sr->headers_in.headers, r->pool, 2,
-                      sizeof(ngx_table_elt_t))
-        != NGX_OK)
-    {
+    if (creor_json_request_headers(sr, 0) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    h = ngx_list_push(&sr->headers_in.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_str_set(&h->key, "Content-Type");
-    h->value = creor_chat_json;
-    h->lowcase_key = (u_char *) "content-type";
-    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
-    sr->headers_in.content_type = h;
 
     rb = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
     b = ngx_calloc_buf(r->pool);

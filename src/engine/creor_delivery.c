@@ -1016,11 +1016,5 @@ creor_webhooks_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     job = ctx->job;
     s = (ngx_str_t *) ((u_char *) job->data + data);
 
-    v->data = s->data;
-    v->len = s->len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-
-    return NGX_OK;
+    return creor_variable_str(v, s);
 }

@@ -55,7 +55,6 @@ creor_job_t *creor_job_create(creor_job_kind_t *kind, size_t size,
     ngx_uint_t nheaders);
 void creor_job_run(creor_job_t *job, ngx_msec_t timeout);
 void creor_job_destroy(creor_job_t *job);
-ngx_int_t creor_job_json_headers(ngx_http_request_t *r, ngx_uint_t n);
 
 
 /* the job kind's capture of its replies (creor_capture.c) */

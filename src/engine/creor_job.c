@@ -49,7 +49,6 @@ static creor_capture_t          creor_job_capture = {
 };
 
 static ngx_str_t  creor_post = ngx_string("POST");
-static ngx_str_t  creor_json_ct = ngx_string("application/json");
 
 
 void
@@ -187,7 +186,7 @@ creor_job_create(creor_job_kind_t *kind, size_t size, ngx_str_t *uri,
 
     /* the subrequest shares these: proxy_pass sends them on */
 
-    if (creor_job_json_headers(r, nheaders) != NGX_OK) {
+    if (creor_json_request_headers(r, nheaders) != NGX_OK) {
         goto failed;
     }
 
@@ -266,38 +265,6 @@ failed:
     ngx_destroy_pool(pool);
 
     return NULL;
-}
-
-
-/*
- * The request headers of a POST of JSON: Content-Type, and room for n
- * more.  A chat completion's subrequest has the same.
- */
-
-ngx_int_t
-creor_job_json_headers(ngx_http_request_t *r, ngx_uint_t n)
-{
-    ngx_table_elt_t  *h;
-
-    if (ngx_list_init(&r->headers_in.headers, r->pool, n + 2,
-                      sizeof(ngx_table_elt_t))
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    h = ngx_list_push(&r->headers_in.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_str_set(&h->key, "Content-Type");
-    h->value = creor_json_ct;
-    h->lowcase_key = (u_char *) "content-type";
-    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
-    r->headers_in.content_type = h;
-
-    return NGX_OK;
 }
 
 

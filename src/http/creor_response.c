@@ -673,3 +673,50 @@ creor_group_handler(ngx_event_t *ev)
         ngx_http_run_posted_requests(c);
     }
 }
+
+
+/*
+ * The request headers of a POST of JSON: Content-Type, and room for n
+ * more: a job's detached request, a chat completion's subrequest.
+ */
+
+ngx_int_t
+creor_json_request_headers(ngx_http_request_t *r, ngx_uint_t n)
+{
+    ngx_table_elt_t  *h;
+
+    if (ngx_list_init(&r->headers_in.headers, r->pool, n + 2,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    h = ngx_list_push(&r->headers_in.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&h->key, "Content-Type");
+    h->value = creor_json_type;
+    h->lowcase_key = (u_char *) "content-type";
+    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
+    r->headers_in.content_type = h;
+
+    return NGX_OK;
+}
+
+
+/* a variable's value: the string itself, evaluated each time */
+
+ngx_int_t
+creor_variable_str(ngx_http_variable_value_t *v, ngx_str_t *s)
+{
+    v->data = s->data;
+    v->len = s->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}

@@ -52,6 +52,8 @@ ngx_int_t creor_send_json(ngx_http_request_t *r, ngx_uint_t status,
 ngx_int_t creor_send_raw(ngx_http_request_t *r, ngx_uint_t status,
     u_char *data, size_t len);
 void creor_group_post(ngx_creor_main_conf_t *mcf);
+ngx_int_t creor_json_request_headers(ngx_http_request_t *r, ngx_uint_t n);
+ngx_int_t creor_variable_str(ngx_http_variable_value_t *v, ngx_str_t *s);
 
 
 #endif /* _CREOR_RESPONSE_H_INCLUDED_ */
