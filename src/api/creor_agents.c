@@ -176,8 +176,8 @@ creor_agents_create(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
         return creor_fail_store(r, rc);
     }
 
-    creor_changed(ctx->mcf, &run.id, CREOR_CHANGED_EVENTS);
-    creor_changed(ctx->mcf, NULL, CREOR_CHANGED_WORK);
+    creor_changed(ctx->mcf, &run.id,
+                  CREOR_CHANGED_EVENTS | CREOR_CHANGED_WORK);
 
     /* the answer is the new agent as committed, with the run's id */
 

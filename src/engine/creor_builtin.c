@@ -82,13 +82,14 @@ static ngx_int_t creor_builtin_inputs_json(creor_json_t *inputs,
 
 /*
  * In the claim's transaction: the run's provider, and what its signal
- * says.  Tool outputs become tool messages of the run's turns; a reject
- * ends the run.  NGX_DECLINED: the run failed, txn is gone.
+ * says.  Tool outputs become tool messages of the run's turns.
+ * NGX_DECLINED: the run is to fail with *fail (no provider, a reject),
+ * which the caller does in txn; NGX_ERROR: txn is gone.
  */
 
 ngx_int_t
-creor_builtin_claim(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
-    ngx_array_t *providers, creor_provider_t **pv)
+creor_builtin_claim(MDB_txn *txn, creor_run_t *run, ngx_array_t *providers,
+    creor_provider_t **pv, const char **fail)
 {
     ngx_str_t      name;
     creor_json_t  *model, *sig, *action, *out, *msg, *v;
@@ -103,14 +104,7 @@ creor_builtin_claim(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
                       "creor_provider", &run->id,
                       model ? &model->str : &run->id);
 
-        if (creor_run_fail(st, txn, run, "run.failed", "UNSUPPORTED_MODEL")
-            == CREOR_STORE_OK)
-        {
-            creor_changed(ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                                          ngx_creor_module),
-                          &run->id, CREOR_CHANGED_EVENTS);
-        }
-
+        *fail = "UNSUPPORTED_MODEL";
         return NGX_DECLINED;
     }
 
@@ -125,14 +119,7 @@ creor_builtin_claim(creor_store_t *st, MDB_txn *txn, creor_run_t *run,
     if (action && action->type == CREOR_JSON_STRING
         && ngx_strcmp(action->str.data, "reject") == 0)
     {
-        if (creor_run_fail(st, txn, run, "run.failed", "TOOL_CALL_REJECTED")
-            == CREOR_STORE_OK)
-        {
-            creor_changed(ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                                          ngx_creor_module),
-                          &run->id, CREOR_CHANGED_EVENTS);
-        }
-
+        *fail = "TOOL_CALL_REJECTED";
         return NGX_DECLINED;
     }
 

@@ -102,8 +102,8 @@ ngx_uint_t creor_legs_busy(void);
 /* creor_builtin.c */
 typedef struct creor_builtin_s  creor_builtin_t;
 
-ngx_int_t creor_builtin_claim(creor_store_t *st, MDB_txn *txn,
-    creor_run_t *run, ngx_array_t *providers, creor_provider_t **pv);
+ngx_int_t creor_builtin_claim(MDB_txn *txn, creor_run_t *run,
+    ngx_array_t *providers, creor_provider_t **pv, const char **fail);
 ngx_int_t creor_builtin_started(creor_store_t *st, MDB_txn *txn,
     creor_run_t *run);
 ngx_int_t creor_builtin_body(creor_store_t *st, creor_run_t *run,

@@ -369,8 +369,10 @@ creor_legs_claim(ngx_str_t *id, int64_t now)
 {
     int                rc;
     MDB_txn           *txn;
+    ngx_int_t          brc;
     ngx_str_t          body;
     ngx_pool_t        *pool;
+    const char        *fail;
     creor_run_t        run;
     creor_store_t     *st;
     creor_provider_t  *pv;
@@ -478,9 +480,19 @@ creor_legs_claim(ngx_str_t *id, int64_t now)
 
         /* built-in: the provider's request is made after the commit */
 
-        if (creor_builtin_claim(st, txn, &run, creor_providers, &pv)
-            != NGX_OK)
-        {
+        brc = creor_builtin_claim(txn, &run, creor_providers, &pv, &fail);
+
+        if (brc == NGX_DECLINED) {
+            rc = creor_run_fail(st, txn, &run, "run.failed", fail);
+            if (rc != CREOR_STORE_OK) {
+                creor_legs_failed(id, "fail", rc);
+
+            } else {
+                creor_changed(creor_mcf, &run.id, CREOR_CHANGED_EVENTS);
+            }
+        }
+
+        if (brc != NGX_OK) {
             ngx_destroy_pool(pool);
             return;
         }
