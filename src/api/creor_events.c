@@ -51,8 +51,6 @@ typedef struct {
 } creor_sse_batch_t;
 
 
-static ngx_int_t creor_events_run(ngx_http_request_t *r,
-    ngx_creor_ctx_t *ctx, creor_run_t *run);
 static ngx_int_t creor_events_item(ngx_http_request_t *r,
     ngx_creor_ctx_t *ctx, MDB_val *key, MDB_val *val, yajl_gen g);
 static void creor_sse_look(creor_sse_t *sse, void *data);
@@ -88,7 +86,7 @@ creor_events_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     creor_run_t    run;
     creor_page_t   pg;
 
-    rc = creor_events_run(r, ctx, &run);
+    rc = creor_object_load(r, ctx, &creor_run_object, NULL, &run);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -109,26 +107,6 @@ creor_events_list(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
 
 
 /* the run the route names, if the caller may see it */
-
-static ngx_int_t
-creor_events_run(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    creor_run_t *run)
-{
-    MDB_txn  *txn;
-
-    txn = creor_store_read(&ctx->mcf->store);
-    if (txn == NULL) {
-        return creor_fail_store(r, CREOR_STORE_ERROR);
-    }
-
-    if (creor_runs_route_run(r, ctx, txn, run) != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
-    creor_store_read_done(&ctx->mcf->store);
-
-    return NGX_OK;
-}
 
 
 static ngx_int_t
@@ -167,7 +145,7 @@ creor_events_stream(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     ngx_pool_cleanup_t    *cln;
     ngx_creor_loc_conf_t  *lcf;
 
-    rc = creor_events_run(r, ctx, &run);
+    rc = creor_object_load(r, ctx, &creor_run_object, NULL, &run);
     if (rc != NGX_OK) {
         return rc;
     }

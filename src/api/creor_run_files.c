@@ -496,16 +496,23 @@ creor_runs_file(ngx_http_request_t *r, ngx_creor_ctx_t *ctx)
     if (ctx->signed_url) {
         rc = creor_run_load_any(&ctx->mcf->store, txn, r->pool,
                                 &ctx->params[0], &run);
-        if (rc != CREOR_STORE_OK) {
-            return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
-                              "No such run.");
+        if (rc == CREOR_STORE_OK) {
+            rc = NGX_OK;
+
+        } else {
+            rc = creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,
+                            "No such run.");
         }
 
-    } else if (creor_runs_route_run(r, ctx, txn, &run) != NGX_OK) {
-        return NGX_DECLINED;
+    } else {
+        rc = creor_object_get(r, ctx, &creor_run_object, txn, &run);
     }
 
     creor_store_read_done(&ctx->mcf->store);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
 
     v = creor_json_get(run.doc, "files");
 

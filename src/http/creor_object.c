@@ -45,17 +45,32 @@ creor_object_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
         }
     }
 
-    rc = obj->load(st, t, r->pool, &ctx->who.org, &ctx->ids[obj->kind], rec);
+    rc = creor_object_get(r, ctx, obj, t, rec);
 
     if (txn == NULL) {
         creor_store_read_done(st);
 
-    } else if (rc == CREOR_STORE_OK) {
+    } else if (rc == NGX_OK) {
         *txn = t;
 
     } else {
         creor_store_abort(t);
     }
+
+    return rc;
+}
+
+
+/* the same in the caller's transaction, which it ends */
+
+ngx_int_t
+creor_object_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_object_t *obj, MDB_txn *txn, void *rec)
+{
+    ngx_int_t  rc;
+
+    rc = obj->load(&ctx->mcf->store, txn, r->pool, &ctx->who.org,
+                   &ctx->ids[obj->kind], rec);
 
     if (rc == CREOR_STORE_NOTFOUND) {
         return creor_fail(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND", NULL,

@@ -25,6 +25,8 @@ typedef struct {
 
 ngx_int_t creor_object_load(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
     creor_object_t *obj, MDB_txn **txn, void *rec);
+ngx_int_t creor_object_get(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
+    creor_object_t *obj, MDB_txn *txn, void *rec);
 ngx_int_t creor_object_commit(ngx_http_request_t *r, MDB_txn *txn,
     ngx_int_t rc);
 ngx_int_t creor_object_deleted(ngx_http_request_t *r, ngx_str_t *id,

@@ -16,8 +16,5 @@
 extern creor_object_t  creor_run_object;
 
 
-ngx_int_t creor_runs_route_run(ngx_http_request_t *r, ngx_creor_ctx_t *ctx,
-    MDB_txn *txn, creor_run_t *run);
-
 
 #endif /* _CREOR_RUN_ROUTE_H_INCLUDED_ */

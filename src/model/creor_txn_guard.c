@@ -16,7 +16,9 @@
 /*
  * Called when an event's work is done, where no transaction may be open:
  * ends a write transaction that a forgotten path left, which would hold
- * LMDB's writer lock and stop every writer of every process.
+ * LMDB's writer lock and stop every writer of every process; and the
+ * worker's read transaction, which every read shares: left active, it
+ * would show later requests the store as it was.
  */
 
 void
@@ -27,6 +29,9 @@ creor_store_guard(ngx_creor_main_conf_t *mcf, ngx_log_t *log)
     if (!mcf->opened) {
         return;
     }
+
+    creor_store_read_done(&mcf->store);
+    creor_store_read_done(&mcf->counters);
 
     n = creor_store_release(&mcf->store) + mcf->store.left_open
         + creor_store_release(&mcf->counters) + mcf->counters.left_open;
